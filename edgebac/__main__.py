@@ -1,0 +1,3 @@
+from edgebac.cli import main
+
+main()

@@ -1,0 +1,247 @@
+"""The one place that turns events into bytes and back, signs them and checks signatures.
+
+Wire and storage format (version 1), both canonical msgpack:
+
+    raw     = [payload: bin, sig: bin(64)]
+    payload = [1, author: bin(32), seq: uint, prev: bin(32) | nil, hlc: uint, type: str, body: map]
+
+The signature is ed25519 over SIGNING_CONTEXT + payload; the event id is sha256(raw). Canonical
+means maps have str keys in sorted order, ints and lengths use their shortest form, floats are
+float64 and no extension types appear. Decoding re-encodes and compares, so any other spelling of
+the same event is refused: one event has exactly one byte string, hence one id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from edgebac.eventlog.clock import Hlc
+
+FORMAT_VERSION = 1
+# Domain separation: a signature over an event can never be replayed as one over another message.
+SIGNING_CONTEXT = b"edgebac/event/v1\x00"
+KEY_BYTES = 32
+SIG_BYTES = 64
+ID_BYTES = 32
+MAX_EVENT_BYTES = 1 << 20  # job specs with small inline inputs fit; a gossip page holds many
+MAX_TYPE_LEN = 64
+
+
+class EncodingError(ValueError):
+    """Bytes that are not a well-formed, canonical event. `reason` is a stable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A signed event. `raw` are the exact bytes that were signed, stored and sent.
+
+    `body` is a plain dict for speed and msgpack friendliness; treat it as read-only.
+    """
+
+    author: bytes
+    seq: int
+    prev: bytes | None
+    hlc: Hlc
+    type: str
+    body: dict[str, Any]
+    sig: bytes
+    raw: bytes = field(repr=False, compare=False)
+    id: bytes = field(repr=False, compare=False)
+
+    @property
+    def job_id(self) -> str | None:
+        job_id = self.body.get("job_id")
+        return job_id if isinstance(job_id, str) else None
+
+    def __str__(self) -> str:
+        return f"{self.type}#{self.seq} by {self.author.hex()[:12]} ({self.id.hex()[:12]})"
+
+
+def event_id(raw: bytes) -> bytes:
+    return hashlib.sha256(raw).digest()
+
+
+def _canonical(value: Any, path: str) -> Any:
+    """A copy of `value` whose maps iterate in key order; refuses what msgpack can't say once."""
+    if value is None or isinstance(value, bool | str | bytes):
+        return value
+    if isinstance(value, int):
+        if not -(1 << 63) <= value < (1 << 64):
+            raise EncodingError("bad_body", f"{path}: integer {value} does not fit 64 bits")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise EncodingError("bad_body", f"{path}: {value} is not a finite number")
+        return value
+    if isinstance(value, list):
+        return [_canonical(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        for key in value:
+            if not isinstance(key, str):
+                raise EncodingError("bad_body", f"{path}: map key {key!r} is not a string")
+        return {key: _canonical(value[key], f"{path}.{key}") for key in sorted(value)}
+    raise EncodingError("bad_body", f"{path}: {type(value).__name__} cannot be encoded")
+
+
+def canonical_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    return _canonical(body, "body")
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def pack_payload(
+    author: bytes, seq: int, prev: bytes | None, hlc: Hlc, type_: str, body: Mapping[str, Any]
+) -> bytes:
+    return _pack([FORMAT_VERSION, author, seq, prev, hlc.pack(), type_, canonical_body(body)])
+
+
+def seal(
+    key: SigningKey, seq: int, prev: bytes | None, hlc: Hlc, type_: str, body: Mapping[str, Any]
+) -> Event:
+    """Build and sign a new event of this key's author."""
+    author = bytes(key.verify_key)
+    body = canonical_body(body)
+    payload = _pack([FORMAT_VERSION, author, seq, prev, hlc.pack(), type_, body])
+    sig = key.sign(SIGNING_CONTEXT + payload).signature
+    raw = _pack([payload, sig])
+    if len(raw) > MAX_EVENT_BYTES:
+        raise EncodingError("too_large", f"event is {len(raw)} bytes (max {MAX_EVENT_BYTES})")
+    return Event(author, seq, prev, hlc, type_, body, sig, raw, event_id(raw))
+
+
+def _sorted_map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if not all(isinstance(key, str) for key in keys):
+        raise EncodingError("malformed", "map keys must be strings")
+    for before, after in itertools.pairwise(keys):
+        if not before < after:
+            raise EncodingError("not_canonical", "map keys are not in strictly increasing order")
+    return dict(pairs)
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise EncodingError("malformed", f"msgpack extension type {code} is not allowed")
+
+
+def _unpack(data: bytes, what: str) -> Any:
+    try:
+        return msgpack.unpackb(
+            data, raw=False, use_list=True, object_pairs_hook=_sorted_map, ext_hook=_no_ext
+        )
+    except EncodingError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise EncodingError("malformed", f"{what} is not valid msgpack: {exc}") from None
+
+
+def _split(raw: bytes) -> tuple[bytes, bytes]:
+    outer = _unpack(raw, "event")
+    if not (
+        isinstance(outer, list)
+        and len(outer) == 2
+        and isinstance(outer[0], bytes)
+        and isinstance(outer[1], bytes)
+    ):
+        raise EncodingError("malformed", "event is not [payload, signature]")
+    payload, sig = outer
+    if len(sig) != SIG_BYTES:
+        raise EncodingError("malformed", f"signature is {len(sig)} bytes, not {SIG_BYTES}")
+    if _pack(outer) != raw:
+        raise EncodingError("not_canonical", "event envelope is not canonically encoded")
+    return payload, sig
+
+
+def _check_fields(fields: Any) -> None:
+    if not isinstance(fields, list) or len(fields) != 7:
+        raise EncodingError("malformed", "payload is not a list of 7 fields")
+    version, author, seq, prev, hlc, type_, body = fields
+    if version != FORMAT_VERSION:
+        raise EncodingError("malformed", f"unsupported event format version {version!r}")
+    if not isinstance(author, bytes) or len(author) != KEY_BYTES:
+        raise EncodingError("malformed", "author is not a 32-byte public key")
+    if type(seq) is not int or seq < 1:
+        raise EncodingError("malformed", f"seq {seq!r} is not a positive integer")
+    if not (prev is None or (isinstance(prev, bytes) and len(prev) == ID_BYTES)):
+        raise EncodingError("malformed", "prev is neither nil nor a 32-byte event id")
+    if type(hlc) is not int:
+        raise EncodingError("malformed", f"hlc {hlc!r} is not an integer")
+    if not isinstance(type_, str) or not 0 < len(type_) <= MAX_TYPE_LEN:
+        raise EncodingError("malformed", "type is not a short string")
+    if not isinstance(body, dict):
+        raise EncodingError("malformed", "body is not a map")
+
+
+def _decode(raw: bytes) -> tuple[Event, bytes]:
+    if len(raw) > MAX_EVENT_BYTES:
+        raise EncodingError("too_large", f"event is {len(raw)} bytes (max {MAX_EVENT_BYTES})")
+    payload, sig = _split(raw)
+    fields = _unpack(payload, "payload")
+    _check_fields(fields)
+    if _pack(fields) != payload:
+        raise EncodingError("not_canonical", "event payload is not canonically encoded")
+    _, author, seq, prev, hlc, type_, body = fields
+    try:
+        hlc_value = Hlc.unpack(hlc)
+    except ValueError as exc:
+        raise EncodingError("malformed", str(exc)) from None
+    return Event(author, seq, prev, hlc_value, type_, body, sig, raw, event_id(raw)), payload
+
+
+def decode(raw: bytes) -> Event:
+    """Parse signed bytes into an Event, refusing anything not in canonical form.
+
+    Does not check the signature: `Verifier.open` does both.
+    """
+    return _decode(raw)[0]
+
+
+class Verifier:
+    """Checks signatures, keeping the parsed public keys of recent authors."""
+
+    def __init__(self, max_keys: int = 4096) -> None:
+        self._keys: OrderedDict[bytes, VerifyKey] = OrderedDict()
+        self._max_keys = max_keys
+
+    def _key(self, author: bytes) -> VerifyKey:
+        key = self._keys.get(author)
+        if key is None:
+            key = VerifyKey(author)
+            self._keys[author] = key
+            if len(self._keys) > self._max_keys:
+                self._keys.popitem(last=False)
+        return key
+
+    def _valid(self, author: bytes, payload: bytes, sig: bytes) -> bool:
+        try:
+            self._key(author).verify(SIGNING_CONTEXT + payload, sig)
+        except (BadSignatureError, ValueError):
+            return False
+        return True
+
+    def open(self, raw: bytes) -> Event:
+        """Decode and check the signature: the way into the node for bytes from elsewhere."""
+        event, payload = _decode(raw)
+        if not self._valid(event.author, payload, event.sig):
+            raise EncodingError("bad_signature", "signature does not verify under its author's key")
+        return event
+
+    def verify(self, event: Event) -> bool:
+        payload, sig = _split(event.raw)
+        return self._valid(event.author, payload, sig)

@@ -1,0 +1,546 @@
+"""The SQLite event log: the only module that speaks SQL.
+
+One writer task owns every write and commits each group of requests in one transaction, so
+concurrent appends share an fsync (group commit) and the chain never sees two writers. Reads
+use their own connection; WAL lets them run while the writer commits. The database refuses
+UPDATE and DELETE on events and fork evidence by itself (triggers), whatever code runs on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from nacl.signing import SigningKey
+
+from edgebac.errors import LogStoreError
+from edgebac.eventlog.chain import Fork, Head, Reason, Rejection, Verdict, check_chains
+from edgebac.eventlog.clock import Hlc, HybridClock
+from edgebac.eventlog.encoding import EncodingError, Event, Verifier, decode, seal
+from edgebac.eventlog.types import body_problem
+
+APPLICATION_ID = 0x45444742  # "EDGB": tells our databases from any other SQLite file
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    author BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    pos INTEGER NOT NULL UNIQUE,   -- local arrival order, for tailing the log
+    id BLOB NOT NULL UNIQUE,
+    hlc INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    job_id TEXT,
+    raw BLOB NOT NULL,
+    PRIMARY KEY (author, seq)
+);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type, pos);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, pos) WHERE job_id IS NOT NULL;
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only: DELETE refused'); END;
+
+CREATE TABLE IF NOT EXISTS forks (
+    id BLOB PRIMARY KEY,
+    author BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    held_id BLOB NOT NULL,
+    detected_ms INTEGER NOT NULL,
+    raw BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS forks_no_update BEFORE UPDATE ON forks
+BEGIN SELECT RAISE(ABORT, 'fork evidence is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS forks_no_delete BEFORE DELETE ON forks
+BEGIN SELECT RAISE(ABORT, 'fork evidence is append-only: DELETE refused'); END;
+"""
+
+INSERT_EVENT = (
+    "INSERT INTO events (author, seq, pos, id, hlc, type, job_id, raw) VALUES (?,?,?,?,?,?,?,?)"
+)
+INSERT_FORK = (
+    "INSERT OR IGNORE INTO forks (id, author, seq, held_id, detected_ms, raw) VALUES (?,?,?,?,?,?)"
+)
+
+MAX_GROUP = 64  # requests committed together; bounds one transaction's size and latency
+
+
+@dataclass
+class IngestReport:
+    accepted: list[Event] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Rejection]:
+        """Rejections that mean something is wrong; duplicates are the normal cost of gossip."""
+        return [r for r in self.rejections if r.reason is not Reason.DUPLICATE]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    raws: list[bytes]
+    complete: bool  # False: more is missing than fitted; ask again with the updated vector
+
+
+@dataclass(frozen=True, slots=True)
+class ForkRecord:
+    author: bytes
+    seq: int
+    id: bytes
+    held_id: bytes
+    detected_ms: int
+
+
+@dataclass
+class _Request:
+    kind: str  # "append" | "ingest"
+    payload: Any
+    done: asyncio.Future[Any]
+
+
+def open_stored(raw: bytes, verifier: Verifier) -> Event:
+    """Decode, check the signature and the body shape of bytes from anywhere but our own writer."""
+    event = verifier.open(raw)
+    problem = body_problem(event.type, event.body)
+    if problem is not None:
+        raise EncodingError(*problem)
+    return event
+
+
+def open_many(raws: Sequence[bytes], verifier: Verifier) -> tuple[list[Event], list[Rejection]]:
+    events: list[Event] = []
+    rejections: list[Rejection] = []
+    for raw in raws:
+        try:
+            events.append(open_stored(raw, verifier))
+        except EncodingError as exc:
+            rejections.append(Rejection(Reason(exc.reason), exc.detail))
+    return events, rejections
+
+
+def _not_ours(path: Path, why: str) -> LogStoreError:
+    return LogStoreError(f"{path} is not an edgebac event log: {why}")
+
+
+def _check_identity(path: Path, app_id: int, version: int, has_tables: bool) -> bool:
+    """True when the schema must be created; raises when the file belongs to someone else."""
+    if app_id == 0 and version == 0:
+        if has_tables:
+            raise _not_ours(path, "it is a SQLite database of another program")
+        return True
+    if app_id != APPLICATION_ID:
+        raise _not_ours(path, f"SQLite application id is {app_id:#x}")
+    if version > SCHEMA_VERSION:
+        raise LogStoreError(
+            f"{path} was written by a newer edgebac (schema {version}, this one knows "
+            f"{SCHEMA_VERSION}); upgrade edgebac to open it"
+        )
+    return False
+
+
+def _row_values(event: Event, pos: int) -> tuple[Any, ...]:
+    return (
+        event.author,
+        event.seq,
+        pos,
+        event.id,
+        event.hlc.pack(),
+        event.type,
+        event.job_id,
+        event.raw,
+    )
+
+
+class EventLog:
+    """The node's append-only log. Create with `await EventLog.open(...)`; `close()` drains."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        clock: HybridClock,
+        key: SigningKey | None,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self.is_member: Callable[[bytes], bool] = lambda author: True
+        self._writer = writer
+        self._reader = reader
+        self._key = key
+        self._verifier = Verifier()
+        self._heads: dict[bytes, Head] = {}
+        self._next_pos = 1
+        self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
+        self._listeners: list[Callable[[list[Event]], None]] = []
+        self._writer_task: asyncio.Task[None] | None = None
+
+    # ----- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: Path, clock: HybridClock, key: SigningKey | None = None) -> EventLog:
+        """Open or create the log at `path`; `key` signs local appends (None: read and ingest)."""
+        writer = reader = None
+        try:
+            writer = await aiosqlite.connect(path, isolation_level=None)
+            await cls._prepare(path, writer)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute("PRAGMA query_only = ON")
+            await reader.execute("PRAGMA busy_timeout = 5000")
+        except sqlite3.DatabaseError as exc:
+            for conn in (writer, reader):
+                if conn is not None:
+                    await conn.close()
+            raise _not_ours(path, str(exc)) from None
+        except LogStoreError:
+            if writer is not None:
+                await writer.close()
+            raise
+        log = cls(path, writer, reader, clock, key)
+        await log._load_heads()
+        log._writer_task = asyncio.create_task(log._write_loop(), name="eventlog-writer")
+        return log
+
+    @staticmethod
+    async def _prepare(path: Path, conn: aiosqlite.Connection) -> None:
+        app_id = (await (await conn.execute("PRAGMA application_id")).fetchone())[0]
+        version = (await (await conn.execute("PRAGMA user_version")).fetchone())[0]
+        tables = await (await conn.execute("SELECT name FROM sqlite_master")).fetchall()
+        create = _check_identity(path, app_id, version, bool(tables))
+        await conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is on disk before we acknowledge it, even across power loss.
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        if create:
+            await conn.executescript(
+                f"BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID};"
+                f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
+
+    async def _load_heads(self) -> None:
+        # SQLite takes the bare columns from the row holding MAX(seq).
+        cursor = await self._writer.execute(
+            "SELECT author, MAX(seq), id, hlc FROM events GROUP BY author"
+        )
+        newest = Hlc(0, 0)
+        for author, seq, id_, hlc in await cursor.fetchall():
+            head = Head(seq, id_, Hlc.unpack(hlc))
+            self._heads[author] = head
+            newest = max(newest, head.hlc)
+        row = await (await self._writer.execute("SELECT MAX(pos) FROM events")).fetchone()
+        self._next_pos = (row[0] or 0) + 1
+        # Our next events must sort after everything held, even if the wall clock went back.
+        self.clock.advance_to(newest)
+
+    async def close(self) -> None:
+        """Finish every queued write, then close: nothing acknowledged or queued is lost."""
+        if self._writer_task is not None:
+            await self._queue.put(None)
+            await self._writer_task
+            self._writer_task = None
+        await self._reader.close()
+        await self._writer.close()
+
+    # ----- writing ---------------------------------------------------------------------------
+
+    async def append(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Event]:
+        """Sign and durably append local events, in order. Returns them once committed."""
+        if self._key is None:
+            raise LogStoreError(f"{self.path} is open without a node key: cannot append")
+        for type_, body in items:
+            problem = body_problem(type_, body)
+            if problem is not None:
+                raise EncodingError(*problem)
+        return await self._submit("append", list(items))
+
+    async def ingest(self, raws: Sequence[bytes]) -> IngestReport:
+        """Verify and store events from elsewhere; refused ones come back with their reasons."""
+        events, rejections = await asyncio.to_thread(open_many, raws, self._verifier)
+        report = IngestReport(rejections=rejections)
+        if events:
+            verdict: Verdict = await self._submit("ingest", events)
+            report.accepted = verdict.accepted
+            report.rejections.extend(verdict.rejections)
+        return report
+
+    def add_listener(self, listener: Callable[[list[Event]], None]) -> None:
+        """Call `listener` with every batch of newly stored events, right after its commit."""
+        self._listeners.append(listener)
+
+    async def _submit(self, kind: str, payload: Any) -> Any:
+        if self._writer_task is None:
+            raise LogStoreError(f"{self.path} is closed")
+        done = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Request(kind, payload, done))
+        return await done
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < MAX_GROUP and not self._queue.empty():
+                request = self._queue.get_nowait()
+                if request is None:
+                    stop = True
+                    break
+                group.append(request)
+            await self._commit_group(group)
+            if stop:
+                return
+
+    async def _commit_group(self, group: list[_Request]) -> None:
+        heads = dict(self._heads)
+        rows: list[tuple[Any, ...]] = []
+        fork_rows: list[tuple[Any, ...]] = []
+        new_events: list[Event] = []
+        results: list[tuple[_Request, Any]] = []
+        for request in group:
+            try:
+                if request.kind == "append":
+                    result = events = self._seal_local(request.payload, heads)
+                else:
+                    result = await self._check(request.payload, heads)
+                    events = result.accepted
+                    fork_rows.extend(self._fork_row(fork) for fork in result.forks)
+            except EncodingError as exc:
+                request.done.set_exception(exc)
+                continue
+            for event in events:
+                rows.append(_row_values(event, self._next_pos + len(rows)))
+            new_events.extend(events)
+            results.append((request, result))
+        try:
+            await self._write_rows(rows, fork_rows)
+        except sqlite3.Error as exc:
+            error = LogStoreError(f"{self.path}: write failed: {exc}")
+            for request, _ in results:
+                request.done.set_exception(error)
+            return
+        self._heads = heads
+        self._next_pos += len(rows)
+        for request, result in results:
+            request.done.set_result(result)
+        if new_events:
+            for listener in self._listeners:
+                listener(new_events)
+
+    def _seal_local(self, items: list[tuple[str, Mapping[str, Any]]], heads: dict) -> list[Event]:
+        assert self._key is not None
+        author = bytes(self._key.verify_key)
+        head = heads.get(author)
+        events = []
+        for type_, body in items:
+            seq = head.seq + 1 if head else 1
+            event = seal(self._key, seq, head.id if head else None, self.clock.now(), type_, body)
+            events.append(event)
+            head = Head(event.seq, event.id, event.hlc)
+        if head is not None:
+            heads[author] = head
+        return events
+
+    async def _check(self, events: list[Event], heads: dict[bytes, Head]) -> Verdict:
+        held_ids = await self._held_ids(events, heads)
+        verdict = check_chains(
+            heads,
+            held_ids,
+            events,
+            now_ms=self.clock.wall_ms(),
+            max_skew_ms=self.clock.max_skew_ms,
+            is_member=self.is_member,
+        )
+        heads.update(verdict.heads)
+        for event in verdict.accepted:
+            self.clock.advance_to(event.hlc)
+        return verdict
+
+    async def _held_ids(
+        self, events: list[Event], heads: Mapping[bytes, Head]
+    ) -> dict[tuple[bytes, int], bytes]:
+        wanted: dict[bytes, set[int]] = {}
+        for event in events:
+            head = heads.get(event.author)
+            if head is not None and event.seq <= head.seq:
+                wanted.setdefault(event.author, set()).add(event.seq)
+        held: dict[tuple[bytes, int], bytes] = {}
+        for author, seqs in wanted.items():
+            marks = ",".join("?" * len(seqs))
+            cursor = await self._writer.execute(
+                f"SELECT seq, id FROM events WHERE author = ? AND seq IN ({marks})",
+                (author, *seqs),
+            )
+            for seq, id_ in await cursor.fetchall():
+                held[(author, seq)] = id_
+        return held
+
+    def _fork_row(self, fork: Fork) -> tuple[Any, ...]:
+        event = fork.event
+        return (
+            event.id,
+            event.author,
+            event.seq,
+            fork.existing_id,
+            self.clock.wall_ms(),
+            event.raw,
+        )
+
+    async def _write_rows(self, rows: list[tuple], fork_rows: list[tuple]) -> None:
+        if not rows and not fork_rows:
+            return
+        await self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            await self._writer.executemany(INSERT_EVENT, rows)
+            await self._writer.executemany(INSERT_FORK, fork_rows)
+            await self._writer.execute("COMMIT")
+        except BaseException:
+            await self._writer.execute("ROLLBACK")
+            raise
+
+    # ----- reading ---------------------------------------------------------------------------
+
+    @property
+    def author(self) -> bytes | None:
+        return bytes(self._key.verify_key) if self._key is not None else None
+
+    def version_vector(self) -> dict[bytes, int]:
+        """{author: highest contiguous seq} of everything committed."""
+        return {author: head.seq for author, head in self._heads.items()}
+
+    def head(self, author: bytes) -> Head | None:
+        return self._heads.get(author)
+
+    async def missing(
+        self, remote: Mapping[bytes, int], *, max_events: int = 1000, max_bytes: int = 1 << 20
+    ) -> Page:
+        """Events a peer with version vector `remote` lacks, oldest first per author, bounded.
+
+        A page always holds at least one event when any is missing, so paging always advances.
+        """
+        raws: list[bytes] = []
+        size = 0
+        for author, head in sorted(self._heads.items()):
+            after = remote.get(author, 0)
+            if head.seq <= after:
+                continue
+            cursor = await self._reader.execute(
+                "SELECT raw FROM events WHERE author = ? AND seq > ? AND seq <= ? "
+                "ORDER BY seq LIMIT ?",
+                (author, after, head.seq, max_events - len(raws)),
+            )
+            rows = await cursor.fetchall()
+            for (raw,) in rows:
+                if raws and size + len(raw) > max_bytes:
+                    return Page(raws, complete=False)
+                raws.append(raw)
+                size += len(raw)
+            if after + len(rows) < head.seq:  # the event budget ran out inside this chain
+                return Page(raws, complete=False)
+        return Page(raws, complete=True)
+
+    async def _select(self, where: str, params: tuple, limit: int) -> list[tuple[int, Event]]:
+        cursor = await self._reader.execute(
+            f"SELECT pos, raw FROM events WHERE {where} ORDER BY pos LIMIT ?", (*params, limit)
+        )
+        return [(pos, decode(raw)) for pos, raw in await cursor.fetchall()]
+
+    async def since(self, after_pos: int = 0, limit: int = 1000) -> list[tuple[int, Event]]:
+        """(pos, event) in local arrival order, after `after_pos`: for tailing the log."""
+        return await self._select("pos > ?", (after_pos,), limit)
+
+    async def by_type(self, type_: str, after_pos: int = 0, limit: int = 1000) -> list[Event]:
+        rows = await self._select("type = ? AND pos > ?", (type_, after_pos), limit)
+        return [event for _, event in rows]
+
+    async def by_job(self, job_id: str, after_pos: int = 0, limit: int = 1000) -> list[Event]:
+        rows = await self._select("job_id = ? AND pos > ?", (job_id, after_pos), limit)
+        return [event for _, event in rows]
+
+    async def get(self, author: bytes, seq: int) -> Event | None:
+        cursor = await self._reader.execute(
+            "SELECT raw FROM events WHERE author = ? AND seq = ?", (author, seq)
+        )
+        row = await cursor.fetchone()
+        return decode(row[0]) if row else None
+
+    async def count(self) -> int:
+        row = await (await self._reader.execute("SELECT COUNT(*) FROM events")).fetchone()
+        return row[0]
+
+    async def forks(self) -> list[ForkRecord]:
+        cursor = await self._reader.execute(
+            "SELECT author, seq, id, held_id, detected_ms FROM forks ORDER BY author, seq"
+        )
+        return [ForkRecord(*row) for row in await cursor.fetchall()]
+
+
+# ----- offline access, for `edgebac log ...` on a data directory --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One row exactly as stored, so a checker can compare the columns with the signed bytes."""
+
+    author: bytes
+    seq: int
+    pos: int
+    id: bytes
+    hlc: int
+    type: str
+    job_id: str | None
+    raw: bytes
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a log a running node may be writing (WAL allows both)."""
+    if not path.is_file():
+        raise LogStoreError(f"{path}: no event log here")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        has_tables = bool(conn.execute("SELECT name FROM sqlite_master").fetchall())
+    except sqlite3.DatabaseError as exc:
+        raise _not_ours(path, str(exc)) from None
+    if _check_identity(path, app_id, version, has_tables):
+        conn.close()
+        raise _not_ours(path, "it holds no edgebac schema")
+    return conn
+
+
+def stored_rows(conn: sqlite3.Connection) -> Iterator[StoredRow]:
+    cursor = conn.execute(
+        "SELECT author, seq, pos, id, hlc, type, job_id, raw FROM events ORDER BY author, seq"
+    )
+    for row in cursor:
+        yield StoredRow(*row)
+
+
+def stored_by_pos(
+    conn: sqlite3.Connection, type_: str | None = None, job_id: str | None = None
+) -> Iterator[tuple[int, bytes]]:
+    where, params = [], []
+    if type_ is not None:
+        where.append("type = ?")
+        params.append(type_)
+    if job_id is not None:
+        where.append("job_id = ?")
+        params.append(job_id)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    yield from conn.execute(f"SELECT pos, raw FROM events {clause} ORDER BY pos", params)
+
+
+def integrity_problems(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute("PRAGMA integrity_check").fetchall()
+    return [] if rows == [("ok",)] else [row[0] for row in rows]
+
+
+def fork_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM forks").fetchone()[0]

@@ -1,0 +1,105 @@
+"""The event types the log accepts and the minimal shape of each body.
+
+Shapes name only the fields the log itself relies on (ids that index events, keys that name
+nodes); each part that owns a type validates the rest when it projects the event. Extra fields
+are allowed so newer nodes can add information older ones ignore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Check = Callable[[Any], bool]
+
+
+def _str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _map(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _key(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) == 32
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+CHECK_NAMES: dict[Check, str] = {
+    _str: "a string",
+    _int: "an integer",
+    _map: "a map",
+    _key: "a 32-byte public key",
+    _str_list: "a list of strings",
+}
+
+
+@dataclass(frozen=True)
+class BodyShape:
+    required: Mapping[str, Check]
+    optional: Mapping[str, Check] = field(default_factory=dict)
+
+    def problem(self, body: Mapping[str, Any]) -> str | None:
+        """Why `body` does not fit, or None."""
+        for name, check in self.required.items():
+            if name not in body:
+                return f"missing field {name!r}"
+            if not check(body[name]):
+                return f"field {name!r} is not {CHECK_NAMES[check]}"
+        for name, check in self.optional.items():
+            if name in body and not check(body[name]):
+                return f"field {name!r} is not {CHECK_NAMES[check]}"
+        return None
+
+
+def _job(**extra: Check) -> BodyShape:
+    return BodyShape(required={"job_id": _str, **extra})
+
+
+EVENT_TYPES: dict[str, BodyShape] = {
+    "NodeAnnounced": BodyShape(
+        required={
+            "addresses": _str_list,
+            "roles": _str_list,
+            "labels": _map,
+            "resources": _map,
+            "executors": _str_list,
+        },
+        optional={"version": _str},
+    ),
+    # Written by the network authority (the author is the authority key), about another node.
+    "NodeAdmitted": BodyShape(required={"node": _key}),
+    "NodeRevoked": BodyShape(required={"node": _key}, optional={"reason": _str}),
+    # A requester's decision that a node is gone; liveness itself is not logged.
+    "NodeLost": BodyShape(required={"node": _key}, optional={"reason": _str}),
+    "JobCreated": _job(spec=_map),
+    "BidOffered": _job(),
+    "BidAccepted": _job(node=_key),
+    "BidRejected": _job(node=_key),
+    "ExecutionStarted": _job(),
+    "ExecutionFailed": _job(reason=_str),
+    "ResultPublished": _job(),
+    "JobCompleted": _job(),
+    "JobFailed": _job(),
+    "JobCanceled": _job(),
+}
+
+
+def body_problem(type_: str, body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, detail) when an event of this type and body is not acceptable, else None."""
+    shape = EVENT_TYPES.get(type_)
+    if shape is None:
+        return "unknown_type", f"unknown event type {type_!r}"
+    problem = shape.problem(body)
+    if problem is not None:
+        return "bad_body", f"{type_}: {problem}"
+    return None
