@@ -469,6 +469,15 @@ class EventLog:
         row = await cursor.fetchone()
         return decode(row[0]) if row else None
 
+    async def latest(self, author: bytes, type_: str) -> Event | None:
+        """The author's most recent event of this type."""
+        cursor = await self._reader.execute(
+            "SELECT raw FROM events WHERE type = ? AND author = ? ORDER BY pos DESC LIMIT 1",
+            (type_, author),
+        )
+        row = await cursor.fetchone()
+        return decode(row[0]) if row else None
+
     async def count(self) -> int:
         row = await (await self._reader.execute("SELECT COUNT(*) FROM events")).fetchone()
         return row[0]

@@ -1,0 +1,91 @@
+"""The node's HTTP API: thin handlers over the node, one JSON error shape for every error.
+
+Every error response is `{"error": {"code": str, "message": str}}` with a fitting status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from edgebac.errors import BadRequest, EdgebacError
+from edgebac.eventlog.view import event_json
+
+if TYPE_CHECKING:
+    from edgebac.node import Node
+
+log = logging.getLogger(__name__)
+NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+MAX_PAGE = 1000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except EdgebacError as exc:
+        return error_response(exc.http_status, exc.code, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; see the node's log")
+
+
+def _int_param(request: web.Request, name: str, default: int, top: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) > top:
+        raise BadRequest(f"query parameter {name!r} must be an integer from 0 to {top}")
+    return int(text)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    return web.json_response({"status": "ok", "id": node.identity.node_id})
+
+
+async def node_info(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    return web.json_response(await node.describe())
+
+
+async def list_events(request: web.Request) -> web.Response:
+    """Events in local arrival order, paged by `after` (a pos); filter by `type` or `job_id`."""
+    node = request.app[NODE_KEY]
+    after = _int_param(request, "after", 0, 2**62)
+    limit = max(1, _int_param(request, "limit", 100, MAX_PAGE))
+    rows = await node.log.since(after, limit)
+    type_, job_id = request.query.get("type"), request.query.get("job_id")
+    events: list[dict[str, Any]] = [
+        event_json(event, pos)
+        for pos, event in rows
+        if (type_ is None or event.type == type_) and (job_id is None or event.job_id == job_id)
+    ]
+    next_after = rows[-1][0] if rows else after
+    return web.json_response({"events": events, "next": next_after, "more": len(rows) == limit})
+
+
+def make_app(node: Node) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=4 << 20)
+    app[NODE_KEY] = node
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/v1/node", node_info)
+    app.router.add_get("/api/v1/events", list_events)
+    return app

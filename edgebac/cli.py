@@ -1,0 +1,183 @@
+"""The `edgebac` command: parse, call one thing, render, set the exit code.
+
+Every flag also reads EDGEBAC_<FLAG> from the environment. Domain errors become one line on
+stderr and exit code 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgebac import __version__
+from edgebac.errors import EdgebacError
+
+DEFAULT_DATA_DIR = "~/.edgebac"
+
+
+def option(*names: str, **kwargs: Any) -> Callable[[Any], Any]:
+    """A click option that also reads EDGEBAC_<LONG_NAME> from the environment."""
+    long_name = next(name for name in names if name.startswith("--"))
+    envvar = "EDGEBAC_" + long_name[2:].upper().replace("-", "_")
+    return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
+
+
+data_dir_option = option(
+    "--data-dir",
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where the node keeps its key and event log.",
+)
+output_option = option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json for scripts.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgebac")
+def cli() -> None:
+    """edgebac: compute over data for the edge."""
+
+
+@cli.command()
+@data_dir_option
+@option("--listen", default="127.0.0.1:7700", show_default=True, help="HOST:PORT (port 0: any).")
+@option("--advertise", default=None, help="HOST:PORT other nodes should use to reach this one.")
+@option("--peers", default=None, help="Comma-separated HOST:PORT seeds.")
+@option("--network-key", type=click.Path(path_type=Path), default=None, help="Network key file.")
+@option("--roles", default="requester,compute", show_default=True, help="requester, compute.")
+@option("--labels", default=None, help="Comma-separated key=value labels of this node.")
+@option("--preset", default="default", show_default=True, help="Timing preset: default or fast.")
+def node(
+    data_dir: Path,
+    listen: str,
+    advertise: str | None,
+    peers: str | None,
+    network_key: Path | None,
+    roles: str,
+    labels: str | None,
+    preset: str,
+) -> None:
+    """Run a node until SIGINT or SIGTERM."""
+    from edgebac import config as cfg
+    from edgebac.errors import ConfigError
+    from edgebac.node import run_node
+
+    if network_key is not None and not network_key.is_file():
+        raise ConfigError(f"--network-key: {network_key} is not a readable file")
+    node_config = cfg.NodeConfig(
+        data_dir=data_dir,
+        listen=cfg.parse_host_port(listen, "--listen"),
+        advertise=cfg.parse_host_port(advertise, "--advertise") if advertise else None,
+        peers=cfg.parse_peers(peers),
+        network_key=network_key,
+        roles=cfg.parse_roles(roles),
+        labels=cfg.parse_labels(labels),
+        timing=cfg.parse_preset(preset),
+    )
+    asyncio.run(run_node(node_config))
+
+
+@cli.group()
+def log() -> None:
+    """Inspect a data directory's event log (works while its node runs)."""
+
+
+def _log_path(data_dir: Path) -> Path:
+    from edgebac.datadir import LOG_FILE
+
+    return data_dir.expanduser() / LOG_FILE
+
+
+@log.command("verify")
+@data_dir_option
+@output_option
+def log_verify(data_dir: Path, output: str) -> None:
+    """Re-check every signature and chain; exit code 1 if anything is wrong."""
+    from edgebac.eventlog import store
+    from edgebac.eventlog.verify import check_rows
+
+    path = _log_path(data_dir)
+    conn = store.open_readonly(path)
+    try:
+        damage = store.integrity_problems(conn)
+        report = check_rows(store.stored_rows(conn))
+        forks = store.fork_count(conn)
+    finally:
+        conn.close()
+    problems = [f"sqlite: {line}" for line in damage] + report.problems
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "path": str(path),
+                    "events": report.events,
+                    "authors": report.authors,
+                    "forks": forks,
+                    "problems": problems,
+                    "ok": not problems,
+                }
+            )
+        )
+    else:
+        click.echo(f"{path}: {report.events} events from {report.authors} authors")
+        for problem in problems:
+            click.echo(f"  problem: {problem}")
+        if forks:
+            click.echo(f"  {forks} fork(s) recorded as evidence against their authors")
+        click.echo(f"{len(problems)} problem(s)" if problems else "ok")
+    if problems:
+        sys.exit(1)
+
+
+@log.command("show")
+@data_dir_option
+@output_option
+@option("--type", "type_", default=None, help="Only events of this type.")
+@option("--job", default=None, help="Only events about this job id.")
+@option("--limit", type=click.IntRange(min=1), default=None, help="At most this many (newest).")
+def log_show(
+    data_dir: Path, output: str, type_: str | None, job: str | None, limit: int | None
+) -> None:
+    """Print events in the order this node stored them."""
+    from edgebac.eventlog import store
+    from edgebac.eventlog.encoding import decode
+    from edgebac.eventlog.view import event_json, event_line
+
+    conn = store.open_readonly(_log_path(data_dir))
+    try:
+        rows = list(store.stored_by_pos(conn, type_, job))
+    finally:
+        conn.close()
+    if limit is not None:
+        rows = rows[-limit:]
+    for pos, raw in rows:
+        event = decode(raw)
+        line = json.dumps(event_json(event, pos)) if output == "json" else event_line(event, pos)
+        click.echo(line)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="edgebac", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except EdgebacError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

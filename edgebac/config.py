@@ -1,0 +1,107 @@
+"""The node's one typed configuration, resolved from flags, then EDGEBAC_* variables.
+
+Errors name the exact flag at fault. Timing presets carry a reason for every default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from edgebac.errors import ConfigError
+
+ROLES = frozenset({"requester", "compute"})
+DEFAULT_PORT = 7700
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Timing:
+    max_clock_skew_ms: int
+    shutdown_grace_s: float
+
+
+PRESETS: Mapping[str, Timing] = MappingProxyType(
+    {
+        "default": Timing(
+            # Edge devices drift and may sync time rarely; beyond 5 minutes a clock is wrong,
+            # and accepting it would drag every node's logical clock into its future.
+            max_clock_skew_ms=300_000,
+            # Long enough for in-flight API calls to answer; short enough for systemd's stop.
+            shutdown_grace_s=5.0,
+        ),
+        "fast": Timing(
+            # Tests run on one machine, one clock: any skew at all is a bug worth seeing.
+            max_clock_skew_ms=5_000,
+            shutdown_grace_s=1.0,
+        ),
+    }
+)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    data_dir: Path = Path("~/.edgebac")
+    listen: HostPort = HostPort("127.0.0.1", DEFAULT_PORT)
+    advertise: HostPort | None = None
+    peers: tuple[HostPort, ...] = ()
+    network_key: Path | None = None
+    roles: frozenset[str] = ROLES
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    timing: Timing = PRESETS["default"]
+
+
+def parse_host_port(text: str, flag: str) -> HostPort:
+    host, sep, port_text = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"{flag}: {text!r} is not HOST:PORT (port 0-65535)")
+    return HostPort(host, int(port_text))
+
+
+def parse_peers(text: str | None, flag: str = "--peers") -> tuple[HostPort, ...]:
+    if not text:
+        return ()
+    return tuple(parse_host_port(item, flag) for item in text.split(",") if item.strip())
+
+
+def parse_roles(text: str, flag: str = "--roles") -> frozenset[str]:
+    roles = frozenset(item.strip() for item in text.split(",") if item.strip())
+    unknown = sorted(roles - ROLES)
+    if unknown or not roles:
+        raise ConfigError(
+            f"{flag}: unknown role {', '.join(unknown) or '(none)'}; use requester, compute or both"
+        )
+    return roles
+
+
+def parse_labels(text: str | None, flag: str = "--labels") -> Mapping[str, str]:
+    labels: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not _LABEL_KEY.match(key):
+            raise ConfigError(f"{flag}: {item.strip()!r} is not key=value")
+        labels[key] = value.strip()
+    return MappingProxyType(labels)
+
+
+def parse_preset(name: str, flag: str = "--preset") -> Timing:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"{flag}: unknown preset {name!r}; use {', '.join(PRESETS)}") from None

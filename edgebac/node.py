@@ -1,0 +1,133 @@
+"""The node process: wires the data directory, identity, event log and HTTP API together."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from edgebac import __version__
+from edgebac.api import make_app
+from edgebac.config import HostPort, NodeConfig
+from edgebac.datadir import DataDir, open_data_dir
+from edgebac.errors import ConfigError
+from edgebac.eventlog.clock import HybridClock
+from edgebac.eventlog.identity import Identity, load_or_create
+from edgebac.eventlog.store import EventLog
+
+
+def machine_resources(data_dir: os.PathLike[str]) -> dict[str, int]:
+    """Capacity this machine offers; what is free right now is liveness, not log, material."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "cpu_millis": (os.cpu_count() or 1) * 1000,
+        "memory_bytes": memory,
+        "disk_bytes": shutil.disk_usage(data_dir).total,
+    }
+
+
+class Node:
+    def __init__(self, config: NodeConfig, say: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self._say = say or (lambda line: print(line, flush=True))
+        self.data_dir: DataDir | None = None
+        self.identity: Identity
+        self.log: EventLog
+        self.address: HostPort | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self.data_dir = open_data_dir(self.config.data_dir)
+        try:
+            self.identity = load_or_create(self.data_dir.path)
+            clock = HybridClock(self.config.timing.max_clock_skew_ms)
+            self.log = await EventLog.open(self.data_dir.log_path, clock, self.identity.key)
+            await self._serve_http()
+            await self._announce()
+        except BaseException:
+            await self.stop()
+            raise
+        self._say(
+            f"edgebac node {self.identity.node_id[:12]} listening on http://{self.address} "
+            f"(data dir {self.data_dir.path})"
+        )
+
+    async def _serve_http(self) -> None:
+        self._runner = web.AppRunner(
+            make_app(self),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=self.config.timing.shutdown_grace_s,
+        )
+        await self._runner.setup()
+        listen = self.config.listen
+        site = web.TCPSite(self._runner, listen.host, listen.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"--listen {listen}: cannot listen: {exc.strerror}") from None
+        host, port = self._runner.addresses[0][:2]
+        self.address = HostPort(host, port)
+
+    def announcement(self) -> dict[str, Any]:
+        assert self.data_dir is not None
+        return {
+            "addresses": [str(self.config.advertise or self.address)],
+            "roles": sorted(self.config.roles),
+            "labels": dict(self.config.labels),
+            "resources": machine_resources(self.data_dir.path),
+            "executors": [],
+            "version": __version__,
+        }
+
+    async def _announce(self) -> None:
+        """Say who we are when it changed since our last announcement; restarts stay quiet."""
+        body = self.announcement()
+        last = await self.log.latest(self.identity.public_key, "NodeAnnounced")
+        if last is None or last.body != body:
+            await self.log.append([("NodeAnnounced", body)])
+
+    async def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.identity.node_id,
+            "public_key": self.identity.public_key.hex(),
+            "version": __version__,
+            "roles": sorted(self.config.roles),
+            "labels": dict(self.config.labels),
+            "addresses": [str(self.config.advertise or self.address)],
+            "version_vector": {a.hex(): seq for a, seq in self.log.version_vector().items()},
+            "events": await self.log.count(),
+        }
+
+    async def stop(self) -> None:
+        """Stop serving, finish every queued append, close the log, release the data dir."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if getattr(self, "log", None) is not None:
+            await self.log.close()
+            del self.log
+        if self.data_dir is not None:
+            self.data_dir.release()
+            self.data_dir = None
+
+
+async def run_node(config: NodeConfig) -> None:
+    """Run until SIGINT or SIGTERM, then shut down cleanly."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    node = Node(config)
+    await node.start()
+    try:
+        await stopping.wait()
+    finally:
+        print("edgebac node stopping", file=sys.stderr, flush=True)
+        await node.stop()
