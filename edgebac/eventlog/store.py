@@ -9,6 +9,7 @@ UPDATE and DELETE on events and fork evidence by itself (triggers), whatever cod
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from edgebac.eventlog.clock import Hlc, HybridClock
 from edgebac.eventlog.encoding import EncodingError, Event, Verifier, decode, seal
 from edgebac.eventlog.types import body_problem
 
+logger = logging.getLogger(__name__)
 APPLICATION_ID = 0x45444742  # "EDGB": tells our databases from any other SQLite file
 SCHEMA_VERSION = 1
 
@@ -179,6 +181,7 @@ class EventLog:
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._listeners: list[Callable[[list[Event]], None]] = []
         self._writer_task: asyncio.Task[None] | None = None
+        self._closing = False
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -239,6 +242,7 @@ class EventLog:
 
     async def close(self) -> None:
         """Finish every queued write, then close: nothing acknowledged or queued is lost."""
+        self._closing = True  # set before any await: no request can queue behind the sentinel
         if self._writer_task is not None:
             await self._queue.put(None)
             await self._writer_task
@@ -273,7 +277,7 @@ class EventLog:
         self._listeners.append(listener)
 
     async def _submit(self, kind: str, payload: Any) -> Any:
-        if self._writer_task is None:
+        if self._closing:
             raise LogStoreError(f"{self.path} is closed")
         done = asyncio.get_running_loop().create_future()
         await self._queue.put(_Request(kind, payload, done))
@@ -292,7 +296,13 @@ class EventLog:
                     stop = True
                     break
                 group.append(request)
-            await self._commit_group(group)
+            try:
+                await self._commit_group(group)
+            except Exception as exc:  # the writer must outlive any one bad group
+                logger.exception("event log writer: group failed")
+                for request in group:
+                    if not request.done.done():
+                        request.done.set_exception(LogStoreError(f"{self.path}: {exc}"))
             if stop:
                 return
 

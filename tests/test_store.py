@@ -1,0 +1,242 @@
+"""The SQLite event log on real files."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+from pathlib import Path
+
+import pytest
+from nacl.signing import SigningKey
+
+from edgebac.errors import LogStoreError
+from edgebac.eventlog.chain import Reason
+from edgebac.eventlog.clock import Hlc, HybridClock
+from edgebac.eventlog.encoding import EncodingError, seal
+from edgebac.eventlog.store import EventLog
+
+SKEW = 60_000
+
+
+def job(i: int) -> tuple[str, dict]:
+    return ("JobCreated", {"job_id": f"job-{i}", "spec": {"n": i}})
+
+
+async def open_log(path: Path, key: SigningKey | None = None, wall=None) -> EventLog:
+    clock = HybridClock(SKEW) if wall is None else HybridClock(SKEW, wall=wall)
+    return await EventLog.open(path, clock, key or SigningKey.generate())
+
+
+@pytest.fixture
+async def log(tmp_path):
+    log = await open_log(tmp_path / "a.db")
+    yield log
+    await log.close()
+
+
+@pytest.fixture
+async def other(tmp_path):
+    log = await open_log(tmp_path / "b.db")
+    yield log
+    await log.close()
+
+
+async def test_append_then_read_back_every_way(log):
+    events = await log.append([job(1), job(2), ("BidOffered", {"job_id": "job-1"})])
+    assert [e.seq for e in events] == [1, 2, 3]
+    assert events[1].prev == events[0].id
+    assert log.version_vector() == {log.author: 3}
+    assert await log.get(log.author, 2) == events[1]
+    assert [e.seq for e in await log.by_job("job-1")] == [1, 3]
+    assert [e.seq for e in await log.by_type("JobCreated")] == [1, 2]
+    assert [pos for pos, _ in await log.since(1)] == [2, 3]
+    assert (await log.latest(log.author, "JobCreated")).seq == 2
+    assert await log.count() == 3
+
+
+async def test_concurrent_appends_form_one_gapless_chain(log):
+    results = await asyncio.gather(*(log.append([job(i), job(i)]) for i in range(40)))
+    seqs = sorted(e.seq for batch in results for e in batch)
+    assert seqs == list(range(1, 81))
+    for batch in results:  # each call's events stay together and in order
+        assert batch[1].seq == batch[0].seq + 1
+    stored = [await log.get(log.author, seq) for seq in seqs]
+    assert all(b.prev == a.id for a, b in itertools.pairwise(stored))
+
+
+async def test_a_bad_append_fails_alone(log):
+    good = asyncio.ensure_future(log.append([job(1)]))
+    with pytest.raises(EncodingError, match="unknown event type"):
+        await log.append([("NoSuchType", {})])
+    with pytest.raises(EncodingError, match="missing field 'spec'"):
+        await log.append([("JobCreated", {"job_id": "x"})])
+    with pytest.raises(EncodingError) as too_large:
+        await log.append([("JobCreated", {"job_id": "x", "spec": {"b": b"x" * (1 << 20)}})])
+    assert too_large.value.reason == "too_large"
+    assert len(await good) == 1
+    assert log.version_vector() == {log.author: 1}
+
+
+async def test_reopen_keeps_chain_and_clock_moves_past_held_events(tmp_path):
+    key = SigningKey.generate()
+    log = await open_log(tmp_path / "a.db", key)
+    before = await log.append([job(1), job(2)])
+    await log.close()
+    # The wall clock went back an hour: new events must still sort after the held ones.
+    log = await open_log(tmp_path / "a.db", key, wall=lambda: before[-1].hlc.ms - 3_600_000)
+    try:
+        assert log.version_vector() == {log.author: 2}
+        after = await log.append([job(3)])
+        assert after[0].seq == 3
+        assert after[0].prev == before[-1].id
+        assert after[0].hlc > before[-1].hlc
+    finally:
+        await log.close()
+
+
+async def test_sync_by_pages_converges(log, other):
+    await log.append([job(i) for i in range(50)])
+    await other.append([job(i) for i in range(7)])
+    pages = 0
+    while True:
+        page = await log.missing(other.version_vector(), max_events=8, max_bytes=4096)
+        assert len(page.raws) <= 8
+        report = await other.ingest(page.raws)
+        assert report.errors == []
+        pages += 1
+        if page.complete:
+            break
+    assert pages >= 7
+    assert other.version_vector() == {log.author: 50, other.author: 7}
+    assert (await other.missing(log.version_vector())).raws  # other's own events
+    assert (await log.missing(other.version_vector())).raws == []
+
+
+async def test_page_byte_bound_always_makes_progress(log, other):
+    await log.append([("JobCreated", {"job_id": "big", "spec": {"b": b"x" * 5000}})] * 3)
+    page = await log.missing({}, max_bytes=100)
+    assert len(page.raws) == 1
+    assert not page.complete
+
+
+async def test_bad_event_in_batch_keeps_good_prefix_with_reasons(log, other):
+    events = await log.append([job(i) for i in range(5)])
+    third = bytearray(events[2].raw)
+    third[-1] ^= 0xFF  # break the signature
+    raws = [e.raw for e in events]
+    raws[2] = bytes(third)
+    report = await other.ingest(raws)
+    assert [e.seq for e in report.accepted] == [1, 2]
+    assert [r.reason for r in report.rejections] == [Reason.BAD_SIGNATURE, Reason.GAP, Reason.GAP]
+    assert other.version_vector() == {log.author: 2}
+    # The rest arrives later, intact: the chain continues.
+    report = await other.ingest([e.raw for e in events[2:]])
+    assert [e.seq for e in report.accepted] == [3, 4, 5]
+
+
+async def test_unknown_type_and_bad_body_from_peers_are_refused(log, other):
+    key = SigningKey.generate()
+    first = seal(key, 1, None, Hlc(1, 0), "NoSuchType", {})
+    second = seal(key, 1, None, Hlc(1, 0), "BidAccepted", {"job_id": "j", "node": b"short"})
+    report = await other.ingest([first.raw, second.raw])
+    assert sorted(r.reason for r in report.rejections) == [Reason.BAD_BODY, Reason.UNKNOWN_TYPE]
+    assert report.accepted == []
+
+
+async def test_forks_are_refused_and_kept_as_evidence(tmp_path, other):
+    key = SigningKey.generate()
+    log = await open_log(tmp_path / "forker.db", key)
+    try:
+        events = await log.append([job(1), job(2)])
+    finally:
+        await log.close()
+    await other.ingest([e.raw for e in events])
+    forged = seal(key, 2, events[0].id, events[1].hlc, "JobCreated", {"job_id": "x", "spec": {}})
+    for _ in range(2):  # the same evidence twice is kept once
+        report = await other.ingest([forged.raw])
+        assert [r.reason for r in report.rejections] == [Reason.FORK]
+    forks = await other.forks()
+    assert [(f.seq, f.id, f.held_id) for f in forks] == [(2, forged.id, events[1].id)]
+    assert (await other.get(events[0].author, 2)).id == events[1].id  # never replaced
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE events SET type = 'JobFailed'",
+        "UPDATE events SET raw = x'00' WHERE seq = 1",
+        "DELETE FROM events",
+        "DELETE FROM events WHERE seq = 2",
+        "UPDATE forks SET seq = 7",
+        "DELETE FROM forks",
+    ],
+)
+async def test_database_refuses_update_and_delete(other, statement):
+    events = await other.append([job(1), job(2)])
+    forker = SigningKey(b"\x05" * 32)
+    await other.ingest([seal(forker, 1, None, Hlc(1, 0), *job(8)).raw])
+    await other.ingest([seal(forker, 1, None, Hlc(2, 0), *job(9)).raw])
+    assert len(await other.forks()) == 1
+    conn = sqlite3.connect(other.path)
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(statement)
+    finally:
+        conn.close()
+    assert (await other.get(other.author, 2)).id == events[1].id
+    assert len(await other.forks()) == 1
+
+
+async def test_close_drains_queued_appends(tmp_path):
+    key = SigningKey.generate()
+    log = await open_log(tmp_path / "a.db", key)
+    pending = [asyncio.ensure_future(log.append([job(i)])) for i in range(20)]
+    await asyncio.sleep(0)  # let them queue
+    await log.close()
+    acknowledged = [e for task in pending for e in task.result()]
+    late = asyncio.ensure_future(log.append([job(99)]))
+    with pytest.raises(LogStoreError, match="closed"):
+        await late
+    log = await open_log(tmp_path / "a.db", key)
+    try:
+        for event in acknowledged:
+            assert (await log.get(event.author, event.seq)).id == event.id
+    finally:
+        await log.close()
+
+
+async def test_listeners_see_new_events_once(log, other):
+    seen = []
+    other.add_listener(seen.extend)
+    events = await log.append([job(1), job(2)])
+    await other.ingest([e.raw for e in events])
+    await other.ingest([e.raw for e in events])
+    assert [e.id for e in seen] == [e.id for e in events]
+
+
+async def test_not_sqlite_file_is_refused_naming_it(tmp_path):
+    path = tmp_path / "events.db"
+    path.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(LogStoreError, match=f"{path}.*not an edgebac event log"):
+        await open_log(path)
+
+
+async def test_other_programs_database_is_refused(tmp_path):
+    path = tmp_path / "events.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LogStoreError, match="another program"):
+        await open_log(path)
+
+
+async def test_newer_schema_is_refused(tmp_path):
+    log = await open_log(tmp_path / "events.db")
+    await log.close()
+    conn = sqlite3.connect(tmp_path / "events.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(LogStoreError, match="newer edgebac"):
+        await open_log(tmp_path / "events.db")
