@@ -82,10 +82,55 @@ async def list_events(request: web.Request) -> web.Response:
     return web.json_response({"events": events, "next": next_after, "more": len(rows) == limit})
 
 
+async def list_nodes(request: web.Request) -> web.Response:
+    """Every node this one knows: announcements from the log, liveness from gossip."""
+    node = request.app[NODE_KEY]
+    return web.json_response({"nodes": await node.known_nodes()})
+
+
+def _author_param(request: web.Request) -> bytes:
+    try:
+        author = bytes.fromhex(request.match_info["author"])
+    except ValueError:
+        author = b""
+    if len(author) != 32:
+        raise BadRequest("author must be a public key: 64 hex digits")
+    return author
+
+
+async def author_head(request: web.Request) -> web.Response:
+    """The newest event held of an author: what a client signing as that author builds on."""
+    node = request.app[NODE_KEY]
+    head = node.log.head(_author_param(request))
+    if head is None:
+        return web.json_response({"seq": 0, "id": None, "hlc": 0})
+    return web.json_response({"seq": head.seq, "id": head.id.hex(), "hlc": head.hlc.pack()})
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """Signed events from a client (an authority's admissions): `{"events": [hex, ...]}`."""
+    node = request.app[NODE_KEY]
+    try:
+        payload = await request.json()
+        raws = [bytes.fromhex(item) for item in payload["events"]]
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest('body must be {"events": [hex-encoded signed events]}') from None
+    report = await node.gossip.ingest(raws)
+    return web.json_response(
+        {
+            "accepted": [event.id.hex() for event in report.accepted],
+            "rejected": [{"reason": str(r.reason), "detail": r.detail} for r in report.errors],
+        }
+    )
+
+
 def make_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=4 << 20)
     app[NODE_KEY] = node
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/node", node_info)
     app.router.add_get("/api/v1/events", list_events)
+    app.router.add_post("/api/v1/events", post_events)
+    app.router.add_get("/api/v1/nodes", list_nodes)
+    app.router.add_get("/api/v1/authors/{author}/head", author_head)
     return app

@@ -9,39 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
 from edgebac import __version__
+from edgebac.cli_common import api_option, data_dir_option, option, output_option
+from edgebac.cli_network import network
 from edgebac.errors import EdgebacError
-
-DEFAULT_DATA_DIR = "~/.edgebac"
-
-
-def option(*names: str, **kwargs: Any) -> Callable[[Any], Any]:
-    """A click option that also reads EDGEBAC_<LONG_NAME> from the environment."""
-    long_name = next(name for name in names if name.startswith("--"))
-    envvar = "EDGEBAC_" + long_name[2:].upper().replace("-", "_")
-    return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
-
-
-data_dir_option = option(
-    "--data-dir",
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Where the node keeps its key and event log.",
-)
-output_option = option(
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json for scripts.",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +25,8 @@ def cli() -> None:
     """edgebac: compute over data for the edge."""
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
+@click.pass_context
 @data_dir_option
 @option("--listen", default="127.0.0.1:7700", show_default=True, help="HOST:PORT (port 0: any).")
 @option("--advertise", default=None, help="HOST:PORT other nodes should use to reach this one.")
@@ -59,7 +35,9 @@ def cli() -> None:
 @option("--roles", default="requester,compute", show_default=True, help="requester, compute.")
 @option("--labels", default=None, help="Comma-separated key=value labels of this node.")
 @option("--preset", default="default", show_default=True, help="Timing preset: default or fast.")
+@option("--authority", default=None, help="Public key of the network authority (admission mode).")
 def node(
+    ctx: click.Context,
     data_dir: Path,
     listen: str,
     advertise: str | None,
@@ -68,8 +46,11 @@ def node(
     roles: str,
     labels: str | None,
     preset: str,
+    authority: str | None,
 ) -> None:
-    """Run a node until SIGINT or SIGTERM."""
+    """Run a node until SIGINT or SIGTERM (or: edgebac node list)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from edgebac import config as cfg
     from edgebac.errors import ConfigError
     from edgebac.node import run_node
@@ -85,8 +66,30 @@ def node(
         roles=cfg.parse_roles(roles),
         labels=cfg.parse_labels(labels),
         timing=cfg.parse_preset(preset),
+        gossip=cfg.parse_gossip_preset(preset),
+        authority=cfg.parse_public_key(authority, "--authority") if authority else None,
     )
     asyncio.run(run_node(node_config))
+
+
+@node.command("list")
+@api_option
+@output_option
+def node_list(api: str, output: str) -> None:
+    """Every node the API's node knows: id, addresses, roles, labels, liveness."""
+    from edgebac.client import ApiClient
+
+    nodes = ApiClient(api).get("/api/v1/nodes")["nodes"]
+    if output == "json":
+        click.echo(json.dumps(nodes))
+        return
+    click.echo(f"{'NODE':<14}{'LIVENESS':<10}{'ADDRESS':<24}{'ROLES':<20}LABELS")
+    for row in nodes:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(row["labels"].items()))
+        click.echo(
+            f"{row['id'][:12]:<14}{row['liveness']:<10}{(row['addresses'] or ['-'])[0]:<24}"
+            f"{','.join(row['roles']) or '-':<20}{labels or '-'}"
+        )
 
 
 @cli.group()
@@ -166,6 +169,9 @@ def log_show(
         event = decode(raw)
         line = json.dumps(event_json(event, pos)) if output == "json" else event_line(event, pos)
         click.echo(line)
+
+
+cli.add_command(network)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from edgebac.errors import ConfigError
+from edgebac.gossip.config import PRESETS as GOSSIP_PRESETS
+from edgebac.gossip.config import GossipConfig
 
 ROLES = frozenset({"requester", "compute"})
 DEFAULT_PORT = 7700
@@ -61,6 +63,8 @@ class NodeConfig:
     roles: frozenset[str] = ROLES
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     timing: Timing = PRESETS["default"]
+    gossip: GossipConfig = GOSSIP_PRESETS["default"]
+    authority: bytes | None = None  # network authority's public key: admission mode
 
 
 def parse_host_port(text: str, flag: str) -> HostPort:
@@ -105,3 +109,18 @@ def parse_preset(name: str, flag: str = "--preset") -> Timing:
         return PRESETS[name]
     except KeyError:
         raise ConfigError(f"{flag}: unknown preset {name!r}; use {', '.join(PRESETS)}") from None
+
+
+def parse_gossip_preset(name: str, flag: str = "--preset") -> GossipConfig:
+    parse_preset(name, flag)
+    return GOSSIP_PRESETS[name]
+
+
+def parse_public_key(text: str, flag: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(f"{flag}: {text!r} is not a public key (64 hex digits)")
+    return key

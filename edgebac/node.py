@@ -20,6 +20,8 @@ from edgebac.errors import ConfigError
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.identity import Identity, load_or_create
 from edgebac.eventlog.store import EventLog
+from edgebac.gossip.envelope import OPEN_NETWORK_KEY, read_network_key
+from edgebac.gossip.service import GossipService
 
 
 def machine_resources(data_dir: os.PathLike[str]) -> dict[str, int]:
@@ -40,6 +42,7 @@ class Node:
         self.identity: Identity
         self.log: EventLog
         self.address: HostPort | None = None
+        self.gossip: GossipService
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -48,7 +51,9 @@ class Node:
             self.identity = load_or_create(self.data_dir.path)
             clock = HybridClock(self.config.timing.max_clock_skew_ms)
             self.log = await EventLog.open(self.data_dir.log_path, clock, self.identity.key)
+            self.gossip = self._make_gossip()
             await self._serve_http()
+            await self.gossip.start([self.advertised])
             await self._announce()
         except BaseException:
             await self.stop()
@@ -58,9 +63,36 @@ class Node:
             f"(data dir {self.data_dir.path})"
         )
 
+    def _make_gossip(self) -> GossipService:
+        config = self.config
+        if config.network_key is not None:
+            network_key = read_network_key(config.network_key)
+        else:
+            network_key = OPEN_NETWORK_KEY
+            print(
+                "warning: no --network-key: this node speaks the open network key, so anyone "
+                "who can reach it can join (create a key with: edgebac network init FILE)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return GossipService(
+            self.log,
+            self.identity.public_key,
+            network_key,
+            config.gossip,
+            seeds=[str(peer) for peer in config.peers],
+            authority=config.authority,
+        )
+
+    @property
+    def advertised(self) -> str:
+        return str(self.config.advertise or self.address)
+
     async def _serve_http(self) -> None:
+        app = make_app(self)
+        self.gossip.add_routes(app)
         self._runner = web.AppRunner(
-            make_app(self),
+            app,
             handle_signals=False,
             access_log=None,
             shutdown_timeout=self.config.timing.shutdown_grace_s,
@@ -78,7 +110,7 @@ class Node:
     def announcement(self) -> dict[str, Any]:
         assert self.data_dir is not None
         return {
-            "addresses": [str(self.config.advertise or self.address)],
+            "addresses": [self.advertised],
             "roles": sorted(self.config.roles),
             "labels": dict(self.config.labels),
             "resources": machine_resources(self.data_dir.path),
@@ -100,13 +132,29 @@ class Node:
             "version": __version__,
             "roles": sorted(self.config.roles),
             "labels": dict(self.config.labels),
-            "addresses": [str(self.config.advertise or self.address)],
+            "addresses": [self.advertised],
             "version_vector": {a.hex(): seq for a, seq in self.log.version_vector().items()},
             "events": await self.log.count(),
+            "gossip": self.gossip.stats(),
         }
+
+    async def known_nodes(self) -> list[dict[str, Any]]:
+        """Ourselves and every member: id, addresses, roles, labels, liveness."""
+        announced = {}
+        for event in await self.gossip.all_of_type("NodeAnnounced"):
+            announced[event.author] = event.body
+        rows = [{"id": self.identity.node_id, "addresses": [self.advertised], "liveness": "self"}]
+        rows.extend(self.gossip.members())
+        for row in rows:
+            body = announced.get(bytes.fromhex(row["id"]), {})
+            row["roles"] = body.get("roles", [])
+            row["labels"] = body.get("labels", {})
+        return rows
 
     async def stop(self) -> None:
         """Stop serving, finish every queued append, close the log, release the data dir."""
+        if getattr(self, "gossip", None) is not None:
+            await self.gossip.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -63,6 +63,25 @@ def _write_new(path: Path) -> SigningKey:
     return key
 
 
+def read_key_file(path: Path) -> Identity:
+    """An ed25519 key file in the node key's format (an authority's key, say)."""
+    try:
+        return Identity(_parse(path, path.read_text(encoding="ascii")))
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path}: corrupt key (not text)") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the key: {exc.strerror}") from None
+
+
+def create_key_file(path: Path) -> Identity:
+    if path.exists():
+        raise KeyFileError(f"{path} already exists; it is kept as it is")
+    try:
+        return Identity(_write_new(path))
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot create the key: {exc.strerror}") from None
+
+
 def load_or_create(data_dir: Path) -> Identity:
     """The node's identity: created on first start, the same one ever after."""
     path = data_dir / KEY_FILE

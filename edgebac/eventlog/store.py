@@ -465,8 +465,13 @@ class EventLog:
         return await self._select("pos > ?", (after_pos,), limit)
 
     async def by_type(self, type_: str, after_pos: int = 0, limit: int = 1000) -> list[Event]:
-        rows = await self._select("type = ? AND pos > ?", (type_, after_pos), limit)
-        return [event for _, event in rows]
+        return [event for _, event in await self.by_type_page(type_, after_pos, limit)]
+
+    async def by_type_page(
+        self, type_: str, after_pos: int = 0, limit: int = 1000
+    ) -> list[tuple[int, Event]]:
+        """(pos, event) of one type after `after_pos`: page on with the last pos."""
+        return await self._select("type = ? AND pos > ?", (type_, after_pos), limit)
 
     async def by_job(self, job_id: str, after_pos: int = 0, limit: int = 1000) -> list[Event]:
         rows = await self._select("job_id = ? AND pos > ?", (job_id, after_pos), limit)

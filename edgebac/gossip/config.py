@@ -1,0 +1,81 @@
+"""Gossip timing and size settings, as named presets with a reason for every default."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class GossipConfig:
+    pull_interval_s: float
+    push_linger_s: float
+    fanout: int
+    request_timeout_s: float
+    max_page_bytes: int
+    max_page_events: int
+    max_pages_per_exchange: int
+    max_body_bytes: int
+    max_body_age_s: float
+    suspicion_mult: float
+    dead_mult: float
+    dead_probe_chance: float
+    peers_per_message: int
+    view_limit: int
+
+    def with_(self, **changes: object) -> GossipConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+PRESETS: Mapping[str, GossipConfig] = MappingProxyType(
+    {
+        "default": GossipConfig(
+            # One pull per second per node keeps idle traffic tiny (one small request a second)
+            # while bounding how long a missed push can stay missed.
+            pull_interval_s=1.0,
+            # Bursts of appends (a job's bids, a batch of results) leave as one request.
+            push_linger_s=0.005,
+            # 3 new peers a hop reaches N nodes in ~log4(N) hops; more mostly adds duplicates.
+            fanout=3,
+            # Edge links are slow and lossy; a stuck peer must not hold a round for long.
+            request_timeout_s=5.0,
+            # 1 MiB pages stream a big backlog at full speed without large buffers on a Pi.
+            max_page_bytes=1 << 20,
+            max_page_events=2000,
+            # A catch-up of millions of events is spread over several exchanges, not one.
+            max_pages_per_exchange=64,
+            # A page plus its sealing overhead; anything larger is not ours.
+            max_body_bytes=4 << 20,
+            # Bodies older than this are replays (or a clock so wrong the node must be fixed).
+            max_body_age_s=60.0,
+            # Lifeguard-style: suspect after mult * log10(N) intervals without news...
+            suspicion_mult=4.0,
+            # ...and dead after this many times that; a dead peer is still probed now and then.
+            dead_mult=3.0,
+            # Dead peers and unanswered seeds get one pull in ten: partitions heal by themselves.
+            dead_probe_chance=0.1,
+            # Membership rides along each exchange; 32 entries is a few KiB.
+            peers_per_message=32,
+            # Every node of a real edge network fits; simulations of 10,000 nodes use less.
+            view_limit=4096,
+        ),
+        "fast": GossipConfig(
+            # Tests on one machine: converge in tenths of a second, still cheap on 2 cores.
+            pull_interval_s=0.2,
+            push_linger_s=0.0,
+            fanout=3,
+            request_timeout_s=1.0,
+            max_page_bytes=1 << 20,
+            max_page_events=2000,
+            max_pages_per_exchange=64,
+            max_body_bytes=4 << 20,
+            max_body_age_s=30.0,
+            suspicion_mult=4.0,
+            dead_mult=3.0,
+            dead_probe_chance=0.25,
+            peers_per_message=32,
+            view_limit=4096,
+        ),
+    }
+)

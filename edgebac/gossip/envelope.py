@@ -1,0 +1,148 @@
+"""The private network key and the sealed envelope every gossip body travels in.
+
+    sealed = SecretBox(network_key).encrypt(msgpack([sender: bin(32), sent_ms: uint, message]))
+
+Without the key a body can be neither read nor forged. Each body carries its sender and send
+time; a body older than the allowed age is a replay, and within that age each nonce is accepted
+once. A node started without `--network-key` uses the well-known open key, so it can only ever
+talk to other open nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from nacl.exceptions import CryptoError
+from nacl.secret import SecretBox
+
+from edgebac.errors import ConfigError
+
+KEY_BYTES = SecretBox.KEY_SIZE
+NONCE_BYTES = SecretBox.NONCE_SIZE
+OPEN_NETWORK_KEY = hashlib.sha256(b"edgebac/open-network/v1").digest()
+MAX_FUTURE_MS = 30_000  # a sender's clock may run a little ahead of ours
+
+
+class EnvelopeError(ValueError):
+    """A body refused before anything in it was trusted; `reason` is a stable code."""
+
+    def __init__(self, reason: str, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    sender: bytes
+    sent_ms: int
+    message: Any
+
+
+def write_network_key(path: Path) -> None:
+    """A new 32-byte key, mode 0600; refuses to overwrite (that would split the network)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; remove it first to make a new key") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the network key: {exc.strerror}") from None
+    try:
+        os.write(fd, os.urandom(KEY_BYTES))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_network_key(path: Path) -> bytes:
+    """32 raw bytes, or 64 hex digits (so a key can also be pasted into a file)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--network-key: {path}: {exc.strerror}") from None
+    if len(data) == KEY_BYTES:
+        return data
+    text = data.strip()
+    if len(text) == 2 * KEY_BYTES:
+        try:
+            return bytes.fromhex(text.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            pass
+    raise ConfigError(f"--network-key: {path} is not a network key (32 bytes or 64 hex digits)")
+
+
+class Envelope:
+    """Seals outgoing bodies and opens incoming ones for one node."""
+
+    def __init__(
+        self,
+        key: bytes,
+        sender: bytes,
+        max_age_ms: int,
+        max_bytes: int,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._box = SecretBox(key)
+        self._sender = sender
+        self._max_age_ms = max_age_ms
+        self._max_bytes = max_bytes
+        self._clock_ms = clock_ms
+        self._seen: OrderedDict[bytes, int] = OrderedDict()  # nonce -> sent_ms, oldest first
+
+    def seal(self, message: Any) -> bytes:
+        plain = msgpack.packb([self._sender, self._clock_ms(), message], use_bin_type=True)
+        return bytes(self._box.encrypt(plain))
+
+    def open(self, body: bytes) -> Opened:
+        if len(body) > self._max_bytes:
+            raise EnvelopeError("too_large", f"body of {len(body)} bytes is too large", 413)
+        if len(body) < NONCE_BYTES + SecretBox.MACBYTES:
+            raise EnvelopeError("not_sealed", "body is too short to be sealed")
+        try:
+            plain = self._box.decrypt(body)
+        except CryptoError:
+            raise EnvelopeError(
+                "not_sealed", "body does not open with this network's key", 403
+            ) from None
+        opened = _parse(plain)
+        self._check_fresh(body[:NONCE_BYTES], opened.sent_ms)
+        return opened
+
+    def _check_fresh(self, nonce: bytes, sent_ms: int) -> None:
+        now = self._clock_ms()
+        oldest = now - self._max_age_ms
+        while self._seen and next(iter(self._seen.values())) < oldest:
+            self._seen.popitem(last=False)
+        if sent_ms < oldest:
+            raise EnvelopeError("replay", f"body is {now - sent_ms} ms old (a replay?)", 403)
+        if sent_ms > now + MAX_FUTURE_MS:
+            raise EnvelopeError("clock_skew", "body is dated in the future", 403)
+        if nonce in self._seen:
+            raise EnvelopeError("replay", "body was already received (replay)", 403)
+        self._seen[nonce] = max(sent_ms, oldest)
+        if len(self._seen) > 1_000_000:  # a flood within one window: forget the oldest
+            self._seen.popitem(last=False)
+
+
+def _parse(plain: bytes) -> Opened:
+    try:
+        fields = msgpack.unpackb(plain, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        raise EnvelopeError("malformed", "sealed body is not msgpack") from None
+    if not (
+        isinstance(fields, list)
+        and len(fields) == 3
+        and isinstance(fields[0], bytes)
+        and len(fields[0]) == 32
+        and type(fields[1]) is int
+    ):
+        raise EnvelopeError("malformed", "sealed body is not [sender, sent_ms, message]")
+    return Opened(fields[0], fields[1], fields[2])

@@ -1,0 +1,212 @@
+"""Who is in the network and who is alive: pure bookkeeping, time passed in, no I/O.
+
+Liveness is gossip-style heartbeating: every node counts its own heartbeat up once a pull
+interval, and the highest heartbeat heard of each member rides along every exchange. A member
+whose heartbeat has not moved for `suspect_after(N)` is suspect, for `dead_after(N)` dead. Both
+grow with log10(N) (Lifeguard's rule), because news of a heartbeat needs O(log N) rounds to
+cross the network. A failed direct exchange makes a member suspect at once. Nothing here is
+logged: liveness is ephemeral; the event log holds only decisions taken because of it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Liveness(StrEnum):
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+
+
+def scale(n: int) -> float:
+    """How much longer than one round news takes to cross N nodes."""
+    return max(1.0, math.log10(max(n, 1)))
+
+
+def suspect_after_ms(n: int, interval_ms: float, mult: float) -> float:
+    return mult * scale(n) * interval_ms
+
+
+def dead_after_ms(n: int, interval_ms: float, mult: float, dead_mult: float) -> float:
+    return dead_mult * suspect_after_ms(n, interval_ms, mult)
+
+
+@dataclass(slots=True)
+class Member:
+    node_id: bytes
+    addresses: tuple[str, ...]
+    heartbeat: int = 0
+    heard_ms: float = 0.0  # local time the heartbeat last moved or we last talked directly
+    failed_ms: float | None = None  # local time of the last failed direct exchange, if newer
+
+
+@dataclass
+class Membership:
+    """This node's view of the others. Iteration orders are insertion orders: deterministic."""
+
+    me: bytes
+    my_addresses: tuple[str, ...]
+    interval_ms: float
+    suspicion_mult: float = 4.0
+    dead_mult: float = 3.0
+    view_limit: int = 4096
+    heartbeat: int = 0  # start it at the wall clock's ms: a restarted node must outbid its past
+    members: dict[bytes, Member] = field(default_factory=dict)
+    seeds: dict[str, bytes | None] = field(default_factory=dict)  # address -> node id once known
+
+    def add_seeds(self, addresses: Iterable[str]) -> None:
+        for address in addresses:
+            if address not in self.my_addresses:
+                self.seeds.setdefault(address, None)
+
+    def beat(self) -> None:
+        self.heartbeat += 1
+
+    # ----- learning ----------------------------------------------------------------------------
+
+    def learn(
+        self, node_id: bytes, addresses: Sequence[str], heartbeat: int, now_ms: float, rng: Any
+    ) -> None:
+        """Record what a peer said about a member (itself or another)."""
+        if node_id == self.me or not addresses:
+            return
+        member = self.members.get(node_id)
+        if member is None:
+            if len(self.members) >= self.view_limit:
+                self._evict(rng)
+            member = self.members[node_id] = Member(node_id, tuple(addresses), heartbeat, now_ms)
+            return
+        if tuple(addresses) != member.addresses and heartbeat >= member.heartbeat:
+            member.addresses = tuple(addresses)
+        if heartbeat > member.heartbeat:
+            member.heartbeat = heartbeat
+            member.heard_ms = now_ms
+            member.failed_ms = None
+
+    def announce(self, node_id: bytes, addresses: Sequence[str], now_ms: float) -> None:
+        """A node's own announcement in the log: its addresses are what it says they are."""
+        if node_id == self.me or not addresses:
+            return
+        member = self.members.get(node_id)
+        if member is None:
+            self.members[node_id] = Member(node_id, tuple(addresses), 0, now_ms)
+        else:
+            member.addresses = tuple(addresses)
+
+    def _evict(self, rng: Any) -> None:
+        """Make room in a bounded view: drop the stalest of a few random members."""
+        ids = list(self.members)
+        sample = [ids[rng.randrange(len(ids))] for _ in range(min(4, len(ids)))]
+        stalest = min(sample, key=lambda node_id: self.members[node_id].heard_ms)
+        del self.members[stalest]
+
+    def contacted(self, node_id: bytes, address: str | None, now_ms: float) -> None:
+        """A direct exchange with this member succeeded."""
+        if address is not None and address in self.seeds:
+            self.seeds[address] = node_id
+        member = self.members.get(node_id)
+        if member is not None:
+            member.heard_ms = now_ms
+            member.failed_ms = None
+
+    def failed(self, node_id: bytes | None, address: str, now_ms: float) -> None:
+        """A direct exchange failed: suspect the member at once."""
+        if node_id is None:
+            node_id = self.seeds.get(address) or self._id_at(address)
+        member = self.members.get(node_id) if node_id is not None else None
+        if member is not None:
+            member.failed_ms = now_ms
+
+    # ----- judging -----------------------------------------------------------------------------
+
+    def liveness(self, member: Member, now_ms: float) -> Liveness:
+        n = len(self.members) + 1
+        silent = now_ms - member.heard_ms
+        if silent > dead_after_ms(n, self.interval_ms, self.suspicion_mult, self.dead_mult):
+            return Liveness.DEAD
+        if member.failed_ms is not None or silent > suspect_after_ms(
+            n, self.interval_ms, self.suspicion_mult
+        ):
+            return Liveness.SUSPECT
+        return Liveness.ALIVE
+
+    def alive(self, now_ms: float) -> list[Member]:
+        return [m for m in self.members.values() if self.liveness(m, now_ms) is Liveness.ALIVE]
+
+    def reachable(self, now_ms: float) -> list[Member]:
+        """Alive and suspect members: worth talking to every round."""
+        return [m for m in self.members.values() if self.liveness(m, now_ms) is not Liveness.DEAD]
+
+    def _id_at(self, address: str) -> bytes | None:
+        for member in self.members.values():
+            if address in member.addresses:
+                return member.node_id
+        return None
+
+    # ----- choosing ----------------------------------------------------------------------------
+
+    def pull_target(self, now_ms: float, rng: Any, dead_probe_chance: float) -> str | None:
+        """The address to pull from this round: a random live member, sometimes a dead one.
+
+        Dead members and seeds never answered get an occasional try, so a healed partition or a
+        restarted node is found again without anyone's help.
+        """
+        live = self.reachable(now_ms)
+        unknown = [a for a, node_id in self.seeds.items() if node_id not in self.members]
+        dead = [m for m in self.members.values() if self.liveness(m, now_ms) is Liveness.DEAD]
+        long_shots = unknown + [m.addresses[0] for m in dead]
+        if long_shots and (not live or rng.random() < dead_probe_chance):
+            return long_shots[rng.randrange(len(long_shots))]
+        if live:
+            return live[rng.randrange(len(live))].addresses[0]
+        return None
+
+    def push_targets(
+        self, now_ms: float, rng: Any, fanout: int, exclude: bytes | None = None
+    ) -> list[str]:
+        """Up to `fanout` distinct live members, never `exclude` (who told us)."""
+        live = [m for m in self.alive(now_ms) if m.node_id != exclude]
+        chosen = rng.sample(live, fanout) if len(live) > fanout else live
+        return [m.addresses[0] for m in chosen]
+
+    def rumours(self, now_ms: float, rng: Any, limit: int) -> list[list[Any]]:
+        """What rides along an exchange: ourselves first, then random non-dead members."""
+        others = self.reachable(now_ms)
+        if len(others) > limit - 1:
+            others = rng.sample(others, max(limit - 1, 0))
+        entries = [[self.me, list(self.my_addresses), self.heartbeat]]
+        entries.extend([m.node_id, list(m.addresses), m.heartbeat] for m in others)
+        return entries
+
+    def merge_rumours(self, entries: Any, now_ms: float, rng: Any) -> None:
+        """Learn from a peer's list; malformed entries are skipped, not trusted."""
+        if not isinstance(entries, list):
+            return
+        for entry in entries[:1024]:
+            if (
+                isinstance(entry, list)
+                and len(entry) == 3
+                and isinstance(entry[0], bytes)
+                and len(entry[0]) == 32
+                and isinstance(entry[1], list)
+                and all(isinstance(a, str) and 0 < len(a) < 256 for a in entry[1][:8])
+                and type(entry[2]) is int
+            ):
+                self.learn(entry[0], entry[1][:8], entry[2], now_ms, rng)
+
+    def snapshot(self, now_ms: float) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": m.node_id.hex(),
+                "addresses": list(m.addresses),
+                "liveness": str(self.liveness(m, now_ms)),
+                "heartbeat": m.heartbeat,
+                "silent_ms": int(now_ms - m.heard_ms),
+            }
+            for m in self.members.values()
+        ]

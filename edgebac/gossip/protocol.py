@@ -1,0 +1,305 @@
+"""The sync protocol: push new events to a few peers, pull what is missing from one peer a round.
+
+Transport-agnostic: the same `Gossiper` runs over HTTP between real nodes and over the
+simulator's in-memory transport under a virtual clock. Messages are plain msgpack-able maps:
+
+    sync  {t, vv, peers}            -> page {t, vv, events, complete, peers}
+    push  {t, events, relay, peers} -> ack  {t, new, refused}
+
+An exchange is push-pull: the initiator sends its version vector, gets the events it lacks
+(paging while the reply says incomplete), then sends the events the peer's vector lacks, so
+both sides hold the union after one exchange. Events that arrive by push and are new here are
+pushed on to `fanout` other peers (rumour mongering) when the push says `relay`; what moves by
+pull (and the push half of an exchange) is never relayed, so a catch-up of a large backlog does
+not become a storm. Pull is the safety net for what pushes miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from edgebac.eventlog.chain import Reason
+from edgebac.eventlog.encoding import Event, decode
+from edgebac.eventlog.store import IngestReport, Page
+from edgebac.gossip.config import GossipConfig
+from edgebac.gossip.membership import Membership
+
+logger = logging.getLogger(__name__)
+MAX_VV_AUTHORS = 1_000_000
+
+
+class TransportError(Exception):
+    """The peer could not be reached or did not answer properly (the exchange is abandoned)."""
+
+
+class ProtocolError(ValueError):
+    """A message that opened fine but is not a well-formed protocol message."""
+
+
+class Transport(Protocol):
+    async def request(self, address: str, message: dict[str, Any]) -> tuple[bytes, Any]:
+        """Deliver `message` to the node at `address`; return (its node id, its reply).
+
+        Raises TransportError on any failure, within the transport's own timeout.
+        """
+        ...
+
+
+class SyncLog(Protocol):
+    """What gossip needs from the event log (EventLog implements it)."""
+
+    def version_vector(self) -> Mapping[bytes, int]:
+        """Held state, from memory: never blocks."""
+        ...
+
+    async def missing(
+        self, remote: Mapping[bytes, int], *, max_events: int, max_bytes: int
+    ) -> Page:
+        """Events `remote` lacks, bounded; reads the database (does not wait for writers)."""
+        ...
+
+    async def ingest(self, raws: Sequence[bytes]) -> IngestReport:
+        """Verify and store; bad events come back as rejections, never as exceptions.
+
+        Waits for the log's single writer, so it may take a while under load.
+        """
+        ...
+
+
+def check_vv(value: Any) -> dict[bytes, int]:
+    if not isinstance(value, dict) or len(value) > MAX_VV_AUTHORS:
+        raise ProtocolError("vv is not a map of authors to seqs")
+    for author, seq in value.items():
+        if not (isinstance(author, bytes) and len(author) == 32 and type(seq) is int and seq >= 0):
+            raise ProtocolError("vv has an entry that is not (32-byte author, seq)")
+    return value
+
+
+def check_events(value: Any) -> list[bytes]:
+    if not isinstance(value, list) or not all(isinstance(raw, bytes) for raw in value):
+        raise ProtocolError("events is not a list of byte strings")
+    return value
+
+
+def advance(vv: dict[bytes, int], events: Sequence[Event]) -> None:
+    """A peer's vector after it received `events` (pages are contiguous per author)."""
+    for event in events:
+        if event.seq > vv.get(event.author, 0):
+            vv[event.author] = event.seq
+
+
+def _advance_raw(vv: dict[bytes, int], raws: Sequence[bytes]) -> None:
+    advance(vv, [decode(raw) for raw in raws])
+
+
+class Gossiper:
+    """One node's side of gossip: serve peers, pull every round, push what is new."""
+
+    def __init__(
+        self,
+        me: bytes,
+        addresses: Sequence[str],
+        log: SyncLog,
+        transport: Transport,
+        config: GossipConfig,
+        *,
+        clock_ms: Callable[[], float],
+        rng: random.Random | None = None,
+        seeds: Sequence[str] = (),
+    ) -> None:
+        self.me = me
+        self.log = log
+        self.transport = transport
+        self.config = config
+        self.clock_ms = clock_ms
+        self.rng = rng or random.Random()
+        self.membership = Membership(
+            me,
+            tuple(addresses),
+            interval_ms=config.pull_interval_s * 1000,
+            suspicion_mult=config.suspicion_mult,
+            dead_mult=config.dead_mult,
+            view_limit=config.view_limit,
+            heartbeat=int(clock_ms()),
+        )
+        self.membership.add_seeds(seeds)
+        self.stats: Counter[str] = Counter()
+        self._outbox: list[bytes] = []
+        self._outbox_ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._limit = asyncio.Semaphore(16)
+
+    # ----- serving ----------------------------------------------------------------------------
+
+    async def handle(self, sender: bytes, message: Any) -> dict[str, Any]:
+        """Answer one message from `sender` (already authenticated by the envelope)."""
+        if not isinstance(message, dict):
+            raise ProtocolError("message is not a map")
+        kind = message.get("t")
+        self.stats[f"recv_{kind}"] += 1
+        self.membership.merge_rumours(message.get("peers"), self.clock_ms(), self.rng)
+        self.membership.contacted(sender, None, self.clock_ms())
+        if kind == "sync":
+            return await self._serve_sync(check_vv(message.get("vv")))
+        if kind == "push":
+            events = check_events(message.get("events"))
+            report = await self.ingest_from(sender, events, relay=message.get("relay") is True)
+            return {"t": "ack", "new": len(report.accepted), "refused": len(report.errors)}
+        raise ProtocolError(f"unknown message type {kind!r}")
+
+    async def _serve_sync(self, remote: dict[bytes, int]) -> dict[str, Any]:
+        page = await self.log.missing(
+            remote, max_events=self.config.max_page_events, max_bytes=self.config.max_page_bytes
+        )
+        self.stats["events_sent"] += len(page.raws)
+        return {
+            "t": "page",
+            "vv": dict(self.log.version_vector()),
+            "events": page.raws,
+            "complete": page.complete,
+            "peers": self._rumours(),
+        }
+
+    def _rumours(self) -> list[list[Any]]:
+        return self.membership.rumours(self.clock_ms(), self.rng, self.config.peers_per_message)
+
+    async def ingest_from(
+        self, sender: bytes | None, raws: Sequence[bytes], relay: bool = True
+    ) -> IngestReport:
+        """Store events pushed to us (or given by a client) and push on what was new."""
+        report = await self.log.ingest(raws)
+        self._count(report)
+        if relay and report.accepted:
+            self._spawn(self._push([e.raw for e in report.accepted], exclude=sender))
+        if sender is not None and any(r.reason is Reason.GAP for r in report.rejections):
+            # We are behind the pusher: catch up from it now rather than at a random later round.
+            member = self.membership.members.get(sender)
+            if member is not None:
+                self._spawn(self.exchange(member.addresses[0]))
+        return report
+
+    def _count(self, report: IngestReport) -> None:
+        self.stats["events_new"] += len(report.accepted)
+        for rejection in report.rejections:
+            self.stats[f"refused_{rejection.reason}"] += 1
+
+    # ----- pulling ----------------------------------------------------------------------------
+
+    async def exchange(self, address: str) -> bool:
+        """One push-pull exchange with the node at `address`; False if it failed."""
+        async with self._limit:
+            try:
+                await self._exchange(address)
+            except (TransportError, ProtocolError) as exc:
+                self.stats["exchange_failed"] += 1
+                self.membership.failed(None, address, self.clock_ms())
+                logger.debug("exchange with %s failed: %s", address, exc)
+                return False
+            self.stats["exchanges"] += 1
+            return True
+
+    async def _exchange(self, address: str) -> None:
+        remote: dict[bytes, int] = {}
+        for _ in range(self.config.max_pages_per_exchange):
+            request = {"t": "sync", "vv": dict(self.log.version_vector()), "peers": self._rumours()}
+            sender, reply = await self._request(address, request)
+            if not isinstance(reply, dict) or reply.get("t") != "page":
+                raise ProtocolError("reply to sync is not a page")
+            self.membership.merge_rumours(reply.get("peers"), self.clock_ms(), self.rng)
+            self.membership.contacted(sender, address, self.clock_ms())
+            remote = dict(check_vv(reply.get("vv")))
+            report = await self.log.ingest(check_events(reply.get("events")))
+            self._count(report)
+            if reply.get("complete") is True or not report.accepted:
+                break
+        await self._push_missing(address, remote)
+
+    async def _push_missing(self, address: str, remote: dict[bytes, int]) -> None:
+        """Send the peer every event its vector lacks, page by page."""
+        for _ in range(self.config.max_pages_per_exchange):
+            page = await self.log.missing(
+                remote,
+                max_events=self.config.max_page_events,
+                max_bytes=self.config.max_page_bytes,
+            )
+            if not page.raws:
+                return
+            message = {"t": "push", "events": page.raws, "relay": False, "peers": []}
+            await self._request(address, message)
+            self.stats["events_sent"] += len(page.raws)
+            _advance_raw(remote, page.raws)
+            if page.complete:
+                return
+
+    async def _request(self, address: str, message: dict[str, Any]) -> tuple[bytes, Any]:
+        self.stats[f"sent_{message['t']}"] += 1
+        return await self.transport.request(address, message)
+
+    async def pull_once(self) -> bool | None:
+        """Beat our heart and pull from one chosen peer; None if we know no one."""
+        self.membership.beat()
+        address = self.membership.pull_target(
+            self.clock_ms(), self.rng, self.config.dead_probe_chance
+        )
+        if address is None:
+            return None
+        return await self.exchange(address)
+
+    async def run(self) -> None:
+        """Pull every interval (with jitter, so peers do not synchronise) and push as asked."""
+        self._spawn(self._push_loop())
+        interval = self.config.pull_interval_s
+        while True:
+            await self.pull_once()
+            await asyncio.sleep(interval * self.rng.uniform(0.5, 1.5))
+
+    # ----- pushing ----------------------------------------------------------------------------
+
+    def on_local(self, events: Sequence[Event]) -> None:
+        """Called with every batch of newly stored events; pushes the ones we wrote."""
+        mine = [event.raw for event in events if event.author == self.me]
+        if mine:
+            self._outbox.extend(mine)
+            self._outbox_ready.set()
+
+    async def _push_loop(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            if self.config.push_linger_s:
+                await asyncio.sleep(self.config.push_linger_s)
+            raws, self._outbox = self._outbox, []
+            self._outbox_ready.clear()
+            await self._push(raws, exclude=None)
+
+    async def _push(self, raws: list[bytes], exclude: bytes | None) -> None:
+        targets = self.membership.push_targets(
+            self.clock_ms(), self.rng, self.config.fanout, exclude
+        )
+        if targets:
+            await asyncio.gather(*(self._push_to(target, raws) for target in targets))
+
+    async def _push_to(self, address: str, raws: list[bytes]) -> None:
+        async with self._limit:
+            message = {"t": "push", "events": raws, "relay": True, "peers": self._rumours()[:1]}
+            try:
+                await self._request(address, message)
+            except TransportError:
+                self.stats["push_failed"] += 1
+                self.membership.failed(None, address, self.clock_ms())
+                return
+            self.stats["events_sent"] += len(raws)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,111 @@
+"""Gossip as a node runs it: envelope, HTTP transport, the gossiper loop, admission, addresses.
+
+Membership is fed from two sides: the peer lists that ride along exchanges, and the addresses
+nodes announce in the log (`NodeAnnounced`), so a restarted node finds its peers again even
+when its seeds are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from edgebac.eventlog.encoding import Event
+from edgebac.eventlog.store import EventLog
+from edgebac.gossip.admission import ADMISSION_TYPES, Admission
+from edgebac.gossip.config import GossipConfig
+from edgebac.gossip.envelope import Envelope
+from edgebac.gossip.http import HttpTransport, add_gossip_routes
+from edgebac.gossip.protocol import Gossiper
+
+
+def wall_ms() -> float:
+    return time.time_ns() / 1_000_000
+
+
+class GossipService:
+    def __init__(
+        self,
+        log: EventLog,
+        me: bytes,
+        network_key: bytes,
+        config: GossipConfig,
+        seeds: Sequence[str],
+        authority: bytes | None = None,
+    ) -> None:
+        self.log = log
+        self.config = config
+        self.envelope = Envelope(
+            network_key, me, int(config.max_body_age_s * 1000), config.max_body_bytes
+        )
+        self.transport = HttpTransport(
+            self.envelope, config.request_timeout_s, config.max_body_bytes
+        )
+        self.gossiper = Gossiper(
+            me, (), log, self.transport, config, clock_ms=wall_ms, rng=random.Random(), seeds=seeds
+        )
+        self.admission = Admission(authority) if authority is not None else None
+        self._task: asyncio.Task[None] | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        add_gossip_routes(app, self.gossiper, self.envelope)
+
+    async def start(self, my_addresses: Sequence[str]) -> None:
+        """Load what the log knows about peers, then start pulling and pushing."""
+        self.gossiper.membership.my_addresses = tuple(my_addresses)
+        if self.admission is not None:
+            for type_ in ADMISSION_TYPES:
+                self.admission.observe(await self.all_of_type(type_))
+            self.log.is_member = self.admission.is_member
+        for event in await self.all_of_type("NodeAnnounced"):
+            self._learn_announcement(event)
+        self.log.add_listener(self._on_events)
+        self._task = asyncio.create_task(self.gossiper.run(), name="gossip")
+
+    async def all_of_type(self, type_: str) -> list[Event]:
+        events: list[Event] = []
+        after = 0
+        while True:
+            page = await self.log.by_type_page(type_, after)
+            if not page:
+                return events
+            events.extend(event for _, event in page)
+            after = page[-1][0]
+
+    def _learn_announcement(self, event: Event) -> None:
+        membership = self.gossiper.membership
+        if event.author == membership.me:
+            return
+        addresses = [a for a in event.body.get("addresses", []) if isinstance(a, str)]
+        membership.announce(event.author, addresses, wall_ms())
+
+    def _on_events(self, events: list[Event]) -> None:
+        if self.admission is not None:
+            self.admission.observe(events)
+        for event in events:
+            if event.type == "NodeAnnounced":
+                self._learn_announcement(event)
+        self.gossiper.on_local(events)
+
+    async def ingest(self, raws: Sequence[bytes]) -> Any:
+        """Events handed in by a client (e.g. an authority's admission): store and spread."""
+        return await self.gossiper.ingest_from(None, raws)
+
+    def members(self) -> list[dict[str, Any]]:
+        return self.gossiper.membership.snapshot(wall_ms())
+
+    def stats(self) -> dict[str, int]:
+        return dict(sorted(self.gossiper.stats.items()))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.gossiper.stop()
+        await self.transport.close()
