@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import shutil
 import signal
@@ -32,6 +33,15 @@ def machine_resources(data_dir: os.PathLike[str]) -> dict[str, int]:
         "memory_bytes": memory,
         "disk_bytes": shutil.disk_usage(data_dir).total,
     }
+
+
+def _source_host(listen_host: str) -> str | None:
+    """The address to send from: the one we listen on, unless that is every address."""
+    try:
+        address = ipaddress.ip_address(listen_host)
+    except ValueError:
+        return None  # a name: let the kernel choose
+    return None if address.is_unspecified else listen_host
 
 
 class Node:
@@ -82,6 +92,7 @@ class Node:
             config.gossip,
             seeds=[str(peer) for peer in config.peers],
             authority=config.authority,
+            local_host=_source_host(config.listen.host),
         )
 
     @property

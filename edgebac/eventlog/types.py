@@ -34,12 +34,27 @@ def _str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
+def _bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _map_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
 CHECK_NAMES: dict[Check, str] = {
     _str: "a string",
     _int: "an integer",
     _map: "a map",
     _key: "a 32-byte public key",
     _str_list: "a list of strings",
+    _bool: "a boolean",
+    _number: "a number",
+    _map_list: "a list of maps",
 }
 
 
@@ -61,8 +76,8 @@ class BodyShape:
         return None
 
 
-def _job(**extra: Check) -> BodyShape:
-    return BodyShape(required={"job_id": _str, **extra})
+def _job(optional: Mapping[str, Check] | None = None, **extra: Check) -> BodyShape:
+    return BodyShape(required={"job_id": _str, **extra}, optional=optional or {})
 
 
 EVENT_TYPES: dict[str, BodyShape] = {
@@ -79,18 +94,36 @@ EVENT_TYPES: dict[str, BodyShape] = {
     # Written by the network authority (the author is the authority key), about another node.
     "NodeAdmitted": BodyShape(required={"node": _key}),
     "NodeRevoked": BodyShape(required={"node": _key}, optional={"reason": _str}),
+    # Free-form annotations by operators and clients (also test traffic); projections ignore it.
+    "Note": BodyShape(required={"text": _str}),
     # A requester's decision that a node is gone; liveness itself is not logged.
     "NodeLost": BodyShape(required={"node": _key}, optional={"reason": _str}),
-    "JobCreated": _job(spec=_map),
-    "BidOffered": _job(),
-    "BidAccepted": _job(node=_key),
-    "BidRejected": _job(node=_key),
-    "ExecutionStarted": _job(),
-    "ExecutionFailed": _job(reason=_str),
-    "ResultPublished": _job(),
+    # Job events: the bodies are documented in edgebac/scheduler/events.py. Shapes here are the
+    # floor every node enforces; the projection ignores events whose author has no say.
+    "JobCreated": _job(spec=_map, optional={"client": _key}),
+    "BidsRequested": _job(attempt=_int, optional={"reason": _str}),
+    "BidOffered": _job(
+        optional={"attempt": _int, "local_data": _bool, "free": _map, "cost": _number}
+    ),
+    "BidDeclined": _job(reason=_str, optional={"attempt": _int, "detail": _str}),
+    "BidAccepted": _job(node=_key, execution_id=_str, optional={"attempt": _int}),
+    "BidRejected": _job(node=_key, reason=_str, optional={"attempt": _int}),
+    "ExecutionStarted": _job(execution_id=_str),
+    "ExecutionFailed": _job(execution_id=_str, reason=_str),
+    "ResultPublished": _job(
+        execution_id=_str,
+        exit_code=_int,
+        optional={
+            "reference": _str,
+            "digest": _str,
+            "size": _int,
+            "stdout_head": _str,
+            "stderr_head": _str,
+        },
+    ),
     "JobCompleted": _job(),
-    "JobFailed": _job(),
-    "JobCanceled": _job(),
+    "JobFailed": _job(reason=_str, optional={"attempts": _map_list}),
+    "JobCanceled": _job(optional={"reason": _str}),
 }
 
 

@@ -50,15 +50,21 @@ def add_gossip_routes(app: web.Application, gossiper: Gossiper, envelope: Envelo
 class HttpTransport:
     """Requests to peers over one pooled client session (keep-alive keeps pushes fast)."""
 
-    def __init__(self, envelope: Envelope, timeout_s: float, max_bytes: int) -> None:
+    def __init__(
+        self, envelope: Envelope, timeout_s: float, max_bytes: int, local_host: str | None = None
+    ) -> None:
         self._envelope = envelope
+        # Speak from the address we listen on: peers (and firewalls) see who we really are.
+        self._local_addr = (local_host, 0) if local_host else None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def request(self, address: str, message: dict[str, Any]) -> tuple[bytes, Any]:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=64, limit_per_host=4, use_dns_cache=False)
+            connector = aiohttp.TCPConnector(
+                limit=64, limit_per_host=4, use_dns_cache=False, local_addr=self._local_addr
+            )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         body = self._envelope.seal(message)
         try:

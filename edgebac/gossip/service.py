@@ -37,6 +37,7 @@ class GossipService:
         config: GossipConfig,
         seeds: Sequence[str],
         authority: bytes | None = None,
+        local_host: str | None = None,
     ) -> None:
         self.log = log
         self.config = config
@@ -44,7 +45,7 @@ class GossipService:
             network_key, me, int(config.max_body_age_s * 1000), config.max_body_bytes
         )
         self.transport = HttpTransport(
-            self.envelope, config.request_timeout_s, config.max_body_bytes
+            self.envelope, config.request_timeout_s, config.max_body_bytes, local_host
         )
         self.gossiper = Gossiper(
             me, (), log, self.transport, config, clock_ms=wall_ms, rng=random.Random(), seeds=seeds
