@@ -49,7 +49,8 @@ def test_node_list_shows_every_node_alive(nodes, tmp_path):
     wait_for(all_alive, 15, "every node listed alive")
     text = run_edgebac("node", "list", "--api", network[0].url)
     assert text.returncode == 0
-    assert "alive" in text.stdout and "zone=a" in text.stdout
+    assert "alive" in text.stdout
+    assert "zone=a" in text.stdout
 
 
 def test_partition_heals_to_identical_logs(nodes, tmp_path):
