@@ -1,0 +1,232 @@
+"""A compute node's decisions: which jobs to bid on or decline, what to start and stop.
+
+Pure like the requester's: the shell passes what it knows about this machine (`LocalFacts`:
+images present, inputs held locally, executions it is running, bid hook verdicts) and the
+operator's `NodePolicy`; decisions return events to append or executions to act on.
+
+A node answers each bid round of a live job once. A decline is not final: if the reason goes
+away (memory frees up) the node bids later in the same round; it never declines twice.
+Free resources are the announced ones minus what active executions on this node and its own
+undecided bids claim, so a node does not promise the same memory to two jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from edgebac.scheduler import events as ev
+from edgebac.scheduler import reasons as why
+from edgebac.scheduler.events import Planned
+from edgebac.scheduler.projection import Projection
+from edgebac.scheduler.quantities import format_size
+from edgebac.scheduler.ranking import shortfall
+from edgebac.scheduler.reasons import summarize_declines
+from edgebac.scheduler.requester import Verdict
+from edgebac.scheduler.spec import DockerEngine, JobSpec, WasmEngine
+from edgebac.scheduler.state import RESOURCE_KEYS, Execution, Job
+
+__all__ = [
+    "LocalFacts",
+    "NodePolicy",
+    "awaiting_verdict",
+    "decide",
+    "summarize_declines",
+    "to_start",
+    "to_stop",
+]
+
+
+@dataclass(frozen=True)
+class NodePolicy:
+    """What the operator lets this node run."""
+
+    engines: frozenset[str] = frozenset({"docker", "wasm", "noop"})
+    images: tuple[str, ...] = ("*",)  # fnmatch patterns of allowed docker images
+    modules: tuple[str, ...] = ("*",)  # fnmatch patterns of allowed wasm module sources
+    paths: tuple[str, ...] = ()  # local directories jobs may read inputs from
+    network: bool = False  # may jobs have full network access
+    hook: bool = False  # a bid hook is configured: wait for its verdict before bidding
+    cost: int | float | None = None  # advertised in bids; lower wins ties
+
+
+@dataclass(frozen=True)
+class LocalFacts:
+    """What the shell knows about this machine right now."""
+
+    images: frozenset[str] = frozenset()  # docker images present locally
+    local_inputs: frozenset[str] = frozenset()  # input source URLs held on this machine
+    running: frozenset[str] = frozenset()  # execution ids the shell is running or starting
+    verdicts: Mapping[tuple[str, int], Verdict] = field(default_factory=dict)  # (job, attempt)
+
+
+def decide(
+    state: Projection, now_ms: int, me: bytes, policy: NodePolicy, facts: LocalFacts
+) -> list[Planned]:
+    """BidOffered or BidDeclined for each live job round `me` has not answered yet.
+
+    `now_ms` is unused for now: bids stay welcome after a window ends (they fill open slots).
+    """
+    info = state.nodes.get(me)
+    if info is None or not info.announced or "compute" not in info.roles:
+        return []
+    free = _free(state, me, info.resources)
+    out: list[Planned] = []
+    for job in _open_jobs(state, me):
+        assert job.spec is not None
+        reason, detail = _why_not(job.spec, policy, facts, info.labels, free)
+        if reason is None and policy.hook:
+            verdict = facts.verdicts.get((job.id, job.attempt))
+            if verdict is None:
+                continue
+            if not verdict.accept:
+                reason, detail = why.POLICY, verdict.reason
+        if reason is None:
+            out.append(_bid(job, policy, facts, free))
+            free = {k: v - job.spec.resources.amounts()[k] for k, v in free.items()}
+        elif (job.attempt, me) not in job.declines:
+            body = {"job_id": job.id, "attempt": job.attempt, "reason": reason, "detail": detail}
+            out.append((ev.BID_DECLINED, body))
+    return out
+
+
+def awaiting_verdict(
+    state: Projection, me: bytes, policy: NodePolicy, facts: LocalFacts
+) -> list[tuple[str, int]]:
+    """(job, attempt) rounds this node would bid on once the bid hook answers."""
+    info = state.nodes.get(me)
+    if not policy.hook or info is None or not info.announced:
+        return []
+    free = _free(state, me, info.resources)
+    return [
+        (job.id, job.attempt)
+        for job in _open_jobs(state, me)
+        if (job.id, job.attempt) not in facts.verdicts
+        and job.spec is not None
+        and _why_not(job.spec, policy, facts, info.labels, free)[0] is None
+    ]
+
+
+def to_start(state: Projection, me: bytes, facts: LocalFacts) -> list[Execution]:
+    """Executions accepted for me that the shell has not started: start them, then append
+    ExecutionStarted."""
+    return [
+        e
+        for e in state.executions.values()
+        if e.node == me and e.status == "accepted" and e.id not in facts.running
+    ]
+
+
+def to_stop(state: Projection, me: bytes, facts: LocalFacts) -> list[Execution]:
+    """Executions the shell runs that the log says are over (job canceled or failed, execution
+    timed out or declared lost): stop them."""
+    return [
+        e
+        for e in state.executions.values()
+        if e.node == me and e.id in facts.running and e.status in ("canceled", "failed", "lost")
+    ]
+
+
+def _open_jobs(state: Projection, me: bytes) -> list[Job]:
+    """Live jobs whose current round I have not answered with a bid and that still need nodes."""
+    out = []
+    for job in state.jobs.values():
+        if job.terminal or job.spec is None or (job.attempt, me) in job.bids:
+            continue
+        if job.spec.type == "batch" and job.open_slots() == 0:
+            continue
+        busy = ("accepted", "running") + (("completed",) if job.spec.type == "ops" else ())
+        if any(e.node == me and e.status in busy for e in job.executions.values()):
+            continue
+        out.append(job)
+    return sorted(out, key=lambda j: (j.created_hlc, j.id))
+
+
+def _free(state: Projection, me: bytes, resources: Mapping[str, int]) -> dict[str, int]:
+    """Announced resources minus what my active executions and undecided bids claim."""
+    free = {key: resources.get(key, 0) for key in RESOURCE_KEYS}
+    for job in state.jobs.values():
+        if job.spec is None or job.terminal:
+            continue
+        claims = sum(1 for e in job.executions.values() if e.node == me and e.active)
+        claims += sum(
+            1 for b in job.round_bids() if b.node == me and not job.decided(b.attempt, me)
+        )
+        for key, amount in job.spec.resources.amounts().items():
+            free[key] -= claims * amount
+    return free
+
+
+def _why_not(
+    spec: JobSpec,
+    policy: NodePolicy,
+    facts: LocalFacts,
+    labels: Mapping[str, str],
+    free: Mapping[str, int],
+) -> tuple[str | None, str]:
+    """(decline category, detail), or (None, "") when this node can run the job."""
+    if spec.engine.type not in policy.engines:
+        return why.ENGINE_DISABLED, f"{spec.engine.type} is not enabled on this node"
+    if spec.network == "full" and not policy.network:
+        return why.NETWORK_NOT_ALLOWED, "this node runs jobs without network"
+    for constraint in spec.constraints:
+        if not constraint.matches(labels):
+            return why.LABEL_MISMATCH, f"{constraint} does not hold"
+    engine_problem = _engine_problem(spec, policy, facts)
+    if engine_problem is not None:
+        return engine_problem
+    for item in spec.inputs:
+        if item.source.kind == "file" and not _path_allowed(item.source.url, policy.paths):
+            return why.INPUT_NOT_ALLOWED, f"{item.source.url} is outside the allowed paths"
+    wanted = spec.resources.amounts()
+    if short := shortfall(free, wanted):
+        key = short[0]
+        return why.LACK[key], f"needs {_amount(key, wanted[key])}, {_amount(key, free[key])} free"
+    return None, ""
+
+
+def _engine_problem(spec: JobSpec, policy: NodePolicy, facts: LocalFacts) -> tuple[str, str] | None:
+    engine = spec.engine
+    if isinstance(engine, DockerEngine):
+        if not any(fnmatchcase(engine.image, p) for p in policy.images):
+            return why.IMAGE_NOT_ALLOWED, f"{engine.image} is not in the allowed images"
+        if not _image_present(engine.image, facts.images):
+            return why.IMAGE_NOT_PRESENT, f"{engine.image} is not present on this node"
+    if isinstance(engine, WasmEngine):
+        module = engine.module
+        if not any(fnmatchcase(module.url, p) for p in policy.modules):
+            return why.MODULE_NOT_ALLOWED, f"{module.kind} module is not in the allowed modules"
+        if module.kind == "file" and not _path_allowed(module.url, policy.paths):
+            return why.INPUT_NOT_ALLOWED, f"{module.url} is outside the allowed paths"
+    return None
+
+
+def _image_present(image: str, present: frozenset[str]) -> bool:
+    """`alpine` is present as `alpine:latest` too, as Docker reads it."""
+    if image in present:
+        return True
+    tagged = "@" in image or ":" in image.rsplit("/", 1)[-1]
+    return not tagged and f"{image}:latest" in present
+
+
+def _path_allowed(url: str, allowed: tuple[str, ...]) -> bool:
+    path = url.removeprefix("file://")
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in allowed)
+
+
+def _amount(key: str, value: int) -> str:
+    if key in ("memory_bytes", "disk_bytes"):
+        return f"{format_size(value)} {key.split('_')[0]}"
+    if key == "cpu_millis":
+        return f"{value}m cpu"
+    return f"{value} gpu"
+
+
+def _bid(job: Job, policy: NodePolicy, facts: LocalFacts, free: dict[str, int]) -> Planned:
+    assert job.spec is not None
+    local = any(i.source.url in facts.local_inputs for i in job.spec.inputs)
+    body = {"job_id": job.id, "attempt": job.attempt, "local_data": local, "free": dict(free)}
+    if policy.cost is not None:
+        body["cost"] = policy.cost
+    return (ev.BID_OFFERED, body)

@@ -1,0 +1,205 @@
+"""One function per job event type: (job, event) -> the job's next state.
+
+Each handler first checks that the author has a say (the job's requester, or the execution's
+node); events that do not count are ignored, never errors, so any log folds. The projection
+calls these in one deterministic total order, which is what makes the result order-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from edgebac.eventlog.encoding import Event
+from edgebac.scheduler import events as ev
+from edgebac.scheduler.spec import SpecError, parse_spec
+from edgebac.scheduler.state import RESOURCE_KEYS, Bid, Decline, Execution, Job
+
+Handler = Callable[[Job, Event], None]
+
+
+def create(event: Event) -> Job | None:
+    """The job a JobCreated event opens (None if the event is not a JobCreated)."""
+    if event.type != ev.JOB_CREATED or not isinstance(event.body.get("spec"), dict):
+        return None
+    spec_dict = event.body["spec"]
+    client = event.body.get("client")
+    job = Job(
+        id=event.body["job_id"],
+        requester=event.author,
+        spec_dict=spec_dict,
+        spec=None,
+        created_hlc=event.hlc,
+        client=client if isinstance(client, bytes) else None,
+        round_hlc=event.hlc,
+    )
+    try:
+        job.spec = parse_spec(spec_dict)
+    except SpecError as exc:
+        job.status, job.reason, job.ended_hlc = "failed", f"invalid spec: {exc}", event.hlc
+    return job
+
+
+def apply(job: Job, event: Event) -> None:
+    """Fold one event into `job` (ignored if it does not count), then refresh the status."""
+    if job.terminal:
+        return
+    handler = _HANDLERS.get(event.type)
+    if handler is not None:
+        handler(job, event)
+    if not job.terminal:
+        job.status = _live_status(job)
+
+
+def _live_status(job: Job) -> str:
+    if job.active():
+        return "running"
+    done = len(job.succeeded())
+    if job.spec is not None and done >= (job.spec.count if job.spec.type == "batch" else 1):
+        return "running"  # everything ran; the requester's verdict is next
+    if job.round_declines() and not job.round_bids():
+        return "pending"  # every node that answered declined
+    return "bidding"
+
+
+def _attempt(body: dict[str, Any]) -> int:
+    attempt = body.get("attempt", 0)
+    return attempt if type(attempt) is int and attempt >= 0 else -1
+
+
+def _bids_requested(job: Job, event: Event) -> None:
+    attempt = _attempt(event.body)
+    if event.author == job.requester and attempt > job.attempt:
+        job.attempt, job.round_hlc = attempt, event.hlc
+
+
+def _free(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if k in RESOURCE_KEYS and type(v) is int}
+
+
+def _bid_offered(job: Job, event: Event) -> None:
+    attempt = _attempt(event.body)
+    if not 0 <= attempt <= job.attempt or (attempt, event.author) in job.bids:
+        return
+    cost = event.body.get("cost", 0)
+    job.bids[(attempt, event.author)] = Bid(
+        node=event.author,
+        attempt=attempt,
+        local_data=event.body.get("local_data") is True,
+        free=_free(event.body.get("free")),
+        cost=cost if type(cost) in (int, float) else 0,
+        hlc=event.hlc,
+    )
+
+
+def _bid_declined(job: Job, event: Event) -> None:
+    attempt = _attempt(event.body)
+    key = (attempt, event.author)
+    if not 0 <= attempt <= job.attempt or key in job.declines or key in job.bids:
+        return
+    detail = event.body.get("detail", "")
+    job.declines[key] = Decline(
+        event.author,
+        attempt,
+        event.body["reason"],
+        detail if isinstance(detail, str) else "",
+        event.hlc,
+    )
+
+
+def _bid_accepted(job: Job, event: Event) -> None:
+    body, attempt = event.body, _attempt(event.body)
+    node, execution_id = body["node"], body["execution_id"]
+    if event.author != job.requester or (attempt, node) not in job.bids:
+        return
+    if execution_id in job.executions or job.decided(attempt, node):
+        return
+    job.executions[execution_id] = Execution(execution_id, job.id, node, attempt, event.hlc)
+
+
+def _bid_rejected(job: Job, event: Event) -> None:
+    key = (_attempt(event.body), event.body["node"])
+    if event.author == job.requester and key in job.bids and not job.decided(*key):
+        job.rejected[key] = event.body["reason"]
+
+
+def _execution(job: Job, event: Event, *authors: bytes) -> Execution | None:
+    """The active execution `event` is about, if its author may speak for it."""
+    execution = job.executions.get(event.body["execution_id"])
+    if execution is None or not execution.active or event.author not in authors:
+        return None
+    return execution
+
+
+def _started(job: Job, event: Event) -> None:
+    execution = job.executions.get(event.body["execution_id"])
+    if execution is not None and execution.status == "accepted" and event.author == execution.node:
+        execution.status, execution.started_hlc = "running", event.hlc
+
+
+def _failed(job: Job, event: Event) -> None:
+    execution = job.executions.get(event.body["execution_id"])
+    if execution is None:
+        return
+    if _execution(job, event, execution.node, job.requester) is not None:
+        execution.status, execution.ended_hlc = "failed", event.hlc
+        execution.reason = event.body["reason"]
+
+
+def _published(job: Job, event: Event) -> None:
+    execution = job.executions.get(event.body["execution_id"])
+    if execution is None or _execution(job, event, execution.node) is None:
+        return
+    body = event.body
+    execution.exit_code, execution.ended_hlc = body["exit_code"], event.hlc
+    for name in ("reference", "digest", "size", "stdout_head", "stderr_head"):
+        setattr(execution, name, body.get(name))
+    # A non-zero exit is a failed run: its results are still published for the user to read.
+    if body["exit_code"] == 0:
+        execution.status = "completed"
+    else:
+        execution.status, execution.reason = "failed", f"exit code {body['exit_code']}"
+
+
+def _node_lost(job: Job, event: Event) -> None:
+    if event.author != job.requester:
+        return
+    reason = event.body.get("reason")
+    for execution in job.active():
+        if execution.node == event.body["node"]:
+            execution.status, execution.ended_hlc = "lost", event.hlc
+            execution.reason = f"node lost: {reason}" if isinstance(reason, str) else "node lost"
+
+
+def _end(status: str) -> Handler:
+    def handler(job: Job, event: Event) -> None:
+        if event.author != job.requester:
+            return
+        reason = event.body.get("reason")
+        job.status, job.ended_hlc = status, event.hlc
+        job.reason = reason if isinstance(reason, str) else None
+        if status == "failed" and isinstance(event.body.get("attempts"), list):
+            job.attempts = event.body["attempts"]
+        for execution in job.active():  # the nodes stop them
+            execution.status, execution.ended_hlc = "canceled", event.hlc
+            execution.reason = f"job {status}"
+
+    return handler
+
+
+_HANDLERS: dict[str, Handler] = {
+    ev.BIDS_REQUESTED: _bids_requested,
+    ev.BID_OFFERED: _bid_offered,
+    ev.BID_DECLINED: _bid_declined,
+    ev.BID_ACCEPTED: _bid_accepted,
+    ev.BID_REJECTED: _bid_rejected,
+    ev.EXECUTION_STARTED: _started,
+    ev.EXECUTION_FAILED: _failed,
+    ev.RESULT_PUBLISHED: _published,
+    ev.NODE_LOST: _node_lost,
+    ev.JOB_COMPLETED: _end("completed"),
+    ev.JOB_FAILED: _end("failed"),
+    ev.JOB_CANCELED: _end("canceled"),
+}
