@@ -225,6 +225,8 @@ def parse_spec(data: Any) -> JobSpec:
     """Validate and parse a spec dict; raises SpecError listing every problem."""
     c = Checker()
     d = c.obj(data, "", _TOP_KEYS)
+    if not isinstance(data, dict):
+        raise SpecError(c.problems)
     job_type = c.text(d, "type", "", "batch")
     if job_type not in ("batch", "ops"):
         c.add("type", f"{job_type!r} is not batch or ops")
