@@ -258,7 +258,7 @@ def test_constraint_matching(text, labels, matches):
 
 @pytest.mark.parametrize("text", ["", "a b", "=x", "a in b", "a in (x y)", "a exists b", "!"])
 def test_bad_constraints(text):
-    with pytest.raises(ValueError, match="constraint|value list"):
+    with pytest.raises(ValueError, match=r"constraint|value list"):
         parse_constraint(text)
 
 
@@ -269,5 +269,5 @@ def test_sources():
     assert parse_source("inline:base64:aGk=").inline_bytes() == b"hi"
     assert parse_source("inline:hi").inline_bytes() == b"hi"
     for bad in ("file://host/a", "relative/path", "http://", "inline:base64:!!"):
-        with pytest.raises(ValueError, match="source|file|host|base64"):
+        with pytest.raises(ValueError, match=r"source|file|host|base64"):
             parse_source(bad)

@@ -1,0 +1,194 @@
+"""Compute node decisions: bid or decline with a reason, start and stop executions."""
+
+from __future__ import annotations
+
+import pytest
+from scheduler_harness import BIG, GIB, World, docker_spec, noop_spec, types
+
+from edgebac.scheduler.compute import (
+    LocalFacts,
+    NodePolicy,
+    awaiting_verdict,
+    summarize_declines,
+    to_start,
+    to_stop,
+)
+from edgebac.scheduler.requester import Verdict
+
+ALPINE = LocalFacts(images=frozenset({"alpine:latest"}))
+WASM = {"type": "wasm", "module": "ipfs://Qm" + "a" * 44}
+
+
+def world(labels: dict[str, str] | None = None, resources: dict[str, int] | None = None) -> World:
+    w = World()
+    w.announce("req", roles=("requester",))
+    w.announce("me", labels=labels, resources=resources)
+    return w
+
+
+def me(w: World) -> bytes:
+    return w.actor("me").id
+
+
+def test_bids_with_free_resources_and_local_data():
+    w = world()
+    spec = docker_spec(inputs=[{"source": "s3://b/k", "target": "/in"}])
+    w.submit("req", "j", spec)
+    facts = LocalFacts(images=frozenset({"alpine:latest"}), local_inputs=frozenset({"s3://b/k"}))
+    policy = NodePolicy(cost=3)
+    assert w.plan_compute("me", policy, facts) == [
+        (
+            "BidOffered",
+            {"job_id": "j", "attempt": 0, "local_data": True, "free": BIG, "cost": 3},
+        )
+    ]
+    w.compute_step("me", policy, facts)
+    assert w.plan_compute("me", policy, facts) == []  # answered once
+
+
+@pytest.mark.parametrize(
+    ("spec", "policy", "facts", "reason"),
+    [
+        (docker_spec(), NodePolicy(engines=frozenset({"wasm"})), ALPINE, "engine disabled"),
+        (docker_spec(network="full"), NodePolicy(), ALPINE, "network not allowed"),
+        (docker_spec(constraints=["zone=north"]), NodePolicy(), ALPINE, "label mismatch"),
+        (docker_spec(), NodePolicy(images=("registry.local/*",)), ALPINE, "image not allowed"),
+        (docker_spec(), NodePolicy(), LocalFacts(), "image not present"),
+        (noop_spec(engine=WASM), NodePolicy(modules=("file://*",)), ALPINE, "module not allowed"),
+        (
+            noop_spec(inputs=[{"source": "/etc/shadow", "target": "/in"}]),
+            NodePolicy(paths=("/srv/data",)),
+            ALPINE,
+            "input not allowed",
+        ),
+        (noop_spec(resources={"memory": "32Gi"}), NodePolicy(), ALPINE, "lack memory"),
+        (noop_spec(resources={"cpu": "9"}), NodePolicy(), ALPINE, "lack cpu"),
+        (noop_spec(resources={"disk": "1Ti"}), NodePolicy(), ALPINE, "lack disk"),
+        (noop_spec(resources={"gpu": 1}), NodePolicy(), ALPINE, "lack gpu"),
+    ],
+)
+def test_each_decline_reason(spec, policy, facts, reason):
+    w = world(labels={"zone": "south"})
+    w.submit("req", "j", spec)
+    (planned,) = w.plan_compute("me", policy, facts)
+    assert planned[0] == "BidDeclined"
+    assert planned[1]["reason"] == reason
+    assert planned[1]["detail"]
+
+
+def test_decline_detail_names_the_amounts():
+    w = world()
+    w.submit("req", "j", noop_spec(resources={"memory": "32Gi"}))
+    (planned,) = w.plan_compute("me")
+    assert planned[1]["detail"] == "needs 32Gi memory, 16Gi memory free"
+
+
+def test_allowed_things_are_bid_on():
+    w = world(labels={"zone": "north"})
+    policy = NodePolicy(network=True, paths=("/srv/data",), images=("alpine*",))
+    w.submit("req", "a", docker_spec(network="full", constraints=["zone=north"]))
+    w.submit("req", "b", noop_spec(inputs=[{"source": "/srv/data/x", "target": "/in"}]))
+    w.submit("req", "c", noop_spec(engine=WASM))
+    assert types(w.plan_compute("me", policy, ALPINE)) == ["BidOffered"] * 3
+
+
+def test_resources_taken_by_running_executions_and_pending_bids():
+    w = world(resources={**BIG, "memory_bytes": 3 * GIB})
+    w.announce("other")
+    w.submit("req", "j1", noop_spec(resources={"memory": "2Gi"}))
+    w.compute_step("me")
+    w.submit("req", "j2", noop_spec(resources={"memory": "2Gi"}))
+    (planned,) = w.plan_compute("me")
+    assert planned[1]["reason"] == "lack memory"  # my bid on j1 claims 2 of 3 GiB
+    w.compute_step("me")
+    w.requester_step("req")  # j1 accepted on me
+    (execution,) = w.state.jobs["j1"].active()
+    w.publish("me", execution.id)
+    # memory is free again: bid after the decline, never decline twice
+    (planned,) = w.plan_compute("me")
+    assert planned[0] == "BidOffered"
+    assert planned[1]["free"]["memory_bytes"] == 3 * GIB
+
+
+def test_two_jobs_in_one_call_do_not_share_memory():
+    w = world(resources={**BIG, "memory_bytes": 3 * GIB})
+    w.submit("req", "j1", noop_spec(resources={"memory": "2Gi"}))
+    w.submit("req", "j2", noop_spec(resources={"memory": "2Gi"}))
+    assert [b.get("reason") for _, b in w.plan_compute("me")] == [None, "lack memory"]
+
+
+def test_new_round_is_answered_again():
+    w = world()
+    w.submit("req", "j", noop_spec())
+    w.compute_step("me")
+    w.requester_step("req")
+    (execution,) = w.state.jobs["j"].active()
+    w.fail("me", execution.id)
+    w.requester_step("req")
+    (planned,) = w.plan_compute("me")
+    assert planned[1]["attempt"] == 1
+
+
+def test_nothing_for_terminal_or_full_jobs_or_without_announcement():
+    w = world()
+    w.announce("other")
+    w.submit("req", "j", noop_spec())
+    w.compute_step("other")
+    w.requester_step("req")  # filled by other
+    assert w.plan_compute("me") == []
+    w.emit("req", "JobCanceled", {"job_id": "j"})
+    assert w.plan_compute("me") == []
+    w.submit("req", "k", noop_spec())
+    assert w.plan_compute("stranger") == []
+
+
+def test_bid_hook_verdict():
+    w = world()
+    w.submit("req", "j", docker_spec())
+    policy = NodePolicy(hook=True)
+    assert w.plan_compute("me", policy, ALPINE) == []
+    assert awaiting_verdict(w.state, me(w), policy, ALPINE) == [("j", 0)]
+    no = LocalFacts(images=ALPINE.images, verdicts={("j", 0): Verdict(False, "busy hours")})
+    (planned,) = w.plan_compute("me", policy, no)
+    assert (planned[1]["reason"], planned[1]["detail"]) == ("declined by policy", "busy hours")
+    yes = LocalFacts(images=ALPINE.images, verdicts={("j", 0): Verdict(True)})
+    assert types(w.plan_compute("me", policy, yes)) == ["BidOffered"]
+
+
+def test_start_and_stop():
+    w = world()
+    w.submit("req", "j", noop_spec())
+    w.compute_step("me")
+    w.requester_step("req")
+    (execution,) = w.state.jobs["j"].active()
+    assert to_start(w.state, me(w), LocalFacts()) == [execution]
+    running = LocalFacts(running=frozenset({execution.id}))
+    assert to_start(w.state, me(w), running) == []
+    w.start("me", execution.id)
+    assert to_start(w.state, me(w), LocalFacts()) == []
+    assert to_stop(w.state, me(w), running) == []
+    w.emit("req", "JobCanceled", {"job_id": "j", "reason": "user"})
+    assert [e.id for e in to_stop(w.state, me(w), running)] == [execution.id]
+
+
+def test_ops_job_runs_once_per_node():
+    w = world()
+    w.submit("req", "j", noop_spec(type="ops"))
+    w.compute_step("me")
+    w.requester_step("req")
+    (execution,) = w.state.jobs["j"].active()
+    w.publish("me", execution.id)
+    w.emit("req", "BidsRequested", {"job_id": "j", "attempt": 1})
+    assert w.plan_compute("me") == []
+
+
+def test_summarize_declines():
+    w = world()
+    w.submit("req", "j", noop_spec())
+    job = w.state.jobs["j"]
+    assert summarize_declines(job) == "no node declined"
+    for name, reason in [("a", "lack memory"), ("b", "label mismatch"), ("c", "lack memory")]:
+        w.emit(name, "BidDeclined", {"job_id": "j", "attempt": 0, "reason": reason})
+    assert summarize_declines(job) == "3 nodes: 2 lack memory, 1 label mismatch"
+    w.emit("a", "BidOffered", {"job_id": "j", "attempt": 0, "free": BIG})  # a changed its mind
+    assert summarize_declines(job) == "2 nodes: 1 label mismatch, 1 lack memory"
