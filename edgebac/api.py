@@ -67,10 +67,16 @@ async def node_info(request: web.Request) -> web.Response:
 
 
 async def list_events(request: web.Request) -> web.Response:
-    """Events in local arrival order, paged by `after` (a pos); filter by `type` or `job_id`."""
+    """Events in local arrival order, paged by `after` (a pos); filter by `type` or `job_id`.
+
+    `wait_ms` makes it a long poll: the answer comes as soon as anything is stored past `after`.
+    """
     node = request.app[NODE_KEY]
     after = _int_param(request, "after", 0, 2**62)
     limit = max(1, _int_param(request, "limit", 100, MAX_PAGE))
+    wait_s = _int_param(request, "wait_ms", 0, 60_000) / 1000
+    if wait_s:
+        await node.log.wait_past(after, wait_s)
     rows = await node.log.since(after, limit)
     type_, job_id = request.query.get("type"), request.query.get("job_id")
     events: list[dict[str, Any]] = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ INSERT_FORK = (
 )
 
 MAX_GROUP = 64  # requests committed together; bounds one transaction's size and latency
+MIN_VERIFY_CHUNK = 32  # events per verifying thread; below this the thread hop costs more
 
 
 @dataclass
@@ -123,6 +125,13 @@ def open_many(raws: Sequence[bytes], verifier: Verifier) -> tuple[list[Event], l
         except EncodingError as exc:
             rejections.append(Rejection(Reason(exc.reason), exc.detail))
     return events, rejections
+
+
+def _chunks(raws: Sequence[bytes], count: int) -> list[Sequence[bytes]]:
+    """`raws` in at least one and at most `count` consecutive slices of near equal length."""
+    count = max(1, count)
+    size = -(-len(raws) // count)
+    return [raws[at : at + size] for at in range(0, len(raws), size)] if raws else [raws]
 
 
 def _not_ours(path: Path, why: str) -> LogStoreError:
@@ -180,6 +189,8 @@ class EventLog:
         self._next_pos = 1
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._listeners: list[Callable[[list[Event]], None]] = []
+        self._grown = asyncio.Event()  # replaced after each commit that stored something
+        self._sync_mode = "FULL"  # as _prepare left the writer
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -264,8 +275,16 @@ class EventLog:
 
     async def ingest(self, raws: Sequence[bytes]) -> IngestReport:
         """Verify and store events from elsewhere; refused ones come back with their reasons."""
-        events, rejections = await asyncio.to_thread(open_many, raws, self._verifier)
-        report = IngestReport(rejections=rejections)
+        # libsodium drops the GIL while it checks a signature: one chunk per core verifies in
+        # parallel (the signature checks are most of an ingest's cost).
+        chunks = _chunks(raws, min(os.cpu_count() or 1, len(raws) // MIN_VERIFY_CHUNK))
+        opened = await asyncio.gather(
+            *(asyncio.to_thread(open_many, chunk, self._verifier) for chunk in chunks)
+        )
+        events = [event for chunk_events, _ in opened for event in chunk_events]
+        report = IngestReport(
+            rejections=[r for _, chunk_rejections in opened for r in chunk_rejections]
+        )
         if events:
             verdict: Verdict = await self._submit("ingest", events)
             report.accepted = verdict.accepted
@@ -328,6 +347,7 @@ class EventLog:
             new_events.extend(events)
             results.append((request, result))
         try:
+            await self._set_durability(any(r.kind == "append" for r, _ in results))
             await self._write_rows(rows, fork_rows)
         except sqlite3.Error as exc:
             error = LogStoreError(f"{self.path}: write failed: {exc}")
@@ -339,6 +359,8 @@ class EventLog:
         for request, result in results:
             request.done.set_result(result)
         if new_events:
+            self._grown.set()
+            self._grown = asyncio.Event()
             for listener in self._listeners:
                 listener(new_events)
 
@@ -401,6 +423,18 @@ class EventLog:
             event.raw,
         )
 
+    async def _set_durability(self, own_events: bool) -> None:
+        """FULL (fsync each commit) when the group holds our own events, NORMAL otherwise.
+
+        Losing our own acknowledged events to a power cut would make us sign a different event
+        at the same seq later: a fork of our own chain. Foreign events lost that way (never to a
+        process crash: WAL keeps them) are simply pulled again, so they skip the fsync.
+        """
+        mode = "FULL" if own_events else "NORMAL"
+        if mode != self._sync_mode:
+            await self._writer.execute(f"PRAGMA synchronous = {mode}")
+            self._sync_mode = mode
+
     async def _write_rows(self, rows: list[tuple], fork_rows: list[tuple]) -> None:
         if not rows and not fork_rows:
             return
@@ -453,6 +487,24 @@ class EventLog:
             if after + len(rows) < head.seq:  # the event budget ran out inside this chain
                 return Page(raws, complete=False)
         return Page(raws, complete=True)
+
+    @property
+    def last_pos(self) -> int:
+        return self._next_pos - 1
+
+    async def wait_past(self, pos: int, timeout_s: float) -> bool:
+        """Wait until something is stored after `pos` (long polls); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.last_pos <= pos:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._grown.wait(), left)
+            except TimeoutError:
+                return False
+        return True
 
     async def _select(self, where: str, params: tuple, limit: int) -> list[tuple[int, Event]]:
         cursor = await self._reader.execute(
@@ -521,16 +573,32 @@ class StoredRow:
     raw: bytes
 
 
+def _connect_readonly(path: Path, flags: str) -> tuple[sqlite3.Connection, int, int, bool]:
+    conn = sqlite3.connect(f"file:{path}?{flags}", uri=True)
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        has_tables = bool(conn.execute("SELECT name FROM sqlite_master").fetchall())
+    except BaseException:
+        conn.close()
+        raise
+    return conn, app_id, version, has_tables
+
+
 def open_readonly(path: Path) -> sqlite3.Connection:
     """A read-only connection to a log a running node may be writing (WAL allows both)."""
     if not path.is_file():
         raise LogStoreError(f"{path}: no event log here")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        has_tables = bool(conn.execute("SELECT name FROM sqlite_master").fetchall())
+        try:
+            conn, app_id, version, has_tables = _connect_readonly(path, "mode=ro")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_CANTOPEN or os.access(path.parent, os.W_OK):
+                raise
+            # A WAL database in a directory we cannot write (a read-only mount, a backup):
+            # SQLite cannot create its shared-memory file, and no node can be writing there.
+            conn, app_id, version, has_tables = _connect_readonly(path, "mode=ro&immutable=1")
     except sqlite3.DatabaseError as exc:
         raise _not_ours(path, str(exc)) from None
     if _check_identity(path, app_id, version, has_tables):
