@@ -14,7 +14,6 @@ the same event is refused: one event has exactly one byte string, hence one id.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -126,14 +125,18 @@ def seal(
     return Event(author, seq, prev, hlc, type_, body, sig, raw, event_id(raw))
 
 
+_STR_ONLY = frozenset({str})
+
+
 def _sorted_map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if not all(isinstance(key, str) for key in keys):
+    # Called for every map of every event received: C-level loops only, no generator per map.
+    mapping = dict(pairs)
+    keys = list(mapping)
+    if not set(map(type, keys)) <= _STR_ONLY:
         raise EncodingError("malformed", "map keys must be strings")
-    for before, after in itertools.pairwise(keys):
-        if not before < after:
-            raise EncodingError("not_canonical", "map keys are not in strictly increasing order")
-    return dict(pairs)
+    if len(keys) != len(pairs) or keys != sorted(keys):  # a repeated key collapses in `mapping`
+        raise EncodingError("not_canonical", "map keys are not in strictly increasing order")
+    return mapping
 
 
 def _no_ext(code: int, data: bytes) -> Any:
