@@ -419,3 +419,11 @@ def test_decisions_replay_identically():
     from edgebac.scheduler.requester import decide
 
     assert decide(again.state, w.now_ms, me, config) == w.plan_requester("req")
+
+
+def test_a_usable_bid_at_the_timeout_is_taken_rather_than_failing():
+    w = world("a")
+    w.submit("req", "j", noop_spec(timeout_s=30))
+    w.advance(30_000)
+    bid(w, "a")
+    assert accepted(w, w.plan_requester("req")) == [node(w, "a")]

@@ -272,6 +272,8 @@ def _pending_timeout(ctx: _Ctx, job: Job) -> list[Planned]:
     assert job.spec is not None
     if job.active() or ctx.now_ms < job.round_hlc.ms + job.spec.timeout_ms:
         return []
+    if _sort_bids(ctx, job)[1]:
+        return []  # a usable bid came in: take it rather than give up
     succeeded = len(job.succeeded())
     if job.spec.type == "ops":
         if succeeded:
