@@ -124,23 +124,33 @@ class Membership:
 
     # ----- judging -----------------------------------------------------------------------------
 
-    def liveness(self, member: Member, now_ms: float) -> Liveness:
-        n = len(self.members) + 1
+    def _limits(self) -> tuple[float, float]:
+        """(suspect, dead) silence thresholds in ms for the current view size."""
+        suspect_ms = suspect_after_ms(len(self.members) + 1, self.interval_ms, self.suspicion_mult)
+        return suspect_ms, self.dead_mult * suspect_ms
+
+    def liveness(
+        self, member: Member, now_ms: float, limits: tuple[float, float] | None = None
+    ) -> Liveness:
+        suspect_ms, dead_ms = limits or self._limits()
         silent = now_ms - member.heard_ms
-        if silent > dead_after_ms(n, self.interval_ms, self.suspicion_mult, self.dead_mult):
+        if silent > dead_ms:
             return Liveness.DEAD
-        if member.failed_ms is not None or silent > suspect_after_ms(
-            n, self.interval_ms, self.suspicion_mult
-        ):
+        if member.failed_ms is not None or silent > suspect_ms:
             return Liveness.SUSPECT
         return Liveness.ALIVE
 
+    def _judged(self, now_ms: float) -> list[tuple[Member, Liveness]]:
+        # One pass with the thresholds computed once: this runs on every message.
+        limits = self._limits()
+        return [(m, self.liveness(m, now_ms, limits)) for m in self.members.values()]
+
     def alive(self, now_ms: float) -> list[Member]:
-        return [m for m in self.members.values() if self.liveness(m, now_ms) is Liveness.ALIVE]
+        return [m for m, state in self._judged(now_ms) if state is Liveness.ALIVE]
 
     def reachable(self, now_ms: float) -> list[Member]:
         """Alive and suspect members: worth talking to every round."""
-        return [m for m in self.members.values() if self.liveness(m, now_ms) is not Liveness.DEAD]
+        return [m for m, state in self._judged(now_ms) if state is not Liveness.DEAD]
 
     def _id_at(self, address: str) -> bytes | None:
         for member in self.members.values():
@@ -156,9 +166,10 @@ class Membership:
         Dead members and seeds never answered get an occasional try, so a healed partition or a
         restarted node is found again without anyone's help.
         """
-        live = self.reachable(now_ms)
+        judged = self._judged(now_ms)
+        live = [m for m, state in judged if state is not Liveness.DEAD]
+        dead = [m for m, state in judged if state is Liveness.DEAD]
         unknown = [a for a, node_id in self.seeds.items() if node_id not in self.members]
-        dead = [m for m in self.members.values() if self.liveness(m, now_ms) is Liveness.DEAD]
         long_shots = unknown + [m.addresses[0] for m in dead]
         if long_shots and (not live or rng.random() < dead_probe_chance):
             return long_shots[rng.randrange(len(long_shots))]
@@ -176,9 +187,16 @@ class Membership:
 
     def rumours(self, now_ms: float, rng: Any, limit: int) -> list[list[Any]]:
         """What rides along an exchange: ourselves first, then random non-dead members."""
-        others = self.reachable(now_ms)
-        if len(others) > limit - 1:
-            others = rng.sample(others, max(limit - 1, 0))
+        want = max(limit - 1, 0)
+        members = list(self.members.values())
+        if len(members) > 2 * want:
+            # Judge a random sample, not the whole view: this runs on every message, and a view
+            # can hold thousands. Non-dead members of a random sample are a random sample of them.
+            members = rng.sample(members, 2 * want)
+        limits = self._limits()
+        others = [m for m in members if self.liveness(m, now_ms, limits) is not Liveness.DEAD]
+        if len(others) > want:
+            others = rng.sample(others, want)
         entries = [[self.me, list(self.my_addresses), self.heartbeat]]
         entries.extend([m.node_id, list(m.addresses), m.heartbeat] for m in others)
         return entries

@@ -131,7 +131,8 @@ class Gossiper:
         self.stats: Counter[str] = Counter()
         self._outbox: list[bytes] = []
         self._outbox_ready = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # A dict, not a set: tasks hash by address, and `stop` must cancel in a reproducible order.
+        self._tasks: dict[asyncio.Task[Any], None] = {}
         self._limit = asyncio.Semaphore(16)
 
     # ----- serving ----------------------------------------------------------------------------
@@ -251,11 +252,15 @@ class Gossiper:
         return await self.exchange(address)
 
     async def run(self) -> None:
-        """Pull every interval (with jitter, so peers do not synchronise) and push as asked."""
+        """Pull every interval (with jitter, so peers do not synchronise) and push as asked.
+
+        Each pull runs as its own task: a lost request holds its exchange for the request
+        timeout, not the rounds after it (nor our heartbeat, which beats once a round).
+        """
         self._spawn(self._push_loop())
         interval = self.config.pull_interval_s
         while True:
-            await self.pull_once()
+            self._spawn(self.pull_once())
             await asyncio.sleep(interval * self.rng.uniform(0.5, 1.5))
 
     # ----- pushing ----------------------------------------------------------------------------
@@ -296,8 +301,11 @@ class Gossiper:
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = None
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.pop(task, None)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
