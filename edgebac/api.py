@@ -13,6 +13,7 @@ from aiohttp import web
 
 from edgebac.errors import BadRequest, EdgebacError
 from edgebac.eventlog.view import event_json
+from edgebac.jobs_api import add_job_routes
 
 if TYPE_CHECKING:
     from edgebac.node import Node
@@ -36,7 +37,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except EdgebacError as exc:
-        return error_response(exc.http_status, exc.code, str(exc))
+        response = error_response(exc.http_status, exc.code, str(exc))
+        problems = getattr(exc, "problems", None)
+        if problems:  # a bad job spec: every field at fault, for scripts
+            body = {"code": exc.code, "message": str(exc)}
+            body["fields"] = [{"field": f, "message": m} for f, m in problems]
+            response = web.json_response({"error": body}, status=exc.http_status)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -139,4 +146,5 @@ def make_app(node: Node) -> web.Application:
     app.router.add_post("/api/v1/events", post_events)
     app.router.add_get("/api/v1/nodes", list_nodes)
     app.router.add_get("/api/v1/authors/{author}/head", author_head)
+    add_job_routes(app)
     return app

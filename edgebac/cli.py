@@ -36,6 +36,7 @@ def cli() -> None:
 @option("--labels", default=None, help="Comma-separated key=value labels of this node.")
 @option("--preset", default="default", show_default=True, help="Timing preset: default or fast.")
 @option("--authority", default=None, help="Public key of the network authority (admission mode).")
+@option("--policy", type=click.Path(path_type=Path), default=None, help="Operator policy file.")
 def node(
     ctx: click.Context,
     data_dir: Path,
@@ -47,6 +48,7 @@ def node(
     labels: str | None,
     preset: str,
     authority: str | None,
+    policy: Path | None,
 ) -> None:
     """Run a node until SIGINT or SIGTERM (or: edgebac node list)."""
     if ctx.invoked_subcommand is not None:
@@ -68,6 +70,7 @@ def node(
         timing=cfg.parse_preset(preset),
         gossip=cfg.parse_gossip_preset(preset),
         authority=cfg.parse_public_key(authority, "--authority") if authority else None,
+        policy=policy,
     )
     asyncio.run(run_node(node_config))
 

@@ -33,6 +33,8 @@ class HostPort:
 class Timing:
     max_clock_skew_ms: int
     shutdown_grace_s: float
+    runner_tick_s: float
+    bid_window_ms: int
 
 
 PRESETS: Mapping[str, Timing] = MappingProxyType(
@@ -43,11 +45,17 @@ PRESETS: Mapping[str, Timing] = MappingProxyType(
             max_clock_skew_ms=300_000,
             # Long enough for in-flight API calls to answer; short enough for systemd's stop.
             shutdown_grace_s=5.0,
+            # Timeouts and bid windows are checked this often; events wake the runner at once.
+            runner_tick_s=0.25,
+            # A LAN round trip is milliseconds; 2 s leaves slow edge links time to bid.
+            bid_window_ms=2_000,
         ),
         "fast": Timing(
             # Tests run on one machine, one clock: any skew at all is a bug worth seeing.
             max_clock_skew_ms=5_000,
             shutdown_grace_s=1.0,
+            runner_tick_s=0.05,
+            bid_window_ms=500,
         ),
     }
 )
@@ -65,6 +73,7 @@ class NodeConfig:
     timing: Timing = PRESETS["default"]
     gossip: GossipConfig = GOSSIP_PRESETS["default"]
     authority: bytes | None = None  # network authority's public key: admission mode
+    policy: Path | None = None  # the operator's policy file (allow-lists, hooks)
 
 
 def parse_host_port(text: str, flag: str) -> HostPort:

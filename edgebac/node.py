@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,10 @@ from edgebac.eventlog.identity import Identity, load_or_create
 from edgebac.eventlog.store import EventLog
 from edgebac.gossip.envelope import OPEN_NETWORK_KEY, read_network_key
 from edgebac.gossip.service import GossipService
+from edgebac.policy import Policy, load_policy
+from edgebac.runner import JobRunner
+from edgebac.runtime.executor import Executor, NoopExecutor
+from edgebac.scheduler.requester import RequesterConfig
 
 
 def machine_resources(data_dir: os.PathLike[str]) -> dict[str, int]:
@@ -53,6 +58,8 @@ class Node:
         self.log: EventLog
         self.address: HostPort | None = None
         self.gossip: GossipService
+        self.runner: JobRunner
+        self.policy: Policy = Policy()
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -61,10 +68,13 @@ class Node:
             self.identity = load_or_create(self.data_dir.path)
             clock = HybridClock(self.config.timing.max_clock_skew_ms)
             self.log = await EventLog.open(self.data_dir.log_path, clock, self.identity.key)
+            self.policy = load_policy(self.config.policy)
             self.gossip = self._make_gossip()
+            self.runner = self._make_runner()
             await self._serve_http()
             await self.gossip.start([self.advertised])
             await self._announce()
+            await self.runner.start()
         except BaseException:
             await self.stop()
             raise
@@ -93,6 +103,33 @@ class Node:
             seeds=[str(peer) for peer in config.peers],
             authority=config.authority,
             local_host=_source_host(config.listen.host),
+        )
+
+    def _executors(self) -> dict[str, Executor]:
+        """The engines this node runs: those the policy allows and this machine can offer."""
+        available: dict[str, Executor] = {"noop": NoopExecutor()}
+        return {name: ex for name, ex in available.items() if name in self.policy.node.engines}
+
+    def _make_runner(self) -> JobRunner:
+        assert self.data_dir is not None
+        timing = self.config.timing
+        membership = self.gossip.gossiper.membership
+
+        def lost_nodes() -> frozenset[bytes]:
+            return frozenset(membership.dead(time.time_ns() / 1e6))
+
+        return JobRunner(
+            self.log,
+            self.identity.public_key,
+            self.config.roles,
+            self.policy,
+            self._executors(),
+            self.data_dir.path / "work",
+            lost_nodes,
+            timing.runner_tick_s,
+            RequesterConfig(
+                bid_window_ms=timing.bid_window_ms, hook=self.policy.accept_hook is not None
+            ),
         )
 
     @property
@@ -125,7 +162,7 @@ class Node:
             "roles": sorted(self.config.roles),
             "labels": dict(self.config.labels),
             "resources": machine_resources(self.data_dir.path),
-            "executors": [],
+            "executors": sorted(self._executors()),
             "version": __version__,
         }
 
@@ -164,6 +201,8 @@ class Node:
 
     async def stop(self) -> None:
         """Stop serving, finish every queued append, close the log, release the data dir."""
+        if getattr(self, "runner", None) is not None:
+            await self.runner.stop()
         if getattr(self, "gossip", None) is not None:
             await self.gossip.stop()
         if self._runner is not None:

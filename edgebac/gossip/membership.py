@@ -148,6 +148,11 @@ class Membership:
     def alive(self, now_ms: float) -> list[Member]:
         return [m for m, state in self._judged(now_ms) if state is Liveness.ALIVE]
 
+    def dead(self, now_ms: float) -> list[bytes]:
+        return [
+            m.node_id for m in self.members.values() if self.liveness(m, now_ms) is Liveness.DEAD
+        ]
+
     def reachable(self, now_ms: float) -> list[Member]:
         """Alive and suspect members: worth talking to every round."""
         return [m for m, state in self._judged(now_ms) if state is not Liveness.DEAD]

@@ -1,0 +1,136 @@
+"""The client API for jobs, served by requesters: submit, get, list, cancel.
+
+Answers come from the node's projection of the log, so any node that holds the events can
+show a job; only the job's own requester submits and cancels.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from edgebac.errors import BadRequest, EdgebacError, NotFound
+from edgebac.eventlog.view import event_json, jsonable
+from edgebac.scheduler import events as ev
+from edgebac.scheduler import requester
+from edgebac.scheduler.reasons import summarize_declines
+from edgebac.scheduler.spec import SpecError, parse_spec
+from edgebac.scheduler.state import Job
+
+if TYPE_CHECKING:
+    from edgebac.node import Node
+
+MAX_LIST = 1000
+
+
+class NotRequester(EdgebacError):
+    code = "not_requester"
+    http_status = 409
+
+
+def _node(request: web.Request) -> Node:
+    from edgebac.api import NODE_KEY
+
+    return request.app[NODE_KEY]
+
+
+def _job(node: Node, job_id: str) -> Job:
+    job = node.runner.state.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r} is known to this node")
+    return job
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    executions = list(job.executions.values())
+    return {
+        "id": job.id,
+        "name": job.spec.name if job.spec else "",
+        "engine": job.spec_dict.get("engine", {}).get("type"),
+        "status": job.status,
+        "reason": job.reason,
+        "requester": job.requester.hex(),
+        "created_ms": job.created_hlc.ms,
+        "executions": {
+            state: sum(1 for e in executions if e.status == state)
+            for state in sorted({e.status for e in executions})
+        },
+    }
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    view = jsonable(job.to_dict())
+    view["pending_reason"] = (
+        summarize_declines(job) if job.status in ("pending", "bidding") else None
+    )
+    view["summary"] = job_summary(job)
+    return view
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    node = _node(request)
+    if "requester" not in node.config.roles:
+        raise NotRequester("this node is not a requester: submit jobs to one that is")
+    try:
+        data = await request.json()
+    except ValueError:
+        raise BadRequest("the job spec must be JSON") from None
+    spec = parse_spec(data)  # SpecError: 400 naming each field at fault
+    spec_dict = spec.to_dict()
+    job_id = ev.job_id_for(node.identity.public_key, spec_dict, uuid.uuid4().hex)
+    await node.log.append([(ev.JOB_CREATED, {"job_id": job_id, "spec": spec_dict})])
+    return web.json_response({"job_id": job_id}, status=201)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    node = _node(request)
+    job = _job(node, request.match_info["job_id"])
+    view = job_view(job)
+    if request.query.get("events", "1") != "0":
+        history = await node.log.by_job(job.id, limit=10_000)
+        view["events"] = [event_json(event) for event in history]
+    return web.json_response(view)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    node = _node(request)
+    try:
+        limit = min(int(request.query.get("limit", "50")), MAX_LIST)
+        offset = int(request.query.get("offset", "0"))
+    except ValueError:
+        raise BadRequest("limit and offset must be integers") from None
+    if limit < 1 or offset < 0:
+        raise BadRequest("limit must be at least 1 and offset at least 0")
+    jobs = sorted(
+        node.runner.state.jobs.values(), key=lambda j: (j.created_hlc, j.id), reverse=True
+    )
+    page = jobs[offset : offset + limit]
+    return web.json_response(
+        {"jobs": [job_summary(job) for job in page], "total": len(jobs), "offset": offset}
+    )
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    node = _node(request)
+    job = _job(node, request.match_info["job_id"])
+    if job.requester != node.identity.public_key:
+        raise NotRequester(
+            f"job {job.id} belongs to requester {job.requester.hex()[:12]}; cancel it there"
+        )
+    reason = request.query.get("reason", "canceled by the client")
+    planned = requester.cancel(node.runner.state, job.id, reason)
+    if planned:
+        await node.log.append(planned)
+    return web.json_response({"job_id": job.id, "canceled": bool(planned), "status": job.status})
+
+
+def add_job_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/jobs", submit_job)
+    app.router.add_get("/api/v1/jobs", list_jobs)
+    app.router.add_get("/api/v1/jobs/{job_id}", get_job)
+    app.router.add_post("/api/v1/jobs/{job_id}/cancel", cancel_job)
+
+
+__all__ = ["SpecError", "add_job_routes"]

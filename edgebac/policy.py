@@ -1,0 +1,143 @@
+"""The operator's policy file and the bid/accept hooks it may name.
+
+    # policy.yaml (or .json), given with --policy FILE
+    engines: [docker, wasm, noop]     # executors this node offers
+    images: ["edgebac-test/*"]        # docker images jobs may use (fnmatch patterns)
+    modules: ["*"]                    # wasm module sources jobs may use
+    paths: [/srv/data]                # local folders jobs may read as inputs
+    network: false                    # may jobs ask for full network access
+    cost: 1                           # advertised in bids; lower wins ties
+    bid_hook: {exec: /usr/local/bin/approve-job}      # spec JSON on stdin; exit 0 to bid
+    accept_hook: {http: "http://127.0.0.1:9000/ok"}   # POST {job, bid}; 2xx to accept
+
+A hook that fails, times out or cannot be run says no, with that reason: a broken hook must
+never let a job through that the operator meant to check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgebac.errors import ConfigError
+from edgebac.scheduler.compute import NodePolicy
+from edgebac.scheduler.requester import Verdict
+
+HOOK_TIMEOUT_S = 10.0
+_KEYS = {"engines", "images", "modules", "paths", "network", "cost", "bid_hook", "accept_hook"}
+
+
+@dataclass(frozen=True)
+class Hook:
+    command: str | None = None
+    url: str | None = None
+    timeout_s: float = HOOK_TIMEOUT_S
+
+    async def ask(self, payload: dict[str, Any]) -> Verdict:
+        try:
+            if self.command is not None:
+                return await asyncio.wait_for(self._exec(payload), self.timeout_s)
+            return await asyncio.wait_for(self._http(payload), self.timeout_s)
+        except TimeoutError:
+            return Verdict(False, f"policy hook timed out after {self.timeout_s:g} s")
+        except OSError as exc:
+            return Verdict(False, f"policy hook could not run: {exc}")
+
+    async def _exec(self, payload: dict[str, Any]) -> Verdict:
+        assert self.command is not None
+        process = await asyncio.create_subprocess_shell(
+            self.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await process.communicate(json.dumps(payload).encode())
+        except asyncio.CancelledError:
+            process.kill()
+            raise
+        if process.returncode == 0:
+            return Verdict(True)
+        said = (err or out).decode(errors="replace").strip().splitlines()
+        return Verdict(False, said[0][:200] if said else f"hook exited {process.returncode}")
+
+    async def _http(self, payload: dict[str, Any]) -> Verdict:
+        import aiohttp
+
+        assert self.url is not None
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url, json=payload) as response,
+        ):
+            if 200 <= response.status < 300:
+                return Verdict(True)
+            text = (await response.text()).strip().splitlines()
+            return Verdict(False, text[0][:200] if text else f"hook answered {response.status}")
+
+
+@dataclass(frozen=True)
+class Policy:
+    node: NodePolicy = field(default_factory=NodePolicy)
+    bid_hook: Hook | None = None
+    accept_hook: Hook | None = None
+
+
+def _hook(value: Any, key: str, path: Path) -> Hook | None:
+    if value is None:
+        return None
+    if isinstance(value, dict) and set(value) <= {"exec", "http", "timeout_s"}:
+        timeout = value.get("timeout_s", HOOK_TIMEOUT_S)
+        if isinstance(value.get("exec"), str) and "http" not in value:
+            return Hook(command=value["exec"], timeout_s=float(timeout))
+        if isinstance(value.get("http"), str) and "exec" not in value:
+            return Hook(url=value["http"], timeout_s=float(timeout))
+    raise ConfigError(f"{path}: {key} must be {{exec: COMMAND}} or {{http: URL}}")
+
+
+def _strings(data: dict[str, Any], key: str, path: Path, default: tuple[str, ...]) -> tuple:
+    value = data.get(key, list(default))
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{path}: {key} must be a list of strings")
+    return tuple(value)
+
+
+def load_policy(path: Path | None) -> Policy:
+    if path is None:
+        return Policy()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"--policy: {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: neither JSON nor YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a policy is a map of settings")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting {unknown[0]!r}")
+    if not isinstance(data.get("network", False), bool):
+        raise ConfigError(f"{path}: network must be true or false")
+    node = NodePolicy(
+        engines=frozenset(_strings(data, "engines", path, ("docker", "wasm", "noop"))),
+        images=_strings(data, "images", path, ("*",)),
+        modules=_strings(data, "modules", path, ("*",)),
+        paths=_strings(data, "paths", path, ()),
+        network=data.get("network", False),
+        hook="bid_hook" in data,
+        cost=data.get("cost"),
+    )
+    return Policy(
+        node,
+        _hook(data.get("bid_hook"), "bid_hook", path),
+        _hook(data.get("accept_hook"), "accept_hook", path),
+    )

@@ -1,0 +1,272 @@
+"""The job loop on each node: fold new events, run the pure decisions, append what they say,
+and start or stop the executions the log assigns to this node.
+
+Everything it acts on comes from the projection of the log; the only state of its own is what
+cannot be in the log: the executions running in this process and the answers of policy hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from edgebac.eventlog.encoding import Event
+from edgebac.eventlog.store import EventLog
+from edgebac.policy import Policy
+from edgebac.runtime.executor import ExecutionError, Executor, Task
+from edgebac.scheduler import compute, requester
+from edgebac.scheduler import events as ev
+from edgebac.scheduler.projection import Projection
+from edgebac.scheduler.requester import RequesterConfig, Verdict
+from edgebac.scheduler.state import Execution
+
+logger = logging.getLogger(__name__)
+HEAD_BYTES = 1024  # of stdout/stderr carried in ResultPublished, for `job describe`
+MAX_ROUNDS = 32  # decide/append rounds per step; each round moves every job one step
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _head(path: Path) -> str:
+    try:
+        with path.open("rb") as stream:
+            return stream.read(HEAD_BYTES).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+class JobRunner:
+    def __init__(
+        self,
+        log: EventLog,
+        me: bytes,
+        roles: frozenset[str],
+        policy: Policy,
+        executors: Mapping[str, Executor],
+        work_dir: Path,
+        lost_nodes: Callable[[], frozenset[bytes]],
+        tick_s: float,
+        requester_config: RequesterConfig,
+    ) -> None:
+        self.log = log
+        self.me = me
+        self.roles = roles
+        self.policy = policy
+        self.executors = executors
+        self.work_dir = work_dir
+        self.lost_nodes = lost_nodes
+        self.tick_s = tick_s
+        self.requester_config = requester_config
+        self.state = Projection()
+        self._pending: list[Event] = []
+        self._wake = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._bid_verdicts: dict[tuple[str, int], Verdict] = {}
+        self._accept_verdicts: dict[tuple[str, int, bytes], Verdict] = {}
+        self._asking: set[Any] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # ----- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        after = 0
+        while rows := await self.log.since(after, 5000):
+            self.state.apply(event for _, event in rows)
+            after = rows[-1][0]
+        self.log.add_listener(self._on_events)
+        await self._recover()
+        self._loop_task = asyncio.create_task(self._loop(), name="job-runner")
+
+    async def _recover(self) -> None:
+        """Executions this node had started before it stopped cannot be resumed: say so."""
+        interrupted = [
+            e for e in self.state.executions.values() if e.node == self.me and e.status == "running"
+        ]
+        failed = [
+            (ev.EXECUTION_FAILED, self._failure(e, "interrupted: the node restarted"))
+            for e in interrupted
+        ]
+        if failed:
+            await self.log.append(failed)
+        for leftover in (self.work_dir / "scratch").glob("*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        tasks = [*self._tasks, *self._running.values()]
+        if self._loop_task is not None:
+            tasks.append(self._loop_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _on_events(self, events: list[Event]) -> None:
+        self._pending.extend(events)
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+            self._wake.clear()
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad step must not stop the node's scheduling for good
+                logger.exception("job runner step failed")
+
+    # ----- one step -----------------------------------------------------------------------------
+
+    def _fold(self) -> None:
+        if self._pending:
+            events, self._pending = self._pending, []
+            self.state.apply(events)
+
+    async def step(self) -> None:
+        for _ in range(MAX_ROUNDS):
+            self._fold()
+            planned = self._decide()
+            if not planned:
+                break
+            await self.log.append(planned)
+        self._fold()
+        self._act()
+
+    def facts(self) -> compute.LocalFacts:
+        return compute.LocalFacts(
+            images=frozenset(),
+            running=frozenset(self._running),
+            verdicts=dict(self._bid_verdicts),
+        )
+
+    def _decide(self) -> list[ev.Planned]:
+        now = wall_ms()
+        planned: list[ev.Planned] = []
+        if "requester" in self.roles:
+            planned += requester.decide(
+                self.state,
+                now,
+                self.me,
+                self.requester_config,
+                lost_nodes=self.lost_nodes(),
+                verdicts=self._accept_verdicts,
+            )
+        if "compute" in self.roles:
+            planned += compute.decide(self.state, now, self.me, self.policy.node, self.facts())
+        return planned
+
+    def _act(self) -> None:
+        facts = self.facts()
+        for execution in compute.to_stop(self.state, self.me, facts):
+            self._running[execution.id].cancel()
+        for execution in compute.to_start(self.state, self.me, facts):
+            task = asyncio.create_task(self._execute(execution), name=execution.id)
+            self._running[execution.id] = task
+        self._ask_hooks(facts)
+
+    # ----- hooks --------------------------------------------------------------------------------
+
+    def _ask_hooks(self, facts: compute.LocalFacts) -> None:
+        if self.policy.bid_hook is not None and "compute" in self.roles:
+            for key in compute.awaiting_verdict(self.state, self.me, self.policy.node, facts):
+                job = self.state.jobs[key[0]]
+                self._ask(self.policy.bid_hook, key, self._bid_verdicts, job.spec_dict)
+        if self.policy.accept_hook is not None and "requester" in self.roles:
+            for key, bid in requester.bids_awaiting_verdict(self.state, self.me):
+                job = self.state.jobs[key[0]]
+                payload = {"job_id": job.id, "spec": job.spec_dict, "bid": bid.to_dict()}
+                self._ask(self.policy.accept_hook, key, self._accept_verdicts, payload)
+
+    def _ask(self, hook: Any, key: Any, answers: dict[Any, Verdict], payload: Any) -> None:
+        if key in self._asking or key in answers:
+            return
+        self._asking.add(key)
+
+        async def ask() -> None:
+            try:
+                answers[key] = await hook.ask(payload)
+            finally:
+                self._asking.discard(key)
+                self._wake.set()
+
+        self._spawn(ask())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----- executions ---------------------------------------------------------------------------
+
+    def _failure(self, execution: Execution, reason: str) -> dict[str, Any]:
+        return {"job_id": execution.job_id, "execution_id": execution.id, "reason": reason}
+
+    def results_dir(self, execution_id: str) -> Path:
+        return self.work_dir / "results" / execution_id
+
+    async def _execute(self, execution: Execution) -> None:
+        job = self.state.jobs[execution.job_id]
+        assert job.spec is not None
+        executor = self.executors.get(job.spec.engine.type)
+        try:
+            if executor is None:
+                reason = f"engine {job.spec.engine.type} is not enabled on this node"
+                await self.log.append([(ev.EXECUTION_FAILED, self._failure(execution, reason))])
+                return
+            started = {"job_id": execution.job_id, "execution_id": execution.id}
+            await self.log.append([(ev.EXECUTION_STARTED, started)])
+            outcome = await self._run(executor, execution, job.spec)
+            await self.log.append([outcome])
+        except asyncio.CancelledError:
+            raise  # stopped because the log says the execution is over: nothing to add
+        except Exception as exc:
+            logger.exception("execution %s failed inside edgebac", execution.id)
+            reason = f"internal error: {exc}"
+            await self.log.append([(ev.EXECUTION_FAILED, self._failure(execution, reason))])
+        finally:
+            self._running.pop(execution.id, None)
+            self._wake.set()
+
+    async def _run(self, executor: Executor, execution: Execution, spec: Any) -> ev.Planned:
+        results = self.results_dir(execution.id)
+        scratch = self.work_dir / "scratch" / execution.id
+        shutil.rmtree(results, ignore_errors=True)
+        results.mkdir(parents=True)
+        scratch.mkdir(parents=True, exist_ok=True)
+        task = Task(execution.id, execution.job_id, spec, scratch, results)
+        try:
+            await executor.prepare(task)
+            try:
+                exit_code = await asyncio.wait_for(executor.run(task), spec.timeout_s)
+            except TimeoutError:
+                raise ExecutionError(f"timed out after {spec.timeout_s:g} s") from None
+            (results / "exitCode").write_text(f"{exit_code}\n")
+            return ev.RESULT_PUBLISHED, {
+                "job_id": execution.job_id,
+                "execution_id": execution.id,
+                "exit_code": exit_code,
+                "reference": f"node:{self.me.hex()}/{execution.id}",
+                "size": _size(results),
+                "stdout_head": _head(task.stdout),
+                "stderr_head": _head(task.stderr),
+            }
+        except ExecutionError as exc:
+            return ev.EXECUTION_FAILED, self._failure(execution, exc.reason)
+        finally:
+            await executor.cleanup(task)
+            shutil.rmtree(scratch, ignore_errors=True)
