@@ -15,6 +15,7 @@ import click
 
 from edgebac import __version__
 from edgebac.cli_common import api_option, data_dir_option, option, output_option
+from edgebac.cli_jobs import job
 from edgebac.cli_network import network
 from edgebac.errors import EdgebacError
 
@@ -175,6 +176,7 @@ def log_show(
 
 
 cli.add_command(network)
+cli.add_command(job)
 
 
 def main(argv: list[str] | None = None) -> None:

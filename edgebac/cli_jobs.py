@@ -1,0 +1,165 @@
+"""`edgebac job ...`: submit a spec, follow it, describe, list and cancel jobs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgebac.cli_common import api_option, option, output_option
+
+TERMINAL = ("completed", "failed", "canceled")
+
+
+@click.group()
+def job() -> None:
+    """Run and inspect jobs through a requester's API."""
+
+
+def _client(api: str) -> Any:
+    from edgebac.client import ApiClient
+
+    return ApiClient(api)
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    """A spec file as a dict; shape errors are for the requester to name, field by field."""
+    from edgebac.errors import BadRequest
+
+    try:
+        text = path.read_text() if str(path) != "-" else sys.stdin.read()
+    except OSError as exc:
+        raise BadRequest(f"{path}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise BadRequest(f"{path}: neither JSON nor YAML: {exc}") from None
+
+
+def progress_line(view: dict[str, Any]) -> str:
+    counts = ", ".join(f"{n} {state}" for state, n in view["summary"]["executions"].items())
+    line = f"{view['id']}: {view['status']}" + (f" ({counts})" if counts else "")
+    if view.get("pending_reason") and view["status"] in ("pending", "bidding"):
+        line += f"; waiting: {view['pending_reason']}"
+    return line
+
+
+def follow(api: str, job_id: str, output: str, quiet: bool = False) -> dict[str, Any]:
+    """Poll the job until it ends, printing a line whenever its state changes."""
+    client = _client(api)
+    last, delay = "", 0.05
+    while True:
+        view = client.get(f"/api/v1/jobs/{job_id}?events=0")
+        line = progress_line(view)
+        if line != last and output != "json" and not quiet:
+            click.echo(line, err=True)
+            last = line
+        if view["status"] in TERMINAL:
+            return view
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def submit_and_maybe_wait(api: str, spec: dict[str, Any], wait: bool, output: str) -> None:
+    """Print the job id at once; with --wait, follow it and exit 0 only if it completed."""
+    job_id = _client(api).post("/api/v1/jobs", spec)["job_id"]
+    if not wait:
+        click.echo(json.dumps({"job_id": job_id}) if output == "json" else job_id)
+        return
+    if output != "json":
+        click.echo(job_id)
+    view = follow(api, job_id, output)
+    if output == "json":
+        click.echo(json.dumps(view))
+    else:
+        for execution in view["executions"].values():
+            click.echo(
+                f"  {execution['id']} on {execution['node'][:12]}: {execution['status']}"
+                f" exit={execution['exit_code']}"
+                + (f" ({execution['reason']})" if execution["reason"] else "")
+            )
+        if view["status"] != "completed":
+            click.echo(f"job {view['status']}: {view.get('reason') or ''}", err=True)
+    sys.exit(0 if view["status"] == "completed" else 1)
+
+
+@job.command("run")
+@click.argument("spec_file", type=click.Path(path_type=Path))
+@option("--concurrency", type=click.IntRange(min=1), default=None, help="Nodes to run it on.")
+@option("--wait/--no-wait", default=False, help="Follow the job until it ends.")
+@api_option
+@output_option
+def job_run(spec_file: Path, concurrency: int | None, wait: bool, api: str, output: str) -> None:
+    """Submit the job in SPEC_FILE (YAML or JSON; - for stdin)."""
+    spec = load_spec(spec_file)
+    if concurrency is not None and isinstance(spec, dict):
+        spec["count"] = concurrency
+    submit_and_maybe_wait(api, spec, wait, output)
+
+
+@job.command("describe")
+@click.argument("job_id")
+@api_option
+@output_option
+def job_describe(job_id: str, api: str, output: str) -> None:
+    """Spec, state, executions, history, and why a pending job waits."""
+    view = _client(api).get(f"/api/v1/jobs/{job_id}")
+    if output == "json":
+        click.echo(json.dumps(view))
+        return
+    click.echo(progress_line(view))
+    if view.get("reason"):
+        click.echo(f"reason: {view['reason']}")
+    click.echo("spec: " + json.dumps(view["spec"], sort_keys=True))
+    click.echo("executions:")
+    for execution in view["executions"].values():
+        click.echo(
+            f"  {execution['id']} node={execution['node'][:12]} {execution['status']}"
+            f" exit={execution['exit_code']} ref={execution['reference']}"
+            + (f" reason={execution['reason']}" if execution["reason"] else "")
+        )
+        if execution.get("stdout_head"):
+            click.echo("    stdout: " + execution["stdout_head"].rstrip()[:200])
+    click.echo("events:")
+    for event in view.get("events", []):
+        click.echo(f"  {event['hlc']} {event['author'][:12]}#{event['seq']} {event['type']}")
+
+
+@job.command("list")
+@option("--limit", type=click.IntRange(min=1, max=1000), default=50, show_default=True)
+@api_option
+@output_option
+def job_list(limit: int, api: str, output: str) -> None:
+    """Jobs known to the node, newest first."""
+    page = _client(api).get(f"/api/v1/jobs?limit={limit}")
+    if output == "json":
+        click.echo(json.dumps(page))
+        return
+    click.echo(f"{'JOB':<20}{'STATUS':<11}{'ENGINE':<8}EXECUTIONS")
+    for row in page["jobs"]:
+        counts = ", ".join(f"{n} {s}" for s, n in row["executions"].items()) or "-"
+        click.echo(f"{row['id']:<20}{row['status']:<11}{row['engine'] or '-':<8}{counts}")
+
+
+@job.command("cancel")
+@click.argument("job_id")
+@api_option
+@output_option
+def job_cancel(job_id: str, api: str, output: str) -> None:
+    """Cancel a job: running executions are stopped."""
+    result = _client(api).post(f"/api/v1/jobs/{job_id}/cancel", {})
+    if output == "json":
+        click.echo(json.dumps(result))
+    else:
+        click.echo(
+            f"{job_id}: {'canceled' if result['canceled'] else 'already ' + result['status']}"
+        )
