@@ -21,10 +21,11 @@ if [ ! -x "$BUSYBOX" ]; then
     echo "error: $BUSYBOX not found (apt-get install busybox-static)" >&2
     exit 1
 fi
-if ! file_out=$("$BUSYBOX" sh -c 'exit 0' 2>&1); then
-    echo "error: $BUSYBOX does not run: $file_out" >&2
+if ! "$BUSYBOX" true; then
+    echo "error: $BUSYBOX does not run" >&2
     exit 1
 fi
+command -v docker >/dev/null 2>&1 || { echo "error: no docker client on PATH" >&2; exit 1; }
 
 ROOT=$(mktemp -d)
 trap 'rm -rf "$ROOT"' EXIT INT TERM

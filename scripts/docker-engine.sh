@@ -54,6 +54,17 @@ if pid=$(pidof dockerd 2>/dev/null); then
     fail "dockerd (pid $pid) is running but 'docker info' still fails after ${DOCKERD_TIMEOUT}s"
 fi
 
+# dockerd needs mounted cgroups (v2 unified, or v1 hierarchies); machines without an init
+# that mounts them (some containers/VMs) get them from Debian's cgroupfs-mount.
+if [ ! -e /sys/fs/cgroup/cgroup.controllers ] && [ ! -d /sys/fs/cgroup/memory ]; then
+    if command -v cgroupfs-mount >/dev/null 2>&1; then
+        echo "docker-engine: no cgroups mounted, running cgroupfs-mount" >&2
+        cgroupfs-mount >>"$DOCKERD_LOG" 2>&1 || echo "docker-engine: cgroupfs-mount failed" >&2
+    else
+        echo "docker-engine: warning: no cgroups mounted (apt-get install cgroupfs-mount)" >&2
+    fi
+fi
+
 # start FLAGS: launch dockerd detached, wait for it. 0 = ready, 1 = it died, 2 = deadline.
 start() {
     echo "=== $(date -u +%FT%TZ) starting: dockerd $*" >>"$DOCKERD_LOG"
