@@ -6,6 +6,7 @@ show a job; only the job's own requester submits and cancels.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ def _node(request: web.Request) -> Node:
 
 
 def _job(node: Node, job_id: str) -> Job:
-    job = node.runner.state.jobs.get(job_id)
+    job = node.runner.refresh().jobs.get(job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r} is known to this node")
     return job
@@ -85,8 +86,17 @@ async def submit_job(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
+    """One job; `wait_ms` long-polls until the job has ended (or the time is up)."""
     node = _node(request)
     job = _job(node, request.match_info["job_id"])
+    try:
+        wait_s = min(int(request.query.get("wait_ms", "0")), 60_000) / 1000
+    except ValueError:
+        raise BadRequest("wait_ms must be an integer") from None
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while not job.terminal and (left := deadline - asyncio.get_running_loop().time()) > 0:
+        await node.runner.wait_folded(left)
+        job = _job(node, job.id)
     view = job_view(job)
     if request.query.get("events", "1") != "0":
         history = await node.log.by_job(job.id, limit=10_000)
@@ -104,7 +114,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     if limit < 1 or offset < 0:
         raise BadRequest("limit must be at least 1 and offset at least 0")
     jobs = sorted(
-        node.runner.state.jobs.values(), key=lambda j: (j.created_hlc, j.id), reverse=True
+        node.runner.refresh().jobs.values(), key=lambda j: (j.created_hlc, j.id), reverse=True
     )
     page = jobs[offset : offset + limit]
     return web.json_response(
@@ -120,7 +130,7 @@ async def cancel_job(request: web.Request) -> web.Response:
             f"job {job.id} belongs to requester {job.requester.hex()[:12]}; cancel it there"
         )
     reason = request.query.get("reason", "canceled by the client")
-    planned = requester.cancel(node.runner.state, job.id, reason)
+    planned = requester.cancel(node.runner.refresh(), job.id, reason)
     if planned:
         await node.log.append(planned)
     return web.json_response({"job_id": job.id, "canceled": bool(planned), "status": job.status})

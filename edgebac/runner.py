@@ -78,6 +78,7 @@ class JobRunner:
         self._asking: set[Any] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._folded = asyncio.Event()  # replaced after each fold: long polls wait on it
 
     # ----- lifecycle ----------------------------------------------------------------------------
 
@@ -132,10 +133,22 @@ class JobRunner:
 
     # ----- one step -----------------------------------------------------------------------------
 
+    def refresh(self) -> Projection:
+        """The projection with every stored event folded in: what readers should see."""
+        self._fold()
+        return self.state
+
     def _fold(self) -> None:
         if self._pending:
             events, self._pending = self._pending, []
             self.state.apply(events)
+            self._folded.set()
+            self._folded = asyncio.Event()
+
+    async def wait_folded(self, timeout_s: float) -> None:
+        """Until the projection next changes (or the timeout passes)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._folded.wait(), timeout_s)
 
     async def step(self) -> None:
         for _ in range(MAX_ROUNDS):
