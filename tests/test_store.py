@@ -240,3 +240,19 @@ async def test_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(LogStoreError, match="newer edgebac"):
         await open_log(tmp_path / "events.db")
+
+
+async def test_same_events_ingested_at_once_are_duplicates_not_forks(log, other):
+    """Two peers deliver the same events concurrently: the writer commits both requests in
+    one group, and the second must see the first's events as held (before they are on disk)."""
+    events = await log.append([job(i) for i in range(5)])
+    raws = [e.raw for e in events]
+    reports = await asyncio.gather(*(other.ingest(raws) for _ in range(4)))
+    assert sum(len(r.accepted) for r in reports) == 5
+    reasons = {r.reason for report in reports for r in report.rejections}
+    assert reasons <= {Reason.DUPLICATE}
+    assert await other.forks() == []
+    # Our own events echoed back while their append is still in the same group: not forks.
+    echoes = await asyncio.gather(other.append([job(9)]), log.ingest(raws))
+    assert await log.forks() == []
+    assert echoes[1].errors == []

@@ -331,12 +331,15 @@ class EventLog:
         fork_rows: list[tuple[Any, ...]] = []
         new_events: list[Event] = []
         results: list[tuple[_Request, Any]] = []
+        # (author, seq) -> id of what this group will store: not in the database until the
+        # commit, yet a later request of the group must see it as held (a duplicate, not a fork).
+        in_group: dict[tuple[bytes, int], bytes] = {}
         for request in group:
             try:
                 if request.kind == "append":
                     result = events = self._seal_local(request.payload, heads)
                 else:
-                    result = await self._check(request.payload, heads)
+                    result = await self._check(request.payload, heads, in_group)
                     events = result.accepted
                     fork_rows.extend(self._fork_row(fork) for fork in result.forks)
             except EncodingError as exc:
@@ -344,6 +347,7 @@ class EventLog:
                 continue
             for event in events:
                 rows.append(_row_values(event, self._next_pos + len(rows)))
+                in_group[(event.author, event.seq)] = event.id
             new_events.extend(events)
             results.append((request, result))
         try:
@@ -378,8 +382,17 @@ class EventLog:
             heads[author] = head
         return events
 
-    async def _check(self, events: list[Event], heads: dict[bytes, Head]) -> Verdict:
+    async def _check(
+        self,
+        events: list[Event],
+        heads: dict[bytes, Head],
+        in_group: Mapping[tuple[bytes, int], bytes],
+    ) -> Verdict:
         held_ids = await self._held_ids(events, heads)
+        for event in events:
+            key = (event.author, event.seq)
+            if key in in_group:
+                held_ids[key] = in_group[key]
         verdict = check_chains(
             heads,
             held_ids,
