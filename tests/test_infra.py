@@ -8,8 +8,6 @@ import subprocess
 import sys
 import uuid
 
-pytest_plugins = ["tests.infra"]  # idempotent once the root conftest loads it too
-
 
 def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
