@@ -1,9 +1,9 @@
-"""The quick start's main job, for now: a node that appends, shows and verifies its events.
+"""The quick start's main job: a local network of nodes running a real job.
 
-Starts a real `edgebac node` on a free loopback port with a fresh data directory, asks its API
-who it is, restarts it with new labels (it announces the change: one more signed event), then
-shows the log and re-verifies every signature and chain. Later issues grow this into a local
-network of nodes running a real job.
+Starts `edgebac devstack` (3 real node processes on loopback, a private network key, data in
+demo-data/), shows the nodes finding each other, runs a job on all three at once and follows
+it to the end, describes it, then stops the network and re-verifies every signature and chain
+of a node's log.
 """
 
 from __future__ import annotations
@@ -13,77 +13,76 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = ROOT / "demo-data" / "node-1"
+STACK = ROOT / "demo-data"
 EDGEBAC = [sys.executable, "-m", "edgebac"]
+API = "http://127.0.0.1:7700"
+
+SPEC = {
+    "name": "hello-edge",
+    "engine": {"type": "noop", "stdout": "hello from the edge\n", "duration_ms": 300},
+    "resources": {"cpu": "100m", "memory": "16Mi"},
+    "timeout_s": 60,
+}
 
 
 def step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def start_node(*flags: str) -> tuple[subprocess.Popen[str], str]:
-    command = [*EDGEBAC, "node", "--data-dir", str(DATA_DIR), "--listen", "127.0.0.1:0", *flags]
-    print("$ " + " ".join(command[2:]), flush=True)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening on " not in line:
-        process.kill()
-        sys.exit(f"the node did not start (exit code {process.wait()})")
-    print(line.rstrip(), flush=True)
-    return process, line.split("listening on ", 1)[1].split()[0]
-
-
-def stop_node(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
-    code = process.wait(timeout=30)
-    print(f"node stopped (exit code {code})", flush=True)
-    if code != 0:
-        sys.exit("the node did not stop cleanly")
-
-
-def get_json(url: str) -> dict:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.load(response)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def run(*args: str) -> None:
+def edgebac(*args: str, check: bool = True) -> str:
     print("$ edgebac " + " ".join(args), flush=True)
-    result = subprocess.run([*EDGEBAC, *args], check=False)
-    if result.returncode != 0:
-        sys.exit(f"edgebac {args[0]} {args[1]} failed")
+    result = subprocess.run([*EDGEBAC, *args], capture_output=True, text=True, check=False)
+    sys.stderr.write(result.stderr)
+    print(result.stdout, end="", flush=True)
+    if check and result.returncode != 0:
+        raise SystemExit(f"edgebac {' '.join(args[:2])} failed (exit code {result.returncode})")
+    return result.stdout
+
+
+def start_stack() -> subprocess.Popen[str]:
+    command = [
+        *EDGEBAC,
+        "devstack",
+        "--nodes",
+        "3",
+        "--dir",
+        str(STACK),
+        "--listen",
+        "127.0.0.1:7700",
+    ]
+    print("$ edgebac " + " ".join(command[3:]), flush=True)
+    stack = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert stack.stdout is not None
+    for line in stack.stdout:
+        print(line, end="", flush=True)
+        if line.startswith("Ctrl-C"):
+            return stack
+    raise SystemExit(f"devstack did not start (exit code {stack.wait()})")
 
 
 def main() -> None:
-    shutil.rmtree(DATA_DIR, ignore_errors=True)
-    step("start a node: it creates its identity and announces itself in its log")
-    process, url = start_node()
-    info = get_json(f"{url}/api/v1/node")
-    print(json.dumps(info, indent=2))
-    stop_node(process)
-
-    step("restart it with labels: same identity, and it appends a new announcement")
-    process, url = start_node("--labels", "site=lab,rack=3")
-    events = get_json(f"{url}/api/v1/events")["events"]
-    print(f"{len(events)} events; the newest: {json.dumps(events[-1]['body'])}")
-    stop_node(process)
-
-    step("show the signed log and verify every signature and chain")
-    run("log", "show", "--data-dir", str(DATA_DIR))
-    run("log", "verify", "--data-dir", str(DATA_DIR))
-    print(f"\nThe node's data directory is {DATA_DIR}.")
+    shutil.rmtree(STACK, ignore_errors=True)
+    step("start a private network of 3 nodes on this machine")
+    stack = start_stack()
+    try:
+        step("the nodes found each other by gossip")
+        edgebac("node", "list", "--api", API)
+        step("run a job on all three nodes at once and follow it")
+        spec = STACK / "job.json"
+        spec.write_text(json.dumps(SPEC, indent=2))
+        job_id = edgebac("job", "run", str(spec), "--concurrency", "3", "--wait", "--api", API)
+        step("describe it: executions, results, and the signed events that made it happen")
+        edgebac("job", "describe", job_id.splitlines()[0].strip(), "--api", API)
+    finally:
+        step("stop the network")
+        stack.send_signal(signal.SIGINT)
+        stack.wait(timeout=30)
+    step("re-verify every signature and hash chain in node1's log")
+    edgebac("log", "verify", "--data-dir", str(STACK / "node1"))
+    print(f"\nThe network's data is in {STACK}.")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,128 @@
+"""`edgebac devstack`: a local private network of real node processes, for trying things out.
+
+All data lives in one folder (a network key and one data dir per node). The first node listens
+on the default API address, so client commands work without `--api`; the others pick free
+ports on loopback and find each other through it. Ctrl-C (or SIGTERM) stops them all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgebac.errors import EdgebacError
+
+LISTENING = re.compile(r"listening on http://(\S+)")
+START_TIMEOUT_S = 30.0
+
+
+def self_command() -> list[str]:
+    """How to run this very edgebac again: the .pyz itself, or the installed package."""
+    entry = sys.argv[0] if sys.argv else ""
+    if entry.endswith(".pyz") and os.path.isfile(entry):
+        return [sys.executable, entry]
+    return [sys.executable, "-m", "edgebac"]
+
+
+@dataclass
+class StackNode:
+    name: str
+    process: subprocess.Popen[str]
+    address: str = ""
+
+
+class Devstack:
+    def __init__(self, root: Path, nodes: int, listen: str, preset: str) -> None:
+        self.root = root
+        self.count = nodes
+        self.listen = listen
+        self.preset = preset
+        self.nodes: list[StackNode] = []
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        key = self.root / "network.key"
+        if not key.exists():
+            from edgebac.gossip.envelope import write_network_key
+
+            write_network_key(key)
+        host = self.listen.rpartition(":")[0]
+        for index in range(self.count):
+            listen = self.listen if index == 0 else f"{host}:0"
+            flags = ["--network-key", str(key), "--preset", self.preset, "--listen", listen]
+            if index:
+                flags += ["--peers", self.nodes[0].address]
+            self._spawn(f"node{index + 1}", flags)
+
+    def _spawn(self, name: str, flags: list[str]) -> None:
+        data_dir = self.root / name
+        command = [*self_command(), "node", "--data-dir", str(data_dir), *flags]
+        log = (self.root / f"{name}.log").open("a")
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True
+        )
+        node = StackNode(name, process)
+        self.nodes.append(node)
+        node.address = self._wait_listening(node)
+        threading.Thread(target=self._drain, args=(node,), daemon=True).start()
+
+    def _wait_listening(self, node: StackNode) -> str:
+        assert node.process.stdout is not None
+        timer = threading.Timer(START_TIMEOUT_S, node.process.kill)
+        timer.start()
+        try:
+            for line in node.process.stdout:
+                match = LISTENING.search(line)
+                if match:
+                    return match.group(1)
+        finally:
+            timer.cancel()
+        self.stop()
+        raise EdgebacError(f"{node.name} did not start (see {self.root / (node.name + '.log')})")
+
+    @staticmethod
+    def _drain(node: StackNode) -> None:
+        assert node.process.stdout is not None
+        for _ in node.process.stdout:
+            pass
+
+    def describe(self) -> str:
+        api = f"http://{self.nodes[0].address}"
+        lines = [f"devstack: {len(self.nodes)} nodes, data in {self.root}"]
+        lines += [f"  {n.name}: http://{n.address} (pid {n.process.pid})" for n in self.nodes]
+        lines += [
+            "try:",
+            f"  edgebac node list --api {api}",
+            f"  edgebac job run SPEC.yaml --wait --api {api}",
+            "Ctrl-C stops every node.",
+        ]
+        return "\n".join(lines)
+
+    def wait(self) -> int:
+        """Until a signal or until a node dies; returns the exit code devstack should end with."""
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        while not stop.wait(0.5):
+            dead = [n for n in self.nodes if n.process.poll() is not None]
+            if dead:
+                print(f"devstack: {dead[0].name} exited; stopping the others", file=sys.stderr)
+                return 1
+        return 0
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.process.poll() is None:
+                node.process.send_signal(signal.SIGTERM)
+        for node in self.nodes:
+            try:
+                node.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+                node.process.wait()
