@@ -70,7 +70,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def node_info(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    return web.json_response(await node.describe())
+    info = await node.describe()
+    if request.query.get("state_hash") == "1":  # costs a pass over the whole projection
+        info["state_hash"] = node.runner.refresh().state_hash()
+    return web.json_response(info)
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -86,8 +89,9 @@ async def list_events(request: web.Request) -> web.Response:
         await node.log.wait_past(after, wait_s)
     rows = await node.log.since(after, limit)
     type_, job_id = request.query.get("type"), request.query.get("job_id")
+    raw = request.query.get("raw") == "1"
     events: list[dict[str, Any]] = [
-        event_json(event, pos)
+        event_json(event, pos) | ({"raw": event.raw.hex()} if raw else {})
         for pos, event in rows
         if (type_ is None or event.type == type_) and (job_id is None or event.job_id == job_id)
     ]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 
 import pytest
 
+from edgebac.eventlog.encoding import decode
+from edgebac.scheduler.projection import Projection
 from tests.netfix import info, network_key, post_json, start_network, wait_converged
 from tests.procs import nodes_fixture, run_edgebac, wait_for
 
@@ -65,6 +68,30 @@ def nodes_of(view):
     return sorted(e["node"] for e in view["executions"].values() if e["status"] == "completed")
 
 
+def raw_events(node):
+    events, after = [], 0
+    while True:
+        _, page = node.get_json(f"/api/v1/events?after={after}&limit=1000&raw=1")
+        events += [decode(bytes.fromhex(e["raw"])) for e in page["events"]]
+        if not page["more"]:
+            return events
+        after = page["next"]
+
+
+def replayed_hash(events, seed):
+    """Fold the events from scratch in a random order that keeps each author's own order."""
+    chains = {}
+    for event in sorted(events, key=lambda e: e.seq):
+        chains.setdefault(event.author, []).append(event)
+    rng, order = random.Random(seed), []
+    while chains:
+        author = rng.choice(sorted(chains))
+        order.append(chains[author].pop(0))
+        if not chains[author]:
+            del chains[author]
+    return Projection.from_events(order).state_hash()
+
+
 def test_count_three_runs_on_three_distinct_nodes(network):
     requester, computes = network
     job_id = submit(requester, noop(count=3))
@@ -72,6 +99,13 @@ def test_count_three_runs_on_three_distinct_nodes(network):
     assert view["status"] == "completed"
     assert nodes_of(view) == sorted(info(c)["id"] for c in computes)
     assert all(e["stdout_head"] == "hi" for e in view["executions"].values())
+    # Every node projects the same state, and replaying its log from scratch gives it again.
+    everyone = [requester, *computes]
+    wait_converged(everyone)
+    hashes = [n.get_json("/api/v1/node?state_hash=1")[1]["state_hash"] for n in everyone]
+    assert len(set(hashes)) == 1
+    for seed, node in enumerate(everyone):
+        assert replayed_hash(raw_events(node), seed) == hashes[0]
 
 
 def test_ops_job_runs_on_every_matching_node_and_constraints_hold(network):
