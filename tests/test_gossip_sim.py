@@ -170,7 +170,7 @@ def test_a_crashed_node_turns_suspect_then_dead_then_alive_on_restart(seed):
         def seen_by_all(*states: Liveness) -> bool:
             return all(sim.liveness(i, 0) in states for i in others)
 
-        assert seen_by_all(Liveness.ALIVE), f"seed {seed}"
+        assert sim.run_until(lambda: seen_by_all(Liveness.ALIVE), 30), f"seed {seed}"
         sim.crash(0)
         crashed = sim.now()
         assert sim.run_until(lambda: seen_by_all(Liveness.SUSPECT, Liveness.DEAD), 30)

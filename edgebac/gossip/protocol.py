@@ -258,6 +258,11 @@ class Gossiper:
         timeout, not the rounds after it (nor our heartbeat, which beats once a round).
         """
         self._spawn(self._push_loop())
+        # Join: one exchange with every seed at once. Pulling them one a round, a node whose
+        # first seed knows no one else (say, two nodes that are each other's seed) only meets
+        # the rest by the occasional long shot: an island for ~1/dead_probe_chance rounds.
+        for address in list(self.membership.seeds):
+            self._spawn(self.exchange(address))
         interval = self.config.pull_interval_s
         while True:
             self._spawn(self.pull_once())

@@ -34,7 +34,10 @@ from edgebac.gossip.config import PRESETS, GossipConfig
 from edgebac.gossip.membership import Liveness
 from edgebac.gossip.protocol import Gossiper, ProtocolError, TransportError
 
-SIM_VIEW_LIMIT = 64  # bounded views keep 10,000 nodes in memory and each round O(view)
+# The default preset, with views bounded so 10,000 nodes fit in memory and each message costs
+# O(view), and an eighth of the view riding along each message (32 of 64 would replace half a
+# full view per message: pure churn, and the costliest part of a simulated round).
+SIM_CONFIG = PRESETS["default"].with_(view_limit=64, peers_per_message=8)
 
 
 class SimulationStuck(RuntimeError):
@@ -367,13 +370,12 @@ class Simulation:
         loss: float = 0.0,
         duplicate: float = 0.0,
         delay_s: tuple[float, float] = (0.002, 0.1),
-        config: GossipConfig | None = None,
-        view_limit: int = SIM_VIEW_LIMIT,
+        config: GossipConfig = SIM_CONFIG,
         seeds_per_node: int = 3,
         max_skew_ms: int = 60_000,
     ) -> None:
         self.seed = seed
-        self.config = (config or PRESETS["default"]).with_(view_limit=view_limit)
+        self.config = config
         self.loop = VirtualLoop()
         self.rng = random.Random(seed)
         self.verifier = SharedVerifier()
