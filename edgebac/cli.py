@@ -17,6 +17,7 @@ from edgebac import __version__
 from edgebac.cli_common import api_option, data_dir_option, option, output_option
 from edgebac.cli_jobs import job
 from edgebac.cli_network import network
+from edgebac.cli_run import docker_group, wasm_group
 from edgebac.errors import EdgebacError
 
 
@@ -209,6 +210,8 @@ def devstack(nodes: int, root: Path, listen: str, preset: str) -> None:
 
 
 cli.add_command(job)
+cli.add_command(docker_group)
+cli.add_command(wasm_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,8 @@ from edgebac.gossip.envelope import OPEN_NETWORK_KEY, read_network_key
 from edgebac.gossip.service import GossipService
 from edgebac.policy import Policy, load_policy
 from edgebac.runner import JobRunner
-from edgebac.runtime.executor import Executor, NoopExecutor
+from edgebac.runtime.engines import close_executors, offered_executors
+from edgebac.runtime.executor import Executor
 from edgebac.scheduler.requester import RequesterConfig
 
 
@@ -38,6 +39,10 @@ def machine_resources(data_dir: os.PathLike[str]) -> dict[str, int]:
         "memory_bytes": memory,
         "disk_bytes": shutil.disk_usage(data_dir).total,
     }
+
+
+def _warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 def _source_host(listen_host: str) -> str | None:
@@ -60,6 +65,7 @@ class Node:
         self.gossip: GossipService
         self.runner: JobRunner
         self.policy: Policy = Policy()
+        self._engines: dict[str, Executor] = {}
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -70,6 +76,9 @@ class Node:
             self.log = await EventLog.open(self.data_dir.log_path, clock, self.identity.key)
             self.policy = load_policy(self.config.policy)
             self.gossip = self._make_gossip()
+            self._engines = await offered_executors(
+                self.policy.node, self.data_dir.path / "work", self.identity.public_key.hex(), _warn
+            )
             self.runner = self._make_runner()
             await self._serve_http()
             await self.gossip.start([self.advertised])
@@ -107,8 +116,7 @@ class Node:
 
     def _executors(self) -> dict[str, Executor]:
         """The engines this node runs: those the policy allows and this machine can offer."""
-        available: dict[str, Executor] = {"noop": NoopExecutor()}
-        return {name: ex for name, ex in available.items() if name in self.policy.node.engines}
+        return dict(self._engines)
 
     def _make_runner(self) -> JobRunner:
         assert self.data_dir is not None
@@ -203,6 +211,7 @@ class Node:
         """Stop serving, finish every queued append, close the log, release the data dir."""
         if getattr(self, "runner", None) is not None:
             await self.runner.stop()
+        await close_executors(self._engines)
         if getattr(self, "gossip", None) is not None:
             await self.gossip.stop()
         if self._runner is not None:

@@ -19,7 +19,9 @@ from typing import Any
 from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.store import EventLog
 from edgebac.policy import Policy
+from edgebac.runtime.engines import present_images
 from edgebac.runtime.executor import ExecutionError, Executor, Task
+from edgebac.runtime.staging import HeldInputs
 from edgebac.scheduler import compute, requester
 from edgebac.scheduler import events as ev
 from edgebac.scheduler.projection import Projection
@@ -79,6 +81,7 @@ class JobRunner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._folded = asyncio.Event()  # replaced after each fold: long polls wait on it
+        self._held_inputs = HeldInputs(policy.node.paths)
 
     # ----- lifecycle ----------------------------------------------------------------------------
 
@@ -162,7 +165,8 @@ class JobRunner:
 
     def facts(self) -> compute.LocalFacts:
         return compute.LocalFacts(
-            images=frozenset(),
+            images=present_images(self.executors),
+            local_inputs=self._held_inputs,
             running=frozenset(self._running),
             verdicts=dict(self._bid_verdicts),
         )

@@ -1,0 +1,212 @@
+"""The docker executor: one container per execution, through the docker SDK in threads.
+
+Inputs are bind-mounted read-only at their targets, output volumes read-write from fresh
+folders under the results folder. No network unless the job asks for `full` and the node
+allows it. Containers carry `edgebac.node=<node key>` labels, so a node that restarts removes
+what its previous run left behind. The runner enforces the timeout by cancelling `run`, which
+kills the container; `cleanup` removes it in every case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount
+
+from edgebac.runtime.executor import STREAM_CAP_BYTES, TRUNCATED_MARK, ExecutionError, Task
+from edgebac.runtime.images import ImageSet
+from edgebac.runtime.staging import Stager
+from edgebac.runtime.threads import in_thread
+from edgebac.scheduler.quantities import format_size
+from edgebac.scheduler.spec import DockerEngine
+
+logger = logging.getLogger(__name__)
+NODE_LABEL = "edgebac.node"
+EXECUTION_LABEL = "edgebac.execution"
+PROBE_TIMEOUT_S = 5
+
+
+def connect() -> tuple[Any, dict[str, Any]]:
+    """A docker client and the engine's info; DockerException when there is no engine."""
+    client = docker.from_env(timeout=PROBE_TIMEOUT_S)
+    info = client.info()
+    client.api.timeout = 60
+    return client, info
+
+
+class DockerExecutor:
+    engine = "docker"
+
+    def __init__(
+        self,
+        client: Any,
+        info: dict[str, Any],
+        stager: Stager,
+        node_key: str,
+        network_allowed: bool,
+    ) -> None:
+        self.client = client
+        self.stager = stager
+        self.node_key = node_key
+        self.network_allowed = network_allowed
+        self.cpu_limits = bool(info.get("CpuCfsQuota"))
+        self.image_set = ImageSet(client)
+        self._containers: dict[str, Any] = {}
+
+    @property
+    def images(self) -> frozenset[str]:
+        """Image tags present on this machine (refreshed in the background)."""
+        return self.image_set.tags
+
+    async def start(self) -> None:
+        removed = await asyncio.to_thread(self._remove_leftovers)
+        if removed:
+            logger.warning("removed %d container(s) left by a previous run", removed)
+        await self.image_set.start()
+
+    async def close(self) -> None:
+        await self.image_set.stop()
+
+    def _remove_leftovers(self) -> int:
+        found = self.client.containers.list(
+            all=True, filters={"label": f"{NODE_LABEL}={self.node_key}"}
+        )
+        for container in found:
+            with contextlib.suppress(DockerException):
+                container.remove(force=True)
+        return len(found)
+
+    # ----- the executor interface ---------------------------------------------------------------
+
+    async def prepare(self, task: Task) -> None:
+        engine = task.spec.engine
+        assert isinstance(engine, DockerEngine)
+        if task.spec.network == "full" and not self.network_allowed:
+            raise ExecutionError("network access is not allowed on this node")
+        await self._check_image(engine.image)
+        staged = await self.stager.stage_inputs(task)
+        mounts = [Mount(s.target, str(s.host), type="bind", read_only=True) for s in staged]
+        for output in task.spec.outputs:
+            folder = task.results / output.name
+            folder.mkdir(parents=True, exist_ok=True)
+            mounts.append(Mount(output.path, str(folder), type="bind"))
+        try:
+            container = await asyncio.to_thread(self._create, task, engine, mounts)
+        except ImageNotFound:
+            raise ExecutionError(f"image not present: {engine.image}") from None
+        except APIError as exc:
+            raise ExecutionError(f"docker refused the container: {_explain(exc)}") from None
+        self._containers[task.execution_id] = container
+
+    async def _check_image(self, image: str) -> None:
+        try:
+            await asyncio.to_thread(self.client.images.get, image)
+        except ImageNotFound:
+            self.image_set.poke()
+            raise ExecutionError(f"image not present: {image}") from None
+
+    def _create(self, task: Task, engine: DockerEngine, mounts: list[Mount]) -> Any:
+        resources = task.spec.resources
+        limits: dict[str, Any] = {}
+        if resources.memory_bytes:
+            limits["mem_limit"] = resources.memory_bytes
+            limits["memswap_limit"] = resources.memory_bytes  # no swap past the limit
+        if resources.cpu_millis and self.cpu_limits:
+            limits["nano_cpus"] = resources.cpu_millis * 1_000_000
+        return self.client.containers.create(
+            engine.image,
+            command=list(engine.args) or None,
+            entrypoint=list(engine.entrypoint) if engine.entrypoint is not None else None,
+            environment={**task.spec.env, **engine.env},
+            working_dir=engine.workdir,
+            mounts=mounts,
+            network_mode="bridge" if task.spec.network == "full" else "none",
+            labels={
+                NODE_LABEL: self.node_key,
+                EXECUTION_LABEL: task.execution_id,
+                "edgebac.job": task.job_id,
+            },
+            name=f"edgebac-{task.execution_id}",
+            **limits,
+        )
+
+    async def run(self, task: Task) -> int:
+        container = self._containers[task.execution_id]
+        try:
+            await asyncio.to_thread(container.start)
+        except APIError as exc:
+            raise ExecutionError(f"container did not start: {_explain(exc)}") from None
+        try:
+            result = await in_thread(_wait, container, name=f"wait-{task.execution_id}")
+        except asyncio.CancelledError:
+            await asyncio.to_thread(_kill, container)
+            await asyncio.to_thread(self._save_logs, container, task)
+            raise
+        await asyncio.to_thread(self._save_logs, container, task)
+        status = await asyncio.to_thread(_state, container)
+        if status.get("OOMKilled"):
+            limit = format_size(task.spec.resources.memory_bytes)
+            raise ExecutionError(f"out of memory: killed at its {limit} memory limit")
+        return int(result.get("StatusCode", -1))
+
+    async def cleanup(self, task: Task) -> None:
+        container = self._containers.pop(task.execution_id, None)
+        if container is not None:
+            await asyncio.to_thread(_remove, container)
+
+    def _save_logs(self, container: Any, task: Task) -> None:
+        for path, which in ((task.stdout, "stdout"), (task.stderr, "stderr")):
+            try:
+                _write_stream(container, which, path)
+            except DockerException as exc:
+                logger.warning("no %s for %s: %s", which, task.execution_id, exc)
+
+
+def _write_stream(container: Any, which: str, path: Path, cap: int = STREAM_CAP_BYTES) -> None:
+    """Copy one of the container's streams to `path`, cut (and marked) past `cap` bytes."""
+    chunks = container.logs(stdout=which == "stdout", stderr=which == "stderr", stream=True)
+    written = 0
+    with path.open("wb") as out:
+        try:
+            for chunk in chunks:
+                if written + len(chunk) > cap:
+                    out.write(chunk[: cap - written])
+                    out.write(TRUNCATED_MARK)
+                    break
+                out.write(chunk)
+                written += len(chunk)
+        finally:
+            with contextlib.suppress(Exception):
+                chunks.close()
+
+
+def _wait(container: Any) -> dict[str, Any]:
+    return container.wait(timeout=None)  # no read timeout: jobs may run for hours
+
+
+def _state(container: Any) -> dict[str, Any]:
+    container.reload()
+    return container.attrs.get("State", {})
+
+
+def _kill(container: Any) -> None:
+    with contextlib.suppress(NotFound, APIError):
+        container.kill()
+
+
+def _remove(container: Any) -> None:
+    with contextlib.suppress(NotFound):
+        try:
+            container.remove(force=True)
+        except APIError as exc:
+            logger.warning("could not remove container %s: %s", container.id[:12], exc)
+
+
+def _explain(exc: APIError) -> str:
+    return str(getattr(exc, "explanation", None) or exc)
