@@ -1,0 +1,165 @@
+"""The node's content-addressed block store on disk.
+
+Layout under the root folder the node gives (e.g. DATA_DIR/content):
+`blocks/XY/<cid>` holds each block once (XY = the two characters before the CID's last one,
+as go-ds-flatfs shards), written to `tmp/` and renamed into place so a block file is always
+whole; `complete/<cid>` marks a DAG known to be held entirely (after an import or a verified
+fetch; a cache that `holds` can rebuild by walking the DAG). Every block read is checked
+against its CID: a damaged file is moved to `corrupt/` and reported, never served.
+
+Methods block on disk I/O: call them from a thread (`asyncio.to_thread`) in async code.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
+
+from edgebac.sinks import exporter, unixfs
+from edgebac.sinks.car import block_prefix, car_header, read_car
+from edgebac.sinks.cid import CID
+from edgebac.sinks.errors import BadContent, ContentNotFound, CorruptBlock
+
+MAX_BLOCK_SIZE = 2 * 1024 * 1024  # ipfs-car blocks hold at most 1 MiB of data plus a header
+IMPORT_THREADS = max(2, min(4, os.cpu_count() or 1))  # hashing and writing release the GIL
+
+
+class BlockStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._blocks = self.root / "blocks"
+        self._tmp = self.root / "tmp"
+        self._complete = self.root / "complete"
+        self._corrupt = self.root / "corrupt"
+        for folder in (self._blocks, self._tmp, self._complete, self._corrupt):
+            folder.mkdir(parents=True, exist_ok=True)
+        for leftover in self._tmp.iterdir():  # a crash mid-write leaves only temp files
+            leftover.unlink(missing_ok=True)
+        self._shards: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _path(self, cid: CID) -> Path:
+        text = str(cid)
+        return self._blocks / text[-3:-1] / text
+
+    def has(self, cid: CID) -> bool:
+        """Whether the block itself is on disk (not whether its DAG is complete: see `holds`)."""
+        return self._path(cid).exists()
+
+    def put(self, cid: CID, data: bytes | memoryview, *, verified: bool = False) -> bool:
+        """Store a block once (checked against its CID unless `verified`); True if it was new."""
+        if len(data) > MAX_BLOCK_SIZE:
+            raise BadContent(f"block {cid} is {len(data)} bytes, more than {MAX_BLOCK_SIZE}")
+        if not verified:
+            cid.verify(data)
+        path = self._path(cid)
+        if path.exists():
+            return False
+        shard = path.parent.name
+        if shard not in self._shards:
+            path.parent.mkdir(exist_ok=True)
+            with self._lock:
+                self._shards.add(shard)
+        tmp = self._tmp / f"{path.name}.{uuid.uuid4().hex}"
+        with open(tmp, "wb", buffering=0) as f:
+            f.write(data)
+        os.replace(tmp, path)
+        return True
+
+    def get_block(self, cid: CID) -> bytes:
+        """The block's bytes, verified; ContentNotFound if absent, CorruptBlock if damaged."""
+        path = self._path(cid)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                data = f.read(MAX_BLOCK_SIZE + 1)
+        except FileNotFoundError:
+            raise ContentNotFound(f"block {cid} is not in this store") from None
+        try:
+            cid.verify(data)
+        except CorruptBlock:
+            os.replace(path, self._corrupt / path.name)
+            for marker in self._complete.iterdir():  # cheap, and corruption is rare
+                marker.unlink(missing_ok=True)
+            raise
+        return data
+
+    # -- whole DAGs -------------------------------------------------------------------------
+
+    def import_path(self, path: str | os.PathLike[str], *, hidden: bool = True) -> unixfs.DagLink:
+        """Import a file or folder (ipfs-car rules, see `unixfs`); its root CID and sizes."""
+        written: list[Path] = []
+
+        def put(cid: CID, data: bytes | memoryview) -> None:
+            if self.put(cid, data, verified=True):
+                written.append(self._path(cid))
+
+        with ThreadPoolExecutor(IMPORT_THREADS, thread_name_prefix="import") as pool:
+            link = unixfs.import_path(path, put, hidden=hidden, pool=pool)
+        self._sync(written)
+        self.mark_complete(link.cid)
+        return link
+
+    def _sync(self, paths: list[Path]) -> None:
+        """Make new blocks durable before anyone is told about them (once, at the end)."""
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for folder in {p.parent for p in paths}:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def mark_complete(self, cid: CID) -> None:
+        (self._complete / str(cid)).touch()
+
+    def holds(self, cid: CID) -> bool:
+        """Whether every block of the DAG under `cid` is here (checks, then remembers)."""
+        if (self._complete / str(cid)).exists() and self.has(cid):
+            return True
+        try:
+            for _ in exporter.walk_blocks(self.get_block, cid):
+                pass
+        except (ContentNotFound, CorruptBlock, BadContent):
+            return False
+        self.mark_complete(cid)
+        return True
+
+    def stat(self, cid: CID) -> exporter.Item:
+        """Kind ("file" or "directory") and size of the content; ContentNotFound if absent."""
+        return exporter.stat(self.get_block, cid)
+
+    def export_to(self, cid: CID, dest: str | os.PathLike[str]) -> int:
+        """Write the file to `dest`, or the folder's content into folder `dest`; bytes written."""
+        return exporter.write_tree(self.get_block, cid, dest)
+
+    def export_tar(self, cid: CID) -> Iterator[bytes]:
+        """A tar stream of the content (see `exporter.tar_stream`), verified block by block."""
+        return exporter.tar_stream(self.get_block, cid)
+
+    def export_file(self, cid: CID) -> Iterator[bytes]:
+        """The bytes of a file, verified block by block."""
+        return exporter.file_chunks(self.get_block, cid)
+
+    def export_car(self, cid: CID) -> Iterator[bytes]:
+        """A CARv1 with `cid` as its root and every block of its DAG, parents first."""
+        yield car_header([cid])
+        for block_cid, block in exporter.walk_blocks(self.get_block, cid):
+            yield block_prefix(block_cid, len(block))
+            yield block
+
+    def import_car(self, stream: BinaryIO) -> list[CID]:
+        """Store every (verified) block of a CAR read from a binary file; its roots."""
+        roots, blocks = read_car(stream)
+        for cid, data in blocks:
+            self.put(cid, data, verified=True)
+        return roots
