@@ -26,7 +26,7 @@ from edgebac.gossip.envelope import OPEN_NETWORK_KEY, read_network_key
 from edgebac.gossip.service import GossipService
 from edgebac.policy import Policy, load_policy
 from edgebac.runner import JobRunner
-from edgebac.runtime.engines import close_executors, offered_executors
+from edgebac.runtime.engines import close_executors, narrowed, offered_executors
 from edgebac.runtime.executor import Executor
 from edgebac.scheduler.requester import RequesterConfig
 
@@ -79,6 +79,7 @@ class Node:
             self._engines = await offered_executors(
                 self.policy.node, self.data_dir.path / "work", self.identity.public_key.hex(), _warn
             )
+            self.policy = narrowed(self.policy, self._engines)
             self.runner = self._make_runner()
             await self._serve_http()
             await self.gossip.start([self.advertised])

@@ -1,0 +1,74 @@
+"""`docker run` / `wasm run` flag parsing: pure functions, tested from tables."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from edgebac.cli_run import job_spec, module_source, split_input, split_output
+from edgebac.errors import BadRequest
+from edgebac.scheduler.spec import parse_spec
+from tests.procs import run_edgebac
+
+
+@pytest.mark.parametrize(
+    ("text", "source", "target"),
+    [
+        ("s3://mybucket/logs-2023-04*:/input", "s3://mybucket/logs-2023-04*", "/input"),
+        ("http://host:8080/x.csv:/in/x", "http://host:8080/x.csv", "/in/x"),
+        ("https://host/a:b/c:/in", "https://host/a:b/c", "/in"),
+        ("/srv/data:/data", "/srv/data", "/data"),
+        ("file:///srv/data:/data", "file:///srv/data", "/data"),
+        ("s3://bucket/key", "s3://bucket/key", "/inputs"),
+        ("file:///srv/data", "file:///srv/data", "/inputs"),
+        ("/srv/data", "/srv/data", "/inputs"),
+        ("inline:hello:/in", "inline:hello", "/in"),
+        ("s3://b/k:/", "s3://b/k", "/"),
+    ],
+)
+def test_split_input_at_the_last_colon_starting_an_absolute_path(text, source, target):
+    assert split_input(text) == {"source": source, "target": target}
+
+
+def test_split_output_and_spec():
+    assert split_output("apples:/output_folder") == {"name": "apples", "path": "/output_folder"}
+    for bad in ("apples", ":/x", "apples:"):
+        with pytest.raises(BadRequest):
+            split_output(bad)
+    spec = job_spec(
+        {"type": "docker", "image": "busybox", "args": ["ls"]},
+        {
+            "inputs": ("s3://b/p*:/in",),
+            "outputs": ("out:/out",),
+            "env": ("A=1", "B=x=y"),
+            "network": "none",
+            "cpu": "500m",
+            "memory": "64Mi",
+            "timeout": 30.0,
+            "concurrency": 2,
+        },
+    )
+    parsed = parse_spec(spec)
+    assert parsed.env == {"A": "1", "B": "x=y"}
+    assert (parsed.count, parsed.timeout_s, parsed.resources.memory_bytes) == (2, 30, 64 << 20)
+    assert parsed.inputs[0].source.url == "s3://b/p*"
+
+
+def test_module_source_inlines_local_files_only(tmp_path):
+    module = tmp_path / "m.wasm"
+    module.write_bytes(b"\0asm\1\0\0\0")
+    assert (
+        module_source(str(module)) == "inline:base64:" + base64.b64encode(b"\0asm\1\0\0\0").decode()
+    )
+    assert module_source("s3://b/m.wasm") == "s3://b/m.wasm"
+    assert module_source("/not/here.wasm") == "/not/here.wasm"
+    module.write_bytes(b"x" * (600 << 10))
+    with pytest.raises(BadRequest, match="too big to send inline"):
+        module_source(str(module))
+
+
+def test_bad_flags_are_readable_errors():
+    bad = run_edgebac("docker", "run", "-o", "nopath", "--api", "http://127.0.0.1:9", "img")
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: -o 'nopath': an output volume is NAME:PATH")
