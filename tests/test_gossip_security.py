@@ -146,7 +146,10 @@ def lone_node(tmp_path_factory):
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(garbage=st.binary(max_size=300) | st.builds(msgpack.packb, st.integers(-(2**63), 2**64 - 1) | st.text()))
+@given(
+    garbage=st.binary(max_size=300)
+    | st.builds(msgpack.packb, st.integers(-(2**63), 2**64 - 1) | st.text())
+)
 def test_garbage_bodies_get_4xx_and_the_node_goes_on(lone_node, garbage):
     node, _key = lone_node
     status, answer = sealed_post(node.url, garbage)
