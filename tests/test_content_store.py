@@ -14,6 +14,7 @@ from edgebac.sinks.car import read_car
 from edgebac.sinks.cid import CID, DAG_PB, RAW
 from edgebac.sinks.dagpb import PBLink, decode_node, encode_node
 from edgebac.sinks.errors import BadCid, BadContent, ContentNotFound, CorruptBlock
+from edgebac.sinks.exporter import links_of
 from edgebac.sinks.hamt import murmur3_x64_64
 from edgebac.sinks.unixfs import CHUNK_SIZE
 
@@ -131,7 +132,7 @@ def test_file_export_and_car(store: BlockStore, folder: Path) -> None:
     assert b"".join(store.export_file(cid)) == big.read_bytes()
     roots, blocks = read_car(io.BytesIO(b"".join(store.export_car(cid))))
     assert roots == [cid]
-    assert [c for c, _ in blocks][0] == cid  # root first, then 3 leaves
+    assert [c for c, _ in blocks] == [cid, *links_of(cid, store.get_block(cid))]
     single = store.import_path(folder / "stdout").cid
     assert single.codec == RAW
     assert b"".join(store.export_file(single)) == b"hello\n"
