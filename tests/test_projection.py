@@ -226,6 +226,38 @@ def apply_in_chunks(events: list[Event], rnd: random.Random) -> Projection:
     return p
 
 
+def indexes(state: Projection) -> dict:
+    """The derived indexes, and what they must equal when recomputed from the jobs."""
+    nodes = {e.node for e in state.executions.values()}
+    nodes |= {b.node for j in state.jobs.values() for b in j.bids.values()}
+    got = {
+        "live": sorted(state.live),
+        "active": {n: sorted(state.active_on(n)) for n in nodes},
+        "claimed": {n: state.claimed(n) for n in nodes},
+    }
+    claimed = {n: dict.fromkeys(state.claimed(n), 0) for n in nodes}
+    for job in state.jobs.values():
+        if job.terminal or job.spec is None:
+            continue
+        for node in nodes:
+            claims = sum(1 for e in job.executions.values() if e.node == node and e.active)
+            claims += sum(
+                1 for b in job.round_bids() if b.node == node and not job.decided(b.attempt, node)
+            )
+            for key, amount in job.spec.resources.amounts().items():
+                claimed[node][key] += claims * amount
+    want = {
+        "live": sorted(j.id for j in state.jobs.values() if not j.terminal),
+        "active": {
+            n: sorted(e.id for e in state.executions.values() if e.node == n and e.active)
+            for n in nodes
+        },
+        "claimed": claimed,
+    }
+    assert got == want
+    return got
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32), st.integers(10, 80), st.randoms(use_true_random=False))
 def test_simulated_histories_fold_the_same_in_any_causal_order(seed, steps, rnd):
@@ -234,7 +266,9 @@ def test_simulated_histories_fold_the_same_in_any_causal_order(seed, steps, rnd)
     assert Projection.from_events(w.log).state_hash() == expected
     shuffled = interleave(w.log, rnd)
     assert Projection.from_events(shuffled).state_hash() == expected
-    assert apply_in_chunks(shuffled, rnd).to_dict() == w.state.to_dict()
+    chunked = apply_in_chunks(shuffled, rnd)
+    assert chunked.to_dict() == w.state.to_dict()
+    assert indexes(chunked) == indexes(w.state)
 
 
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
@@ -303,4 +337,6 @@ def test_arbitrary_signed_histories_fold_the_same_in_any_causal_order(raw, rnd):
     for _ in range(3):
         order = interleave(events, rnd)
         assert Projection.from_events(order).state_hash() == expected
-        assert apply_in_chunks(order, rnd).state_hash() == expected
+        chunked = apply_in_chunks(order, rnd)
+        assert chunked.state_hash() == expected
+        indexes(chunked)

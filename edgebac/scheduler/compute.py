@@ -12,7 +12,7 @@ undecided bids claim, so a node does not promise the same memory to two jobs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -62,18 +62,25 @@ class LocalFacts:
 
 
 def decide(
-    state: Projection, now_ms: int, me: bytes, policy: NodePolicy, facts: LocalFacts
+    state: Projection,
+    now_ms: int,
+    me: bytes,
+    policy: NodePolicy,
+    facts: LocalFacts,
+    job_ids: Iterable[str] | None = None,
 ) -> list[Planned]:
     """BidOffered or BidDeclined for each live job round `me` has not answered yet.
 
-    `now_ms` is unused for now: bids stay welcome after a window ends (they fill open slots).
+    `job_ids` limits the look to those jobs (the ones whose events changed since the last
+    call); None looks at every live job. `now_ms` is unused for now: bids stay welcome after a
+    window ends (they fill open slots).
     """
     info = state.nodes.get(me)
     if info is None or not info.announced or "compute" not in info.roles:
         return []
     free = _free(state, me, info.resources)
     out: list[Planned] = []
-    for job in _open_jobs(state, me):
+    for job in _open_jobs(state, me, job_ids):
         assert job.spec is not None
         reason, detail = _why_not(job.spec, policy, facts, info.labels, free)
         if reason is None and policy.hook:
@@ -111,27 +118,31 @@ def awaiting_verdict(
 def to_start(state: Projection, me: bytes, facts: LocalFacts) -> list[Execution]:
     """Executions accepted for me that the shell has not started: start them, then append
     ExecutionStarted."""
-    return [
+    accepted = [
         e
-        for e in state.executions.values()
-        if e.node == me and e.status == "accepted" and e.id not in facts.running
+        for e in state.active_on(me).values()
+        if e.status == "accepted" and e.id not in facts.running
     ]
+    return sorted(accepted, key=lambda e: (e.accepted_hlc, e.id))
 
 
 def to_stop(state: Projection, me: bytes, facts: LocalFacts) -> list[Execution]:
     """Executions the shell runs that the log says are over (job canceled or failed, execution
     timed out or declared lost): stop them."""
-    return [
-        e
-        for e in state.executions.values()
-        if e.node == me and e.id in facts.running and e.status in ("canceled", "failed", "lost")
-    ]
+    over = ("canceled", "failed", "lost")
+    running = (state.executions.get(execution_id) for execution_id in sorted(facts.running))
+    return [e for e in running if e is not None and e.node == me and e.status in over]
 
 
-def _open_jobs(state: Projection, me: bytes) -> list[Job]:
-    """Live jobs whose current round I have not answered with a bid and that still need nodes."""
+def _open_jobs(state: Projection, me: bytes, job_ids: Iterable[str] | None = None) -> list[Job]:
+    """Live jobs (of `job_ids`, or all) whose current round I have not answered with a bid and
+    that still need nodes."""
+    if job_ids is None:
+        jobs: Iterable[Job] = state.live.values()
+    else:
+        jobs = (job for job_id in set(job_ids) if (job := state.live.get(job_id)) is not None)
     out = []
-    for job in state.jobs.values():
+    for job in jobs:
         if job.terminal or job.spec is None or (job.attempt, me) in job.bids:
             continue
         if job.spec.type == "batch" and job.open_slots() == 0:
@@ -145,17 +156,8 @@ def _open_jobs(state: Projection, me: bytes) -> list[Job]:
 
 def _free(state: Projection, me: bytes, resources: Mapping[str, int]) -> dict[str, int]:
     """Announced resources minus what my active executions and undecided bids claim."""
-    free = {key: resources.get(key, 0) for key in RESOURCE_KEYS}
-    for job in state.jobs.values():
-        if job.spec is None or job.terminal:
-            continue
-        claims = sum(1 for e in job.executions.values() if e.node == me and e.active)
-        claims += sum(
-            1 for b in job.round_bids() if b.node == me and not job.decided(b.attempt, me)
-        )
-        for key, amount in job.spec.resources.amounts().items():
-            free[key] -= claims * amount
-    return free
+    claimed = state.claimed(me)
+    return {key: resources.get(key, 0) - claimed[key] for key in RESOURCE_KEYS}
 
 
 def _why_not(

@@ -8,13 +8,20 @@ Fast in the common case: an event that sorts after everything already folded for
 applied in place. A late arrival (sorting before some folded event of its job) re-folds just
 that job from its own event list. `NodeLost` names the jobs it affects (`job_ids`) and is
 routed to each of them, so jobs stay independent folds.
+
+Indexes kept in step with each job after every fold of it (all derived, none in the hash): the
+live jobs, the active executions of each node, and what each node's active executions and
+undecided bids claim of its resources. They let decisions look at what matters (live jobs, my
+executions) instead of everything the log ever held.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import msgpack
@@ -22,7 +29,7 @@ import msgpack
 from edgebac.eventlog.encoding import Event, canonical_body
 from edgebac.scheduler import events as ev
 from edgebac.scheduler import jobfold
-from edgebac.scheduler.state import Execution, Job, NodeInfo
+from edgebac.scheduler.state import RESOURCE_KEYS, Execution, Job, NodeInfo
 
 SortKey = tuple[int, bytes, int]
 
@@ -42,6 +49,11 @@ class Projection:
         self._seen: set[bytes] = set()
         self._rep: dict[bytes, list[int]] = {}  # node -> [completed, failed]
         self._contrib: dict[str, dict[bytes, tuple[int, int]]] = {}
+        # Derived indexes (see the module docstring); never part of `to_dict`.
+        self.live: dict[str, Job] = {}  # jobs not ended yet
+        self._active: dict[bytes, dict[str, Execution]] = {}  # node -> accepted/running
+        self._claimed: dict[bytes, dict[str, int]] = {}  # node -> resources claimed
+        self._job_index: dict[str, _JobIndex] = {}
 
     @classmethod
     def from_events(cls, events: Iterable[Event]) -> Projection:
@@ -61,6 +73,16 @@ class Projection:
                 if self._add(job_id, event):
                     changed.add(job_id)
         return changed
+
+    def active_on(self, node: bytes) -> Mapping[str, Execution]:
+        """The accepted or running executions of `node`, by id (read only)."""
+        return self._active.get(node, _EMPTY)
+
+    def claimed(self, node: bytes) -> dict[str, int]:
+        """What `node`'s active executions and undecided current-round bids of live jobs claim:
+        per resource key, the job's amount times the number of such claims."""
+        claimed = self._claimed.get(node)
+        return dict(claimed) if claimed else dict.fromkeys(RESOURCE_KEYS, 0)
 
     def reputation(self, node: bytes) -> tuple[int, int]:
         """(completed, failed) executions of `node` over all jobs in the log."""
@@ -116,6 +138,7 @@ class Projection:
         if old is not None:
             for execution_id in old.executions:
                 self.executions.pop(execution_id, None)
+            self._unindex(job_id)
         job: Job | None = None
         for _, event in self._buckets[job_id]:
             if job is None:
@@ -130,8 +153,12 @@ class Projection:
         return job is not None or old is not None
 
     def _index(self, job: Job) -> None:
-        """Keep the execution index and node reputations in step with one job."""
+        """Keep the indexes and node reputations in step with one job."""
+        self._unindex(job.id)
         contrib: dict[bytes, tuple[int, int]] = {}
+        index = _JobIndex()
+        claims: dict[bytes, int] = {}
+        live = not job.terminal
         for execution in job.executions.values():
             self.executions[execution.id] = execution
             completed, failed = contrib.get(execution.node, (0, 0))
@@ -139,8 +166,40 @@ class Projection:
                 completed += 1
             elif execution.status in ("failed", "lost"):
                 failed += 1
+            elif execution.active:
+                self._active.setdefault(execution.node, {})[execution.id] = execution
+                index.active.append((execution.node, execution.id))
+                claims[execution.node] = claims.get(execution.node, 0) + 1
             contrib[execution.node] = (completed, failed)
         self._set_contrib(job.id, contrib)
+        if live:
+            self.live[job.id] = job
+        if live and job.spec is not None:
+            for bid in job.round_bids():
+                if not job.decided(bid.attempt, bid.node):
+                    claims[bid.node] = claims.get(bid.node, 0) + 1
+            amounts = job.spec.resources.amounts()
+            index.claims = {
+                node: {k: n * amounts[k] for k in RESOURCE_KEYS} for node, n in claims.items()
+            }
+            self._add_claims(index.claims, 1)
+        self._job_index[job.id] = index
+
+    def _unindex(self, job_id: str) -> None:
+        """Take one job out of the derived indexes (before re-indexing or dropping it)."""
+        self.live.pop(job_id, None)
+        index = self._job_index.pop(job_id, None)
+        if index is None:
+            return
+        for node, execution_id in index.active:
+            del self._active[node][execution_id]
+        self._add_claims(index.claims, -1)
+
+    def _add_claims(self, claims: dict[bytes, dict[str, int]], sign: int) -> None:
+        for node, amounts in claims.items():
+            total = self._claimed.setdefault(node, dict.fromkeys(RESOURCE_KEYS, 0))
+            for key, amount in amounts.items():
+                total[key] += sign * amount
 
     def _set_contrib(self, job_id: str, contrib: dict[bytes, tuple[int, int]]) -> None:
         for node, (completed, failed) in self._contrib.get(job_id, {}).items():
@@ -152,6 +211,17 @@ class Projection:
             rep[0] += completed
             rep[1] += failed
         self._contrib[job_id] = contrib
+
+
+_EMPTY: Mapping[str, Execution] = MappingProxyType({})
+
+
+@dataclass(slots=True)
+class _JobIndex:
+    """What one job contributes to the derived indexes, so it can be taken out again."""
+
+    active: list[tuple[bytes, str]] = field(default_factory=list)  # (node, execution id)
+    claims: dict[bytes, dict[str, int]] = field(default_factory=dict)  # node -> amounts
 
 
 def _job_ids(event: Event) -> list[str]:

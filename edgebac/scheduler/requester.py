@@ -24,7 +24,7 @@ Choices where the issue is silent:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,12 +74,18 @@ def decide(
     config: RequesterConfig,
     lost_nodes: frozenset[bytes] | set[bytes] = frozenset(),
     verdicts: Mapping[VerdictKey, Verdict] | None = None,
+    job_ids: Iterable[str] | None = None,
 ) -> list[Planned]:
-    """The next events for the jobs `me` requested. `lost_nodes` comes from gossip liveness."""
+    """The next events for the jobs `me` requested. `lost_nodes` comes from gossip liveness.
+
+    `job_ids` limits the look to those jobs (the ones whose events changed since the last
+    call; the shell looks at all of them now and then, for timeouts); None looks at every
+    live job. Lost nodes are always handled, for every job they affect.
+    """
     ctx = _Ctx(state, now_ms, me, config, frozenset(lost_nodes), verdicts or {})
     out = _declare_lost(ctx)
     touched = {job_id for _, body in out for job_id in body["job_ids"]}
-    for job in _my_live_jobs(ctx):
+    for job in _my_live_jobs(ctx, job_ids):
         if job.id not in touched and job.spec is not None:
             out.extend(_decide_job(ctx, job))
     return out
@@ -101,7 +107,7 @@ def cancel(state: Projection, job_id: str, reason: str = "") -> list[Planned]:
 def bids_awaiting_verdict(state: Projection, me: bytes) -> list[tuple[VerdictKey, Bid]]:
     """Bids of the current rounds of my jobs still undecided: what the accept hook should see."""
     out = []
-    for job in sorted(state.jobs.values(), key=lambda j: (j.created_hlc, j.id)):
+    for job in sorted(state.live.values(), key=lambda j: (j.created_hlc, j.id)):
         if job.requester == me and not job.terminal:
             for bid in job.round_bids():
                 if not job.decided(bid.attempt, bid.node):
@@ -109,16 +115,21 @@ def bids_awaiting_verdict(state: Projection, me: bytes) -> list[tuple[VerdictKey
     return out
 
 
-def _my_live_jobs(ctx: _Ctx) -> list[Job]:
-    jobs = [j for j in ctx.state.jobs.values() if j.requester == ctx.me and not j.terminal]
+def _my_live_jobs(ctx: _Ctx, job_ids: Iterable[str] | None = None) -> list[Job]:
+    live = ctx.state.live
+    if job_ids is None:
+        candidates: Iterable[Job] = live.values()
+    else:
+        candidates = (job for job_id in set(job_ids) if (job := live.get(job_id)) is not None)
+    jobs = [j for j in candidates if j.requester == ctx.me and not j.terminal]
     return sorted(jobs, key=lambda j: (j.created_hlc, j.id))
 
 
 def _declare_lost(ctx: _Ctx) -> list[Planned]:
     out: list[Planned] = []
-    jobs = _my_live_jobs(ctx)
     for node in sorted(ctx.lost):
-        job_ids = [j.id for j in jobs if any(e.node == node for e in j.active())]
+        affected = {e.job_id for e in ctx.state.active_on(node).values()}
+        job_ids = [j.id for j in _my_live_jobs(ctx, affected)]
         if job_ids:
             body = {"node": node, "reason": ctx.config.lost_reason, "job_ids": job_ids}
             out.append((ev.NODE_LOST, body))
