@@ -35,9 +35,8 @@ class ModuleCache:
         self.folder = folder
         self.fuel = fuel
 
-    def artifact(self, wasm: Path) -> Path:
-        """The compiled artifact of a module file, compiled now if it is not cached yet."""
-        data = wasm.read_bytes()
+    def artifact(self, data: bytes) -> Path:
+        """The compiled artifact of a module, compiled now if it is not cached yet."""
         key = hashlib.sha256(data)
         key.update(f"\0wasmtime {WASMTIME_VERSION}\0fuel {self.fuel}".encode())
         path = self.folder / f"{key.hexdigest()}.cwasm"

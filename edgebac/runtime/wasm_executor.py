@@ -60,17 +60,28 @@ class WasmExecutor:
     async def prepare(self, task: Task) -> None:
         engine = task.spec.engine
         assert isinstance(engine, WasmEngine)
-        wasm = await self.stager.stage_file(
-            engine.module, task.scratch / "module", MODULE_CAP_BYTES, "module"
-        )
+        name, artifact = await self._module(engine, task)
         inputs = await self.stager.stage_inputs(task)
         outputs = []
         for output in task.spec.outputs:
             folder = task.results / output.name
             folder.mkdir(parents=True, exist_ok=True)
             outputs.append((folder, output.path))
-        artifact = await asyncio.to_thread(self.cache.artifact, wasm)
-        self._plans[task.execution_id] = Plan(wasm.stem, artifact, tuple(inputs), tuple(outputs))
+        self._plans[task.execution_id] = Plan(name, artifact, tuple(inputs), tuple(outputs))
+
+    async def _module(self, engine: WasmEngine, task: Task) -> tuple[str, Path]:
+        """(argv[0], compiled artifact). An inline module never touches the scratch folder:
+        its bytes are at hand, and the artifact cache is keyed by content anyway."""
+        source = engine.module
+        if source.kind == "inline":
+            data = source.inline_bytes()
+            if len(data) > MODULE_CAP_BYTES:
+                raise ExecutionError(f"module: {len(data)} bytes is too big")
+            return "module", await asyncio.to_thread(self.cache.artifact, data)
+        wasm = await self.stager.stage_file(
+            source, task.scratch / "module", MODULE_CAP_BYTES, "module"
+        )
+        return wasm.stem, await asyncio.to_thread(_artifact_of_file, self.cache, wasm)
 
     async def run(self, task: Task) -> int:
         guest = Guest(self, self._plans[task.execution_id], task)
@@ -180,6 +191,10 @@ class Guest:
                 f"out of memory: the module {how} using {format_size(used)} of its "
                 f"{format_size(limit)} memory limit"
             )
+
+
+def _artifact_of_file(cache: ModuleCache, wasm: Path) -> Path:
+    return cache.artifact(wasm.read_bytes())
 
 
 def cap_file(path: Path, cap: int = STREAM_CAP_BYTES) -> None:
