@@ -125,6 +125,7 @@ def test_our_car_unpacks_with_ipfs_car(tmp_path: Path) -> None:
     _big_files(src)
     _unicode(src)
     _empty_files(src)
+    _sharded(src / "many")
     store = BlockStore(tmp_path / "store")
     root = store.import_path(src).cid
     car = tmp_path / "ours.car"

@@ -224,15 +224,17 @@ class Fetcher:
                 return None
             if resp.status != 200:
                 raise ValueError(f"answered {resp.status}")
-            if (resp.content_length or 0) > MAX_BLOCK_SIZE:
-                raise ValueError(f"block of {resp.content_length} bytes is too large")
+            if resp.content_length is not None:  # the usual case: one read, no joins
+                if resp.content_length > MAX_BLOCK_SIZE:
+                    raise ValueError(f"block of {resp.content_length} bytes is too large")
+                return await resp.read()
             parts, size = [], 0
             async for piece in resp.content.iter_any():
                 size += len(piece)
                 if size > MAX_BLOCK_SIZE:
                     raise ValueError("block is too large")
                 parts.append(piece)
-            return parts[0] if len(parts) == 1 else b"".join(parts)
+            return b"".join(parts)
 
     def verify_and_put(self, cid: CID, data: bytes) -> None:
         cid.verify(data)
