@@ -1,17 +1,25 @@
 """Noop jobs through real node processes: submit->completed latency and sustained throughput.
 
     python bench/jobs.py [--sequential 100] [--concurrent 1000] [--preset default]
+                         [--sizes 1,3] [--timeline 50] [--profile DIR]
 
 For a 1-node and a 3-node loopback network (separate processes): p50/p99 latency of sequential
 jobs (submit, then a long poll until the job ended), and jobs/s for `--concurrent` jobs
 submitted at once. Targets: 3-node p50 <= 50 ms (Bacalhau's published figure for a trivial
 job is about 1.3 s); throughput >= 200 jobs/s.
+
+`--timeline N` prints, for N of the concurrent jobs, when each kind of event happened after the
+job's JobCreated (from the events' hlc), to see which step of a job waits. `--profile DIR`
+records every node process with py-spy during the concurrent run (collapsed stacks in DIR).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,10 +40,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_job(session: aiohttp.ClientSession, api: str) -> str:
+async def run_job(
+    session: aiohttp.ClientSession, api: str, job_ids: list[str] | None = None
+) -> str:
     async with session.post(f"{api}/api/v1/jobs", json=SPEC) as response:
         assert response.status == 201, await response.text()
         job_id = (await response.json())["job_id"]
+    if job_ids is not None:
+        job_ids.append(job_id)
     while True:
         url = f"{api}/api/v1/jobs/{job_id}?events=0&wait_ms=30000"
         async with session.get(url) as response:
@@ -45,28 +57,92 @@ async def run_job(session: aiohttp.ClientSession, api: str) -> str:
             return view["status"]
 
 
-async def sequential(api: str, count: int) -> list[float]:
+async def sequential(api: str, count: int) -> tuple[list[float], list[str]]:
     latencies = []
+    job_ids: list[str] = []
     async with aiohttp.ClientSession() as session:
         await run_job(session, api)  # warm up connections and code paths
         for _ in range(count):
             started = time.perf_counter()
-            status = await run_job(session, api)
+            status = await run_job(session, api, job_ids)
             latencies.append(1000 * (time.perf_counter() - started))
             assert status == "completed", status
-    return latencies
+    return latencies, job_ids
 
 
-async def concurrent(api: str, count: int) -> tuple[float, dict[str, int]]:
+async def concurrent(api: str, count: int) -> tuple[float, dict[str, int], list[str]]:
     connector = aiohttp.TCPConnector(limit=200)
+    job_ids: list[str] = []
     async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> str:
+            return await run_job(session, api, job_ids)
+
         started = time.perf_counter()
-        statuses = await asyncio.gather(*(run_job(session, api) for _ in range(count)))
+        statuses = await asyncio.gather(*(one() for _ in range(count)))
         elapsed = time.perf_counter() - started
     tally: dict[str, int] = {}
     for status in statuses:
         tally[status] = tally.get(status, 0) + 1
-    return count / elapsed, tally
+    return count / elapsed, tally, job_ids
+
+
+async def timeline(api: str, job_ids: list[str]) -> None:
+    """Median and p90 of when each event kind came, in ms after the job's JobCreated."""
+    offsets: dict[str, list[float]] = {}
+    async with aiohttp.ClientSession() as session:
+        for job_id in job_ids:
+            async with session.get(f"{api}/api/v1/jobs/{job_id}") as response:
+                view = await response.json()
+            requester = view["requester"]
+            times = [(float(e["hlc"]), e) for e in view["events"]]
+            created = min(t for t, e in times if e["type"] == "JobCreated")
+            seen: dict[str, int] = {}
+            for t, event in sorted(times, key=lambda item: item[0]):
+                who = "req" if event["author"] == requester else "remote"
+                name = f"{event['type']}({who})"
+                seen[name] = seen.get(name, 0) + 1
+                label = f"{name}#{seen[name]}"
+                offsets.setdefault(label, []).append(t - created)
+    rows = sorted(offsets.items(), key=lambda item: statistics.median(item[1]))
+    for label, values in rows:
+        print(
+            f"    {label:<32} median {statistics.median(values):7.1f} ms"
+            f"  p90 {percentile(values, 0.9):7.1f} ms  (n={len(values)})"
+        )
+
+
+def start_profilers(pids: list[int], folder: Path, size: int) -> list[subprocess.Popen[bytes]]:
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        py_spy = Path(shutil.which("py-spy") or "py-spy")
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [
+                str(py_spy),
+                "record",
+                "-p",
+                str(pid),
+                "-r",
+                "100",
+                "-f",
+                "raw",
+                "-o",
+                str(folder / f"{size}node-n{index}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for index, pid in enumerate(pids)
+    ]
+
+
+def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
+    for profiler in profilers:
+        profiler.send_signal(2)  # SIGINT: py-spy writes its output and exits
+    for profiler in profilers:
+        profiler.wait(timeout=30)
 
 
 def measure(size: int, args: argparse.Namespace) -> None:
@@ -84,19 +160,31 @@ def measure(size: int, args: argparse.Namespace) -> None:
                 )
             wait_converged(network, {info(n)["id"]: 1 for n in network})
             api = network[0].url
-            latencies = asyncio.run(sequential(api, args.sequential))
+            latencies, sequential_ids = asyncio.run(sequential(api, args.sequential))
             print(
                 f"{size}-node: sequential noop jobs: p50 {percentile(latencies, 0.5):.1f} ms,"
                 f" p99 {percentile(latencies, 0.99):.1f} ms over {len(latencies)} jobs"
                 + ("  (target p50 <= 50 ms)" if size == 3 else ""),
                 flush=True,
             )
-            rate, tally = asyncio.run(concurrent(api, args.concurrent))
+            if args.timeline:
+                asyncio.run(timeline(api, sequential_ids[: args.timeline]))
+            profilers = (
+                start_profilers([n.pid for n in network], args.profile, size)
+                if args.profile
+                else []
+            )
+            try:
+                rate, tally, job_ids = asyncio.run(concurrent(api, args.concurrent))
+            finally:
+                stop_profilers(profilers)
             print(
                 f"{size}-node: {args.concurrent} concurrent noop jobs: {rate:.0f} jobs/s "
                 f"{tally}  (target >= 200 jobs/s)",
                 flush=True,
             )
+            if args.timeline:
+                asyncio.run(timeline(api, job_ids[:: max(1, len(job_ids) // args.timeline)]))
         finally:
             nodes.kill_all()
 
@@ -106,8 +194,11 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=100)
     parser.add_argument("--concurrent", type=int, default=1000)
     parser.add_argument("--preset", default="default")
+    parser.add_argument("--sizes", default="1,3", help="network sizes to measure")
+    parser.add_argument("--timeline", type=int, default=0, help="jobs to show timelines of")
+    parser.add_argument("--profile", type=Path, help="py-spy flame graphs into this folder")
     args = parser.parse_args()
-    for size in (1, 3):
+    for size in (int(s) for s in args.sizes.split(",")):
         measure(size, args)
 
 

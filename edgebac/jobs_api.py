@@ -95,7 +95,7 @@ async def get_job(request: web.Request) -> web.Response:
         raise BadRequest("wait_ms must be an integer") from None
     deadline = asyncio.get_running_loop().time() + wait_s
     while not job.terminal and (left := deadline - asyncio.get_running_loop().time()) > 0:
-        await node.runner.wait_folded(left)
+        await node.runner.wait_job(job.id, left)
         job = _job(node, job.id)
     view = job_view(job)
     if request.query.get("events", "1") != "0":

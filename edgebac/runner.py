@@ -24,6 +24,7 @@ from edgebac.runtime.executor import ExecutionError, Executor, Task
 from edgebac.runtime.staging import HeldInputs
 from edgebac.scheduler import compute, requester
 from edgebac.scheduler import events as ev
+from edgebac.scheduler.attention import Attention
 from edgebac.scheduler.projection import Projection
 from edgebac.scheduler.requester import RequesterConfig, Verdict
 from edgebac.scheduler.state import Execution
@@ -31,6 +32,8 @@ from edgebac.scheduler.state import Execution
 logger = logging.getLogger(__name__)
 HEAD_BYTES = 1024  # of stdout/stderr carried in ResultPublished, for `job describe`
 MAX_ROUNDS = 32  # decide/append rounds per step; each round moves every job one step
+FULL_LOOK_TICKS = 8  # look at every live job at least this often (in ticks), as a safety net
+SHARED_TYPES = (ev.NODE_ANNOUNCED, ev.NODE_LOST)  # events that may change every job's decision
 
 
 def wall_ms() -> int:
@@ -81,6 +84,10 @@ class JobRunner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._folded = asyncio.Event()  # replaced after each fold: long polls wait on it
+        self._watchers: dict[str, asyncio.Event] = {}  # job id -> set when that job changes
+        self._attention = Attention(int(tick_s * 1000 * FULL_LOOK_TICKS))
+        self._seen_shared: tuple[Any, ...] = ()  # liveness and images, as last looked at
+        self._claimed: dict[str, int] = {}  # what my executions and bids claimed, as last seen
         self._held_inputs = HeldInputs(policy.node.paths)
 
     # ----- lifecycle ----------------------------------------------------------------------------
@@ -133,6 +140,7 @@ class JobRunner:
                 raise
             except Exception:  # one bad step must not stop the node's scheduling for good
                 logger.exception("job runner step failed")
+                self._attention.everything()
 
     # ----- one step -----------------------------------------------------------------------------
 
@@ -144,7 +152,14 @@ class JobRunner:
     def _fold(self) -> None:
         if self._pending:
             events, self._pending = self._pending, []
-            self.state.apply(events)
+            changed = self.state.apply(events)
+            self._attention.changed(changed)
+            if any(event.type in SHARED_TYPES for event in events):
+                self._attention.everything()
+            for job_id in changed:
+                watcher = self._watchers.pop(job_id, None)
+                if watcher is not None:
+                    watcher.set()
             self._folded.set()
             self._folded = asyncio.Event()
 
@@ -152,6 +167,16 @@ class JobRunner:
         """Until the projection next changes (or the timeout passes)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._folded.wait(), timeout_s)
+
+    async def wait_job(self, job_id: str, timeout_s: float) -> None:
+        """Until the projection of `job_id` next changes (or the timeout passes). Long polls of
+        many jobs wait here rather than on `wait_folded`: a fold wakes only its jobs' polls."""
+        watcher = self._watchers.get(job_id)
+        if watcher is None:
+            watcher = self._watchers[job_id] = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await watcher.wait()
 
     async def step(self) -> None:
         for _ in range(MAX_ROUNDS):
@@ -173,6 +198,13 @@ class JobRunner:
 
     def _decide(self) -> list[ev.Planned]:
         now = wall_ms()
+        lost, facts, claimed = self.lost_nodes(), self.facts(), self.state.claimed(self.me)
+        freed = any(claimed[key] < self._claimed.get(key, 0) for key in claimed)
+        if freed or (lost, facts.images) != self._seen_shared:  # what every job depends on
+            self._attention.everything()
+            self._seen_shared = (lost, facts.images)
+        self._claimed = claimed
+        job_ids = self._attention.take(now)  # None: every live job
         planned: list[ev.Planned] = []
         if "requester" in self.roles:
             planned += requester.decide(
@@ -180,12 +212,24 @@ class JobRunner:
                 now,
                 self.me,
                 self.requester_config,
-                lost_nodes=self.lost_nodes(),
+                lost_nodes=lost,
                 verdicts=self._accept_verdicts,
+                job_ids=job_ids,
             )
+            self._note_deadlines(now, job_ids)
         if "compute" in self.roles:
-            planned += compute.decide(self.state, now, self.me, self.policy.node, self.facts())
+            planned += compute.decide(self.state, now, self.me, self.policy.node, facts, job_ids)
         return planned
+
+    def _note_deadlines(self, now: int, job_ids: set[str] | None) -> None:
+        """Have the jobs just looked at looked at again when a time limit of theirs comes."""
+        live = self.state.live
+        jobs = live.values() if job_ids is None else (live[i] for i in job_ids if i in live)
+        for job in jobs:
+            if job.requester == self.me:
+                due = requester.next_deadline(job, now, self.requester_config)
+                if due is not None:
+                    self._attention.due_at(due, job.id)
 
     def _act(self) -> None:
         facts = self.facts()
@@ -219,6 +263,7 @@ class JobRunner:
                 answers[key] = await hook.ask(payload)
             finally:
                 self._asking.discard(key)
+                self._attention.changed([key[0]])
                 self._wake.set()
 
         self._spawn(ask())

@@ -104,6 +104,20 @@ def cancel(state: Projection, job_id: str, reason: str = "") -> list[Planned]:
     return [(ev.JOB_CANCELED, body)]
 
 
+def next_deadline(job: Job, now_ms: int, config: RequesterConfig) -> int | None:
+    """The first time after `now_ms` at which time alone may change what `decide` says about
+    `job` (its bid window ends, it has waited `timeout_s` for nodes, an execution times out);
+    None if no such time is ahead."""
+    if job.terminal or job.spec is None:
+        return None
+    window = job.spec.bid_window_ms or config.bid_window_ms
+    limits = [job.round_hlc.ms + window, job.round_hlc.ms + job.spec.timeout_ms]
+    limit = job.spec.timeout_ms + config.grace_ms
+    limits += [e.accepted_hlc.ms + limit for e in job.active()]
+    ahead = [ms for ms in limits if ms > now_ms]
+    return min(ahead) if ahead else None
+
+
 def bids_awaiting_verdict(state: Projection, me: bytes) -> list[tuple[VerdictKey, Bid]]:
     """Bids of the current rounds of my jobs still undecided: what the accept hook should see."""
     out = []
