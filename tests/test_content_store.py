@@ -13,7 +13,7 @@ from edgebac.sinks.blockstore import BlockStore
 from edgebac.sinks.car import read_car
 from edgebac.sinks.cid import CID, DAG_PB, RAW
 from edgebac.sinks.dagpb import PBLink, decode_node, encode_node
-from edgebac.sinks.errors import BadCid, BadContent, ContentNotFound, CorruptBlock
+from edgebac.sinks.errors import BadCid, BadContent, ContentNotFound, CorruptBlock, WriteFailed
 from edgebac.sinks.exporter import links_of
 from edgebac.sinks.hamt import murmur3_x64_64
 from edgebac.sinks.unixfs import CHUNK_SIZE
@@ -172,6 +172,15 @@ def test_bad_import_input(store: BlockStore, tmp_path: Path) -> None:
     (odd / os.fsdecode(b"bad\xffname")).write_bytes(b"x")
     with pytest.raises(BadContent, match="not UTF-8"):
         store.import_path(odd)
+
+
+def test_export_to_a_folder_that_is_not_writable(
+    store: BlockStore, folder: Path, tmp_path: Path
+) -> None:
+    cid = store.import_path(folder).cid
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(WriteFailed, match="cannot write"):
+        store.export_to(cid, tmp_path / "file" / "out")  # a file where a folder must go
 
 
 def test_empty_folder_is_the_empty_directory(store: BlockStore, tmp_path: Path) -> None:

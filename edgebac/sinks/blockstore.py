@@ -24,7 +24,7 @@ from typing import BinaryIO
 from edgebac.sinks import exporter, unixfs
 from edgebac.sinks.car import block_prefix, car_header, read_car
 from edgebac.sinks.cid import CID
-from edgebac.sinks.errors import BadContent, ContentNotFound, CorruptBlock
+from edgebac.sinks.errors import BadContent, ContentNotFound, CorruptBlock, WriteFailed
 
 MAX_BLOCK_SIZE = 2 * 1024 * 1024  # ipfs-car blocks hold at most 1 MiB of data plus a header
 _SYNCFS = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
@@ -148,7 +148,11 @@ class BlockStore:
 
     def export_to(self, cid: CID, dest: str | os.PathLike[str]) -> int:
         """Write the file to `dest`, or the folder's content into folder `dest`; bytes written."""
-        return exporter.write_tree(self.get_block, cid, dest)
+        try:
+            return exporter.write_tree(self.get_block, cid, dest)
+        except OSError as exc:
+            where = exc.filename or os.fspath(dest)
+            raise WriteFailed(f"cannot write {where!r}: {exc.strerror or exc}") from None
 
     def export_tar(self, cid: CID) -> Iterator[bytes]:
         """A tar stream of the content (see `exporter.tar_stream`), verified block by block."""

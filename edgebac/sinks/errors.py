@@ -33,3 +33,9 @@ class ContentUnavailable(EdgebacError):
 
     code = "content_unavailable"
     http_status = 504
+
+
+class WriteFailed(EdgebacError):
+    """Content could not be written where it was asked to go (e.g. a folder not writable)."""
+
+    code = "write_failed"

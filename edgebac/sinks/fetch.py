@@ -171,7 +171,7 @@ class Fetcher:
         store: BlockStore,
         session: aiohttp.ClientSession | None = None,
         *,
-        concurrency: int = 8,
+        concurrency: int = 4,  # blocks in flight; more only adds contention on 2 cores
         request_timeout: float = 30.0,
     ) -> None:
         self.store = store
