@@ -7,10 +7,11 @@
 #   busybox-static       the offline test image edgebac-test/busybox:1
 #   clang lld wasi-libc libclang-rt-dev-wasm32
 #                        rebuild/check fixtures/wasm/*.wasm (clang --target=wasm32-wasi)
+#   nodejs npm           ipfs-car, the reference for our content ids (tests/ipfscar.py)
 # Python packages (wasmtime, boto3, moto[server], ...) come from pyproject, not from here.
 set -eu
 
-PACKAGES="docker.io iptables cgroupfs-mount busybox-static clang lld wasi-libc libclang-rt-dev-wasm32"
+PACKAGES="docker.io iptables cgroupfs-mount busybox-static clang lld wasi-libc libclang-rt-dev-wasm32 nodejs npm"
 
 missing=""
 for pkg in $PACKAGES; do
