@@ -11,7 +11,9 @@
 # Python packages (wasmtime, boto3, moto[server], ...) come from pyproject, not from here.
 set -eu
 
-PACKAGES="docker.io iptables cgroupfs-mount busybox-static clang lld wasi-libc libclang-rt-dev-wasm32 nodejs npm"
+PACKAGES="docker.io iptables cgroupfs-mount busybox-static clang lld wasi-libc libclang-rt-dev-wasm32"
+# Node.js may come from elsewhere (with npm inside): ask Debian only when npm is missing.
+command -v npm >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"
 
 missing=""
 for pkg in $PACKAGES; do
