@@ -29,6 +29,8 @@ from edgebac.runner import JobRunner
 from edgebac.runtime.engines import close_executors, narrowed, offered_executors
 from edgebac.runtime.executor import Executor
 from edgebac.scheduler.requester import RequesterConfig
+from edgebac.sinks.serve import add_content_routes
+from edgebac.sinks.service import ContentService, s3_client_factory
 
 
 def machine_resources(data_dir: os.PathLike[str]) -> dict[str, int]:
@@ -64,6 +66,7 @@ class Node:
         self.address: HostPort | None = None
         self.gossip: GossipService
         self.runner: JobRunner
+        self.content: ContentService
         self.policy: Policy = Policy()
         self._engines: dict[str, Executor] = {}
         self._runner: web.AppRunner | None = None
@@ -76,11 +79,20 @@ class Node:
             self.log = await EventLog.open(self.data_dir.log_path, clock, self.identity.key)
             self.policy = load_policy(self.config.policy)
             self.gossip = self._make_gossip()
+            self.content = ContentService(
+                self.data_dir.path / "content", self.holders, s3_client_factory()
+            )
             self._engines = await offered_executors(
-                self.policy.node, self.data_dir.path / "work", self.identity.public_key.hex(), _warn
+                self.policy.node,
+                self.data_dir.path / "work",
+                self.identity.public_key.hex(),
+                _warn,
+                content=self.content,
             )
             self.policy = narrowed(self.policy, self._engines)
             self.runner = self._make_runner()
+            self.runner.publisher = self.content.publisher
+            self.runner.held_inputs.content = self.content
             await self._serve_http()
             await self.gossip.start([self.advertised])
             await self._announce()
@@ -141,6 +153,17 @@ class Node:
             ),
         )
 
+    def holders(self, cid: str) -> list[str]:
+        """Where a CID may be: first the nodes that published it, then every other node."""
+        state = self.runner.state
+        publishers = [e.node for e in state.executions.values() if cid in (e.reference, e.digest)]
+        others = [n for n in state.nodes if n not in publishers and n != self.identity.public_key]
+        urls: list[str] = []
+        for node_id in publishers + others:
+            info = state.nodes.get(node_id)
+            urls += [f"http://{address}" for address in (info.addresses if info else [])]
+        return list(dict.fromkeys(urls))
+
     @property
     def advertised(self) -> str:
         return str(self.config.advertise or self.address)
@@ -148,6 +171,7 @@ class Node:
     async def _serve_http(self) -> None:
         app = make_app(self)
         self.gossip.add_routes(app)
+        add_content_routes(app, self.content.store)
         self._runner = web.AppRunner(
             app,
             handle_signals=False,

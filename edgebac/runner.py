@@ -13,8 +13,9 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.store import EventLog
@@ -30,8 +31,10 @@ from edgebac.scheduler.requester import RequesterConfig, Verdict
 from edgebac.scheduler.state import Execution
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 HEAD_BYTES = 1024  # of stdout/stderr carried in ResultPublished, for `job describe`
 MAX_ROUNDS = 32  # decide/append rounds per step; each round moves every job one step
+FOLDER_THREADS = 4  # for executions' folders (metadata waits on the disk, not on the CPU)
 FULL_LOOK_TICKS = 8  # look at every live job at least this often (in ticks), as a safety net
 SHARED_TYPES = (ev.NODE_ANNOUNCED, ev.NODE_LOST)  # events that may change every job's decision
 
@@ -50,6 +53,18 @@ def _head(path: Path) -> str:
 
 def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _fresh_folders(results: Path, scratch: Path) -> None:
+    shutil.rmtree(results, ignore_errors=True)
+    results.mkdir(parents=True)
+    scratch.mkdir(parents=True, exist_ok=True)
+
+
+def _finish_results(results: Path, exit_code: int, task: Task) -> tuple[int, str, str]:
+    """Write `exitCode`; (size of the results, head of stdout, head of stderr)."""
+    (results / "exitCode").write_text(f"{exit_code}\n")
+    return _size(results), _head(task.stdout), _head(task.stderr)
 
 
 class JobRunner:
@@ -88,7 +103,12 @@ class JobRunner:
         self._attention = Attention(int(tick_s * 1000 * FULL_LOOK_TICKS))
         self._seen_shared: tuple[Any, ...] = ()  # liveness and images, as last looked at
         self._claimed: dict[str, int] = {}  # what my executions and bids claimed, as last seen
-        self._held_inputs = HeldInputs(policy.node.paths)
+        self.held_inputs = HeldInputs(policy.node.paths)
+        self.publisher: Any = None  # the node's results publisher (sinks.publish.Publisher)
+        # Creating and removing an execution's folders costs milliseconds on a busy disk (every
+        # metadata change waits for the journal): never on the event loop, nor in the pool
+        # that verifies gossip.
+        self._folders = ThreadPoolExecutor(FOLDER_THREADS, thread_name_prefix="edgebac-folders")
 
     # ----- lifecycle ----------------------------------------------------------------------------
 
@@ -124,6 +144,7 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._folders.shutdown(wait=False)
 
     def _on_events(self, events: list[Event]) -> None:
         self._pending.extend(events)
@@ -191,7 +212,7 @@ class JobRunner:
     def facts(self) -> compute.LocalFacts:
         return compute.LocalFacts(
             images=present_images(self.executors),
-            local_inputs=self._held_inputs,
+            local_inputs=self.held_inputs,
             running=frozenset(self._running),
             verdicts=dict(self._bid_verdicts),
         )
@@ -307,9 +328,7 @@ class JobRunner:
     async def _run(self, executor: Executor, execution: Execution, spec: Any) -> ev.Planned:
         results = self.results_dir(execution.id)
         scratch = self.work_dir / "scratch" / execution.id
-        shutil.rmtree(results, ignore_errors=True)
-        results.mkdir(parents=True)
-        scratch.mkdir(parents=True, exist_ok=True)
+        await self._in_folders(_fresh_folders, results, scratch)
         task = Task(execution.id, execution.job_id, spec, scratch, results)
         try:
             await executor.prepare(task)
@@ -317,18 +336,28 @@ class JobRunner:
                 exit_code = await asyncio.wait_for(executor.run(task), spec.timeout_s)
             except TimeoutError:
                 raise ExecutionError(f"timed out after {spec.timeout_s:g} s") from None
-            (results / "exitCode").write_text(f"{exit_code}\n")
+            size, stdout_head, stderr_head = await self._in_folders(
+                _finish_results, results, exit_code, task
+            )
+            published = {"reference": f"node:{self.me.hex()}/{execution.id}", "size": size}
+            if self.publisher is not None:
+                where = await self.publisher.publish(
+                    results, spec.publisher, execution.job_id, execution.id
+                )
+                published = where.body()
             return ev.RESULT_PUBLISHED, {
                 "job_id": execution.job_id,
                 "execution_id": execution.id,
                 "exit_code": exit_code,
-                "reference": f"node:{self.me.hex()}/{execution.id}",
-                "size": _size(results),
-                "stdout_head": _head(task.stdout),
-                "stderr_head": _head(task.stderr),
+                **published,
+                "stdout_head": stdout_head,
+                "stderr_head": stderr_head,
             }
         except ExecutionError as exc:
             return ev.EXECUTION_FAILED, self._failure(execution, exc.reason)
         finally:
             await executor.cleanup(task)
-            shutil.rmtree(scratch, ignore_errors=True)
+            await self._in_folders(shutil.rmtree, scratch, True)
+
+    async def _in_folders(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._folders, fn, *args)

@@ -20,13 +20,17 @@ from edgebac.scheduler.compute import NodePolicy
 
 
 async def offered_executors(
-    policy: NodePolicy, work_dir: Path, node_key: str, warn: Callable[[str], None]
+    policy: NodePolicy,
+    work_dir: Path,
+    node_key: str,
+    warn: Callable[[str], None],
+    content: object = None,
 ) -> dict[str, Executor]:
     """Build and start the enabled executors; `warn` hears why one is not offered."""
     offered: dict[str, Executor] = {}
     if "noop" in policy.engines:
         offered["noop"] = NoopExecutor()
-    stager = Stager(work_dir / "cache" / "inputs", policy.paths)
+    stager = Stager(work_dir / "cache" / "inputs", policy.paths, content=content)
     if "docker" in policy.engines:
         docker = await _docker(stager, node_key, policy.network, warn)
         if docker is not None:

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgebac.runtime.executor import ExecutionError, Task
 from edgebac.runtime.providers import DEFAULT_MAX_INPUT_BYTES, Fetch, InputError
@@ -36,7 +37,9 @@ class Stager:
         allowed_paths: tuple[str, ...],
         s3: S3Settings | None = None,
         max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+        content: Any = None,
     ) -> None:
+        self.content = content  # the node's ContentService, for ipfs:// (content id) inputs
         self.cache_dir = cache_dir
         self.allowed_paths = allowed_paths
         self.s3 = S3Provider(s3 or S3Settings.from_env())
@@ -83,6 +86,8 @@ class Stager:
                 await http_provider.stage(fetch)
             elif source.kind == "inline":
                 inline_provider.stage(source, fetch)
+            elif source.kind == "ipfs" and self.content is not None:
+                await self.content.stage(source.url, dest)
             else:
                 raise InputError(f"{source.kind} sources are not supported yet")
         except InputError as exc:
@@ -118,15 +123,19 @@ class HeldInputs(frozenset[str]):
     on demand (and remembered) rather than by walking every job's inputs each round."""
 
     roots: tuple[str, ...]
+    content: Any  # the node's ContentService: content ids held in full are local too
     _known: dict[str, bool]
 
     def __new__(cls, roots: tuple[str, ...]) -> HeldInputs:
         held = super().__new__(cls)
         held.roots = roots
+        held.content = None
         held._known = {}
         return held
 
     def __contains__(self, url: object) -> bool:
+        if isinstance(url, str) and url.startswith("ipfs://") and self.content is not None:
+            return bool(self.content.holds(url))  # not remembered: a fetch may bring it here
         if not isinstance(url, str) or not url.startswith("file://"):
             return False
         if url not in self._known:

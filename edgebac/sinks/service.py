@@ -1,0 +1,73 @@
+"""The node's content: its block store, publishing results, and staging content-id inputs.
+
+Which peers may hold a CID is the caller's knowledge (the log says which node published it,
+and the node list says where every node is); this module fetches from them, verifying every
+block, and lays the content out for an executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgebac.runtime.providers import InputError
+from edgebac.sinks.blockstore import BlockStore
+from edgebac.sinks.cid import CID
+from edgebac.sinks.errors import BadCid, ContentUnavailable
+from edgebac.sinks.publish import Publisher
+
+FETCH_WAIT_S = 30.0  # how long to look for a holder before the input fails
+
+
+def cid_of(url: str) -> str:
+    """`ipfs://CID`, `ipfs://CID/` or a bare CID -> the CID text."""
+    return url.removeprefix("ipfs://").strip("/")
+
+
+class ContentService:
+    def __init__(
+        self,
+        root: Path,
+        holders: Callable[[str], Sequence[str]],
+        s3_client: Callable[[], Any] | None = None,
+    ) -> None:
+        self.store = BlockStore(root)
+        self.publisher = Publisher(self.store, s3_client)
+        self._holders = holders
+
+    def holds(self, url: str) -> bool:
+        """Whether the whole DAG of an `ipfs://` source is here (a bid's data locality)."""
+        try:
+            return self.store.holds(CID.parse(cid_of(url)))
+        except (BadCid, ValueError):
+            return False
+
+    async def stage(self, url: str, dest: Path, wait_s: float = FETCH_WAIT_S) -> None:
+        """Fetch the DAG of `url` from its holders (verified) and write it out under `dest`."""
+        from edgebac.sinks.fetch import Fetcher
+
+        try:
+            cid = CID.parse(cid_of(url))
+        except (BadCid, ValueError) as exc:
+            raise InputError(f"not a content id: {exc}") from None
+        try:
+            async with Fetcher(self.store) as fetcher:
+                await fetcher.fetch(cid, list(self._holders(str(cid))), wait=wait_s)
+        except ContentUnavailable as exc:
+            raise InputError(str(exc)) from None
+        item = await asyncio.to_thread(self.store.stat, cid)
+        target = dest / str(cid) if item.kind == "file" else dest  # a lone file keeps its CID
+        await asyncio.to_thread(self.store.export_to, cid, target)
+
+
+def s3_client_factory() -> Callable[[], Any]:
+    """A maker of this node's S3 client (AWS environment + EDGEBAC_S3_*), for publishing."""
+
+    def make() -> Any:
+        from edgebac.runtime.providers.s3 import S3Provider, S3Settings
+
+        return S3Provider(S3Settings.from_env()).client()
+
+    return make
