@@ -16,7 +16,9 @@ import click
 from edgebac import __version__
 from edgebac.cli_common import api_option, data_dir_option, option, output_option
 from edgebac.cli_jobs import job
+from edgebac.cli_logs import job_logs
 from edgebac.cli_network import network
+from edgebac.cli_results import job_get
 from edgebac.cli_run import docker_group, wasm_group
 from edgebac.errors import EdgebacError
 
@@ -209,7 +211,9 @@ def devstack(nodes: int, root: Path, listen: str, preset: str) -> None:
     sys.exit(code)
 
 
+job.add_command(job_logs)
 cli.add_command(job)
+job.add_command(job_get)
 cli.add_command(docker_group)
 cli.add_command(wasm_group)
 

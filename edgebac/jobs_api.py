@@ -136,11 +136,39 @@ async def cancel_job(request: web.Request) -> web.Response:
     return web.json_response({"job_id": job.id, "canceled": bool(planned), "status": job.status})
 
 
+async def job_results(request: web.Request) -> web.Response:
+    """Where each execution's results are, and which nodes to fetch them from."""
+    node = _node(request)
+    job = _job(node, request.match_info["job_id"])
+    results = []
+    for execution in job.executions.values():
+        if execution.reference is None:
+            continue
+        digest = execution.digest or execution.reference
+        holders = node.holders(digest)
+        if node.content.holds(f"ipfs://{digest}"):
+            holders.insert(0, f"http://{node.advertised}")
+        results.append(
+            {
+                "execution_id": execution.id,
+                "node": execution.node.hex(),
+                "status": execution.status,
+                "exit_code": execution.exit_code,
+                "reference": execution.reference,
+                "digest": execution.digest,
+                "size": execution.size,
+                "holders": holders,
+            }
+        )
+    return web.json_response({"job_id": job.id, "status": job.status, "results": results})
+
+
 def add_job_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/jobs", submit_job)
     app.router.add_get("/api/v1/jobs", list_jobs)
     app.router.add_get("/api/v1/jobs/{job_id}", get_job)
     app.router.add_post("/api/v1/jobs/{job_id}/cancel", cancel_job)
+    app.router.add_get("/api/v1/jobs/{job_id}/results", job_results)
 
 
 __all__ = ["SpecError", "add_job_routes"]

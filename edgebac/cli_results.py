@@ -1,0 +1,186 @@
+"""`edgebac job get`: download every execution's results from wherever they are, verified.
+
+Results in a node's content store are fetched block by block from the nodes that hold them
+(every block checked against its hash; a bad holder is dropped for another). Results on S3 are
+downloaded with this machine's AWS configuration and checked by recomputing their root CID,
+which `ResultPublished` recorded as the digest. Either way they land in
+`OUTPUT_DIR/<execution id>/` (or `<execution id>.car` with `--car`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgebac.cli_common import api_option, option, output_option
+from edgebac.errors import EdgebacError
+
+PROGRESS_MIN_BYTES = 1 << 20  # smaller downloads need no progress bar
+
+
+class ResultsError(EdgebacError):
+    code = "results"
+
+
+def _counting_store(root: Path, on_bytes: Callable[[int], None]) -> Any:
+    from edgebac.sinks.blockstore import BlockStore
+
+    class CountingStore(BlockStore):
+        def put(self, cid: Any, data: Any, *, verified: bool = False) -> bool:
+            on_bytes(len(data))
+            return super().put(cid, data, verified=verified)
+
+    return CountingStore(root)
+
+
+async def _fetch(result: dict[str, Any], peers: list[str], store: Any, wait: float) -> Any:
+    from edgebac.sinks.cid import CID
+    from edgebac.sinks.fetch import Fetcher
+
+    cid = CID.parse(result["digest"] or result["reference"])
+    async with Fetcher(store) as fetcher:
+        await fetcher.fetch(cid, peers, wait=wait)
+    return cid
+
+
+def _from_s3(result: dict[str, Any], dest: Path, store: Any) -> Any:
+    """Download an s3:// results prefix into `dest`; verify it against the recorded digest."""
+    from edgebac.runtime.providers.s3 import S3Provider, S3Settings
+
+    bucket, _, prefix = result["reference"].removeprefix("s3://").partition("/")
+    client = S3Provider(S3Settings.from_env()).client()
+    try:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(prefix) :]
+                if not relative or relative.endswith("/"):
+                    continue
+                target = dest / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, item["Key"], str(target))
+    except Exception as exc:  # botocore's errors: one line for the user
+        raise ResultsError(f"{result['reference']}: {exc}") from None
+    cid = store.import_path(dest).cid
+    if result["digest"] and str(cid) != result["digest"]:
+        raise ResultsError(
+            f"{result['reference']}: content does not match its digest {result['digest']}"
+        )
+    return cid
+
+
+def _write(store: Any, cid: Any, dest: Path, car: bool) -> None:
+    if car:
+        with dest.with_name(dest.name + ".car").open("wb") as out:
+            for chunk in store.export_car(cid):
+                out.write(chunk)
+    else:
+        store.export_to(cid, dest)
+
+
+def _prepare_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".edgebac-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ResultsError(f"--output-dir {path}: cannot write there: {exc.strerror}") from None
+
+
+def get_results(api: str, job_id: str, out_dir: Path, car: bool, wait: float, show: bool) -> list:
+    from edgebac.client import ApiClient
+
+    answer = ApiClient(api).get(f"/api/v1/jobs/{job_id}/results")
+    if not answer["results"]:
+        raise ResultsError(f"job {job_id} has no published results (it is {answer['status']})")
+    _prepare_dir(out_dir)
+    fetched = []
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".blocks-") as blocks:
+        for result in answer["results"]:
+            fetched.append(_get_one(result, api, out_dir, Path(blocks), car, wait, show))
+    return fetched
+
+
+def _get_one(
+    result: dict[str, Any],
+    api: str,
+    out_dir: Path,
+    blocks: Path,
+    car: bool,
+    wait: float,
+    show: bool,
+) -> dict[str, Any]:
+    dest = out_dir / result["execution_id"]
+    shutil.rmtree(dest, ignore_errors=True)
+    size = result["size"] or 0
+    label = f"{result['execution_id']} ({size:,} bytes)"
+    with (
+        click.progressbar(length=max(size, 1), label=label, file=sys.stderr, show_pos=False)
+        if show and size >= PROGRESS_MIN_BYTES
+        else _Silent() as bar
+    ):
+        store = _counting_store(blocks / result["execution_id"], bar.update)
+        if result["reference"].startswith("s3://"):
+            dest.mkdir(parents=True)
+            cid = _from_s3(result, dest, store)
+            if car:
+                shutil.rmtree(dest)
+                _write(store, cid, dest, car)
+        else:
+            cid = asyncio.run(_fetch(result, [*result["holders"], api], store, wait))
+            _write(store, cid, dest, car)
+    path = dest.with_name(dest.name + ".car") if car else dest
+    return {
+        "execution_id": result["execution_id"],
+        "node": result["node"],
+        "cid": str(cid),
+        "source": result["reference"],
+        "path": str(path),
+        "size": size,
+    }
+
+
+class _Silent:
+    def __enter__(self) -> _Silent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        return None
+
+
+@click.command("get")
+@click.argument("job_id")
+@option("--output-dir", type=click.Path(path_type=Path), default=None, help="Default: ./JOB_ID")
+@option("--car/--no-car", default=False, help="Save each execution as a CAR file instead.")
+@option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to look for a node holding the results.",
+)
+@api_option
+@output_option
+def job_get(
+    job_id: str, output_dir: Path | None, car: bool, timeout: float, api: str, output: str
+) -> None:
+    """Download and verify every execution's results of JOB_ID."""
+    out_dir = output_dir or Path(job_id)
+    fetched = get_results(api, job_id, out_dir, car, timeout, show=output != "json")
+    if output == "json":
+        click.echo(json.dumps({"job_id": job_id, "results": fetched}))
+        return
+    for item in fetched:
+        click.echo(f"{item['path']}  {item['cid']}  (verified, from {item['source'][:60]})")
