@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import subprocess
@@ -112,6 +113,16 @@ async def timeline(api: str, job_ids: list[str]) -> None:
         )
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time a process used so far (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def start_profilers(pids: list[int], folder: Path, size: int) -> list[subprocess.Popen[bytes]]:
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
@@ -174,15 +185,26 @@ def measure(size: int, args: argparse.Namespace) -> None:
                 if args.profile
                 else []
             )
+            cpu_before = [cpu_seconds(n.pid) for n in network]
             try:
                 rate, tally, job_ids = asyncio.run(concurrent(api, args.concurrent))
             finally:
                 stop_profilers(profilers)
+            cpu = [
+                (after[0] - before[0], after[1] - before[1])
+                for after, before in zip(
+                    [cpu_seconds(n.pid) for n in network], cpu_before, strict=True
+                )
+            ]
             print(
                 f"{size}-node: {args.concurrent} concurrent noop jobs: {rate:.0f} jobs/s "
                 f"{tally}  (target >= 200 jobs/s)",
                 flush=True,
             )
+            per_job = ", ".join(
+                f"{1000 * u / args.concurrent:.1f}+{1000 * s / args.concurrent:.1f}" for u, s in cpu
+            )
+            print(f"{size}-node: CPU ms (user+sys) per job, each node: {per_job}", flush=True)
             if args.timeline:
                 asyncio.run(timeline(api, job_ids[:: max(1, len(job_ids) // args.timeline)]))
         finally:

@@ -12,14 +12,15 @@ from typing import Any
 
 from edgebac.eventlog.encoding import Event
 from edgebac.scheduler import events as ev
-from edgebac.scheduler.spec import SpecError, parse_spec
+from edgebac.scheduler.spec import JobSpec, SpecError, parse_spec
 from edgebac.scheduler.state import RESOURCE_KEYS, Bid, Decline, Execution, Job
 
 Handler = Callable[[Job, Event], None]
 
 
-def create(event: Event) -> Job | None:
-    """The job a JobCreated event opens (None if the event is not a JobCreated)."""
+def create(event: Event, parsed: JobSpec | SpecError | None = None) -> Job | None:
+    """The job a JobCreated event opens (None if the event is not a JobCreated). `parsed` is
+    what `parse_spec` gave for this same event before, when the caller kept it (re-folds)."""
     if event.type != ev.JOB_CREATED or not isinstance(event.body.get("spec"), dict):
         return None
     spec_dict = event.body["spec"]
@@ -33,10 +34,15 @@ def create(event: Event) -> Job | None:
         client=client if isinstance(client, bytes) else None,
         round_hlc=event.hlc,
     )
-    try:
-        job.spec = parse_spec(spec_dict)
-    except SpecError as exc:
-        job.status, job.reason, job.ended_hlc = "failed", f"invalid spec: {exc}", event.hlc
+    if parsed is None:
+        try:
+            parsed = parse_spec(spec_dict)
+        except SpecError as exc:
+            parsed = exc
+    if isinstance(parsed, SpecError):
+        job.status, job.reason, job.ended_hlc = "failed", f"invalid spec: {parsed}", event.hlc
+    else:
+        job.spec = parsed
     return job
 
 

@@ -29,6 +29,7 @@ import msgpack
 from edgebac.eventlog.encoding import Event, canonical_body
 from edgebac.scheduler import events as ev
 from edgebac.scheduler import jobfold
+from edgebac.scheduler.spec import JobSpec
 from edgebac.scheduler.state import RESOURCE_KEYS, Execution, Job, NodeInfo
 
 SortKey = tuple[int, bytes, int]
@@ -142,7 +143,7 @@ class Projection:
         job: Job | None = None
         for _, event in self._buckets[job_id]:
             if job is None:
-                job = jobfold.create(event)
+                job = jobfold.create(event, self._parsed(event, old))
             else:
                 jobfold.apply(job, event)
         if job is not None:
@@ -151,6 +152,15 @@ class Projection:
         elif old is not None:
             self._set_contrib(job_id, {})
         return job is not None or old is not None
+
+    def _parsed(self, event: Event, old: Job | None) -> JobSpec | None:
+        """The spec `old` parsed, if it came from this same JobCreated: a late event re-folds
+        its job, and parsing the spec again would be most of that cost."""
+        if old is None or old.spec is None or event.type != ev.JOB_CREATED:
+            return None
+        if old.created_hlc != event.hlc or old.requester != event.author:
+            return None
+        return old.spec if event.body.get("spec") == old.spec_dict else None
 
     def _index(self, job: Job) -> None:
         """Keep the indexes and node reputations in step with one job."""
