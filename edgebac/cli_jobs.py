@@ -119,7 +119,7 @@ def job_describe(job_id: str, api: str, output: str) -> None:
     click.echo(progress_line(view))
     if view.get("reason"):
         click.echo(f"reason: {view['reason']}")
-    click.echo("spec: " + json.dumps(view["spec"], sort_keys=True))
+    click.echo("spec: " + json.dumps(_shortened(view["spec"]), sort_keys=True))
     click.echo("executions:")
     for execution in view["executions"].values():
         click.echo(
@@ -132,6 +132,17 @@ def job_describe(job_id: str, api: str, output: str) -> None:
     click.echo("events:")
     for event in view.get("events", []):
         click.echo(f"  {event['hlc']} {event['author'][:12]}#{event['seq']} {event['type']}")
+
+
+def _shortened(value: Any, limit: int = 120) -> Any:
+    """The spec for people: long strings (an inline module) cut, with their length."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}... ({len(value)} chars)"
+    if isinstance(value, dict):
+        return {key: _shortened(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shortened(item, limit) for item in value]
+    return value
 
 
 @job.command("list")
