@@ -14,6 +14,7 @@ from aiohttp import web
 from edgebac.errors import BadRequest, EdgebacError
 from edgebac.eventlog.view import event_json
 from edgebac.jobs_api import add_job_routes
+from edgebac.logs_api import add_log_routes
 
 if TYPE_CHECKING:
     from edgebac.node import Node
@@ -141,6 +142,14 @@ async def post_events(request: web.Request) -> web.Response:
     )
 
 
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI document of this API (kept in the repo as edgebac/openapi.json)."""
+    from importlib.resources import files
+
+    text = files("edgebac").joinpath("openapi.json").read_text()
+    return web.Response(text=text, content_type="application/json")
+
+
 def make_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=4 << 20)
     app[NODE_KEY] = node
@@ -150,5 +159,7 @@ def make_app(node: Node) -> web.Application:
     app.router.add_post("/api/v1/events", post_events)
     app.router.add_get("/api/v1/nodes", list_nodes)
     app.router.add_get("/api/v1/authors/{author}/head", author_head)
+    app.router.add_get("/api/v1/openapi.json", openapi)
     add_job_routes(app)
+    add_log_routes(app)
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 NODE_LABEL = "edgebac.node"
 EXECUTION_LABEL = "edgebac.execution"
 PROBE_TIMEOUT_S = 5
+LOGS_JOIN_TIMEOUT_S = 30  # for the log copiers to catch up once the container has stopped
 
 
 def connect() -> tuple[Any, dict[str, Any]]:
@@ -142,13 +144,14 @@ class DockerExecutor:
             await asyncio.to_thread(container.start)
         except APIError as exc:
             raise ExecutionError(f"container did not start: {_explain(exc)}") from None
+        copiers = self._follow_logs(container, task)
         try:
             result = await in_thread(_wait, container, name=f"wait-{task.execution_id}")
         except asyncio.CancelledError:
             await asyncio.to_thread(_kill, container)
-            await asyncio.to_thread(self._save_logs, container, task)
+            await asyncio.to_thread(_join, copiers)
             raise
-        await asyncio.to_thread(self._save_logs, container, task)
+        await asyncio.to_thread(_join, copiers)
         status = await asyncio.to_thread(_state, container)
         if status.get("OOMKilled"):
             limit = format_size(task.spec.resources.memory_bytes)
@@ -160,17 +163,40 @@ class DockerExecutor:
         if container is not None:
             await asyncio.to_thread(_remove, container)
 
-    def _save_logs(self, container: Any, task: Task) -> None:
-        for path, which in ((task.stdout, "stdout"), (task.stderr, "stderr")):
-            try:
-                _write_stream(container, which, path)
-            except DockerException as exc:
-                logger.warning("no %s for %s: %s", which, task.execution_id, exc)
+    def _follow_logs(self, container: Any, task: Task) -> list[threading.Thread]:
+        """Copy stdout and stderr into the results folder while the container runs (so
+        `job logs --follow` sees them live), each in a thread of its own until it stops."""
+        copiers = [
+            threading.Thread(
+                target=self._save_stream,
+                args=(container, task, which, path),
+                name=f"logs-{which}-{task.execution_id}",
+                daemon=True,
+            )
+            for path, which in ((task.stdout, "stdout"), (task.stderr, "stderr"))
+        ]
+        for copier in copiers:
+            copier.start()
+        return copiers
+
+    def _save_stream(self, container: Any, task: Task, which: str, path: Path) -> None:
+        try:
+            _write_stream(container, which, path)
+        except DockerException as exc:
+            logger.warning("no %s for %s: %s", which, task.execution_id, exc)
+
+
+def _join(copiers: list[threading.Thread]) -> None:
+    for copier in copiers:
+        copier.join(LOGS_JOIN_TIMEOUT_S)
 
 
 def _write_stream(container: Any, which: str, path: Path, cap: int = STREAM_CAP_BYTES) -> None:
-    """Copy one of the container's streams to `path`, cut (and marked) past `cap` bytes."""
-    chunks = container.logs(stdout=which == "stdout", stderr=which == "stderr", stream=True)
+    """Copy one of the container's streams to `path` as it comes, cut (and marked) past `cap`
+    bytes; returns when the container stops (or the cap is reached)."""
+    chunks = container.logs(
+        stdout=which == "stdout", stderr=which == "stderr", stream=True, follow=True
+    )
     written = 0
     with path.open("wb") as out:
         try:
@@ -180,6 +206,7 @@ def _write_stream(container: Any, which: str, path: Path, cap: int = STREAM_CAP_
                     out.write(TRUNCATED_MARK)
                     break
                 out.write(chunk)
+                out.flush()  # readers follow the file
                 written += len(chunk)
         finally:
             with contextlib.suppress(Exception):
