@@ -192,3 +192,36 @@ def test_summarize_declines():
     assert summarize_declines(job) == "3 nodes: 2 lack memory, 1 label mismatch"
     w.emit("a", "BidOffered", {"job_id": "j", "attempt": 0, "free": BIG})  # a changed its mind
     assert summarize_declines(job) == "2 nodes: 1 label mismatch, 1 lack memory"
+
+
+def test_holds_back_where_a_bid_could_only_be_rejected():
+    w = World()
+    w.announce("req", roles=("requester", "compute"))
+    w.announce("me")
+    w.submit("req", "j", noop_spec())
+    assert w.plan_compute("me") == []  # the requester, a compute node too, answers first
+    local = LocalFacts(local_inputs=frozenset({"s3://b/k"}))
+    w.submit("req", "k", noop_spec(inputs=[{"source": "s3://b/k", "target": "/in"}]))
+    assert types(w.plan_compute("me", NodePolicy(), local)) == ["BidOffered"]  # holds its data
+    w.compute_step("req")  # bids on j (and k)
+    assert [b for _, b in w.plan_compute("me") if b["job_id"] == "j"] == []  # slot covered
+    w.requester_step("req")  # accepts itself for both
+    assert w.plan_compute("me") == []
+    w.advance(2_000)
+    w.submit("req", "l", noop_spec(count=2))
+    w.compute_step("req")
+    assert types(w.plan_compute("me")) == ["BidOffered"]  # one slot still open
+
+
+def test_bids_when_the_requester_declined_or_is_slow():
+    w = World()
+    w.announce("req", roles=("requester", "compute"), labels={"zone": "south"})
+    w.announce("me", labels={"zone": "north"})
+    w.submit("req", "j", noop_spec(constraints=["zone=north"]))
+    w.submit("req", "k", noop_spec())
+    assert w.plan_compute("me") == []
+    w.compute_step("req")  # declines j (label), bids on k
+    assert [b["job_id"] for _, b in w.plan_compute("me")] == ["j"]
+    w.submit("req", "l", noop_spec())
+    w.advance(1_000)  # the requester had its turn: no more holding back for it
+    assert [b["job_id"] for _, b in w.plan_compute("me")] == ["j", "l"]

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from nacl.signing import SigningKey
 from edgebac.errors import LogStoreError
 from edgebac.eventlog.chain import Fork, Head, Reason, Rejection, Verdict, check_chains
 from edgebac.eventlog.clock import Hlc, HybridClock
-from edgebac.eventlog.encoding import EncodingError, Event, Verifier, decode, seal
+from edgebac.eventlog.encoding import EncodingError, Event, Verifier, decode, event_id, seal
 from edgebac.eventlog.types import body_problem
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ INSERT_FORK = (
 
 MAX_GROUP = 64  # requests committed together; bounds one transaction's size and latency
 MIN_VERIFY_CHUNK = 32  # events per verifying thread; below this the thread hop costs more
+INLINE_VERIFY = 8  # at most this many events are verified on the loop: a thread hop costs more
+RECENT_IDS = 1 << 16  # ids of the newest stored events, to drop gossip's duplicates unverified
 
 
 @dataclass
@@ -190,6 +193,10 @@ class EventLog:
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._listeners: list[Callable[[list[Event]], None]] = []
         self._grown = asyncio.Event()  # replaced after each commit that stored something
+        # Push gossip delivers most events more than once; an id (the hash of the signed
+        # bytes) already stored means the very bytes we verified and stored: a duplicate.
+        self._recent_ids: set[bytes] = set()
+        self._recent_order: deque[bytes] = deque()
         self._sync_mode = "FULL"  # as _prepare left the writer
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -275,21 +282,44 @@ class EventLog:
 
     async def ingest(self, raws: Sequence[bytes]) -> IngestReport:
         """Verify and store events from elsewhere; refused ones come back with their reasons."""
-        # libsodium drops the GIL while it checks a signature: one chunk per core verifies in
-        # parallel (the signature checks are most of an ingest's cost).
-        chunks = _chunks(raws, min(os.cpu_count() or 1, len(raws) // MIN_VERIFY_CHUNK))
-        opened = await asyncio.gather(
-            *(asyncio.to_thread(open_many, chunk, self._verifier) for chunk in chunks)
-        )
+        raws, held = self._drop_recent(raws)
+        if len(raws) <= INLINE_VERIFY:
+            opened = [open_many(raws, self._verifier)]
+        else:
+            # libsodium drops the GIL while it checks a signature: one chunk per core verifies
+            # in parallel (the signature checks are most of an ingest's cost).
+            chunks = _chunks(raws, min(os.cpu_count() or 1, len(raws) // MIN_VERIFY_CHUNK))
+            opened = await asyncio.gather(
+                *(asyncio.to_thread(open_many, chunk, self._verifier) for chunk in chunks)
+            )
         events = [event for chunk_events, _ in opened for event in chunk_events]
         report = IngestReport(
-            rejections=[r for _, chunk_rejections in opened for r in chunk_rejections]
+            rejections=held + [r for _, chunk_rejections in opened for r in chunk_rejections]
         )
         if events:
             verdict: Verdict = await self._submit("ingest", events)
             report.accepted = verdict.accepted
             report.rejections.extend(verdict.rejections)
         return report
+
+    def _drop_recent(self, raws: Sequence[bytes]) -> tuple[list[bytes], list[Rejection]]:
+        """(raws not stored lately, duplicate rejections of those that were)."""
+        fresh: list[bytes] = []
+        held: list[Rejection] = []
+        for raw in raws:
+            id_ = event_id(raw)
+            if id_ in self._recent_ids:
+                held.append(Rejection(Reason.DUPLICATE, "event is already held", event_id=id_))
+            else:
+                fresh.append(raw)
+        return fresh, held
+
+    def _remember(self, events: list[Event]) -> None:
+        for event in events:
+            if len(self._recent_order) >= RECENT_IDS:
+                self._recent_ids.discard(self._recent_order.popleft())
+            self._recent_order.append(event.id)
+            self._recent_ids.add(event.id)
 
     def add_listener(self, listener: Callable[[list[Event]], None]) -> None:
         """Call `listener` with every batch of newly stored events, right after its commit."""
@@ -363,6 +393,7 @@ class EventLog:
         for request, result in results:
             request.done.set_result(result)
         if new_events:
+            self._remember(new_events)
             self._grown.set()
             self._grown = asyncio.Event()
             for listener in self._listeners:

@@ -8,6 +8,13 @@ A node answers each bid round of a live job once. A decline is not final: if the
 away (memory frees up) the node bids later in the same round; it never declines twice.
 Free resources are the announced ones minus what active executions on this node and its own
 undecided bids claim, so a node does not promise the same memory to two jobs.
+
+A node holds back (neither bids nor declines, for now) where its bid could only be rejected:
+on a batch job whose open slots are already covered by other nodes' undecided bids, and on a
+first round the job's requester, a compute node too, has not answered yet (a requester takes
+the first usable bids, and its own comes first), for at most `REQUESTER_FIRST_MS`. A node
+holding an input of the job never holds back: its bid ranks first. Once a covering bid is
+rejected, or the requester declined, the node answers as usual.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from edgebac.scheduler.reasons import summarize_declines
 from edgebac.scheduler.requester import Verdict
 from edgebac.scheduler.spec import DockerEngine, JobSpec, WasmEngine
 from edgebac.scheduler.state import RESOURCE_KEYS, Execution, Job
+
+REQUESTER_FIRST_MS = 1_000  # how long a node lets a job's requester answer first
 
 __all__ = [
     "LocalFacts",
@@ -80,7 +89,7 @@ def decide(
         return []
     free = _free(state, me, info.resources)
     out: list[Planned] = []
-    for job in _open_jobs(state, me, job_ids):
+    for job in _open_jobs(state, now_ms, me, facts, job_ids):
         assert job.spec is not None
         reason, detail = _why_not(job.spec, policy, facts, info.labels, free)
         if reason is None and policy.hook:
@@ -108,7 +117,7 @@ def awaiting_verdict(
     free = _free(state, me, info.resources)
     return [
         (job.id, job.attempt)
-        for job in _open_jobs(state, me)
+        for job in _open_jobs(state, None, me, facts)
         if (job.id, job.attempt) not in facts.verdicts
         and job.spec is not None
         and _why_not(job.spec, policy, facts, info.labels, free)[0] is None
@@ -134,9 +143,15 @@ def to_stop(state: Projection, me: bytes, facts: LocalFacts) -> list[Execution]:
     return [e for e in running if e is not None and e.node == me and e.status in over]
 
 
-def _open_jobs(state: Projection, me: bytes, job_ids: Iterable[str] | None = None) -> list[Job]:
+def _open_jobs(
+    state: Projection,
+    now_ms: int | None,
+    me: bytes,
+    facts: LocalFacts,
+    job_ids: Iterable[str] | None = None,
+) -> list[Job]:
     """Live jobs (of `job_ids`, or all) whose current round I have not answered with a bid and
-    that still need nodes."""
+    that still need nodes (a bid of mine, not held back)."""
     if job_ids is None:
         jobs: Iterable[Job] = state.live.values()
     else:
@@ -150,8 +165,34 @@ def _open_jobs(state: Projection, me: bytes, job_ids: Iterable[str] | None = Non
         busy = ("accepted", "running") + (("completed",) if job.spec.type == "ops" else ())
         if any(e.node == me and e.status in busy for e in job.executions.values()):
             continue
+        if now_ms is not None and _futile(state, job, now_ms, me, facts):
+            continue
         out.append(job)
     return sorted(out, key=lambda j: (j.created_hlc, j.id))
+
+
+def _futile(state: Projection, job: Job, now_ms: int, me: bytes, facts: LocalFacts) -> bool:
+    """A bid of mine could only be rejected now (see the module docstring): hold it back."""
+    assert job.spec is not None
+    if job.spec.type != "batch" or _holds_input(job.spec, facts):
+        return False
+    others = [b for b in job.round_bids() if b.node != me]
+    if sum(1 for b in others if not job.decided(b.attempt, b.node)) >= job.open_slots():
+        return True
+    requester = state.nodes.get(job.requester)
+    return (
+        job.requester != me
+        and job.attempt == 0
+        and not job.executions
+        and now_ms < job.round_hlc.ms + REQUESTER_FIRST_MS
+        and requester is not None
+        and "compute" in requester.roles
+        and not job.answered(job.requester, 0)
+    )
+
+
+def _holds_input(spec: JobSpec, facts: LocalFacts) -> bool:
+    return any(i.source.url in facts.local_inputs for i in spec.inputs)
 
 
 def _free(state: Projection, me: bytes, resources: Mapping[str, int]) -> dict[str, int]:
@@ -227,7 +268,7 @@ def _amount(key: str, value: int) -> str:
 
 def _bid(job: Job, policy: NodePolicy, facts: LocalFacts, free: dict[str, int]) -> Planned:
     assert job.spec is not None
-    local = any(i.source.url in facts.local_inputs for i in job.spec.inputs)
+    local = _holds_input(job.spec, facts)
     body = {"job_id": job.id, "attempt": job.attempt, "local_data": local, "free": dict(free)}
     if policy.cost is not None:
         body["cost"] = policy.cost
