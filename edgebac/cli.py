@@ -15,6 +15,7 @@ import click
 
 from edgebac import __version__
 from edgebac.cli_common import api_option, data_dir_option, option, output_option
+from edgebac.cli_config import config_option
 from edgebac.cli_jobs import job
 from edgebac.cli_logs import job_logs
 from edgebac.cli_network import network
@@ -25,6 +26,7 @@ from edgebac.errors import EdgebacError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgebac")
+@config_option
 def cli() -> None:
     """edgebac: compute over data for the edge."""
 

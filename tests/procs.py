@@ -55,9 +55,11 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The test's environment without EDGEBAC_* variables, so only explicit flags count."""
+    """The test's environment without EDGEBAC_* variables nor the user's config file
+    (~/.config/edgebac/config.yaml), so only explicit flags count."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBAC_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["XDG_CONFIG_HOME"] = "/nonexistent/edgebac-tests"
     env.update(extra or {})
     return env
 
