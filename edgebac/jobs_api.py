@@ -146,8 +146,9 @@ async def job_results(request: web.Request) -> web.Response:
             continue
         digest = execution.digest or execution.reference
         holders = node.holders(digest)
-        if node.content.holds(f"ipfs://{digest}"):
-            holders.insert(0, f"http://{node.advertised}")
+        me = f"http://{node.advertised}"
+        if node.content.holds(f"ipfs://{digest}") and me not in holders:
+            holders.insert(0, me)
         results.append(
             {
                 "execution_id": execution.id,
