@@ -243,8 +243,8 @@ def build(
     with tempfile.TemporaryDirectory(prefix="edgebac-pyz-") as tmp:
         site = Path(tmp) / "site-packages"
         install_wheels(target, deps, cache / "wheels" / target.key, site, refresh)
+        pruned = prune.prune(site)  # the wheels only: edgebac's own files all ship
         copy_edgebac(site, version)
-        pruned = prune.prune(site)
         if strip:
             say(f"stripped with {strip_native(site, target.arch)}")
         failed = compile_pyc(site)
