@@ -21,6 +21,7 @@ import asyncio
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 from edgebac.datadir import open_data_dir
 from edgebac.eventlog.clock import HybridClock
@@ -68,11 +69,11 @@ def break_durability() -> None:
     pending: set[asyncio.Task[None]] = set()
     lock = asyncio.Lock()
 
-    async def write_later(self: EventLog, rows: list[tuple], fork_rows: list[tuple]) -> None:
+    async def write_later(self: EventLog, *args: Any, **kwargs: Any) -> None:
         async def later() -> None:
             await asyncio.sleep(0.05)
             async with lock:
-                await write_rows(self, rows, fork_rows)
+                await write_rows(self, *args, **kwargs)
 
         task = asyncio.create_task(later())
         pending.add(task)

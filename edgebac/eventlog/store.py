@@ -1,19 +1,23 @@
 """The SQLite event log: the only module that speaks SQL.
 
 One writer task owns every write and commits each group of requests in one transaction, so
-concurrent appends share an fsync (group commit) and the chain never sees two writers. Reads
-use their own connection; WAL lets them run while the writer commits. The database refuses
+concurrent appends share an fsync (group commit) and the chain never sees two writers. The
+writer's connection lives on one thread of its own, and a group's whole transaction is one
+call there (a thread hop per statement would cost more than the statements). Reads use their
+own connection; WAL lets them run while the writer commits. The database refuses
 UPDATE and DELETE on events and fork evidence by itself (triggers), whatever code runs on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +107,93 @@ class ForkRecord:
     detected_ms: int
 
 
+class _Writer:
+    """The writer's SQLite connection, used only from its own single thread."""
+
+    def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+        self.conn = conn
+        self._thread = thread
+
+    @classmethod
+    async def connect(cls, path: Path) -> _Writer:
+        thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-writer")
+        try:
+            conn = await asyncio.get_running_loop().run_in_executor(
+                thread,
+                functools.partial(
+                    sqlite3.connect, path, isolation_level=None, check_same_thread=False
+                ),
+            )
+        except BaseException:
+            thread.shutdown(wait=False)
+            raise
+        return cls(conn, thread)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(conn, *args)` on the writer's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, self.conn, *args)
+
+    async def close(self) -> None:
+        try:
+            await self.run(sqlite3.Connection.close)
+        finally:
+            self._thread.shutdown(wait=False)
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> None:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT name FROM sqlite_master").fetchall()
+    create = _check_identity(path, app_id, version, bool(tables))
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: a commit is on disk before we acknowledge it, even across power loss.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    if create:
+        conn.executescript(
+            f"BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID};"
+            f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        )
+
+
+def _read_heads(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], int | None]:
+    # SQLite takes the bare columns from the row holding MAX(seq).
+    heads = conn.execute("SELECT author, MAX(seq), id, hlc FROM events GROUP BY author").fetchall()
+    return heads, conn.execute("SELECT MAX(pos) FROM events").fetchone()[0]
+
+
+def _select_held(
+    conn: sqlite3.Connection, wanted: dict[bytes, set[int]]
+) -> dict[tuple[bytes, int], bytes]:
+    held: dict[tuple[bytes, int], bytes] = {}
+    for author, seqs in wanted.items():
+        marks = ",".join("?" * len(seqs))
+        rows = conn.execute(
+            f"SELECT seq, id FROM events WHERE author = ? AND seq IN ({marks})", (author, *seqs)
+        )
+        for seq, id_ in rows:
+            held[(author, seq)] = id_
+    return held
+
+
+def _write_group(
+    conn: sqlite3.Connection, mode: str | None, rows: list[tuple], fork_rows: list[tuple]
+) -> None:
+    """One group's transaction (after setting `synchronous` to `mode`, unless None)."""
+    if mode is not None:
+        conn.execute(f"PRAGMA synchronous = {mode}")
+    if not rows and not fork_rows:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(INSERT_EVENT, rows)
+        conn.executemany(INSERT_FORK, fork_rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 @dataclass
 class _Request:
     kind: str  # "append" | "ingest"
@@ -176,7 +267,7 @@ class EventLog:
     def __init__(
         self,
         path: Path,
-        writer: aiosqlite.Connection,
+        writer: _Writer,
         reader: aiosqlite.Connection,
         clock: HybridClock,
         key: SigningKey | None,
@@ -197,7 +288,7 @@ class EventLog:
         # bytes) already stored means the very bytes we verified and stored: a duplicate.
         self._recent_ids: set[bytes] = set()
         self._recent_order: deque[bytes] = deque()
-        self._sync_mode = "FULL"  # as _prepare left the writer
+        self._sync_mode: str | None = "FULL"  # as _prepare left the writer
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -208,8 +299,8 @@ class EventLog:
         """Open or create the log at `path`; `key` signs local appends (None: read and ingest)."""
         writer = reader = None
         try:
-            writer = await aiosqlite.connect(path, isolation_level=None)
-            await cls._prepare(path, writer)
+            writer = await _Writer.connect(path)
+            await writer.run(_prepare, path)
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute("PRAGMA query_only = ON")
             await reader.execute("PRAGMA busy_timeout = 5000")
@@ -227,34 +318,14 @@ class EventLog:
         log._writer_task = asyncio.create_task(log._write_loop(), name="eventlog-writer")
         return log
 
-    @staticmethod
-    async def _prepare(path: Path, conn: aiosqlite.Connection) -> None:
-        app_id = (await (await conn.execute("PRAGMA application_id")).fetchone())[0]
-        version = (await (await conn.execute("PRAGMA user_version")).fetchone())[0]
-        tables = await (await conn.execute("SELECT name FROM sqlite_master")).fetchall()
-        create = _check_identity(path, app_id, version, bool(tables))
-        await conn.execute("PRAGMA journal_mode = WAL")
-        # FULL: a commit is on disk before we acknowledge it, even across power loss.
-        await conn.execute("PRAGMA synchronous = FULL")
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        if create:
-            await conn.executescript(
-                f"BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID};"
-                f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            )
-
     async def _load_heads(self) -> None:
-        # SQLite takes the bare columns from the row holding MAX(seq).
-        cursor = await self._writer.execute(
-            "SELECT author, MAX(seq), id, hlc FROM events GROUP BY author"
-        )
+        heads, last_pos = await self._writer.run(_read_heads)
         newest = Hlc(0, 0)
-        for author, seq, id_, hlc in await cursor.fetchall():
+        for author, seq, id_, hlc in heads:
             head = Head(seq, id_, Hlc.unpack(hlc))
             self._heads[author] = head
             newest = max(newest, head.hlc)
-        row = await (await self._writer.execute("SELECT MAX(pos) FROM events")).fetchone()
-        self._next_pos = (row[0] or 0) + 1
+        self._next_pos = (last_pos or 0) + 1
         # Our next events must sort after everything held, even if the wall clock went back.
         self.clock.advance_to(newest)
 
@@ -381,9 +452,10 @@ class EventLog:
             new_events.extend(events)
             results.append((request, result))
         try:
-            await self._set_durability(any(r.kind == "append" for r, _ in results))
-            await self._write_rows(rows, fork_rows)
+            mode = self._durability(any(r.kind == "append" for r, _ in results))
+            await self._write_rows(rows, fork_rows, mode=mode)
         except sqlite3.Error as exc:
+            self._sync_mode = None  # unknown after a failure: set it again next time
             error = LogStoreError(f"{self.path}: write failed: {exc}")
             for request, _ in results:
                 request.done.set_exception(error)
@@ -445,16 +517,9 @@ class EventLog:
             head = heads.get(event.author)
             if head is not None and event.seq <= head.seq:
                 wanted.setdefault(event.author, set()).add(event.seq)
-        held: dict[tuple[bytes, int], bytes] = {}
-        for author, seqs in wanted.items():
-            marks = ",".join("?" * len(seqs))
-            cursor = await self._writer.execute(
-                f"SELECT seq, id FROM events WHERE author = ? AND seq IN ({marks})",
-                (author, *seqs),
-            )
-            for seq, id_ in await cursor.fetchall():
-                held[(author, seq)] = id_
-        return held
+        if not wanted:
+            return {}
+        return await self._writer.run(_select_held, wanted)
 
     def _fork_row(self, fork: Fork) -> tuple[Any, ...]:
         event = fork.event
@@ -467,29 +532,24 @@ class EventLog:
             event.raw,
         )
 
-    async def _set_durability(self, own_events: bool) -> None:
-        """FULL (fsync each commit) when the group holds our own events, NORMAL otherwise.
+    async def _write_rows(
+        self, rows: list[tuple], fork_rows: list[tuple], *, mode: str | None = None
+    ) -> None:
+        await self._writer.run(_write_group, mode, rows, fork_rows)
+
+    def _durability(self, own_events: bool) -> str | None:
+        """FULL (fsync each commit) when the group holds our own events, NORMAL otherwise;
+        None when the writer is in that mode already.
 
         Losing our own acknowledged events to a power cut would make us sign a different event
         at the same seq later: a fork of our own chain. Foreign events lost that way (never to a
         process crash: WAL keeps them) are simply pulled again, so they skip the fsync.
         """
         mode = "FULL" if own_events else "NORMAL"
-        if mode != self._sync_mode:
-            await self._writer.execute(f"PRAGMA synchronous = {mode}")
-            self._sync_mode = mode
-
-    async def _write_rows(self, rows: list[tuple], fork_rows: list[tuple]) -> None:
-        if not rows and not fork_rows:
-            return
-        await self._writer.execute("BEGIN IMMEDIATE")
-        try:
-            await self._writer.executemany(INSERT_EVENT, rows)
-            await self._writer.executemany(INSERT_FORK, fork_rows)
-            await self._writer.execute("COMMIT")
-        except BaseException:
-            await self._writer.execute("ROLLBACK")
-            raise
+        if mode == self._sync_mode:
+            return None
+        self._sync_mode = mode
+        return mode
 
     # ----- reading ---------------------------------------------------------------------------
 
