@@ -114,11 +114,14 @@ class JobRunner:
     # ----- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Listen first, then read what is stored: an event committed while the reader's
+        # snapshot was being taken would otherwise be in neither (and this node's projection
+        # would lack it for good). Events in both are folded once.
+        self.log.add_listener(self._on_events)
         after = 0
         while rows := await self.log.since(after, 5000):
             self.state.apply(event for _, event in rows)
             after = rows[-1][0]
-        self.log.add_listener(self._on_events)
         await self._recover()
         self._loop_task = asyncio.create_task(self._loop(), name="job-runner")
 
