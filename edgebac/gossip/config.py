@@ -12,6 +12,7 @@ class GossipConfig:
     pull_interval_s: float
     push_linger_s: float
     fanout: int
+    max_fanout: int
     request_timeout_s: float
     max_page_bytes: int
     max_page_events: int
@@ -36,8 +37,11 @@ PRESETS: Mapping[str, GossipConfig] = MappingProxyType(
             pull_interval_s=1.0,
             # Bursts of appends (a job's bids, a batch of results) leave as one request.
             push_linger_s=0.005,
-            # 3 new peers a hop reaches N nodes in ~log4(N) hops; more mostly adds duplicates.
+            # At least 3 new peers a hop (N nodes in ~log4(N) hops), log2(N) + 2 in small
+            # networks so a one-shot relay misses almost no one (see membership.push_fanout)...
             fanout=3,
+            # ...and never more than 8: beyond that duplicates grow faster than coverage.
+            max_fanout=8,
             # Edge links are slow and lossy; a stuck peer must not hold a round for long.
             request_timeout_s=5.0,
             # 1 MiB pages stream a big backlog at full speed without large buffers on a Pi.
@@ -65,6 +69,7 @@ PRESETS: Mapping[str, GossipConfig] = MappingProxyType(
             pull_interval_s=0.2,
             push_linger_s=0.0,
             fanout=3,
+            max_fanout=8,
             request_timeout_s=1.0,
             max_page_bytes=1 << 20,
             max_page_events=2000,

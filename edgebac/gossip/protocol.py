@@ -27,7 +27,7 @@ from edgebac.eventlog.chain import Reason
 from edgebac.eventlog.encoding import Event, decode
 from edgebac.eventlog.store import IngestReport, Page
 from edgebac.gossip.config import GossipConfig
-from edgebac.gossip.membership import Membership
+from edgebac.gossip.membership import Membership, push_fanout
 
 logger = logging.getLogger(__name__)
 MAX_VV_AUTHORS = 1_000_000
@@ -93,6 +93,12 @@ def advance(vv: dict[bytes, int], events: Sequence[Event]) -> None:
             vv[event.author] = event.seq
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a prefetch's failure as seen: the exchange that dropped it already ended."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _advance_raw(vv: dict[bytes, int], raws: Sequence[bytes]) -> None:
     advance(vv, [decode(raw) for raw in raws])
 
@@ -134,6 +140,7 @@ class Gossiper:
         # A dict, not a set: tasks hash by address, and `stop` must cancel in a reproducible order.
         self._tasks: dict[asyncio.Task[Any], None] = {}
         self._limit = asyncio.Semaphore(16)
+        self._exchanging: set[str] = set()  # peers we are in an exchange with right now
 
     # ----- serving ----------------------------------------------------------------------------
 
@@ -192,33 +199,68 @@ class Gossiper:
     # ----- pulling ----------------------------------------------------------------------------
 
     async def exchange(self, address: str) -> bool:
-        """One push-pull exchange with the node at `address`; False if it failed."""
-        async with self._limit:
-            try:
-                await self._exchange(address)
-            except (TransportError, ProtocolError) as exc:
-                self.stats["exchange_failed"] += 1
-                self.membership.failed(None, address, self.clock_ms())
-                logger.debug("exchange with %s failed: %s", address, exc)
-                return False
-            self.stats["exchanges"] += 1
+        """One push-pull exchange with the node at `address`; False if it failed.
+
+        At most one exchange per peer at a time: a long catch-up outlives many pull intervals,
+        and a second exchange would fetch and verify the very same pages again.
+        """
+        if address in self._exchanging:
             return True
+        self._exchanging.add(address)
+        try:
+            async with self._limit:
+                await self._exchange(address)
+        except (TransportError, ProtocolError) as exc:
+            self.stats["exchange_failed"] += 1
+            self.membership.failed(None, address, self.clock_ms())
+            logger.debug("exchange with %s failed: %s", address, exc)
+            return False
+        finally:
+            self._exchanging.discard(address)
+        self.stats["exchanges"] += 1
+        return True
 
     async def _exchange(self, address: str) -> None:
-        remote: dict[bytes, int] = {}
-        for _ in range(self.config.max_pages_per_exchange):
-            request = {"t": "sync", "vv": dict(self.log.version_vector()), "peers": self._rumours()}
-            sender, reply = await self._request(address, request)
-            if not isinstance(reply, dict) or reply.get("t") != "page":
-                raise ProtocolError("reply to sync is not a page")
-            self.membership.merge_rumours(reply.get("peers"), self.clock_ms(), self.rng)
-            self.membership.contacted(sender, address, self.clock_ms())
-            remote = dict(check_vv(reply.get("vv")))
-            report = await self.log.ingest(check_events(reply.get("events")))
+        """Pull pages until caught up, then push what the peer lacks.
+
+        Pages are pipelined: while one page is being verified and stored, the next is already
+        asked for, with our vector as it will be once this page is in. A catch-up of a large
+        backlog then costs about the verification time alone, not verification plus round trips.
+        """
+        wanted = dict(self.log.version_vector())
+        reply = await self._sync(address, wanted)
+        remote = dict(check_vv(reply.get("vv")))
+        for page in range(self.config.max_pages_per_exchange):
+            raws = check_events(reply.get("events"))
+            more = reply.get("complete") is not True and raws
+            following = None
+            if more and page + 1 < self.config.max_pages_per_exchange:
+                _advance_raw(wanted, raws)
+                following = asyncio.ensure_future(self._sync(address, dict(wanted)))
+                following.add_done_callback(_retrieve)
+            try:
+                report = await self.log.ingest(raws)
+            except BaseException:
+                if following is not None:
+                    following.cancel()
+                raise
             self._count(report)
-            if reply.get("complete") is True or not report.accepted:
+            if following is None:
                 break
+            if not report.accepted:  # the page was refused: asking on would only repeat it
+                following.cancel()
+                break
+            reply = await following
         await self._push_missing(address, remote)
+
+    async def _sync(self, address: str, vector: dict[bytes, int]) -> dict[str, Any]:
+        request = {"t": "sync", "vv": vector, "peers": self._rumours()}
+        sender, reply = await self._request(address, request)
+        if not isinstance(reply, dict) or reply.get("t") != "page":
+            raise ProtocolError("reply to sync is not a page")
+        self.membership.merge_rumours(reply.get("peers"), self.clock_ms(), self.rng)
+        self.membership.contacted(sender, address, self.clock_ms())
+        return reply
 
     async def _push_missing(self, address: str, remote: dict[bytes, int]) -> None:
         """Send the peer every event its vector lacks, page by page."""
@@ -287,9 +329,10 @@ class Gossiper:
             await self._push(raws, exclude=None)
 
     async def _push(self, raws: list[bytes], exclude: bytes | None) -> None:
-        targets = self.membership.push_targets(
-            self.clock_ms(), self.rng, self.config.fanout, exclude
+        fanout = push_fanout(
+            len(self.membership.members) + 1, self.config.fanout, self.config.max_fanout
         )
+        targets = self.membership.push_targets(self.clock_ms(), self.rng, fanout, exclude)
         if targets:
             await asyncio.gather(*(self._push_to(target, raws) for target in targets))
 
