@@ -7,11 +7,12 @@
 #   busybox-static       the offline test image edgebac-test/busybox:1
 #   clang lld wasi-libc libclang-rt-dev-wasm32
 #                        rebuild/check fixtures/wasm/*.wasm (clang --target=wasm32-wasi)
+#   llvm                 llvm-strip: strips native libraries of any architecture in the pyz
 #   nodejs npm           ipfs-car, the reference for our content ids (tests/ipfscar.py)
 # Python packages (wasmtime, boto3, moto[server], ...) come from pyproject, not from here.
 set -eu
 
-PACKAGES="docker.io iptables cgroupfs-mount busybox-static clang lld wasi-libc libclang-rt-dev-wasm32"
+PACKAGES="docker.io iptables cgroupfs-mount busybox-static clang lld wasi-libc libclang-rt-dev-wasm32 llvm"
 # Node.js may come from elsewhere (with npm inside): ask Debian only when npm is missing.
 command -v npm >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"
 
