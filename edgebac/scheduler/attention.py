@@ -46,9 +46,9 @@ class Attention:
         """The job ids to look at now (None: all of them), and forget them."""
         while self._due and self._due[0][0] <= now_ms:
             ms, job_id = heapq.heappop(self._due)
-            if self._due_of.get(job_id) == ms:
+            if self._due_of.get(job_id) == ms:  # else a later entry, overtaken by an earlier one
                 del self._due_of[job_id]
-            self._changed.add(job_id)
+                self._changed.add(job_id)
         if self._all or now_ms >= self._next_full_ms:
             self._all = False
             self._next_full_ms = now_ms + self.full_every_ms
