@@ -225,3 +225,30 @@ def test_bids_when_the_requester_declined_or_is_slow():
     w.submit("req", "l", noop_spec())
     w.advance(1_000)  # the requester had its turn: no more holding back for it
     assert [b["job_id"] for _, b in w.plan_compute("me")] == ["j", "l"]
+
+
+def test_waits_for_the_node_that_holds_a_content_id_input():
+    """Locality can only win if the holder's bid is among the first: others give it a moment."""
+    w = world()
+    w.announce("holder")
+    w.submit("req", "first", noop_spec())
+    w.compute_step("holder")
+    w.requester_step("req")
+    (execution,) = w.state.executions.values()
+    w.start("holder", execution.id)
+    cid = "Qm" + "b" * 44
+    body = {"job_id": "first", "execution_id": execution.id, "exit_code": 0, "reference": cid}
+    w.emit("holder", "ResultPublished", body)  # the holder now holds that content
+    spec = noop_spec(inputs=[{"source": f"ipfs://{cid}", "target": "/in"}])
+    w.submit("req", "j", spec)
+    assert w.plan_compute("me") == []  # the holder has not answered yet
+    holder_facts = LocalFacts(local_inputs=frozenset({f"ipfs://{cid}"}))
+    (bid,) = w.compute_step("holder", NodePolicy(), holder_facts)
+    assert bid.body["local_data"] is True
+    w.requester_step("req")  # the first usable bid is the holder's: locality wins
+    assert [e.node for e in w.state.jobs["j"].executions.values()] == [w.actor("holder").id]
+    assert w.plan_compute("me") == []  # nothing left to bid for
+    w.submit("req", "k", spec)
+    assert w.plan_compute("me") == []
+    w.advance(1_000)  # a silent holder is waited for a moment only
+    assert types(w.plan_compute("me")) == ["BidOffered"]

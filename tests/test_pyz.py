@@ -236,19 +236,19 @@ def _run_job(pyz: Pyz, cluster: Cluster, engine: str, *args: str) -> dict:
     return view
 
 
-def _results(cluster: Cluster, view: dict) -> list[Path]:
-    folders = []
-    for execution_id, execution in view["executions"].items():
-        if execution["status"] == "completed":
-            data_dir = next(d for k, d in cluster.keys.items() if execution["node"] in k)
-            folders.append(data_dir / "work" / "results" / execution_id)
-    return folders
+def _results(pyz: Pyz, cluster: Cluster, view: dict, out: Path) -> list[Path]:
+    """`job get` from the pyz: every execution's results, fetched and verified."""
+    got = pyz.run("job", "get", view["id"], "--output-dir", out, "--api", cluster.api)
+    assert got.returncode == 0, got.stderr
+    completed = [i for i, e in view["executions"].items() if e["status"] == "completed"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(completed)
+    return [out / execution_id for execution_id in completed]
 
 
-def test_wasm_job_on_three_nodes_from_the_pyz(pyz, cluster):
+def test_wasm_job_on_three_nodes_from_the_pyz(pyz, cluster, tmp_path):
     view = _run_job(pyz, cluster, "wasm", str(WASM / "io.wasm"), "/input", "/output_folder")
     total = sum(len(LOGS[name]) for name in APRIL)
-    for results in _results(cluster, view):
+    for results in _results(pyz, cluster, view, tmp_path / "got"):
         listing = (results / "apples" / "listing.txt").read_text().splitlines()
         assert [line.split()[:2] for line in listing] == [[n, str(len(LOGS[n]))] for n in APRIL]
         assert (results / "stdout").read_text() == f"io: {len(APRIL)} files, {total} bytes\n"
@@ -256,10 +256,10 @@ def test_wasm_job_on_three_nodes_from_the_pyz(pyz, cluster):
         assert (results / "exitCode").read_text() == "0\n"
 
 
-def test_docker_job_on_three_nodes_from_the_pyz(pyz, cluster, busybox_image):
+def test_docker_job_on_three_nodes_from_the_pyz(pyz, cluster, busybox_image, tmp_path):
     script = "ls /input > /output_folder/file.txt"
     view = _run_job(pyz, cluster, "docker", busybox_image, "sh", "-c", script)
-    for results in _results(cluster, view):
+    for results in _results(pyz, cluster, view, tmp_path / "got"):
         listing = (results / "apples" / "file.txt").read_text().splitlines()
         assert listing == APRIL
         assert (results / "stdout").read_bytes() == b""

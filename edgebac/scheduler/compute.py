@@ -13,8 +13,12 @@ A node holds back (neither bids nor declines, for now) where its bid could only 
 on a batch job whose open slots are already covered by other nodes' undecided bids, and on a
 first round the job's requester, a compute node too, has not answered yet (a requester takes
 the first usable bids, and its own comes first), for at most `REQUESTER_FIRST_MS`. A node
-holding an input of the job never holds back: its bid ranks first. Once a covering bid is
-rejected, or the requester declined, the node answers as usual.
+holding an input of the job never holds back: its bid ranks first. For the same reason a node
+that does not hold the job's content-id inputs holds back, on a first round and for at most
+`REQUESTER_FIRST_MS`, while a node the log says holds one (it published that CID) has not
+answered: a requester takes the first usable bids, and locality can only win if the holder's
+bid is among them. Once a covering bid is rejected, or the requester declined, the node
+answers as usual.
 """
 
 from __future__ import annotations
@@ -179,16 +183,29 @@ def _futile(state: Projection, job: Job, now_ms: int, me: bytes, facts: LocalFac
     others = [b for b in job.round_bids() if b.node != me]
     if sum(1 for b in others if not job.decided(b.attempt, b.node)) >= job.open_slots():
         return True
+    if job.attempt != 0 or job.executions or now_ms >= job.round_hlc.ms + REQUESTER_FIRST_MS:
+        return False
+    if any(not job.answered(node, 0) for node in _input_holders(state, job.spec, me)):
+        return True
     requester = state.nodes.get(job.requester)
     return (
         job.requester != me
-        and job.attempt == 0
-        and not job.executions
-        and now_ms < job.round_hlc.ms + REQUESTER_FIRST_MS
         and requester is not None
         and "compute" in requester.roles
         and not job.answered(job.requester, 0)
     )
+
+
+def _input_holders(state: Projection, spec: JobSpec, me: bytes) -> set[bytes]:
+    """Other nodes the log says hold one of the job's content-id inputs (they published it)."""
+    cids = {i.source.url.removeprefix("ipfs://") for i in spec.inputs if i.source.kind == "ipfs"}
+    if not cids:
+        return set()
+    return {
+        e.node
+        for e in state.executions.values()
+        if e.node != me and e.status == "completed" and (e.digest in cids or e.reference in cids)
+    }
 
 
 def _holds_input(spec: JobSpec, facts: LocalFacts) -> bool:
