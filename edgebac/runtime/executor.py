@@ -68,6 +68,11 @@ def write_capped(path: Path, data: bytes, cap: int = STREAM_CAP_BYTES) -> None:
     path.write_bytes(data)
 
 
+def _write_streams(task: Task, engine: NoopEngine) -> None:
+    write_capped(task.stdout, engine.stdout.encode())
+    write_capped(task.stderr, engine.stderr.encode())
+
+
 class NoopExecutor:
     """Runs nothing: the spec says what it 'printed', how long it took and its exit code."""
 
@@ -82,8 +87,7 @@ class NoopExecutor:
         assert isinstance(engine, NoopEngine)
         if engine.duration_ms:
             await asyncio.sleep(engine.duration_ms / 1000)
-        write_capped(task.stdout, engine.stdout.encode())
-        write_capped(task.stderr, engine.stderr.encode())
+        await asyncio.to_thread(_write_streams, task, engine)  # file creation blocks for ms
         return engine.exit_code
 
     async def cleanup(self, task: Task) -> None:

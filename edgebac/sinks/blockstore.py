@@ -29,6 +29,24 @@ from edgebac.sinks.errors import BadContent, ContentNotFound, CorruptBlock, Writ
 MAX_BLOCK_SIZE = 2 * 1024 * 1024  # ipfs-car blocks hold at most 1 MiB of data plus a header
 _SYNCFS = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
 IMPORT_THREADS = max(2, min(4, os.cpu_count() or 1))  # hashing and writing release the GIL
+# A typical results folder (stdout, stderr, exitCode, a few small outputs) imports faster in
+# the calling thread than the hop to a pool costs; only bigger ones are spread over threads.
+SMALL_IMPORT_BYTES = 4 << 20
+
+
+def _larger_than(path: str | os.PathLike[str], limit: int) -> bool:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+            if total > limit:
+                return True
+    if os.path.isfile(path):
+        return os.path.getsize(path) > limit
+    return False
 
 
 class BlockStore:
@@ -44,6 +62,7 @@ class BlockStore:
             leftover.unlink(missing_ok=True)
         self._shards: set[str] = set()
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def _path(self, cid: CID) -> Path:
         text = str(cid)
@@ -100,11 +119,18 @@ class BlockStore:
             if self.put(cid, data, verified=True):
                 written.append(self._path(cid))
 
-        with ThreadPoolExecutor(IMPORT_THREADS, thread_name_prefix="import") as pool:
-            link = unixfs.import_path(path, put, hidden=hidden, pool=pool)
+        pool = self._import_pool() if _larger_than(path, SMALL_IMPORT_BYTES) else None
+        link = unixfs.import_path(path, put, hidden=hidden, pool=pool)
         self._sync(written)
         self.mark_complete(link.cid)
         return link
+
+    def _import_pool(self) -> ThreadPoolExecutor:
+        """One pool for the store's lifetime: a pool per import costs a millisecond per job."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(IMPORT_THREADS, thread_name_prefix="import")
+            return self._pool
 
     def _sync(self, paths: list[Path]) -> None:
         """Make new blocks durable before anyone is told about them, once per import.
