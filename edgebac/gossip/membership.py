@@ -11,7 +11,7 @@ logged: liveness is ephemeral; the event log holds only decisions taken because 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -198,9 +198,15 @@ class Membership:
         self, now_ms: float, rng: Any, fanout: int, exclude: bytes | None = None
     ) -> list[str]:
         """Up to `fanout` distinct live members, never `exclude` (who told us)."""
-        live = [m for m in self.alive(now_ms) if m.node_id != exclude]
-        chosen = rng.sample(live, fanout) if len(live) > fanout else live
-        return [m.addresses[0] for m in chosen]
+        skip = (exclude,) if exclude is not None else ()
+        return [m.addresses[0] for m in self.push_members(now_ms, rng, fanout, skip)]
+
+    def push_members(
+        self, now_ms: float, rng: Any, fanout: int, skip: Collection[bytes] = ()
+    ) -> list[Member]:
+        """Up to `fanout` distinct live members, none of `skip` (who told us, who has it)."""
+        live = [m for m in self.alive(now_ms) if m.node_id not in skip]
+        return rng.sample(live, fanout) if len(live) > fanout else live
 
     def rumours(self, now_ms: float, rng: Any, limit: int) -> list[list[Any]]:
         """What rides along an exchange: ourselves first, then random non-dead members."""

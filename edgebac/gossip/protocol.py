@@ -4,7 +4,7 @@ Transport-agnostic: the same `Gossiper` runs over HTTP between real nodes and ov
 simulator's in-memory transport under a virtual clock. Messages are plain msgpack-able maps:
 
     sync  {t, vv, peers}            -> page {t, vv, events, complete, peers}
-    push  {t, events, relay, peers} -> ack  {t, new, refused}
+    push  {t, events, relay, to, peers} -> ack {t, new, refused}
 
 An exchange is push-pull: the initiator sends its version vector, gets the events it lacks
 (paging while the reply says incomplete), then sends the events the peer's vector lacks, so
@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from edgebac.eventlog.chain import Reason
@@ -31,6 +31,7 @@ from edgebac.gossip.membership import Membership, push_fanout
 
 logger = logging.getLogger(__name__)
 MAX_VV_AUTHORS = 1_000_000
+MAX_REACHED = 64  # node ids a push names as already reached; beyond it, duplicates are cheap
 
 
 class TransportError(Exception):
@@ -91,6 +92,13 @@ def advance(vv: dict[bytes, int], events: Sequence[Event]) -> None:
     for event in events:
         if event.seq > vv.get(event.author, 0):
             vv[event.author] = event.seq
+
+
+def _ids(value: Any) -> frozenset[bytes]:
+    """The node ids of a push's `to` list; anything malformed is simply ignored."""
+    if not isinstance(value, list):
+        return frozenset()
+    return frozenset(v for v in value[:MAX_REACHED] if isinstance(v, bytes) and len(v) == 32)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -156,7 +164,8 @@ class Gossiper:
             return await self._serve_sync(check_vv(message.get("vv")))
         if kind == "push":
             events = check_events(message.get("events"))
-            report = await self.ingest_from(sender, events, relay=message.get("relay") is True)
+            relay = message.get("relay") is True
+            report = await self.ingest_from(sender, events, relay, _ids(message.get("to")))
             return {"t": "ack", "new": len(report.accepted), "refused": len(report.errors)}
         raise ProtocolError(f"unknown message type {kind!r}")
 
@@ -177,13 +186,22 @@ class Gossiper:
         return self.membership.rumours(self.clock_ms(), self.rng, self.config.peers_per_message)
 
     async def ingest_from(
-        self, sender: bytes | None, raws: Sequence[bytes], relay: bool = True
+        self,
+        sender: bytes | None,
+        raws: Sequence[bytes],
+        relay: bool = True,
+        reached: frozenset[bytes] = frozenset(),
     ) -> IngestReport:
-        """Store events pushed to us (or given by a client) and push on what was new."""
+        """Store events pushed to us (or given by a client) and push on what was new.
+
+        `reached` are the nodes the pusher sent the same events to: relaying to them would only
+        make duplicates, so the relay picks among the others.
+        """
         report = await self.log.ingest(raws)
         self._count(report)
         if relay and report.accepted:
-            self._spawn(self._push([e.raw for e in report.accepted], exclude=sender))
+            skip = reached | {sender} if sender is not None else reached
+            self._spawn(self._push([e.raw for e in report.accepted], skip))
         if sender is not None and any(r.reason is Reason.GAP for r in report.rejections):
             # We are behind the pusher: catch up from it now rather than at a random later round.
             member = self.membership.members.get(sender)
@@ -326,19 +344,26 @@ class Gossiper:
                 await asyncio.sleep(self.config.push_linger_s)
             raws, self._outbox = self._outbox, []
             self._outbox_ready.clear()
-            await self._push(raws, exclude=None)
+            await self._push(raws)
 
-    async def _push(self, raws: list[bytes], exclude: bytes | None) -> None:
+    async def _push(self, raws: list[bytes], skip: Collection[bytes] = ()) -> None:
         fanout = push_fanout(
             len(self.membership.members) + 1, self.config.fanout, self.config.max_fanout
         )
-        targets = self.membership.push_targets(self.clock_ms(), self.rng, fanout, exclude)
+        targets = self.membership.push_members(self.clock_ms(), self.rng, fanout, skip)
         if targets:
-            await asyncio.gather(*(self._push_to(target, raws) for target in targets))
+            reached = sorted({self.me, *skip, *(m.node_id for m in targets)})[:MAX_REACHED]
+            await asyncio.gather(*(self._push_to(m.addresses[0], raws, reached) for m in targets))
 
-    async def _push_to(self, address: str, raws: list[bytes]) -> None:
+    async def _push_to(self, address: str, raws: list[bytes], reached: list[bytes]) -> None:
         async with self._limit:
-            message = {"t": "push", "events": raws, "relay": True, "peers": self._rumours()[:1]}
+            message = {
+                "t": "push",
+                "events": raws,
+                "relay": True,
+                "to": reached,
+                "peers": self._rumours()[:1],
+            }
             try:
                 await self._request(address, message)
             except TransportError:
