@@ -34,15 +34,12 @@ def load_spec(path: Path) -> dict[str, Any]:
         text = path.read_text() if str(path) != "-" else sys.stdin.read()
     except OSError as exc:
         raise BadRequest(f"{path}: {exc.strerror}") from None
-    try:
-        return json.loads(text)
-    except ValueError:
-        import yaml
+    from edgebac.textdata import load_json_or_yaml
 
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise BadRequest(f"{path}: neither JSON nor YAML: {exc}") from None
+    try:
+        return load_json_or_yaml(text)
+    except ValueError as exc:
+        raise BadRequest(f"{path}: {exc}") from None
 
 
 def progress_line(view: dict[str, Any]) -> str:

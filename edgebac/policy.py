@@ -25,6 +25,7 @@ from typing import Any
 from edgebac.errors import ConfigError
 from edgebac.scheduler.compute import NodePolicy
 from edgebac.scheduler.requester import Verdict
+from edgebac.textdata import load_json_or_yaml
 
 HOOK_TIMEOUT_S = 10.0
 _KEYS = {"engines", "images", "modules", "paths", "network", "cost", "bid_hook", "accept_hook"}
@@ -112,14 +113,9 @@ def load_policy(path: Path | None) -> Policy:
     except OSError as exc:
         raise ConfigError(f"--policy: {path}: {exc.strerror}") from None
     try:
-        data = json.loads(text)
-    except ValueError:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: neither JSON nor YAML: {exc}") from None
+        data = load_json_or_yaml(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a policy is a map of settings")
     unknown = sorted(set(data) - _KEYS)

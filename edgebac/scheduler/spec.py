@@ -12,7 +12,6 @@ For `ops` jobs `count` is ignored: they run once on every matching node.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from edgebac.scheduler.constraints import Constraint, parse_constraint
 from edgebac.scheduler.fieldcheck import MISSING, Checker, is_number, join
 from edgebac.scheduler.quantities import parse_cpu, parse_size
 from edgebac.scheduler.sources import Source, parse_source
+from edgebac.textdata import load_json_or_yaml
 
 DEFAULT_TIMEOUT_S = 600
 DEFAULT_RETRIES = 2
@@ -210,14 +210,9 @@ class JobSpec:
 def parse_spec_text(text: str) -> JobSpec:
     """Parse a spec written as JSON or YAML."""
     try:
-        data = json.loads(text)
-    except ValueError:
-        import yaml  # only YAML specs need it
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError([("spec", f"neither JSON nor YAML: {exc}")]) from None
+        data = load_json_or_yaml(text)
+    except ValueError as exc:
+        raise SpecError([("spec", str(exc))]) from None
     return parse_spec(data)
 
 
