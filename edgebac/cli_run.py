@@ -146,17 +146,22 @@ def wasm_group() -> None:
 @click.argument("module")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @option("--entrypoint", default="_start", show_default=True, help="Exported function to call.")
+@option("--fuel", type=click.IntRange(min=1), default=None, help="Instruction budget (fuel).")
 @shared_options
-def wasm_run(module: str, args: tuple[str, ...], entrypoint: str, **options) -> None:
+def wasm_run(
+    module: str, args: tuple[str, ...], entrypoint: str, fuel: int | None, **options
+) -> None:
     """Run MODULE (a local .wasm file or a source URL) with ARGS... as a job."""
     from edgebac.cli_jobs import submit_and_maybe_wait
 
-    engine = {
+    engine: dict = {
         "type": "wasm",
         "module": module_source(module),
         "entrypoint": entrypoint,
         "args": list(args),
     }
+    if fuel is not None:
+        engine["fuel"] = fuel
     submit_and_maybe_wait(
         options["api"], job_spec(engine, options), options["wait"], options["output"]
     )

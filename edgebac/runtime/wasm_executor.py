@@ -53,9 +53,15 @@ class WasmExecutor:
 
     def __init__(self, stager: Stager, cache_dir: Path, fuel: int | None = None) -> None:
         self.stager = stager
-        self.fuel = fuel
-        self.cache = ModuleCache(cache_dir, fuel is not None)
+        self.fuel = fuel  # the node's default budget; a job's `engine.fuel` overrides it
+        # Fuel metering is compiled into the code: one cache of artifacts for each.
+        self.caches = {metered: ModuleCache(cache_dir, metered) for metered in (False, True)}
         self._plans: dict[str, Plan] = {}
+
+    def fuel_for(self, task: Task) -> int | None:
+        engine = task.spec.engine
+        assert isinstance(engine, WasmEngine)
+        return engine.fuel if engine.fuel is not None else self.fuel
 
     async def prepare(self, task: Task) -> None:
         engine = task.spec.engine
@@ -73,15 +79,16 @@ class WasmExecutor:
         """(argv[0], compiled artifact). An inline module never touches the scratch folder:
         its bytes are at hand, and the artifact cache is keyed by content anyway."""
         source = engine.module
+        cache = self.caches[self.fuel_for(task) is not None]
         if source.kind == "inline":
             data = source.inline_bytes()
             if len(data) > MODULE_CAP_BYTES:
                 raise ExecutionError(f"module: {len(data)} bytes is too big")
-            return "module", await asyncio.to_thread(self.cache.artifact, data)
+            return "module", await asyncio.to_thread(cache.artifact, data)
         wasm = await self.stager.stage_file(
             source, task.scratch / "module", MODULE_CAP_BYTES, "module"
         )
-        return wasm.stem, await asyncio.to_thread(_artifact_of_file, self.cache, wasm)
+        return wasm.stem, await asyncio.to_thread(_artifact_of_file, cache, wasm)
 
     async def run(self, task: Task) -> int:
         guest = Guest(self, self._plans[task.execution_id], task)
@@ -105,7 +112,8 @@ class Guest:
         self.executor = executor
         self.plan = plan
         self.task = task
-        self.engine = Engine(engine_config(executor.fuel is not None))
+        self.fuel = executor.fuel_for(task)
+        self.engine = Engine(engine_config(self.fuel is not None))
         self.interrupted = threading.Event()
 
     def interrupt(self) -> None:
@@ -127,7 +135,7 @@ class Guest:
         store = self._store()
         linker = Linker(self.engine)
         linker.define_wasi()
-        module = self.executor.cache.load(self.engine, self.plan.artifact)
+        module = self.executor.caches[self.fuel is not None].load(self.engine, self.plan.artifact)
         try:
             instance = linker.instantiate(store, module)
         except (WasmtimeError, Trap) as exc:
@@ -165,8 +173,8 @@ class Guest:
         memory = self.task.spec.resources.memory_bytes
         if memory:
             store.set_limits(memory_size=memory)
-        if self.executor.fuel is not None:
-            store.set_fuel(self.executor.fuel)
+        if self.fuel is not None:
+            store.set_fuel(self.fuel)
         store.set_epoch_deadline(1)  # trap at the next tick: only `interrupt` ticks
         return store
 
@@ -175,7 +183,7 @@ class Guest:
             timeout = self.task.spec.timeout_s
             return ExecutionError(f"timed out after {timeout:g} s")
         if trap.trap_code == TrapCode.OUT_OF_FUEL:
-            return ExecutionError(f"out of fuel after {self.executor.fuel} units")
+            return ExecutionError(f"out of fuel after {self.fuel} units")
         self._check_memory(store, memory, "trapped")
         return ExecutionError(f"wasm trap: {_first_line(trap)}")
 

@@ -106,16 +106,20 @@ class WasmEngine:
     entrypoint: str = "_start"
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    fuel: int | None = None  # instructions budget (wasmtime fuel units); None: no metering
     type: str = "wasm"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "type": "wasm",
             "module": self.module.url,
             "entrypoint": self.entrypoint,
             "args": list(self.args),
             "env": dict(self.env),
         }
+        if self.fuel is not None:
+            out["fuel"] = self.fuel
+        return out
 
 
 @dataclass(frozen=True)
@@ -316,12 +320,13 @@ def _docker(c: Checker, value: dict[str, Any], path: str) -> DockerEngine:
 
 
 def _wasm(c: Checker, value: dict[str, Any], path: str) -> WasmEngine:
-    d = c.obj(value, path, ("type", "module", "entrypoint", "args", "env"))
+    d = c.obj(value, path, ("type", "module", "entrypoint", "args", "env", "fuel"))
     return WasmEngine(
         module=_source(c, d, "module", path),  # type: ignore[arg-type]
         entrypoint=c.text(d, "entrypoint", path, "_start"),
         args=tuple(c.str_list(d, "args", path, [])),
         env=c.env(d, "env", path, _ENV_RE.match),
+        fuel=c.integer(d, "fuel", path, 1, None),
     )
 
 
