@@ -6,6 +6,7 @@
     modules: ["*"]                    # wasm module sources jobs may use
     paths: [/srv/data]                # local folders jobs may read as inputs
     network: false                    # may jobs ask for full network access
+    pull: false                       # may missing docker images be pulled (a local registry)
     cost: 1                           # advertised in bids; lower wins ties
     bid_hook: {exec: /usr/local/bin/approve-job}      # spec JSON on stdin; exit 0 to bid
     accept_hook: {http: "http://127.0.0.1:9000/ok"}   # POST {job, bid}; 2xx to accept
@@ -28,7 +29,17 @@ from edgebac.scheduler.requester import Verdict
 from edgebac.textdata import load_json_or_yaml
 
 HOOK_TIMEOUT_S = 10.0
-_KEYS = {"engines", "images", "modules", "paths", "network", "cost", "bid_hook", "accept_hook"}
+_KEYS = {
+    "engines",
+    "images",
+    "modules",
+    "paths",
+    "network",
+    "pull",
+    "cost",
+    "bid_hook",
+    "accept_hook",
+}
 
 
 @dataclass(frozen=True)
@@ -121,14 +132,16 @@ def load_policy(path: Path | None) -> Policy:
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown setting {unknown[0]!r}")
-    if not isinstance(data.get("network", False), bool):
-        raise ConfigError(f"{path}: network must be true or false")
+    for flag in ("network", "pull"):
+        if not isinstance(data.get(flag, False), bool):
+            raise ConfigError(f"{path}: {flag} must be true or false")
     node = NodePolicy(
         engines=frozenset(_strings(data, "engines", path, ("docker", "wasm", "noop"))),
         images=_strings(data, "images", path, ("*",)),
         modules=_strings(data, "modules", path, ("*",)),
         paths=_strings(data, "paths", path, ()),
         network=data.get("network", False),
+        pull=data.get("pull", False),
         hook="bid_hook" in data,
         cost=data.get("cost"),
     )

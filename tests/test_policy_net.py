@@ -111,3 +111,19 @@ def test_bad_policy_files_are_named(tmp_path, text, message):
     assert message in result.stderr
     assert str(policy) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_pull_policy_bids_for_missing_images_and_names_a_failed_pull(
+    nodes, tmp_path, docker_engine
+):
+    """With `pull: true` a missing image is no reason to decline; a pull that fails (here from
+    a registry address on loopback where nothing listens) fails the execution, with the why."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("engines: [docker]\npull: true\n")
+    (node,) = start_network(nodes, tmp_path, 1, "--policy", str(policy))
+    image = "127.0.0.1:9/edgebac/absent:1"
+    job_id = submit(node, {"engine": {"type": "docker", "image": image}, "retries": 0})
+    failed = wait_status(node, job_id, {"failed"}, timeout=60)
+    (execution,) = failed["executions"].values()
+    assert execution["reason"].startswith(f"cannot pull {image}")
+    assert failed["declines"] == {}

@@ -52,7 +52,9 @@ class DockerExecutor:
         stager: Stager,
         node_key: str,
         network_allowed: bool,
+        pull: bool = False,
     ) -> None:
+        self.pull = pull  # missing images are pulled (edge networks usually have no registry)
         self.client = client
         self.stager = stager
         self.node_key = node_key
@@ -91,7 +93,7 @@ class DockerExecutor:
         assert isinstance(engine, DockerEngine)
         if task.spec.network == "full" and not self.network_allowed:
             raise ExecutionError("network access is not allowed on this node")
-        await self._check_image(engine.image)
+        await self._check_image(engine.image, task.spec.timeout_s)
         staged = await self.stager.stage_inputs(task)
         mounts = [Mount(s.target, str(s.host), type="bind", read_only=True) for s in staged]
         for output in task.spec.outputs:
@@ -106,12 +108,21 @@ class DockerExecutor:
             raise ExecutionError(f"docker refused the container: {_explain(exc)}") from None
         self._containers[task.execution_id] = container
 
-    async def _check_image(self, image: str) -> None:
+    async def _check_image(self, image: str, timeout_s: float) -> None:
         try:
             await asyncio.to_thread(self.client.images.get, image)
+            return
         except ImageNotFound:
             self.image_set.poke()
-            raise ExecutionError(f"image not present: {image}") from None
+            if not self.pull:
+                raise ExecutionError(f"image not present: {image}") from None
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.client.images.pull, image), timeout_s)
+        except TimeoutError:
+            raise ExecutionError(f"cannot pull {image}: timed out") from None
+        except (APIError, ImageNotFound) as exc:
+            raise ExecutionError(f"cannot pull {image}: {_explain(exc)}") from None
+        self.image_set.poke()
 
     def _create(self, task: Task, engine: DockerEngine, mounts: list[Mount]) -> Any:
         resources = task.spec.resources

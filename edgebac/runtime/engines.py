@@ -32,7 +32,7 @@ async def offered_executors(
         offered["noop"] = NoopExecutor()
     stager = Stager(work_dir / "cache" / "inputs", policy.paths, content=content)
     if "docker" in policy.engines:
-        docker = await _docker(stager, node_key, policy.network, warn)
+        docker = await _docker(stager, node_key, policy.network, warn, policy.pull)
         if docker is not None:
             offered["docker"] = docker
     if "wasm" in policy.engines:
@@ -46,7 +46,7 @@ async def offered_executors(
 
 
 async def _docker(
-    stager: Stager, node_key: str, network: bool, warn: Callable[[str], None]
+    stager: Stager, node_key: str, network: bool, warn: Callable[[str], None], pull: bool
 ) -> Executor | None:
     try:
         from docker.errors import DockerException
@@ -57,7 +57,9 @@ async def _docker(
         return None
     try:
         client, info = await asyncio.to_thread(docker_executor.connect)
-        executor = docker_executor.DockerExecutor(client, info, stager, node_key, network)
+        executor = docker_executor.DockerExecutor(
+            client, info, stager, node_key, network, pull=pull
+        )
         await executor.start()
     except DockerException as exc:
         warn(f"docker engine not offered: cannot reach a Docker engine ({_short(exc)})")

@@ -60,6 +60,7 @@ class NodePolicy:
     modules: tuple[str, ...] = ("*",)  # fnmatch patterns of allowed wasm module sources
     paths: tuple[str, ...] = ()  # local directories jobs may read inputs from
     network: bool = False  # may jobs have full network access
+    pull: bool = False  # may missing docker images be pulled (from a registry the node reaches)
     hook: bool = False  # a bid hook is configured: wait for its verdict before bidding
     cost: int | float | None = None  # advertised in bids; lower wins ties
 
@@ -251,7 +252,7 @@ def _engine_problem(spec: JobSpec, policy: NodePolicy, facts: LocalFacts) -> tup
     if isinstance(engine, DockerEngine):
         if not any(fnmatchcase(engine.image, p) for p in policy.images):
             return why.IMAGE_NOT_ALLOWED, f"{engine.image} is not in the allowed images"
-        if not _image_present(engine.image, facts.images):
+        if not policy.pull and not _image_present(engine.image, facts.images):
             return why.IMAGE_NOT_PRESENT, f"{engine.image} is not present on this node"
     if isinstance(engine, WasmEngine):
         module = engine.module
