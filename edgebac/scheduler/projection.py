@@ -13,12 +13,18 @@ Indexes kept in step with each job after every fold of it (all derived, none in 
 live jobs, the active executions of each node, and what each node's active executions and
 undecided bids claim of its resources. They let decisions look at what matters (live jobs, my
 executions) instead of everything the log ever held.
+
+Bounded memory (with a `Retention`): jobs that ended a while ago are let go of, down to an
+`EndedJob` in `evicted` (see `retention`). An event that could change such a job puts it in
+`needs_reload`; the shell reads the job's events from the log and hands them to `reload`. The
+state hash covers each job by its digest, so it is the same whether a job is held or not.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -26,13 +32,13 @@ from typing import Any
 
 import msgpack
 
+from edgebac.eventlog.clock import ZERO, Hlc
 from edgebac.eventlog.encoding import Event, canonical_body
 from edgebac.scheduler import events as ev
 from edgebac.scheduler import jobfold
+from edgebac.scheduler.retention import EndedJob, Retention, Seen, SortKey, job_digest
 from edgebac.scheduler.spec import JobSpec
 from edgebac.scheduler.state import RESOURCE_KEYS, Execution, Job, NodeInfo
-
-SortKey = tuple[int, bytes, int]
 
 
 def sort_key(event: Event) -> SortKey:
@@ -40,14 +46,22 @@ def sort_key(event: Event) -> SortKey:
 
 
 class Projection:
-    """State folded from events. Read `jobs`, `executions`, `nodes`; change it only by `apply`."""
+    """State folded from events. Read `jobs`, `evicted`, `executions`, `nodes`; change it only
+    by `apply` and `reload`. `retention` None holds every job in full (tests, tools)."""
 
-    def __init__(self) -> None:
-        self.jobs: dict[str, Job] = {}
-        self.executions: dict[str, Execution] = {}
+    def __init__(self, retention: Retention | None = None) -> None:
+        self.retention = retention
+        self.jobs: dict[str, Job] = {}  # held in full
+        self.evicted: dict[str, EndedJob] = {}  # ended jobs let go of (see `retention`)
+        self.needs_reload: set[str] = set()  # evicted jobs an event may change: see `reload`
+        self.executions: dict[str, Execution] = {}  # of held and evicted jobs alike
         self.nodes: dict[bytes, NodeInfo] = {}
         self._buckets: dict[str, list[tuple[SortKey, Event]]] = {}
-        self._seen: set[bytes] = set()
+        self._seen = Seen()
+        self._newest: Hlc = ZERO  # of every event folded: the log's time for `retention`
+        self._ended: list[tuple[Hlc, str]] = []  # heap of held ended jobs (stale entries too)
+        self._ended_at: dict[str, Hlc] = {}  # held ended job -> its entry in `_ended`
+        self._late_lost: dict[str, list[Event]] = {}  # NodeLost events of evicted jobs
         self._rep: dict[bytes, list[int]] = {}  # node -> [completed, failed]
         self._contrib: dict[str, dict[bytes, tuple[int, int]]] = {}
         # Derived indexes (see the module docstring); never part of `to_dict`.
@@ -66,14 +80,43 @@ class Projection:
         """Fold new events in (duplicates are skipped); returns the ids of jobs that changed."""
         changed: set[str] = set()
         for event in events:
-            if event.id in self._seen:
+            if not self._see(event):
                 continue
-            self._seen.add(event.id)
-            self._touch_node(event)
             for job_id in _job_ids(event):
                 if self._add(job_id, event):
                     changed.add(job_id)
+        self._evict_due()
         return changed
+
+    def reload(self, job_id: str, events: Iterable[Event]) -> set[str]:
+        """Re-fold an evicted job from all its events (as `EventLog.by_job` gives them; its
+        NodeLost events are kept here). Returns {job_id} if the job changed."""
+        ended = self.evicted.pop(job_id, None)
+        self.needs_reload.discard(job_id)
+        if ended is None:  # held (reloaded already): its events fold as usual
+            return self.apply(events)
+        bucket = {}
+        for event in (*events, *ended.lost, *self._late_lost.pop(job_id, ())):
+            if job_id in _job_ids(event):
+                self._see(event)  # the log may hold events the shell has not folded yet
+                bucket[event.id] = (sort_key(event), event)
+        self._buckets[job_id] = sorted(bucket.values(), key=lambda item: item[0])
+        for execution_id in ended.executions:
+            self.executions.pop(execution_id, None)
+        self._contrib[job_id] = ended.contrib
+        self._refold(job_id)
+        if job_id not in self.jobs:
+            self._set_contrib(job_id, {})
+        self._evict_due()
+        return {job_id}
+
+    def rebuild(self, job_id: str, events: Iterable[Event]) -> Job | None:
+        """The full job folded from its events (from `EventLog.by_job`), for showing an evicted
+        job; changes nothing here."""
+        ended = self.evicted.get(job_id)
+        lost = (*ended.lost, *self._late_lost.get(job_id, ())) if ended else ()
+        bucket = {e.id: (sort_key(e), e) for e in (*events, *lost) if job_id in _job_ids(e)}
+        return _fold(sorted(bucket.values(), key=lambda item: item[0]), None)
 
     def active_on(self, node: bytes) -> Mapping[str, Execution]:
         """The accepted or running executions of `node`, by id (read only)."""
@@ -91,16 +134,37 @@ class Projection:
         return completed, failed
 
     def to_dict(self) -> dict[str, Any]:
+        """The held jobs in full (evicted ones by digest), the nodes and their reputations."""
         return {
             "jobs": {job_id: job.to_dict() for job_id, job in self.jobs.items()},
+            "evicted": {job_id: ended.digest.hex() for job_id, ended in self.evicted.items()},
+            **self._shared(),
+        }
+
+    def state_hash(self) -> str:
+        """sha256 of the canonical msgpack of every job's digest (held or evicted alike), the
+        nodes and their reputations: equal states, equal hashes."""
+        digests = {job_id: ended.digest for job_id, ended in self.evicted.items()}
+        digests.update((job_id, job_digest(job)) for job_id, job in self.jobs.items())
+        packed = msgpack.packb(
+            canonical_body({"jobs": digests, **self._shared()}), use_bin_type=True
+        )
+        return hashlib.sha256(packed).hexdigest()
+
+    def _shared(self) -> dict[str, Any]:
+        return {
             "nodes": {node.hex(): info.to_dict() for node, info in self.nodes.items()},
             "reputation": {node.hex(): list(rep) for node, rep in self._rep.items() if any(rep)},
         }
 
-    def state_hash(self) -> str:
-        """sha256 of the canonical msgpack of `to_dict()`: equal states, equal hashes."""
-        packed = msgpack.packb(canonical_body(self.to_dict()), use_bin_type=True)
-        return hashlib.sha256(packed).hexdigest()
+    def _see(self, event: Event) -> bool:
+        """Note a new event and fold what it says of its author (False: folded before)."""
+        if event in self._seen:
+            return False
+        self._seen.add(event)
+        self._newest = max(self._newest, event.hlc)
+        self._touch_node(event)
+        return True
 
     def _node(self, node: bytes) -> NodeInfo:
         info = self.nodes.get(node)
@@ -118,8 +182,15 @@ class Projection:
             lost.lost_hlc = max(lost.lost_hlc, event.hlc)
 
     def _add(self, job_id: str, event: Event) -> bool:
-        bucket = self._buckets.setdefault(job_id, [])
         key = sort_key(event)
+        ended = self.evicted.get(job_id)
+        if ended is not None:  # after its end it changes nothing; before, the log has the rest
+            if key < ended.last_key:
+                self.needs_reload.add(job_id)
+                if event.type == ev.NODE_LOST:
+                    self._late_lost.setdefault(job_id, []).append(event)
+            return False
+        bucket = self._buckets.setdefault(job_id, [])
         job = self.jobs.get(job_id)
         if not bucket or key > bucket[-1][0]:
             bucket.append((key, event))
@@ -140,27 +211,13 @@ class Projection:
             for execution_id in old.executions:
                 self.executions.pop(execution_id, None)
             self._unindex(job_id)
-        job: Job | None = None
-        for _, event in self._buckets[job_id]:
-            if job is None:
-                job = jobfold.create(event, self._parsed(event, old))
-            else:
-                jobfold.apply(job, event)
+        job = _fold(self._buckets[job_id], old)
         if job is not None:
             self.jobs[job_id] = job
             self._index(job)
         elif old is not None:
             self._set_contrib(job_id, {})
         return job is not None or old is not None
-
-    def _parsed(self, event: Event, old: Job | None) -> JobSpec | None:
-        """The spec `old` parsed, if it came from this same JobCreated: a late event re-folds
-        its job, and parsing the spec again would be most of that cost."""
-        if old is None or old.spec is None or event.type != ev.JOB_CREATED:
-            return None
-        if old.created_hlc != event.hlc or old.requester != event.author:
-            return None
-        return old.spec if event.body.get("spec") == old.spec_dict else None
 
     def _index(self, job: Job) -> None:
         """Keep the indexes and node reputations in step with one job."""
@@ -184,6 +241,9 @@ class Projection:
         self._set_contrib(job.id, contrib)
         if live:
             self.live[job.id] = job
+        elif job.id not in self._ended_at:
+            self._ended_at[job.id] = ended = job.ended_hlc or job.created_hlc
+            heapq.heappush(self._ended, (ended, job.id))
         if live and job.spec is not None:
             for bid in job.round_bids():
                 if not job.decided(bid.attempt, bid.node):
@@ -198,12 +258,37 @@ class Projection:
     def _unindex(self, job_id: str) -> None:
         """Take one job out of the derived indexes (before re-indexing or dropping it)."""
         self.live.pop(job_id, None)
+        if job_id not in self.jobs:  # re-folded or let go of: its end may move
+            self._ended_at.pop(job_id, None)
         index = self._job_index.pop(job_id, None)
         if index is None:
             return
         for node, execution_id in index.active:
             del self._active[node][execution_id]
         self._add_claims(index.claims, -1)
+
+    def _evict_due(self) -> None:
+        """Let go of the ended jobs `retention` says to (the oldest ended first)."""
+        if self.retention is None:
+            return
+        horizon = self._newest.ms - self.retention.ended_ms
+        while self._ended:
+            ended, job_id = self._ended[0]
+            if self._ended_at.get(job_id) != ended:
+                heapq.heappop(self._ended)  # re-folded since, or let go of
+            elif ended.ms <= horizon or len(self._ended_at) > self.retention.ended_max:
+                heapq.heappop(self._ended)
+                self._evict(job_id)
+            else:
+                break
+
+    def _evict(self, job_id: str) -> None:
+        job = self.jobs.pop(job_id)
+        self._unindex(job_id)
+        bucket = self._buckets.pop(job_id)
+        lost = tuple(event for _, event in bucket if event.type == ev.NODE_LOST)
+        contrib = self._contrib.pop(job_id, {})
+        self.evicted[job_id] = EndedJob.of(job, bucket[-1][0], contrib, lost)
 
     def _add_claims(self, claims: dict[bytes, dict[str, int]], sign: int) -> None:
         for node, amounts in claims.items():
@@ -232,6 +317,27 @@ class _JobIndex:
 
     active: list[tuple[bytes, str]] = field(default_factory=list)  # (node, execution id)
     claims: dict[bytes, dict[str, int]] = field(default_factory=dict)  # node -> amounts
+
+
+def _fold(bucket: list[tuple[SortKey, Event]], old: Job | None) -> Job | None:
+    """One job from its events in order; the first JobCreated opens it."""
+    job: Job | None = None
+    for _, event in bucket:
+        if job is None:
+            job = jobfold.create(event, _parsed(event, old))
+        else:
+            jobfold.apply(job, event)
+    return job
+
+
+def _parsed(event: Event, old: Job | None) -> JobSpec | None:
+    """The spec `old` parsed, if it came from this same JobCreated: a late event re-folds
+    its job, and parsing the spec again would be most of that cost."""
+    if old is None or old.spec is None or event.type != ev.JOB_CREATED:
+        return None
+    if old.created_hlc != event.hlc or old.requester != event.author:
+        return None
+    return old.spec if event.body.get("spec") == old.spec_dict else None
 
 
 def _job_ids(event: Event) -> list[str]:
