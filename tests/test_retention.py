@@ -78,8 +78,10 @@ def test_an_ended_job_is_let_go_of_and_keeps_its_part_of_the_hash():
     full = Projection.from_events(w.log)
     p = Projection(EAGER)
     p.apply(w.log)
-    assert "j" not in p.jobs and "j" in p.evicted
-    assert p._buckets == {} and p.needs_reload == set()
+    assert "j" not in p.jobs
+    assert "j" in p.evicted
+    assert p._buckets == {}
+    assert p.needs_reload == set()
     assert p.state_hash() == full.state_hash()
     assert p.executions.keys() == full.executions.keys()
     assert p.reputation(w.actor("a").id) == (1, 0)
@@ -99,7 +101,8 @@ def test_a_late_event_before_the_end_reloads_the_job():
     assert "j" in p.evicted
     # Written after the end: changes nothing, no reload.
     after = w.emit("a", "BidOffered", {"job_id": "j", "attempt": 0, "free": BIG})
-    assert p.apply([after]) == set() and p.needs_reload == set()
+    assert p.apply([after]) == set()
+    assert p.needs_reload == set()
     assert (
         p.state_hash() == Projection.from_events([e for e in w.log if e is not late]).state_hash()
     )
@@ -107,7 +110,8 @@ def test_a_late_event_before_the_end_reloads_the_job():
     assert p.apply([late]) == set()
     assert p.needs_reload == {"j"}
     assert p.reload("j", by_job(w.log, "j")) == {"j"}
-    assert p.needs_reload == set() and "j" in p.evicted  # let go of again
+    assert p.needs_reload == set()
+    assert "j" in p.evicted
     assert p.state_hash() == Projection.from_events(w.log).state_hash()
     assert p.reputation(w.actor("a").id) == (1, 0)
 
@@ -152,7 +156,8 @@ def test_time_limit_lets_go_of_jobs_ended_long_enough_ago():
     completed(w, "new")
     p = Projection(Retention(ended_ms=60_000, ended_max=100))
     p.apply(w.log)
-    assert list(p.jobs) == ["new"] and list(p.evicted) == ["old"]
+    assert list(p.jobs) == ["new"]
+    assert list(p.evicted) == ["old"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -200,7 +205,8 @@ def test_seen_tracks_chains_in_any_order():
     assert [e in seen for e in chain] == [True, False, True, False, False][: len(chain)]
     for event in chain:
         seen.add(event)
-    assert all(e in seen for e in chain) and seen._above == {}
+    assert all(e in seen for e in chain)
+    assert seen._above == {}
     assert seen._upto[w.actor("req").id] == len(chain)
 
 
@@ -214,6 +220,7 @@ def test_replay_of_a_long_history_keeps_only_recent_jobs():
     p = Projection(Retention())
     for i in range(0, len(w.log), 7):
         p.apply(w.log[i : i + 7])
-    assert len(p.jobs) <= Retention().ended_max and len(p.jobs) + len(p.evicted) == 40
+    assert len(p.jobs) <= Retention().ended_max
+    assert len(p.jobs) + len(p.evicted) == 40
     assert all(len(bucket) < 20 for bucket in p._buckets.values())
     assert p.state_hash() == Projection.from_events(w.log).state_hash()
