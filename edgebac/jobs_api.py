@@ -1,7 +1,9 @@
 """The client API for jobs, served by requesters: submit, get, list, cancel.
 
 Answers come from the node's projection of the log, so any node that holds the events can
-show a job; only the job's own requester submits and cancels.
+show a job; only the job's own requester submits and cancels. A job that ended a while ago is
+held in the projection only as a summary (enough to list it): showing it folds it again from
+its events in the log.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from edgebac.eventlog.view import event_json, jsonable
 from edgebac.scheduler import events as ev
 from edgebac.scheduler import requester
 from edgebac.scheduler.reasons import summarize_declines
+from edgebac.scheduler.retention import EndedJob
 from edgebac.scheduler.spec import SpecError, parse_spec
 from edgebac.scheduler.state import Job
 
@@ -37,14 +40,16 @@ def _node(request: web.Request) -> Node:
     return request.app[NODE_KEY]
 
 
-def _job(node: Node, job_id: str) -> Job:
-    job = node.runner.refresh().jobs.get(job_id)
+async def _job(node: Node, job_id: str) -> Job:
+    job = await node.runner.full_job(job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r} is known to this node")
     return job
 
 
-def job_summary(job: Job) -> dict[str, Any]:
+def job_summary(job: Job | EndedJob) -> dict[str, Any]:
+    if isinstance(job, EndedJob):
+        return _ended_summary(job)
     executions = list(job.executions.values())
     return {
         "id": job.id,
@@ -58,6 +63,19 @@ def job_summary(job: Job) -> dict[str, Any]:
             state: sum(1 for e in executions if e.status == state)
             for state in sorted({e.status for e in executions})
         },
+    }
+
+
+def _ended_summary(job: EndedJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "engine": job.engine,
+        "status": job.status,
+        "reason": job.reason,
+        "requester": job.requester.hex(),
+        "created_ms": job.created_hlc.ms,
+        "executions": dict(job.execution_counts),
     }
 
 
@@ -88,7 +106,7 @@ async def submit_job(request: web.Request) -> web.Response:
 async def get_job(request: web.Request) -> web.Response:
     """One job; `wait_ms` long-polls until the job has ended (or the time is up)."""
     node = _node(request)
-    job = _job(node, request.match_info["job_id"])
+    job = await _job(node, request.match_info["job_id"])
     try:
         wait_s = min(int(request.query.get("wait_ms", "0")), 60_000) / 1000
     except ValueError:
@@ -96,7 +114,7 @@ async def get_job(request: web.Request) -> web.Response:
     deadline = asyncio.get_running_loop().time() + wait_s
     while not job.terminal and (left := deadline - asyncio.get_running_loop().time()) > 0:
         await node.runner.wait_job(job.id, left)
-        job = _job(node, job.id)
+        job = await _job(node, job.id)
     view = job_view(job)
     if request.query.get("events", "1") != "0":
         history = await node.log.by_job(job.id, limit=10_000)
@@ -113,9 +131,9 @@ async def list_jobs(request: web.Request) -> web.Response:
         raise BadRequest("limit and offset must be integers") from None
     if limit < 1 or offset < 0:
         raise BadRequest("limit must be at least 1 and offset at least 0")
-    jobs = sorted(
-        node.runner.refresh().jobs.values(), key=lambda j: (j.created_hlc, j.id), reverse=True
-    )
+    state = node.runner.refresh()
+    jobs: list[Job | EndedJob] = [*state.jobs.values(), *state.evicted.values()]
+    jobs.sort(key=lambda j: (j.created_hlc, j.id), reverse=True)
     page = jobs[offset : offset + limit]
     return web.json_response(
         {"jobs": [job_summary(job) for job in page], "total": len(jobs), "offset": offset}
@@ -124,13 +142,13 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def cancel_job(request: web.Request) -> web.Response:
     node = _node(request)
-    job = _job(node, request.match_info["job_id"])
+    job = await _job(node, request.match_info["job_id"])
     if job.requester != node.identity.public_key:
         raise NotRequester(
             f"job {job.id} belongs to requester {job.requester.hex()[:12]}; cancel it there"
         )
     reason = request.query.get("reason", "canceled by the client")
-    planned = requester.cancel(node.runner.refresh(), job.id, reason)
+    planned = [] if job.terminal else requester.cancel(node.runner.refresh(), job.id, reason)
     if planned:
         await node.log.append(planned)
     return web.json_response({"job_id": job.id, "canceled": bool(planned), "status": job.status})
@@ -139,7 +157,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 async def job_results(request: web.Request) -> web.Response:
     """Where each execution's results are, and which nodes to fetch them from."""
     node = _node(request)
-    job = _job(node, request.match_info["job_id"])
+    job = await _job(node, request.match_info["job_id"])
     results = []
     for execution in job.executions.values():
         if execution.reference is None:

@@ -278,7 +278,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
 
     node = _node(request)
     query = parse_query(request)
-    job = _job(node, request.match_info["job_id"])
+    job = await _job(node, request.match_info["job_id"])
     only = request.query.get("execution")
     if only is not None and only not in job.executions:
         raise NotFound(f"job {job.id} has no execution {only!r}")
@@ -303,6 +303,8 @@ async def _follow_job(
     query: LogQuery,
 ) -> None:
     """Every execution's records as they come, until the job has ended and all are sent."""
+    from edgebac.jobs_api import _job
+
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
     pumps: dict[str, asyncio.Task[None]] = {}
     gone = _gone(request)
@@ -315,7 +317,7 @@ async def _follow_job(
 
     try:
         while not gone():
-            job = node.runner.refresh().jobs[job_id]
+            job = await _job(node, job_id)
             for execution in job.executions.values():
                 if execution.id not in pumps and only in (None, execution.id):
                     pumps[execution.id] = asyncio.create_task(pump(execution))

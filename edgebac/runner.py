@@ -28,7 +28,8 @@ from edgebac.scheduler import events as ev
 from edgebac.scheduler.attention import Attention
 from edgebac.scheduler.projection import Projection
 from edgebac.scheduler.requester import RequesterConfig, Verdict
-from edgebac.scheduler.state import Execution
+from edgebac.scheduler.retention import Retention
+from edgebac.scheduler.state import Execution, Job
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,6 +38,11 @@ MAX_ROUNDS = 32  # decide/append rounds per step; each round moves every job one
 FOLDER_THREADS = 4  # for executions' folders (metadata waits on the disk, not on the CPU)
 FULL_LOOK_TICKS = 8  # look at every live job at least this often (in ticks), as a safety net
 SHARED_TYPES = (ev.NODE_ANNOUNCED, ev.NODE_LOST)  # events that may change every job's decision
+# Ended jobs are let go of (down to a summary) a minute after their end, or beyond the 32 most
+# recently ended: a node's memory must not grow with every job it ever saw. Their events stay
+# in the log, read again when a late event may change one, or when a client asks for it.
+RETENTION = Retention(ended_ms=60_000, ended_max=32)
+JOB_EVENTS_MAX = 1_000_000  # read back for one job: all of them
 
 
 def wall_ms() -> int:
@@ -90,7 +96,7 @@ class JobRunner:
         self.lost_nodes = lost_nodes
         self.tick_s = tick_s
         self.requester_config = requester_config
-        self.state = Projection()
+        self.state = Projection(RETENTION)
         self._pending: list[Event] = []
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -122,6 +128,7 @@ class JobRunner:
         while rows := await self.log.since(after, 5000):
             self.state.apply(event for _, event in rows)
             after = rows[-1][0]
+        await self._reload()
         await self._recover()
         self._loop_task = asyncio.create_task(self._loop(), name="job-runner")
 
@@ -178,15 +185,39 @@ class JobRunner:
         if self._pending:
             events, self._pending = self._pending, []
             changed = self.state.apply(events)
-            self._attention.changed(changed)
             if any(event.type in SHARED_TYPES for event in events):
                 self._attention.everything()
-            for job_id in changed:
-                watcher = self._watchers.pop(job_id, None)
-                if watcher is not None:
-                    watcher.set()
-            self._folded.set()
-            self._folded = asyncio.Event()
+            self._changed(changed)
+
+    def _changed(self, job_ids: set[str]) -> None:
+        self._attention.changed(job_ids)
+        for job_id in job_ids:
+            watcher = self._watchers.pop(job_id, None)
+            if watcher is not None:
+                watcher.set()
+        self._folded.set()
+        self._folded = asyncio.Event()
+
+    async def _reload(self) -> None:
+        """Fold again, from the log, the evicted jobs a late event may have changed (see
+        `Projection.reload`): before anything decides on them."""
+        while self.state.needs_reload:
+            job_id = min(self.state.needs_reload)
+            events = await self.log.by_job(job_id, limit=JOB_EVENTS_MAX)
+            self._changed(self.state.reload(job_id, events))
+
+    async def full_job(self, job_id: str) -> Job | None:
+        """The job in full: from the projection, or folded from the log if it was let go of."""
+        job = self.refresh().jobs.get(job_id)
+        if job is not None or job_id not in self.state.evicted:
+            return job
+        return self.state.rebuild(job_id, await self.log.by_job(job_id, limit=JOB_EVENTS_MAX))
+
+    def _forget_verdicts(self) -> None:
+        """Hook answers matter while their job is live; without this they pile up."""
+        for verdicts in (self._bid_verdicts, self._accept_verdicts):
+            for key in [key for key in verdicts if key[0] not in self.state.live]:
+                del verdicts[key]
 
     async def wait_folded(self, timeout_s: float) -> None:
         """Until the projection next changes (or the timeout passes)."""
@@ -206,11 +237,14 @@ class JobRunner:
     async def step(self) -> None:
         for _ in range(MAX_ROUNDS):
             self._fold()
+            await self._reload()
             planned = self._decide()
             if not planned:
                 break
             await self.log.append(planned)
         self._fold()
+        await self._reload()
+        self._forget_verdicts()
         self._act()
 
     def facts(self) -> compute.LocalFacts:

@@ -16,6 +16,7 @@ state hash does not (an ended job's digest is the same whether it is held or not
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,7 @@ class EndedJob:
     name: str
     engine: Any
     executions: tuple[str, ...]  # their ids: the executions themselves stay in the projection
+    execution_counts: tuple[tuple[str, int], ...]  # (status, how many), by status
     digest: bytes  # job_digest() of the job when it was let go
     last_key: SortKey  # of the last event folded: an event sorting after it changes nothing
     contrib: dict[bytes, tuple[int, int]]  # what it adds to node reputations
@@ -74,6 +76,9 @@ class EndedJob:
             name=job.spec.name if job.spec else "",
             engine=engine.get("type") if isinstance(engine, dict) else None,
             executions=tuple(job.executions),
+            execution_counts=tuple(
+                sorted(Counter(e.status for e in job.executions.values()).items())
+            ),
             digest=job_digest(job),
             last_key=last_key,
             contrib=contrib,
