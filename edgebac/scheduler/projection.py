@@ -103,7 +103,9 @@ class Projection:
         self._buckets[job_id] = sorted(bucket.values(), key=lambda item: item[0])
         for execution_id in ended.executions:
             self.executions.pop(execution_id, None)
-        self._contrib[job_id] = ended.contrib
+        self._contrib[job_id] = {
+            node: (completed, failed) for node, completed, failed in ended.contrib
+        }
         self._refold(job_id)
         if job_id not in self.jobs:
             self._set_contrib(job_id, {})
@@ -287,8 +289,18 @@ class Projection:
         self._unindex(job_id)
         bucket = self._buckets.pop(job_id)
         lost = tuple(event for _, event in bucket if event.type == ev.NODE_LOST)
-        contrib = self._contrib.pop(job_id, {})
-        self.evicted[job_id] = EndedJob.of(job, bucket[-1][0], contrib, lost)
+        # What stays is small: node ids shared with `nodes` (rather than a copy per event).
+        same = self._same_id
+        contrib = tuple((same(n), c, f) for n, (c, f) in self._contrib.pop(job_id, {}).items())
+        for execution in job.executions.values():
+            execution.node = same(execution.node)
+        job.requester = same(job.requester)
+        last = bucket[-1][0]
+        self.evicted[job_id] = EndedJob.of(job, (last[0], same(last[1]), last[2]), contrib, lost)
+
+    def _same_id(self, node: bytes) -> bytes:
+        info = self.nodes.get(node)
+        return info.id if info is not None else node
 
     def _add_claims(self, claims: dict[bytes, dict[str, int]], sign: int) -> None:
         for node, amounts in claims.items():

@@ -55,7 +55,7 @@ class EndedJob:
     execution_counts: tuple[tuple[str, int], ...]  # (status, how many), by status
     digest: bytes  # job_digest() of the job when it was let go
     last_key: SortKey  # of the last event folded: an event sorting after it changes nothing
-    contrib: dict[bytes, tuple[int, int]]  # what it adds to node reputations
+    contrib: tuple[tuple[bytes, int, int], ...]  # (node, completed, failed): for reputations
     lost: tuple[Event, ...]  # its NodeLost events: the log finds them by type, not by job
 
     @classmethod
@@ -63,7 +63,7 @@ class EndedJob:
         cls,
         job: Job,
         last_key: SortKey,
-        contrib: dict[bytes, tuple[int, int]],
+        contrib: tuple[tuple[bytes, int, int], ...],
         lost: tuple[Event, ...],
     ) -> EndedJob:
         engine = job.spec_dict.get("engine")
