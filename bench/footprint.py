@@ -1,13 +1,14 @@
 """Footprint of the single-file edgebac: size, start time, memory.
 
-    python bench/footprint.py [--pyz FILE] [--jobs 100] [--runs 10]
+    python bench/footprint.py [--pyz FILE] [--jobs 100] [--runs 10] [--more 600,1200]
 
 Builds the pyz with zipapp/build.py (unless --pyz is given) and runs everything from it the way
 a device would: `env -i python3.11 -I edgebac-....pyz`. Prints the pyz size; the cold first
 start of `--help` (unpacking into an empty cache) and the warm start (median of --runs);
 the resident memory (VmRSS from /proc) of an idle node after startup, with the default
 engines (docker, wasm, noop) and with noop alone; and of the default node after --jobs noop
-jobs submitted over its API, one after another.
+jobs submitted over its API, one after another, then after twice as many and after each total
+of --more (a long-running node must not grow with every job it has seen).
 
 Targets: pyz <= 20 MB, warm --help <= 0.4 s, idle node <= 80 MB RSS, growth after 100 jobs
 <= 10%.
@@ -139,7 +140,7 @@ def time_bare(python: str) -> float:
     return time.perf_counter() - started
 
 
-def measure_memory(device: Device, tmp: Path, jobs: int) -> None:
+def measure_memory(device: Device, tmp: Path, jobs: int, more: list[int]) -> None:
     policy = tmp / "noop.yaml"
     policy.write_text("engines: [noop]\n")
     noop, _ = start_node(device, tmp / "noop", "--policy", str(policy))
@@ -161,9 +162,12 @@ def measure_memory(device: Device, tmp: Path, jobs: int) -> None:
             f"after {jobs} noop jobs ({elapsed:.1f} s): {after:.1f} MB RSS, growth "
             f"{growth:+.1%}, target <= +10%: {verdict(growth <= TARGETS['growth'])}"
         )
-        run_jobs(api, jobs)
-        again = settled_rss(node, 2.0)
-        print(f"after {2 * jobs} noop jobs: {again:.1f} MB RSS ({(again - idle) / idle:+.1%})")
+        done = jobs
+        for total in [2 * jobs, *more]:
+            run_jobs(api, total - done)
+            done = max(done, total)
+            again = settled_rss(node, 2.0)
+            print(f"after {done} noop jobs: {again:.1f} MB RSS ({(again - idle) / idle:+.1%})")
     finally:
         node.stop()
 
@@ -173,6 +177,9 @@ def main() -> None:
     parser.add_argument("--pyz", type=Path, default=None, help="use this pyz, do not build")
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument(
+        "--more", default="", help="more totals of jobs to measure after, e.g. 600,1200"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgebac-footprint-") as name:
         tmp = Path(name)
@@ -183,7 +190,8 @@ def main() -> None:
         device = Device(pyz, python311(), tmp / "cache")
         print(f"python: {device.python}")
         measure_starts(device, args.runs)
-        measure_memory(device, tmp, args.jobs)
+        more = [int(n) for n in args.more.split(",") if n.strip()]
+        measure_memory(device, tmp, args.jobs, more)
 
 
 if __name__ == "__main__":
