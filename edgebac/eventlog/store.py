@@ -78,7 +78,7 @@ INSERT_FORK = (
 MAX_GROUP = 64  # requests committed together; bounds one transaction's size and latency
 MIN_VERIFY_CHUNK = 32  # events per verifying thread; below this the thread hop costs more
 INLINE_VERIFY = 8  # at most this many events are verified on the loop: a thread hop costs more
-RECENT_IDS = 1 << 16  # ids of the newest stored events, to drop gossip's duplicates unverified
+RECENT_IDS = 1 << 14  # ids of the newest stored events, to drop gossip's duplicates unverified
 
 
 @dataclass
