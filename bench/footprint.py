@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.procs import Process, wait_for  # noqa: E402
+from tests.procs import Process, find_python311, wait_for  # noqa: E402
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 NOOP = {"engine": {"type": "noop", "stdout": "bench"}, "retries": 0}
@@ -40,15 +40,7 @@ TARGETS = {"size_mb": 20.0, "warm_s": 0.4, "idle_mb": 80.0, "growth": 0.10}
 
 
 def python311() -> str:
-    for candidate in ("/usr/bin/python3", "/usr/bin/python3.11"):
-        probe = [candidate, "-I", "-c", "import sys; print(sys.version_info[:2] == (3, 11))"]
-        if (
-            os.path.exists(candidate)
-            and subprocess.run(probe, capture_output=True, text=True, check=False).stdout.strip()
-            == "True"
-        ):
-            return candidate
-    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    return find_python311() or os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 
 
 def build(out: Path) -> Path:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any, TextIO
 from urllib.parse import quote, urlencode
@@ -27,25 +25,18 @@ def log_records(
     api: str, job_id: str, params: dict[str, str], follow: bool
 ) -> Iterator[dict[str, Any]]:
     """The records of `GET /api/v1/jobs/{job_id}/logs`, one by one as they arrive."""
-    from edgebac.client import ApiError, _error_from
+    from edgebac.client import ApiClient, ApiError
 
-    base = api.rstrip("/")
-    url = f"{base}/api/v1/jobs/{quote(job_id, safe='')}/logs?{urlencode(params)}"
-    try:
-        # With --follow a quiet job sends nothing for as long as it likes: no read timeout.
-        response = urllib.request.urlopen(url, timeout=None if follow else READ_TIMEOUT_S)
-    except urllib.error.HTTPError as exc:
-        raise _error_from(exc) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ApiError(f"cannot reach the node API at {base}: {reason}") from None
+    path = f"/api/v1/jobs/{quote(job_id, safe='')}/logs?{urlencode(params)}"
+    # With --follow a quiet job sends nothing for as long as it likes: no read timeout.
+    response = ApiClient(api).open(path, timeout_s=None if follow else READ_TIMEOUT_S)
     with response:
         try:
             for line in response:
                 if line.strip():
                     yield json.loads(line)
         except (OSError, ValueError) as exc:
-            raise ApiError(f"the log stream from {base} broke off: {exc}") from None
+            raise ApiError(f"the log stream from {api} broke off: {exc}") from None
 
 
 class TextPrinter:

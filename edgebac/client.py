@@ -37,22 +37,32 @@ class ApiClient:
     def post(self, path: str, body: Any) -> Any:
         return self._call("POST", path, body)
 
-    def _call(self, method: str, path: str, body: Any) -> Any:
-        url = self.base_url + path
+    def open(
+        self, path: str, method: str = "GET", body: Any = None, timeout_s: float | None = -1.0
+    ) -> Any:
+        """The raw response (a stream to read, then close); errors as one-line ApiErrors.
+
+        `timeout_s` None waits forever (following a quiet stream); -1 means the client's own.
+        """
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method)
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", "application/json")
+        timeout = self.timeout_s if timeout_s == -1.0 else timeout_s
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return json.loads(response.read() or b"null")
+            return urllib.request.urlopen(request, timeout=timeout)
         except urllib.error.HTTPError as exc:
             raise _error_from(exc) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiError(f"cannot reach the node API at {self.base_url}: {reason}") from None
-        except ValueError:
-            raise ApiError(f"{url} did not answer with JSON") from None
+
+    def _call(self, method: str, path: str, body: Any) -> Any:
+        with self.open(path, method, body) as response:
+            try:
+                return json.loads(response.read() or b"null")
+            except ValueError:
+                raise ApiError(f"{self.base_url}{path} did not answer with JSON") from None
 
 
 def _error_from(exc: urllib.error.HTTPError) -> ApiError:

@@ -68,6 +68,19 @@ def edgebac_argv(*args: str | os.PathLike[str]) -> list[str]:
     return [sys.executable, "-m", "edgebac", *map(str, args)]
 
 
+def find_python311() -> str | None:
+    """A CPython 3.11 outside any venv (the system's, else the venv's base), for running the
+    pyz as an operator would; None when there is none."""
+    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    for candidate in ("/usr/bin/python3", "/usr/bin/python3.11", base):
+        probe = [candidate, "-I", "-c", "import sys; print(sys.version_info[:2] == (3, 11))"]
+        if os.path.exists(candidate):
+            answer = subprocess.run(probe, capture_output=True, text=True, check=False)
+            if answer.stdout.strip() == "True":
+                return candidate
+    return None
+
+
 def run_edgebac(
     *args: str | os.PathLike[str], timeout: float = 60.0, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import NodeProcess, Nodes, Process, wait_for
+from tests.procs import NodeProcess, Nodes, Process, find_python311, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "zipapp" / "build.py"
@@ -50,16 +50,10 @@ def build(out: Path, *args: str) -> Path:
 
 def python311() -> str:
     """A CPython 3.11 outside any venv: the system's if it is 3.11, else the venv's base."""
-    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-    for candidate in ("/usr/bin/python3", "/usr/bin/python3.11", base):
-        probe = [candidate, "-I", "-c", "import sys; print(sys.version_info[:2] == (3, 11))"]
-        if (
-            os.path.exists(candidate)
-            and subprocess.run(probe, capture_output=True, text=True, check=False).stdout.strip()
-            == "True"
-        ):
-            return candidate
-    pytest.fail("no CPython 3.11 found outside the venv")
+    found = find_python311()
+    if found is None:
+        pytest.fail("no CPython 3.11 found outside the venv")
+    return found
 
 
 @pytest.fixture(scope="session")
