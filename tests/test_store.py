@@ -256,3 +256,27 @@ async def test_same_events_ingested_at_once_are_duplicates_not_forks(log, other)
     echoes = await asyncio.gather(other.append([job(9)]), log.ingest(raws))
     assert await log.forks() == []
     assert echoes[1].errors == []
+
+
+async def test_reads_see_every_commit_before_them_while_other_reads_run(log):
+    """Concurrent readers share one connection: a read must never take its snapshot from
+    another read still in progress (a job's end read back without its last event once kept
+    a long poll waiting for 30 s)."""
+    for i in range(200):
+        await log.append([("BidOffered", {"job_id": "busy", "n": i})])
+    stale: list[int] = []
+
+    async def busy_reader() -> None:
+        for _ in range(60):
+            await log.by_job("busy", limit=1000)
+
+    async def append_then_read(i: int) -> None:
+        await log.append([("BidOffered", {"job_id": f"job-{i}"})])
+        if not await log.by_job(f"job-{i}"):
+            stale.append(i)
+
+    readers = [asyncio.create_task(busy_reader()) for _ in range(4)]
+    for i in range(60):
+        await append_then_read(i)
+    await asyncio.gather(*readers)
+    assert stale == []

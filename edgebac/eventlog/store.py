@@ -564,6 +564,12 @@ class EventLog:
     def head(self, author: bytes) -> Head | None:
         return self._heads.get(author)
 
+    async def _read(self, sql: str, params: tuple = ()) -> list[Any]:
+        """All rows of one query in one call on the reader's thread. Reads run concurrently
+        on one connection: a statement left stepping between two calls would hold its read
+        transaction open, and the next read would see that older snapshot, not the last commit."""
+        return list(await self._reader.execute_fetchall(sql, params))
+
     async def missing(
         self, remote: Mapping[bytes, int], *, max_events: int = 1000, max_bytes: int = 1 << 20
     ) -> Page:
@@ -577,12 +583,11 @@ class EventLog:
             after = remote.get(author, 0)
             if head.seq <= after:
                 continue
-            cursor = await self._reader.execute(
+            rows = await self._read(
                 "SELECT raw FROM events WHERE author = ? AND seq > ? AND seq <= ? "
                 "ORDER BY seq LIMIT ?",
                 (author, after, head.seq, max_events - len(raws)),
             )
-            rows = await cursor.fetchall()
             for (raw,) in rows:
                 if raws and size + len(raw) > max_bytes:
                     return Page(raws, complete=False)
@@ -611,10 +616,10 @@ class EventLog:
         return True
 
     async def _select(self, where: str, params: tuple, limit: int) -> list[tuple[int, Event]]:
-        cursor = await self._reader.execute(
+        rows = await self._read(
             f"SELECT pos, raw FROM events WHERE {where} ORDER BY pos LIMIT ?", (*params, limit)
         )
-        return [(pos, decode(raw)) for pos, raw in await cursor.fetchall()]
+        return [(pos, decode(raw)) for pos, raw in rows]
 
     async def since(self, after_pos: int = 0, limit: int = 1000) -> list[tuple[int, Event]]:
         """(pos, event) in local arrival order, after `after_pos`: for tailing the log."""
@@ -634,30 +639,27 @@ class EventLog:
         return [event for _, event in rows]
 
     async def get(self, author: bytes, seq: int) -> Event | None:
-        cursor = await self._reader.execute(
+        rows = await self._read(
             "SELECT raw FROM events WHERE author = ? AND seq = ?", (author, seq)
         )
-        row = await cursor.fetchone()
-        return decode(row[0]) if row else None
+        return decode(rows[0][0]) if rows else None
 
     async def latest(self, author: bytes, type_: str) -> Event | None:
         """The author's most recent event of this type."""
-        cursor = await self._reader.execute(
+        rows = await self._read(
             "SELECT raw FROM events WHERE type = ? AND author = ? ORDER BY pos DESC LIMIT 1",
             (type_, author),
         )
-        row = await cursor.fetchone()
-        return decode(row[0]) if row else None
+        return decode(rows[0][0]) if rows else None
 
     async def count(self) -> int:
-        row = await (await self._reader.execute("SELECT COUNT(*) FROM events")).fetchone()
-        return row[0]
+        return (await self._read("SELECT COUNT(*) FROM events"))[0][0]
 
     async def forks(self) -> list[ForkRecord]:
-        cursor = await self._reader.execute(
+        rows = await self._read(
             "SELECT author, seq, id, held_id, detected_ms FROM forks ORDER BY author, seq"
         )
-        return [ForkRecord(*row) for row in await cursor.fetchall()]
+        return [ForkRecord(*row) for row in rows]
 
 
 # ----- offline access, for `edgebac log ...` on a data directory --------------------------------
