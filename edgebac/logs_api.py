@@ -100,9 +100,12 @@ class _Tail:
         self.path = path
         self.pos = offset
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stored: bytes | None = None  # the whole stream, once read from the store
 
     def read(self) -> bytes:
         """The next bytes past `pos` (at most CHUNK); b"" when there are none yet."""
+        if self.stored is not None:
+            return self.stored[self.pos : self.pos + CHUNK]
         try:
             with self.path.open("rb") as stream:
                 stream.seek(self.pos)
@@ -160,9 +163,35 @@ async def local_records(
             break
         await asyncio.sleep(POLL_S)
     if ended and execution is not None and not folder.exists():
-        for record in _heads(execution, query):  # the folder was cleared: the log keeps a head
-            yield record
+        # No folder (results kept in memory until published, or cleared): the node's store
+        # has the results it published, else the log keeps a head of each stream.
+        stored = await asyncio.to_thread(_stored_streams, node, execution, query.streams)
+        if stored is None:
+            for record in _heads(execution, query):
+                yield record
+        else:
+            for name, tail in tails.items():
+                tail.stored = stored[name]
+                async for record in _drain(execution_id, name, tail, True):
+                    yield record
     yield _end(execution, execution_id, tails)
+
+
+def _stored_streams(
+    node: Node, execution: Execution, names: tuple[str, ...]
+) -> dict[str, bytes] | None:
+    """The streams of a published execution read back from this node's store (an absent
+    stream is empty); None if the store does not have them. Blocks on disk reads."""
+    from edgebac.sinks.cid import CID
+    from edgebac.sinks.errors import BadCid, BadContent, ContentNotFound, CorruptBlock
+
+    if not execution.digest:
+        return None
+    try:
+        root = CID.parse(execution.digest)
+        return {name: node.content.store.read_entry(root, name) or b"" for name in names}
+    except (BadCid, BadContent, ContentNotFound, CorruptBlock, ValueError):
+        return None
 
 
 def _heads(execution: Execution, query: LogQuery) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.store import EventLog
 from edgebac.policy import Policy
 from edgebac.runtime.engines import present_images
-from edgebac.runtime.executor import ExecutionError, Executor, Task
+from edgebac.runtime.executor import ExecutionError, Executor, NoopExecutor, Task
 from edgebac.runtime.staging import HeldInputs
 from edgebac.scheduler import compute, requester
 from edgebac.scheduler import events as ev
@@ -72,6 +72,29 @@ def _finish_results(results: Path, exit_code: int, task: Task) -> tuple[int, str
     """Write `exitCode`; (size of the results, head of stdout, head of stderr)."""
     (results / "exitCode").write_text(f"{exit_code}\n")
     return _size(results), _head(task.stdout), _head(task.stderr)
+
+
+def _results_in_memory(spec: Any, publisher: Any) -> bool:
+    """Whether an execution's results can skip the results folder: they are only the streams
+    and the exit code (no output volumes), and go only to the node's own store."""
+    return publisher is not None and not spec.outputs and spec.publisher.type == "local"
+
+
+def _result(
+    execution: Execution,
+    exit_code: int,
+    published: Mapping[str, Any],
+    stdout_head: str,
+    stderr_head: str,
+) -> ev.Planned:
+    return ev.RESULT_PUBLISHED, {
+        "job_id": execution.job_id,
+        "execution_id": execution.id,
+        "exit_code": exit_code,
+        **published,
+        "stdout_head": stdout_head,
+        "stderr_head": stderr_head,
+    }
 
 
 class JobRunner:
@@ -364,6 +387,8 @@ class JobRunner:
             self._wake.set()
 
     async def _run(self, executor: Executor, execution: Execution, spec: Any) -> ev.Planned:
+        if isinstance(executor, NoopExecutor) and _results_in_memory(spec, self.publisher):
+            return await self._run_in_memory(executor, execution, spec)
         results = self.results_dir(execution.id)
         scratch = self.work_dir / "scratch" / execution.id
         # noop never touches its scratch folder; a file creation costs ~1 ms of some disks.
@@ -385,19 +410,29 @@ class JobRunner:
                     results, spec.publisher, execution.job_id, execution.id
                 )
                 published = where.body()
-            return ev.RESULT_PUBLISHED, {
-                "job_id": execution.job_id,
-                "execution_id": execution.id,
-                "exit_code": exit_code,
-                **published,
-                "stdout_head": stdout_head,
-                "stderr_head": stderr_head,
-            }
+            return _result(execution, exit_code, published, stdout_head, stderr_head)
         except ExecutionError as exc:
             return ev.EXECUTION_FAILED, self._failure(execution, exc.reason)
         finally:
             await executor.cleanup(task)
             await self._in_folders(shutil.rmtree, scratch, True)
+
+    async def _run_in_memory(
+        self, executor: NoopExecutor, execution: Execution, spec: Any
+    ) -> ev.Planned:
+        """Results that go from memory into the store, with no results folder (the logs API
+        reads them back from the store)."""
+        scratch = self.work_dir / "scratch" / execution.id  # never made
+        task = Task(execution.id, execution.job_id, spec, scratch, self.results_dir(execution.id))
+        try:
+            exit_code, files = await asyncio.wait_for(executor.run_in_memory(task), spec.timeout_s)
+        except TimeoutError:
+            reason = f"timed out after {spec.timeout_s:g} s"
+            return ev.EXECUTION_FAILED, self._failure(execution, reason)
+        files["exitCode"] = f"{exit_code}\n".encode()
+        where = await self.publisher.publish_files(files)
+        heads = [files[name][:HEAD_BYTES].decode(errors="replace") for name in ("stdout", "stderr")]
+        return _result(execution, exit_code, where.body(), *heads)
 
     async def _in_folders(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._folders, fn, *args)

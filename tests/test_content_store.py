@@ -199,3 +199,33 @@ def _tree(root: Path) -> dict[str, bytes | None]:
         str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
         for p in sorted(root.rglob("*"))
     }
+
+
+def test_files_from_memory_import_as_the_same_folder_on_disk(
+    store: BlockStore, tmp_path: Path
+) -> None:
+    files = {
+        "stdout": b"hello\n",
+        "stderr": b"",
+        "exitCode": b"0\n",
+        "big": os.urandom(2 * CHUNK_SIZE + 17),
+        "é.txt": b"unicode",
+    }
+    root = tmp_path / "on-disk"
+    root.mkdir()
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    from_disk = BlockStore(tmp_path / "other").import_path(root)
+    from_memory = store.import_files(files)
+    assert from_memory == from_disk
+    assert store.holds(from_memory.cid)
+    assert store.read_entry(from_memory.cid, "big") == files["big"]
+    assert store.read_entry(from_memory.cid, "stderr") == b""
+    assert store.read_entry(from_memory.cid, "missing") is None
+    assert str(store.import_files({}).cid) == EMPTY_DIR
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "nul\0"])
+def test_files_from_memory_need_plain_names(store: BlockStore, name: str) -> None:
+    with pytest.raises(BadContent, match="not a file name"):
+        store.import_files({name: b"x"})

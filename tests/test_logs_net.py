@@ -155,6 +155,24 @@ def test_several_executions_are_tagged_and_prefixed(net):
     assert joined(records(body.decode()), "stdout") == "two\n"
 
 
+def test_noop_streams_are_read_back_whole_from_the_store(net):
+    """A noop job's streams never touch a results folder: its logs come from the store its
+    results were published to, whole (not only the 1 KiB head the log keeps)."""
+    requester, _, _ = net
+    stdout = "".join(f"line {i}\n" for i in range(400))
+    job_id = submit(requester, {"engine": {"type": "noop", "stdout": stdout, "stderr": "e"}})
+    assert wait_status(requester, job_id, ("completed", "failed"))["status"] == "completed"
+    ran = run_edgebac("job", "logs", job_id, "--api", requester.url, "--output", "json")
+    assert ran.returncode == 0, ran.stderr
+    recs = records(ran.stdout)
+    assert joined(recs, "stdout") == stdout
+    assert joined(recs, "stderr") == "e"
+    assert not [r for r in recs if r.get("head_only")]
+    status, body, _ = requester.request(f"/api/v1/jobs/{job_id}/logs?stream=stdout&offset=3000")
+    assert status == 200
+    assert joined(records(body.decode()), "stdout") == stdout[3000:]
+
+
 def test_bad_requests_get_the_error_shape_and_the_cli_one_line(net):
     requester, computes, _ = net
     job_id = submit(requester, {"engine": {"type": "noop", "stdout": "x"}})

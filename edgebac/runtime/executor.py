@@ -62,15 +62,13 @@ class Executor(Protocol):
         ...
 
 
-def write_capped(path: Path, data: bytes, cap: int = STREAM_CAP_BYTES) -> None:
-    if len(data) > cap:
-        data = data[:cap] + TRUNCATED_MARK
-    path.write_bytes(data)
+def capped(data: bytes, cap: int = STREAM_CAP_BYTES) -> bytes:
+    return data[:cap] + TRUNCATED_MARK if len(data) > cap else data
 
 
-def _write_streams(task: Task, engine: NoopEngine) -> None:
-    write_capped(task.stdout, engine.stdout.encode())
-    write_capped(task.stderr, engine.stderr.encode())
+def _write_files(folder: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
 
 
 class NoopExecutor:
@@ -83,12 +81,20 @@ class NoopExecutor:
             (task.results / output.name).mkdir(parents=True, exist_ok=True)
 
     async def run(self, task: Task) -> int:
+        exit_code, streams = await self.run_in_memory(task)
+        await asyncio.to_thread(_write_files, task.results, streams)  # file creation blocks
+        return exit_code
+
+    async def run_in_memory(self, task: Task) -> tuple[int, dict[str, bytes]]:
+        """As `run`, but the streams come back ({name: bytes}) rather than written: for a job
+        without output volumes the runner publishes them with no results folder at all (file
+        creations are most of what a noop job costs on a busy disk)."""
         engine = task.spec.engine
         assert isinstance(engine, NoopEngine)
         if engine.duration_ms:
             await asyncio.sleep(engine.duration_ms / 1000)
-        await asyncio.to_thread(_write_streams, task, engine)  # file creation blocks for ms
-        return engine.exit_code
+        streams = {"stdout": engine.stdout.encode(), "stderr": engine.stderr.encode()}
+        return engine.exit_code, {name: capped(data) for name, data in streams.items()}
 
     async def cleanup(self, task: Task) -> None:
         return None

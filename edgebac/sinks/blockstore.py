@@ -16,7 +16,7 @@ import ctypes
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -114,16 +114,32 @@ class BlockStore:
     def import_path(self, path: str | os.PathLike[str], *, hidden: bool = True) -> unixfs.DagLink:
         """Import a file or folder (ipfs-car rules, see `unixfs`); its root CID and sizes."""
         written: list[Path] = []
-
-        def put(cid: CID, data: bytes | memoryview) -> None:
-            if self.put(cid, data, verified=True):
-                written.append(self._path(cid))
-
+        put = self._putter(written)
         pool = self._import_pool() if _larger_than(path, SMALL_IMPORT_BYTES) else None
         link = unixfs.import_path(path, put, hidden=hidden, pool=pool)
         self._sync(written)
         self.mark_complete(link.cid)
         return link
+
+    def import_files(self, files: Mapping[str, bytes]) -> unixfs.DagLink:
+        """Import a folder of files held in memory (see `unixfs.import_files`): the same DAG
+        as `import_path` of those files, without creating them on disk first. Blocks already
+        held (the same output again) cost no file and no sync."""
+        written: list[Path] = []
+        put = self._putter(written)
+        link = unixfs.import_files(files, put)
+        self._sync(written)
+        self.mark_complete(link.cid)
+        return link
+
+    def _putter(self, written: list[Path]) -> unixfs.Put:
+        """A `put` for the importers that notes the blocks it wrote (to sync them)."""
+
+        def put(cid: CID, data: bytes | memoryview) -> None:
+            if self.put(cid, data, verified=True):
+                written.append(self._path(cid))
+
+        return put
 
     def _import_pool(self) -> ThreadPoolExecutor:
         """One pool for the store's lifetime: a pool per import costs a millisecond per job."""
@@ -154,7 +170,9 @@ class BlockStore:
                 os.close(fd)
 
     def mark_complete(self, cid: CID) -> None:
-        (self._complete / str(cid)).touch()
+        marker = self._complete / str(cid)
+        if not marker.exists():  # a file creation waits on the disk; a lookup does not
+            marker.touch()
 
     def holds(self, cid: CID) -> bool:
         """Whether every block of the DAG under `cid` is here (checks, then remembers)."""
@@ -187,6 +205,14 @@ class BlockStore:
     def export_file(self, cid: CID) -> Iterator[bytes]:
         """The bytes of a file, verified block by block."""
         return exporter.file_chunks(self.get_block, cid)
+
+    def read_entry(self, cid: CID, name: str) -> bytes | None:
+        """The bytes of the file `name` in the folder `cid`, verified; None if it has none.
+        ContentNotFound (or CorruptBlock) if the store lacks a block of it."""
+        entry = exporter.child(self.get_block, cid, name)
+        if entry is None:
+            return None
+        return b"".join(exporter.file_chunks(self.get_block, entry))
 
     def export_car(self, cid: CID) -> Iterator[bytes]:
         """A CARv1 with `cid` as its root and every block of its DAG, parents first."""

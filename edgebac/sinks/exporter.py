@@ -103,6 +103,14 @@ def walk_items(get: Get, root: CID) -> Iterator[Item]:
         stack.extend(reversed(children))
 
 
+def child(get: Get, cid: CID, name: str) -> CID | None:
+    """The entry `name` of the folder `cid`; None if it has none (or `cid` is a file)."""
+    links, kind, _ = _node(cid, get(cid))
+    if kind == FILE:
+        return None
+    return next((c for n, c in _dir_entries(get, cid, links, kind) if n == name), None)
+
+
 def stat(get: Get, cid: CID) -> Item:
     _, kind, size = _node(cid, get(cid))
     return Item("", "file" if kind == FILE else "directory", cid, size if kind == FILE else 0)

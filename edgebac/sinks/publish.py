@@ -10,6 +10,7 @@ transfer manager), using this node's S3 configuration, never the job's.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,13 @@ class Publisher:
     def __init__(self, store: BlockStore, s3_client: Any = None) -> None:
         self.store = store
         self._s3_client = s3_client  # a callable giving a boto3 client, made on first use
+
+    async def publish_files(self, files: Mapping[str, bytes]) -> Published:
+        """Results held in memory (a folder of small files) into the node's store only: what
+        the `local` publisher does with a results folder, without the folder."""
+        link = await asyncio.to_thread(self.store.import_files, files)
+        digest = str(link.cid)
+        return Published(digest, digest, link.size)
 
     async def publish(
         self, results: Path, publisher: Any, job_id: str, execution_id: str

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,10 +143,36 @@ def _scan(path: str, hidden: bool) -> _Folder | None:
     return folder if folder.files or folder.folders else None
 
 
+def import_bytes(data: bytes, put: Put, chunk_size: int = CHUNK_SIZE) -> DagLink:
+    """The DAG of a file held in memory: the same blocks as `import_file` of those bytes."""
+    view = memoryview(data)
+    leaves = []
+    for offset in range(0, len(data), chunk_size) if data else range(1):
+        chunk = view[offset : offset + chunk_size]
+        cid = CID.of(RAW, chunk)
+        put(cid, chunk)
+        leaves.append(DagLink(cid, len(chunk), len(chunk)))
+    return _balanced(leaves, put)
+
+
+def import_files(files: Mapping[str, bytes], put: Put) -> DagLink:
+    """The DAG of a folder of files held in memory (no subfolders), as `import_path` would
+    build it from those files on disk: for results that never need to touch the disk."""
+    for name in files:
+        if name in ("", ".", "..") or "/" in name or "\0" in name:
+            raise BadContent(f"{name!r} is not a file name")
+        _check_name(name, "")
+    return _directory({name: import_bytes(data, put) for name, data in files.items()}, put)
+
+
 def _build_folder(folder: _Folder, put: Put, pool: Executor | None) -> DagLink:
     links = {name: import_file(p, put, pool=pool) for name, p in folder.files.items()}
     for name, sub in folder.folders.items():
         links[name] = _build_folder(sub, put, pool)
+    return _directory(links, put)
+
+
+def _directory(links: dict[str, DagLink], put: Put) -> DagLink:
     size = sum(link.size for link in links.values())
     if len(links) > SHARD_THRESHOLD:
         entries = [Entry(name, link.cid, link.tsize) for name, link in links.items()]
