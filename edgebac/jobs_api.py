@@ -113,8 +113,8 @@ async def get_job(request: web.Request) -> web.Response:
         raise BadRequest("wait_ms must be an integer") from None
     deadline = asyncio.get_running_loop().time() + wait_s
     while not job.terminal and (left := deadline - asyncio.get_running_loop().time()) > 0:
-        await node.runner.wait_job(job.id, left)
-        job = await _job(node, job.id)
+        changed = await node.runner.wait_job(job.id, left)
+        job = changed if changed is not None else await _job(node, job.id)
     view = job_view(job)
     if request.query.get("events", "1") != "0":
         history = await node.log.by_job(job.id, limit=10_000)

@@ -74,6 +74,16 @@ def _finish_results(results: Path, exit_code: int, task: Task) -> tuple[int, str
     return _size(results), _head(task.stdout), _head(task.stderr)
 
 
+class _Watch:
+    """Long polls waiting on one job: woken with the job as the fold that changed it left it."""
+
+    __slots__ = ("changed", "job")
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.job: Job | None = None
+
+
 def _results_in_memory(spec: Any, publisher: Any) -> bool:
     """Whether an execution's results can skip the results folder: they are only the streams
     and the exit code (no output volumes), and go only to the node's own store."""
@@ -129,7 +139,7 @@ class JobRunner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._folded = asyncio.Event()  # replaced after each fold: long polls wait on it
-        self._watchers: dict[str, asyncio.Event] = {}  # job id -> set when that job changes
+        self._watchers: dict[str, _Watch] = {}  # job id -> woken when that job changes
         self._attention = Attention(int(tick_s * 1000 * FULL_LOOK_TICKS))
         self._seen_shared: tuple[Any, ...] = ()  # liveness and images, as last looked at
         self._claimed: dict[str, int] = {}  # what my executions and bids claimed, as last seen
@@ -215,9 +225,10 @@ class JobRunner:
     def _changed(self, job_ids: set[str]) -> None:
         self._attention.changed(job_ids)
         for job_id in job_ids:
-            watcher = self._watchers.pop(job_id, None)
-            if watcher is not None:
-                watcher.set()
+            watch = self._watchers.pop(job_id, None)
+            if watch is not None:
+                watch.job = self.state.jobs.get(job_id)
+                watch.changed.set()
         self._folded.set()
         self._folded = asyncio.Event()
 
@@ -247,15 +258,20 @@ class JobRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._folded.wait(), timeout_s)
 
-    async def wait_job(self, job_id: str, timeout_s: float) -> None:
+    async def wait_job(self, job_id: str, timeout_s: float) -> Job | None:
         """Until the projection of `job_id` next changes (or the timeout passes). Long polls of
-        many jobs wait here rather than on `wait_folded`: a fold wakes only its jobs' polls."""
-        watcher = self._watchers.get(job_id)
-        if watcher is None:
-            watcher = self._watchers[job_id] = asyncio.Event()
+        many jobs wait here rather than on `wait_folded`: a fold wakes only its jobs' polls.
+
+        Returns the job as that fold left it (None on timeout, or if the fold let go of it):
+        under load an ended job is often let go of before its poll runs again, and reading
+        it back from the log would be most of what the poll costs."""
+        watch = self._watchers.get(job_id)
+        if watch is None:
+            watch = self._watchers[job_id] = _Watch()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                await watcher.wait()
+                await watch.changed.wait()
+        return watch.job
 
     async def step(self) -> None:
         for _ in range(MAX_ROUNDS):
