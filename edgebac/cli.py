@@ -117,15 +117,15 @@ def _log_path(data_dir: Path) -> Path:
 @output_option
 def log_verify(data_dir: Path, output: str) -> None:
     """Re-check every signature and chain; exit code 1 if anything is wrong."""
-    from edgebac.eventlog import store
+    from edgebac.eventlog import offline
     from edgebac.eventlog.verify import check_rows
 
     path = _log_path(data_dir)
-    conn = store.open_readonly(path)
+    conn = offline.open_readonly(path)
     try:
-        damage = store.integrity_problems(conn)
-        report = check_rows(store.stored_rows(conn))
-        forks = store.fork_count(conn)
+        damage = offline.integrity_problems(conn)
+        report = check_rows(offline.stored_rows(conn))
+        forks = offline.fork_count(conn)
     finally:
         conn.close()
     problems = [f"sqlite: {line}" for line in damage] + report.problems
@@ -163,13 +163,13 @@ def log_show(
     data_dir: Path, output: str, type_: str | None, job: str | None, limit: int | None
 ) -> None:
     """Print events in the order this node stored them."""
-    from edgebac.eventlog import store
+    from edgebac.eventlog import offline
     from edgebac.eventlog.encoding import decode
     from edgebac.eventlog.view import event_json, event_line
 
-    conn = store.open_readonly(_log_path(data_dir))
+    conn = offline.open_readonly(_log_path(data_dir))
     try:
-        rows = list(store.stored_by_pos(conn, type_, job))
+        rows = list(offline.stored_by_pos(conn, type_, job))
     finally:
         conn.close()
     if limit is not None:

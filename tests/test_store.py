@@ -280,3 +280,42 @@ async def test_reads_see_every_commit_before_them_while_other_reads_run(log):
         await append_then_read(i)
     await asyncio.gather(*readers)
     assert stale == []
+
+
+SCHEMA_V1 = """
+CREATE TABLE events (
+    author BLOB NOT NULL, seq INTEGER NOT NULL, pos INTEGER NOT NULL UNIQUE,
+    id BLOB NOT NULL UNIQUE, hlc INTEGER NOT NULL, type TEXT NOT NULL, job_id TEXT,
+    raw BLOB NOT NULL, PRIMARY KEY (author, seq)
+);
+CREATE INDEX events_by_type ON events (type, pos);
+CREATE INDEX events_by_job ON events (job_id, pos) WHERE job_id IS NOT NULL;
+CREATE TABLE forks (
+    id BLOB PRIMARY KEY, author BLOB NOT NULL, seq INTEGER NOT NULL, held_id BLOB NOT NULL,
+    detected_ms INTEGER NOT NULL, raw BLOB NOT NULL
+);
+PRAGMA application_id = 1162102594;
+PRAGMA user_version = 1;
+"""
+
+
+async def test_a_version_1_log_is_used_as_it_is(tmp_path, other):
+    """Schema 2 only changed which columns are indexed: older logs keep working, unchanged."""
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SCHEMA_V1)
+    key = SigningKey.generate()
+    log = await open_log(path, key)
+    mine = await log.append([job(1), job(2)])
+    foreign = await other.append([job(3)])
+    assert [e.seq for e in (await log.ingest([foreign[0].raw])).accepted] == [1]
+    await log.close()
+    log = await open_log(path, key)
+    try:
+        assert (await log.append([job(4)]))[0].prev == mine[-1].id
+        assert [pos for pos, _ in await log.since()] == [1, 2, 3, 4]
+        assert [e.seq for e in await log.by_job("job-3")] == [1]
+    finally:
+        await log.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)

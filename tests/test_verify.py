@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
-from edgebac.eventlog import store
+from edgebac.eventlog import offline
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import Event, seal
-from edgebac.eventlog.store import EventLog, StoredRow
+from edgebac.eventlog.offline import StoredRow
+from edgebac.eventlog.store import EventLog
 from edgebac.eventlog.verify import check_rows
 
 KEY = SigningKey(b"\x07" * 32)
@@ -110,9 +111,9 @@ def test_any_flipped_byte_of_a_stored_event_is_detected(sample, tmp_path, data):
     offset = data.draw(st.integers(0, len(event.raw) - 1))
     dest = tmp_path / f"copy-{event.seq}-{offset}"
     _tampered_copy(data_dir, dest, event.raw, offset)
-    conn = store.open_readonly(dest / "events.db")
+    conn = offline.open_readonly(dest / "events.db")
     try:
-        report = check_rows(store.stored_rows(conn))
+        report = check_rows(offline.stored_rows(conn))
     finally:
         conn.close()
     assert not report.ok

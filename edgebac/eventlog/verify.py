@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from edgebac.eventlog.encoding import EncodingError, Event, Verifier, event_id
-from edgebac.eventlog.store import StoredRow, open_stored
+from edgebac.eventlog.offline import StoredRow
+from edgebac.eventlog.store import open_stored
 
 
 @dataclass
