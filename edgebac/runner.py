@@ -227,7 +227,7 @@ class JobRunner:
         for job_id in job_ids:
             watch = self._watchers.pop(job_id, None)
             if watch is not None:
-                watch.job = self.state.jobs.get(job_id)
+                watch.job = self.state.jobs.get(job_id) or self.state.released.get(job_id)
                 watch.changed.set()
         self._folded.set()
         self._folded = asyncio.Event()

@@ -90,6 +90,17 @@ def test_an_ended_job_is_let_go_of_and_keeps_its_part_of_the_hash():
     assert p.rebuild("j", by_job(w.log, "j")).to_dict() == full.jobs["j"].to_dict()
 
 
+def test_the_jobs_an_apply_let_go_of_stay_in_full_until_the_next():
+    w = base()
+    completed(w)
+    full = Projection.from_events(w.log)
+    p = Projection(EAGER)
+    p.apply(w.log)
+    assert p.released["j"].to_dict() == full.jobs["j"].to_dict()
+    p.apply([])
+    assert p.released == {}
+
+
 def test_a_late_event_before_the_end_reloads_the_job():
     w = base()
     completed(w, decline=True)

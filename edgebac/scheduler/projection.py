@@ -54,6 +54,9 @@ class Projection:
         self.jobs: dict[str, Job] = {}  # held in full
         self.evicted: dict[str, EndedJob] = {}  # ended jobs let go of (see `retention`)
         self.needs_reload: set[str] = set()  # evicted jobs an event may change: see `reload`
+        # The jobs the last `apply` let go of, in full: a shell may have to answer about them
+        # once more (a long poll of the job). Not state: dropped at the next `apply`.
+        self.released: dict[str, Job] = {}
         self.executions: dict[str, Execution] = {}  # of held and evicted jobs alike
         self.nodes: dict[bytes, NodeInfo] = {}
         self._buckets: dict[str, list[tuple[SortKey, Event]]] = {}
@@ -79,6 +82,7 @@ class Projection:
     def apply(self, events: Iterable[Event]) -> set[str]:
         """Fold new events in (duplicates are skipped); returns the ids of jobs that changed."""
         changed: set[str] = set()
+        self.released = {}
         for event in events:
             if not self._see(event):
                 continue
@@ -297,6 +301,7 @@ class Projection:
         job.requester = same(job.requester)
         last = bucket[-1][0]
         self.evicted[job_id] = EndedJob.of(job, (last[0], same(last[1]), last[2]), contrib, lost)
+        self.released[job_id] = job
 
     def _same_id(self, node: bytes) -> bytes:
         info = self.nodes.get(node)
