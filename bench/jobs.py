@@ -1,16 +1,19 @@
 """Noop jobs through real node processes: submit->completed latency and sustained throughput.
 
     python bench/jobs.py [--sequential 100] [--concurrent 1000] [--preset default]
-                         [--sizes 1,3] [--timeline 50] [--profile DIR]
+                         [--sizes 1,3] [--timeline 50] [--profile DIR [--gil]]
 
 For a 1-node and a 3-node loopback network (separate processes): p50/p99 latency of sequential
 jobs (submit, then a long poll until the job ended), and jobs/s for `--concurrent` jobs
 submitted at once. Targets: 3-node p50 <= 50 ms (Bacalhau's published figure for a trivial
 job is about 1.3 s); throughput >= 200 jobs/s.
 
+The client's own CPU is shown too: it shares the machine with the nodes.
+
 `--timeline N` prints, for N of the concurrent jobs, when each kind of event happened after the
 job's JobCreated (from the events' hlc), to see which step of a job waits. `--profile DIR`
-records every node process with py-spy during the concurrent run (collapsed stacks in DIR).
+records every node process with py-spy during the concurrent run (collapsed stacks in DIR;
+`--gil` for only the thread holding the GIL).
 """
 
 from __future__ import annotations
@@ -123,7 +126,9 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def start_profilers(pids: list[int], folder: Path, size: int) -> list[subprocess.Popen[bytes]]:
+def start_profilers(
+    pids: list[int], folder: Path, size: int, gil: bool
+) -> list[subprocess.Popen[bytes]]:
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
         py_spy = Path(shutil.which("py-spy") or "py-spy")
@@ -139,6 +144,7 @@ def start_profilers(pids: list[int], folder: Path, size: int) -> list[subprocess
                 "100",
                 "-f",
                 "raw",
+                *(["--gil"] if gil else []),
                 "-o",
                 str(folder / f"{size}node-n{index}.txt"),
             ],
@@ -181,15 +187,17 @@ def measure(size: int, args: argparse.Namespace) -> None:
             if args.timeline:
                 asyncio.run(timeline(api, sequential_ids[: args.timeline]))
             profilers = (
-                start_profilers([n.pid for n in network], args.profile, size)
+                start_profilers([n.pid for n in network], args.profile, size, args.gil)
                 if args.profile
                 else []
             )
             cpu_before = [cpu_seconds(n.pid) for n in network]
+            client_before = cpu_seconds(os.getpid())
             try:
                 rate, tally, job_ids = asyncio.run(concurrent(api, args.concurrent))
             finally:
                 stop_profilers(profilers)
+            client = [a - b for a, b in zip(cpu_seconds(os.getpid()), client_before, strict=True)]
             cpu = [
                 (after[0] - before[0], after[1] - before[1])
                 for after, before in zip(
@@ -204,7 +212,12 @@ def measure(size: int, args: argparse.Namespace) -> None:
             per_job = ", ".join(
                 f"{1000 * u / args.concurrent:.1f}+{1000 * s / args.concurrent:.1f}" for u, s in cpu
             )
-            print(f"{size}-node: CPU ms (user+sys) per job, each node: {per_job}", flush=True)
+            print(
+                f"{size}-node: CPU ms (user+sys) per job, each node: {per_job};"
+                f" this client: {1000 * client[0] / args.concurrent:.1f}"
+                f"+{1000 * client[1] / args.concurrent:.1f}",
+                flush=True,
+            )
             if args.timeline:
                 asyncio.run(timeline(api, job_ids[:: max(1, len(job_ids) // args.timeline)]))
         finally:
@@ -219,6 +232,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,3", help="network sizes to measure")
     parser.add_argument("--timeline", type=int, default=0, help="jobs to show timelines of")
     parser.add_argument("--profile", type=Path, help="py-spy flame graphs into this folder")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="profile only the thread holding the GIL (where a node's Python time goes; a "
+        "thread waiting for the GIL otherwise shows in the line it waits in)",
+    )
     args = parser.parse_args()
     for size in (int(s) for s in args.sizes.split(",")):
         measure(size, args)
