@@ -7,9 +7,11 @@ Measures, in one run and on the same signed events:
   (b) durable signed appends per second (WAL, synchronous=FULL), in batches of 1 and of 100,
   (c) foreign-event ingest per second (decode, verify, chain check, store) in batches of 100.
 
-Each figure is the best of R rounds (default 3): on a shared machine, other load only ever
-slows a round down. Targets: ingest >= 0.6x raw verify; appends in batches of 100 >= 10,000
-events/s. `--profile` then runs decode+verify and the ingest under cProfile.
+Each figure is the best of R rounds (default 5): on a shared machine, other load only ever
+slows a round down, so the best round is the closest to the machine's own speed. The ratio
+(c)/(a) is taken of those best figures; the per-round ratios are printed too. Targets: ingest
+>= 0.6x raw verify; appends in batches of 100 >= 10,000 events/s. `--profile` then runs
+decode+verify and the ingest under cProfile.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgpack
-from nacl.signing import SigningKey, VerifyKey
+from nacl.bindings import crypto_sign_open
+from nacl.signing import SigningKey
 
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import SIGNING_CONTEXT, Event, Verifier, seal
@@ -73,15 +76,15 @@ def foreign_events(count: int, rng: random.Random) -> list[Event]:
 
 
 def raw_verify_rate(events: list[Event]) -> float:
-    """Signature checks alone: what libsodium can do, with no decoding at all."""
-    keys = {event.author: VerifyKey(event.author) for event in events}
+    """Signature checks alone, with no decoding at all: libsodium through PyNaCl's binding, the
+    very call the node's verifier makes (VerifyKey.verify adds a Python layer on top)."""
     items = []
     for event in events:
         payload, sig = msgpack.unpackb(event.raw)
-        items.append((keys[event.author], SIGNING_CONTEXT + payload, sig))
+        items.append((sig + SIGNING_CONTEXT + payload, event.author))
     start = time.perf_counter()
-    for key, message, sig in items:
-        key.verify(message, sig)
+    for signed, author in items:
+        crypto_sign_open(signed, author)
     return len(items) / (time.perf_counter() - start)
 
 
@@ -202,13 +205,12 @@ async def main(count: int, rounds: int, profile: bool) -> None:
     print(f"best of {rounds} rounds:")
     for name, rate in rates.items():
         print(f"  {name:<38} {rate:>10,.0f} events/s")
-    # The ratio within each round (raw verify measured just before), median over the rounds.
-    ratios = sorted(r["ingest, batches of 100"] / r["raw verify"] for r in per_round)
-    ratio = ratios[len(ratios) // 2]
-    print(f"\n(c)/(a) per round: {', '.join(f'{r:.2f}' for r in ratios)}", end="")
+    ratios = [r["ingest, batches of 100"] / r["raw verify"] for r in per_round]
+    ratio = rates["ingest, batches of 100"] / rates["raw verify"]
+    print(f"\n(c)/(a) in each round: {', '.join(f'{r:.2f}' for r in ratios)}", end="")
     batch100 = rates["appends, batches of 100"]
     print(
-        f"\n(c)/(a): ingest / raw verify, median = {ratio:.2f}   target >= {INGEST_TARGET}: "
+        f"\n(c)/(a): ingest / raw verify, best of each = {ratio:.2f}   target >= {INGEST_TARGET}: "
         f"{verdict(ratio, INGEST_TARGET)}"
     )
     print(
@@ -220,7 +222,7 @@ async def main(count: int, rounds: int, profile: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=6_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     asyncio.run(main(args.events, args.rounds, args.profile))
