@@ -20,6 +20,14 @@ from typing import Any, TypeVar
 from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.store import EventLog
 from edgebac.policy import Policy
+from edgebac.results import (
+    finish_results,
+    fresh_folders,
+    instant_execution,
+    result_event,
+    results_in_memory,
+    stream_head,
+)
 from edgebac.runtime.engines import present_images
 from edgebac.runtime.executor import ExecutionError, Executor, NoopExecutor, Task
 from edgebac.runtime.staging import HeldInputs
@@ -33,7 +41,6 @@ from edgebac.scheduler.state import Execution, Job
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-HEAD_BYTES = 1024  # of stdout/stderr carried in ResultPublished, for `job describe`
 MAX_ROUNDS = 32  # decide/append rounds per step; each round moves every job one step
 FOLDER_THREADS = 4  # for executions' folders (metadata waits on the disk, not on the CPU)
 FULL_LOOK_TICKS = 8  # look at every live job at least this often (in ticks), as a safety net
@@ -49,31 +56,6 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _head(path: Path) -> str:
-    try:
-        with path.open("rb") as stream:
-            return stream.read(HEAD_BYTES).decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def _fresh_folders(results: Path, scratch: Path | None) -> None:
-    shutil.rmtree(results, ignore_errors=True)
-    results.mkdir(parents=True)
-    if scratch is not None:
-        scratch.mkdir(parents=True, exist_ok=True)
-
-
-def _finish_results(results: Path, exit_code: int, task: Task) -> tuple[int, str, str]:
-    """Write `exitCode`; (size of the results, head of stdout, head of stderr)."""
-    (results / "exitCode").write_text(f"{exit_code}\n")
-    return _size(results), _head(task.stdout), _head(task.stderr)
-
-
 class _Watch:
     """Long polls waiting on one job: woken with the job as the fold that changed it left it."""
 
@@ -82,39 +64,6 @@ class _Watch:
     def __init__(self) -> None:
         self.changed = asyncio.Event()
         self.job: Job | None = None
-
-
-def _results_in_memory(spec: Any, publisher: Any) -> bool:
-    """Whether an execution's results can skip the results folder: they are only the streams
-    and the exit code (no output volumes), and go only to the node's own store."""
-    return publisher is not None and not spec.outputs and spec.publisher.type == "local"
-
-
-def _instant(executor: Executor, spec: Any, publisher: Any) -> bool:
-    """A noop execution that takes no time and keeps its results in memory: it starts and
-    ends within one step of the event loop's work, with no file or container to wait for."""
-    return (
-        isinstance(executor, NoopExecutor)
-        and spec.engine.duration_ms == 0
-        and _results_in_memory(spec, publisher)
-    )
-
-
-def _result(
-    execution: Execution,
-    exit_code: int,
-    published: Mapping[str, Any],
-    stdout_head: str,
-    stderr_head: str,
-) -> ev.Planned:
-    return ev.RESULT_PUBLISHED, {
-        "job_id": execution.job_id,
-        "execution_id": execution.id,
-        "exit_code": exit_code,
-        **published,
-        "stdout_head": stdout_head,
-        "stderr_head": stderr_head,
-    }
 
 
 class JobRunner:
@@ -399,7 +348,7 @@ class JobRunner:
                 await self.log.append([(ev.EXECUTION_FAILED, self._failure(execution, reason))])
                 return
             started = (ev.EXECUTION_STARTED, {"job_id": job.id, "execution_id": execution.id})
-            if _instant(executor, job.spec, self.publisher):
+            if instant_execution(executor, job.spec, self.publisher):
                 # Nothing happens in between: its start and its result take one append.
                 outcome = await self._run(executor, execution, job.spec)
                 await self.log.append([started, outcome])
@@ -418,13 +367,13 @@ class JobRunner:
             self._wake.set()
 
     async def _run(self, executor: Executor, execution: Execution, spec: Any) -> ev.Planned:
-        if isinstance(executor, NoopExecutor) and _results_in_memory(spec, self.publisher):
+        if isinstance(executor, NoopExecutor) and results_in_memory(spec, self.publisher):
             return await self._run_in_memory(executor, execution, spec)
         results = self.results_dir(execution.id)
         scratch = self.work_dir / "scratch" / execution.id
         # noop never touches its scratch folder; a file creation costs ~1 ms of some disks.
         make_scratch = spec.engine.type != "noop"
-        await self._in_folders(_fresh_folders, results, scratch if make_scratch else None)
+        await self._in_folders(fresh_folders, results, scratch if make_scratch else None)
         task = Task(execution.id, execution.job_id, spec, scratch, results)
         try:
             await executor.prepare(task)
@@ -433,7 +382,7 @@ class JobRunner:
             except TimeoutError:
                 raise ExecutionError(f"timed out after {spec.timeout_s:g} s") from None
             size, stdout_head, stderr_head = await self._in_folders(
-                _finish_results, results, exit_code, task
+                finish_results, results, exit_code, task
             )
             published = {"reference": f"node:{self.me.hex()}/{execution.id}", "size": size}
             if self.publisher is not None:
@@ -441,7 +390,7 @@ class JobRunner:
                     results, spec.publisher, execution.job_id, execution.id
                 )
                 published = where.body()
-            return _result(execution, exit_code, published, stdout_head, stderr_head)
+            return result_event(execution, exit_code, published, stdout_head, stderr_head)
         except ExecutionError as exc:
             return ev.EXECUTION_FAILED, self._failure(execution, exc.reason)
         finally:
@@ -462,8 +411,8 @@ class JobRunner:
             return ev.EXECUTION_FAILED, self._failure(execution, reason)
         files["exitCode"] = f"{exit_code}\n".encode()
         where = await self.publisher.publish_files(files)
-        heads = [files[name][:HEAD_BYTES].decode(errors="replace") for name in ("stdout", "stderr")]
-        return _result(execution, exit_code, where.body(), *heads)
+        heads = [stream_head(files[name]) for name in ("stdout", "stderr")]
+        return result_event(execution, exit_code, where.body(), *heads)
 
     async def _in_folders(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._folders, fn, *args)
