@@ -14,7 +14,7 @@ from edgebac.errors import LogStoreError
 from edgebac.eventlog.chain import Reason
 from edgebac.eventlog.clock import Hlc, HybridClock
 from edgebac.eventlog.encoding import EncodingError, seal
-from edgebac.eventlog.store import EventLog
+from edgebac.eventlog.store import MIN_VERIFY_CHUNK, EventLog
 
 SKEW = 60_000
 
@@ -133,6 +133,27 @@ async def test_bad_event_in_batch_keeps_good_prefix_with_reasons(log, other):
     # The rest arrives later, intact: the chain continues.
     report = await other.ingest([e.raw for e in events[2:]])
     assert [e.seq for e in report.accepted] == [3, 4, 5]
+
+
+async def test_a_big_batch_checked_in_parallel_refuses_each_bad_event_for_its_reason(log, other):
+    """Batches past a few events are decoded, then checked on several threads: every kind of
+    bad event still gets its own reason, and each author's good prefix is kept."""
+    events = await log.append([job(i) for i in range(4 * MIN_VERIFY_CHUNK)])
+    raws = [e.raw for e in events]
+    tampered = bytearray(raws[50])
+    tampered[-1] ^= 0xFF  # signature
+    raws[50] = bytes(tampered)
+    stranger = SigningKey.generate()
+    bad_body = seal(stranger, 1, None, Hlc(1, 0), "BidAccepted", {"job_id": "j", "node": b"x"})
+    report = await other.ingest([b"\x93garbage", bad_body.raw, *raws])
+    assert [e.seq for e in report.accepted] == list(range(1, 51))
+    reasons = [r.reason for r in report.rejections]
+    assert sorted(set(reasons)) == sorted(
+        {Reason.MALFORMED, Reason.BAD_BODY, Reason.BAD_SIGNATURE, Reason.GAP}
+    )
+    assert reasons.count(Reason.BAD_SIGNATURE) == 1
+    assert reasons.count(Reason.GAP) == len(events) - 51
+    assert other.version_vector() == {log.author: 50}
 
 
 async def test_unknown_type_and_bad_body_from_peers_are_refused(log, other):

@@ -34,6 +34,7 @@ SIG_BYTES = 64
 ID_BYTES = 32
 MAX_EVENT_BYTES = 1 << 20  # job specs with small inline inputs fit; a gossip page holds many
 MAX_TYPE_LEN = 64
+BAD_SIGNATURE = "signature does not verify under its author's key"
 
 
 class EncodingError(ValueError):
@@ -243,22 +244,34 @@ def decode(raw: bytes) -> Event:
     return _decode(raw)[0]
 
 
+def decode_signed(raw: bytes) -> tuple[Event, bytes]:
+    """`decode`, and the signed message libsodium checks (`signature_valid`): decoding is
+    Python, checking is C, and a batch goes faster with the two done apart (see the store)."""
+    event, payload = _decode(raw)
+    return event, event.sig + SIGNING_CONTEXT + payload
+
+
+def signature_valid(author: bytes, signed: bytes) -> bool:
+    """Whether `signed` (from `decode_signed`) carries a good signature of `author`. An author
+    is its raw ed25519 public key, which libsodium takes as it is."""
+    try:
+        crypto_sign_open(signed, author)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
 class Verifier:
-    """Checks signatures. An author is its raw ed25519 public key, so libsodium takes it as it
-    is: no key objects to build or cache (checking is most of an ingest's cost)."""
+    """Checks signatures, one event at a time (a store checks batches in parallel)."""
 
     def _valid(self, author: bytes, payload: bytes, sig: bytes) -> bool:
-        try:
-            crypto_sign_open(sig + SIGNING_CONTEXT + payload, author)
-        except (BadSignatureError, ValueError, TypeError):
-            return False
-        return True
+        return signature_valid(author, sig + SIGNING_CONTEXT + payload)
 
     def open(self, raw: bytes) -> Event:
         """Decode and check the signature: the way into the node for bytes from elsewhere."""
         event, payload = _decode(raw)
         if not self._valid(event.author, payload, event.sig):
-            raise EncodingError("bad_signature", "signature does not verify under its author's key")
+            raise EncodingError("bad_signature", BAD_SIGNATURE)
         return event
 
     def verify(self, event: Event) -> bool:

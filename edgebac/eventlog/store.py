@@ -28,7 +28,17 @@ from nacl.signing import SigningKey
 from edgebac.errors import LogStoreError
 from edgebac.eventlog.chain import Fork, Head, Reason, Rejection, Verdict, check_chains
 from edgebac.eventlog.clock import Hlc, HybridClock
-from edgebac.eventlog.encoding import EncodingError, Event, Verifier, decode, event_id, seal
+from edgebac.eventlog.encoding import (
+    BAD_SIGNATURE,
+    EncodingError,
+    Event,
+    Verifier,
+    decode,
+    decode_signed,
+    event_id,
+    seal,
+    signature_valid,
+)
 from edgebac.eventlog.types import body_problem
 
 logger = logging.getLogger(__name__)
@@ -224,11 +234,43 @@ def open_many(raws: Sequence[bytes], verifier: Verifier) -> tuple[list[Event], l
     return events, rejections
 
 
-def _chunks(raws: Sequence[bytes], count: int) -> list[Sequence[bytes]]:
-    """`raws` in at least one and at most `count` consecutive slices of near equal length."""
+Decoded = list[tuple[Event, bytes]]  # events with the signed messages they carry
+
+
+def decode_many(raws: Sequence[bytes]) -> tuple[Decoded, list[Rejection]]:
+    """Decode and check body shapes: the Python half of opening events (it holds the GIL)."""
+    decoded: Decoded = []
+    rejections: list[Rejection] = []
+    for raw in raws:
+        try:
+            event, signed = decode_signed(raw)
+            problem = body_problem(event.type, event.body)
+            if problem is not None:
+                raise EncodingError(*problem)
+            decoded.append((event, signed))
+        except EncodingError as exc:
+            rejections.append(Rejection(Reason(exc.reason), exc.detail))
+    return decoded, rejections
+
+
+def check_signatures(decoded: Decoded) -> tuple[list[Event], list[Rejection]]:
+    """The libsodium half: so little Python per event that threads doing it run in parallel."""
+    events: list[Event] = []
+    rejections: list[Rejection] = []
+    for event, signed in decoded:
+        if signature_valid(event.author, signed):
+            events.append(event)
+        else:
+            # Not `Rejection.of`: who it claims to be from is exactly what failed to verify.
+            rejections.append(Rejection(Reason.BAD_SIGNATURE, BAD_SIGNATURE))
+    return events, rejections
+
+
+def _chunks(items: Sequence[Any], count: int) -> list[Sequence[Any]]:
+    """`items` in at least one and at most `count` consecutive slices of near equal length."""
     count = max(1, count)
-    size = -(-len(raws) // count)
-    return [raws[at : at + size] for at in range(0, len(raws), size)] if raws else [raws]
+    size = -(-len(items) // count)
+    return [items[at : at + size] for at in range(0, len(items), size)] if items else [items]
 
 
 def not_ours(path: Path, why: str) -> LogStoreError:
@@ -360,11 +402,15 @@ class EventLog:
         if len(raws) <= INLINE_VERIFY:
             opened = [open_many(raws, self._verifier)]
         else:
-            # libsodium drops the GIL while it checks a signature: one chunk per core verifies
-            # in parallel (the signature checks are most of an ingest's cost).
-            chunks = _chunks(raws, min(os.cpu_count() or 1, len(raws) // MIN_VERIFY_CHUNK))
-            opened = await asyncio.gather(
-                *(asyncio.to_thread(open_many, chunk, self._verifier) for chunk in chunks)
+            # Signature checks are most of an ingest's cost, and libsodium drops the GIL while
+            # it checks: one thread per core checks a part of the batch. Decoding is Python
+            # (it holds the GIL), so it comes first, for the whole batch: threads that decode
+            # and check event by event queue for the GIL at every event.
+            decoded, refused = await asyncio.to_thread(decode_many, raws)
+            chunks = _chunks(decoded, min(os.cpu_count() or 1, len(decoded) // MIN_VERIFY_CHUNK))
+            opened = [([], refused)]
+            opened += await asyncio.gather(
+                *(asyncio.to_thread(check_signatures, chunk) for chunk in chunks)
             )
         events = [event for chunk_events, _ in opened for event in chunk_events]
         report = IngestReport(
