@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ from nacl.signing import SigningKey
 from edgebac.errors import LogStoreError
 from edgebac.eventlog.chain import Reason
 from edgebac.eventlog.clock import Hlc, HybridClock
-from edgebac.eventlog.encoding import EncodingError, seal
-from edgebac.eventlog.store import MIN_VERIFY_CHUNK, EventLog
+from edgebac.eventlog.encoding import EncodingError, Verifier, seal
+from edgebac.eventlog.store import MIN_VERIFY_CHUNK, EventLog, open_batch, open_many
 
 SKEW = 60_000
 
@@ -154,6 +155,21 @@ async def test_a_big_batch_checked_in_parallel_refuses_each_bad_event_for_its_re
     assert reasons.count(Reason.BAD_SIGNATURE) == 1
     assert reasons.count(Reason.GAP) == len(events) - 51
     assert other.version_vector() == {log.author: 50}
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+async def test_a_batch_opens_the_same_on_any_number_of_threads(log, parts):
+    """`open_batch` (decode, then signatures in parts) answers as `open_many` does."""
+    events = await log.append([job(i) for i in range(3 * MIN_VERIFY_CHUNK)])
+    raws = [e.raw for e in events]
+    raws[7] = raws[7][:-1] + bytes([raws[7][-1] ^ 1])
+    raws[40] = b"\xc0"
+    with ThreadPoolExecutor(2) as helpers:
+        batch = open_batch(raws, helpers if parts > 1 else None, parts)
+    one_by_one = open_many(raws, Verifier())
+    assert batch[0] == one_by_one[0]
+    assert len(batch[0]) == len(raws) - 2
+    assert sorted(r.reason for r in batch[1]) == sorted(r.reason for r in one_by_one[1])
 
 
 async def test_unknown_type_and_bad_body_from_peers_are_refused(log, other):

@@ -17,7 +17,7 @@ import os
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,7 @@ INSERT_FORK = (
 
 MAX_GROUP = 64  # requests committed together; bounds one transaction's size and latency
 MIN_VERIFY_CHUNK = 32  # events per verifying thread; below this the thread hop costs more
+_CORES = os.cpu_count() or 1
 INLINE_VERIFY = 8  # at most this many events are verified on the loop: a thread hop costs more
 RECENT_IDS = 1 << 14  # ids of the newest stored events, to drop gossip's duplicates unverified
 
@@ -223,7 +224,7 @@ def open_stored(raw: bytes, verifier: Verifier) -> Event:
     return event
 
 
-def open_many(raws: Sequence[bytes], verifier: Verifier) -> tuple[list[Event], list[Rejection]]:
+def open_many(raws: Sequence[bytes], verifier: Verifier) -> Opened:
     events: list[Event] = []
     rejections: list[Rejection] = []
     for raw in raws:
@@ -235,6 +236,7 @@ def open_many(raws: Sequence[bytes], verifier: Verifier) -> tuple[list[Event], l
 
 
 Decoded = list[tuple[Event, bytes]]  # events with the signed messages they carry
+Opened = tuple[list[Event], list[Rejection]]  # the good events, and the refused with reasons
 
 
 def decode_many(raws: Sequence[bytes]) -> tuple[Decoded, list[Rejection]]:
@@ -253,7 +255,7 @@ def decode_many(raws: Sequence[bytes]) -> tuple[Decoded, list[Rejection]]:
     return decoded, rejections
 
 
-def check_signatures(decoded: Decoded) -> tuple[list[Event], list[Rejection]]:
+def check_signatures(decoded: Decoded) -> Opened:
     """The libsodium half: so little Python per event that threads doing it run in parallel."""
     events: list[Event] = []
     rejections: list[Rejection] = []
@@ -264,6 +266,22 @@ def check_signatures(decoded: Decoded) -> tuple[list[Event], list[Rejection]]:
             # Not `Rejection.of`: who it claims to be from is exactly what failed to verify.
             rejections.append(Rejection(Reason.BAD_SIGNATURE, BAD_SIGNATURE))
     return events, rejections
+
+
+def open_batch(raws: Sequence[bytes], helpers: Executor | None, parts: int) -> Opened:
+    """Open a batch in two halves: decode it all, then check its signatures in up to `parts`
+    parts, the first here and the others on `helpers`. Decoding is Python (it holds the GIL)
+    and libsodium drops the GIL while it checks: threads that did both, event by event,
+    queued for the GIL at every event. One thread hop from the event loop, not one per part."""
+    decoded, rejections = decode_many(raws)
+    chunks = _chunks(decoded, min(parts, len(decoded) // MIN_VERIFY_CHUNK))
+    others = [helpers.submit(check_signatures, chunk) for chunk in chunks[1:]] if helpers else []
+    events, refused = check_signatures(chunks[0])
+    for other in others:
+        more_events, more_refused = other.result()
+        events += more_events
+        refused += more_refused
+    return events, rejections + refused
 
 
 def _chunks(items: Sequence[Any], count: int) -> list[Sequence[Any]]:
@@ -324,6 +342,8 @@ class EventLog:
         self._reader = reader
         self._key = key
         self._verifier = Verifier()
+        # Threads that check a batch's signatures beside the one that decoded it.
+        self._helpers = ThreadPoolExecutor(_CORES - 1, "eventlog-verify") if _CORES > 1 else None
         self._heads: dict[bytes, Head] = {}
         self._next_pos = 1
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
@@ -383,6 +403,8 @@ class EventLog:
             self._writer_task = None
         await self._reader.close()
         await self._writer.close()
+        if self._helpers is not None:
+            self._helpers.shutdown(wait=False)
 
     # ----- writing ---------------------------------------------------------------------------
 
@@ -400,22 +422,11 @@ class EventLog:
         """Verify and store events from elsewhere; refused ones come back with their reasons."""
         raws, held = self._drop_recent(raws)
         if len(raws) <= INLINE_VERIFY:
-            opened = [open_many(raws, self._verifier)]
+            events, refused = open_many(raws, self._verifier)
         else:
-            # Signature checks are most of an ingest's cost, and libsodium drops the GIL while
-            # it checks: one thread per core checks a part of the batch. Decoding is Python
-            # (it holds the GIL), so it comes first, for the whole batch: threads that decode
-            # and check event by event queue for the GIL at every event.
-            decoded, refused = await asyncio.to_thread(decode_many, raws)
-            chunks = _chunks(decoded, min(os.cpu_count() or 1, len(decoded) // MIN_VERIFY_CHUNK))
-            opened = [([], refused)]
-            opened += await asyncio.gather(
-                *(asyncio.to_thread(check_signatures, chunk) for chunk in chunks)
-            )
-        events = [event for chunk_events, _ in opened for event in chunk_events]
-        report = IngestReport(
-            rejections=held + [r for _, chunk_rejections in opened for r in chunk_rejections]
-        )
+            # Signature checks are most of an ingest's cost; one thread per core does a part.
+            events, refused = await asyncio.to_thread(open_batch, raws, self._helpers, _CORES)
+        report = IngestReport(rejections=held + refused)
         if events:
             verdict: Verdict = await self._submit("ingest", events)
             report.accepted = verdict.accepted
@@ -554,8 +565,8 @@ class EventLog:
             is_member=self.is_member,
         )
         heads.update(verdict.heads)
-        for event in verdict.accepted:
-            self.clock.advance_to(event.hlc)
+        if verdict.accepted:  # past the newest: our next events sort after all of them
+            self.clock.advance_to(max(event.hlc for event in verdict.accepted))
         return verdict
 
     async def _held_ids(
