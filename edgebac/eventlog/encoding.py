@@ -102,7 +102,7 @@ class _Unusual(Exception):
     """`_plain` met something only `_canonical` may judge (or name the path of)."""
 
 
-_PLAIN_SCALARS = frozenset({str, bytes, bool, type(None)})
+_LEAVES = frozenset({str, bytes, bool, type(None)})  # taken as they are, without a call
 _INT_RANGE = range(-(1 << 63), 1 << 64)
 
 
@@ -113,10 +113,14 @@ def _plain(value: Any) -> Any:
     if kind is dict:
         if not set(map(type, value)) <= _STR_ONLY:
             raise _Unusual
-        return {key: _plain(value[key]) for key in sorted(value)}
+        ordered = {}
+        for key in sorted(value):
+            item = value[key]
+            ordered[key] = item if type(item) in _LEAVES else _plain(item)
+        return ordered
     if kind is list:
-        return [_plain(item) for item in value]
-    if kind in _PLAIN_SCALARS or (kind is int and value in _INT_RANGE):
+        return [item if type(item) in _LEAVES else _plain(item) for item in value]
+    if kind in _LEAVES or (kind is int and value in _INT_RANGE):
         return value
     if kind is float and math.isfinite(value):
         return value

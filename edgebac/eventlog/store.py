@@ -535,14 +535,15 @@ class EventLog:
         assert self._key is not None
         author = bytes(self._key.verify_key)
         head = heads.get(author)
+        seq, prev = (head.seq, head.id) if head else (0, None)
         events = []
         for type_, body in items:
-            seq = head.seq + 1 if head else 1
-            event = seal(self._key, seq, head.id if head else None, self.clock.now(), type_, body)
+            seq += 1
+            event = seal(self._key, seq, prev, self.clock.now(), type_, body)
             events.append(event)
-            head = Head(event.seq, event.id, event.hlc)
-        if head is not None:
-            heads[author] = head
+            prev = event.id
+        if events:
+            heads[author] = Head(seq, prev, events[-1].hlc)
         return events
 
     async def _check(
