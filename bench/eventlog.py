@@ -34,7 +34,8 @@ from nacl.signing import SigningKey
 
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import SIGNING_CONTEXT, Event, Verifier, seal
-from edgebac.eventlog.store import EventLog, open_many
+from edgebac.eventlog.opening import open_many
+from edgebac.eventlog.store import EventLog
 
 SKEW_MS = 300_000
 AUTHORS = 4

@@ -15,7 +15,8 @@ from edgebac.errors import LogStoreError
 from edgebac.eventlog.chain import Reason
 from edgebac.eventlog.clock import Hlc, HybridClock
 from edgebac.eventlog.encoding import EncodingError, Verifier, seal
-from edgebac.eventlog.store import MIN_VERIFY_CHUNK, EventLog, open_batch, open_many
+from edgebac.eventlog.opening import MIN_VERIFY_CHUNK, open_batch, open_many
+from edgebac.eventlog.store import EventLog
 
 SKEW = 60_000
 

@@ -17,7 +17,7 @@ import os
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,16 +29,14 @@ from edgebac.errors import LogStoreError
 from edgebac.eventlog.chain import Fork, Head, Reason, Rejection, Verdict, check_chains
 from edgebac.eventlog.clock import Hlc, HybridClock
 from edgebac.eventlog.encoding import (
-    BAD_SIGNATURE,
     EncodingError,
     Event,
     Verifier,
     decode,
-    decode_signed,
     event_id,
     seal,
-    signature_valid,
 )
+from edgebac.eventlog.opening import open_batch, open_many
 from edgebac.eventlog.types import body_problem
 
 logger = logging.getLogger(__name__)
@@ -89,7 +87,6 @@ INSERT_FORK = (
 )
 
 MAX_GROUP = 64  # requests committed together; bounds one transaction's size and latency
-MIN_VERIFY_CHUNK = 32  # events per verifying thread; below this the thread hop costs more
 _CORES = os.cpu_count() or 1
 INLINE_VERIFY = 8  # at most this many events are verified on the loop: a thread hop costs more
 RECENT_IDS = 1 << 14  # ids of the newest stored events, to drop gossip's duplicates unverified
@@ -213,82 +210,6 @@ class _Request:
     kind: str  # "append" | "ingest"
     payload: Any
     done: asyncio.Future[Any]
-
-
-def open_stored(raw: bytes, verifier: Verifier) -> Event:
-    """Decode, check the signature and the body shape of bytes from anywhere but our own writer."""
-    event = verifier.open(raw)
-    problem = body_problem(event.type, event.body)
-    if problem is not None:
-        raise EncodingError(*problem)
-    return event
-
-
-def open_many(raws: Sequence[bytes], verifier: Verifier) -> Opened:
-    events: list[Event] = []
-    rejections: list[Rejection] = []
-    for raw in raws:
-        try:
-            events.append(open_stored(raw, verifier))
-        except EncodingError as exc:
-            rejections.append(Rejection(Reason(exc.reason), exc.detail))
-    return events, rejections
-
-
-Decoded = list[tuple[Event, bytes]]  # events with the signed messages they carry
-Opened = tuple[list[Event], list[Rejection]]  # the good events, and the refused with reasons
-
-
-def decode_many(raws: Sequence[bytes]) -> tuple[Decoded, list[Rejection]]:
-    """Decode and check body shapes: the Python half of opening events (it holds the GIL)."""
-    decoded: Decoded = []
-    rejections: list[Rejection] = []
-    for raw in raws:
-        try:
-            event, signed = decode_signed(raw)
-            problem = body_problem(event.type, event.body)
-            if problem is not None:
-                raise EncodingError(*problem)
-            decoded.append((event, signed))
-        except EncodingError as exc:
-            rejections.append(Rejection(Reason(exc.reason), exc.detail))
-    return decoded, rejections
-
-
-def check_signatures(decoded: Decoded) -> Opened:
-    """The libsodium half: so little Python per event that threads doing it run in parallel."""
-    events: list[Event] = []
-    rejections: list[Rejection] = []
-    for event, signed in decoded:
-        if signature_valid(event.author, signed):
-            events.append(event)
-        else:
-            # Not `Rejection.of`: who it claims to be from is exactly what failed to verify.
-            rejections.append(Rejection(Reason.BAD_SIGNATURE, BAD_SIGNATURE))
-    return events, rejections
-
-
-def open_batch(raws: Sequence[bytes], helpers: Executor | None, parts: int) -> Opened:
-    """Open a batch in two halves: decode it all, then check its signatures in up to `parts`
-    parts, the first here and the others on `helpers`. Decoding is Python (it holds the GIL)
-    and libsodium drops the GIL while it checks: threads that did both, event by event,
-    queued for the GIL at every event. One thread hop from the event loop, not one per part."""
-    decoded, rejections = decode_many(raws)
-    chunks = _chunks(decoded, min(parts, len(decoded) // MIN_VERIFY_CHUNK))
-    others = [helpers.submit(check_signatures, chunk) for chunk in chunks[1:]] if helpers else []
-    events, refused = check_signatures(chunks[0])
-    for other in others:
-        more_events, more_refused = other.result()
-        events += more_events
-        refused += more_refused
-    return events, rejections + refused
-
-
-def _chunks(items: Sequence[Any], count: int) -> list[Sequence[Any]]:
-    """`items` in at least one and at most `count` consecutive slices of near equal length."""
-    count = max(1, count)
-    size = -(-len(items) // count)
-    return [items[at : at + size] for at in range(0, len(items), size)] if items else [items]
 
 
 def not_ours(path: Path, why: str) -> LogStoreError:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from edgebac.eventlog.encoding import EncodingError, Event, Verifier, event_id
 from edgebac.eventlog.offline import StoredRow
-from edgebac.eventlog.store import open_stored
+from edgebac.eventlog.opening import open_stored
 
 
 @dataclass

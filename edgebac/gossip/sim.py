@@ -28,7 +28,8 @@ from nacl.signing import SigningKey
 from edgebac.eventlog.chain import Fork, Head, check_chains
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import Event, Verifier, event_id, seal
-from edgebac.eventlog.store import IngestReport, Page, open_many
+from edgebac.eventlog.opening import open_many
+from edgebac.eventlog.store import IngestReport, Page
 from edgebac.eventlog.types import body_problem
 from edgebac.gossip.config import PRESETS, GossipConfig
 from edgebac.gossip.membership import Liveness
