@@ -1,10 +1,12 @@
-"""The SQLite event log: the only module that speaks SQL.
+"""The SQLite event log: with `offline` (read-only access for `edgebac log`), the only module
+that speaks SQL.
 
 One writer task owns every write and commits each group of requests in one transaction, so
 concurrent appends share an fsync (group commit) and the chain never sees two writers. The
 writer's connection lives on one thread of its own, and a group's whole transaction is one
 call there (a thread hop per statement would cost more than the statements). Reads use their
-own connection; WAL lets them run while the writer commits. The database refuses
+own connection; WAL lets them run while the writer commits, and each read is one call on that
+connection's thread (reads interleaved there would share a stale snapshot). The database refuses
 UPDATE and DELETE on events and fork evidence by itself (triggers), whatever code runs on it.
 """
 
