@@ -158,15 +158,15 @@ async def test_a_big_batch_checked_in_parallel_refuses_each_bad_event_for_its_re
     assert other.version_vector() == {log.author: 50}
 
 
-@pytest.mark.parametrize("parts", [1, 2, 3])
-async def test_a_batch_opens_the_same_on_any_number_of_threads(log, parts):
+@pytest.mark.parametrize(("parts", "with_helpers"), [(1, True), (2, True), (3, True), (3, False)])
+async def test_a_batch_opens_the_same_on_any_number_of_threads(log, parts, with_helpers):
     """`open_batch` (decode, then signatures in parts) answers as `open_many` does."""
     events = await log.append([job(i) for i in range(3 * MIN_VERIFY_CHUNK)])
     raws = [e.raw for e in events]
     raws[7] = raws[7][:-1] + bytes([raws[7][-1] ^ 1])
     raws[40] = b"\xc0"
     with ThreadPoolExecutor(2) as helpers:
-        batch = open_batch(raws, helpers if parts > 1 else None, parts)
+        batch = open_batch(raws, helpers if with_helpers else None, parts)
     one_by_one = open_many(raws, Verifier())
     assert batch[0] == one_by_one[0]
     assert len(batch[0]) == len(raws) - 2

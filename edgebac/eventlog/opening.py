@@ -81,11 +81,12 @@ def check_signatures(decoded: Decoded) -> Opened:
 
 
 def open_batch(raws: Sequence[bytes], helpers: Executor | None, parts: int) -> Opened:
-    """Open a batch in two halves: decode it all, then check its signatures in up to `parts`
-    parts, the first here and the others on `helpers`. Decoding is Python (it holds the GIL)
-    and libsodium drops the GIL while it checks: threads that did both, event by event,
-    queued for the GIL at every event. One thread hop from the event loop, not one per part."""
+    """Decode the whole batch, then check its signatures in up to `parts` parts: the first
+    here, the others on `helpers` (see the module docstring). The caller makes one thread hop
+    for all of it, not one per part."""
     decoded, rejections = decode_many(raws)
+    if helpers is None:
+        parts = 1
     chunks = _chunks(decoded, min(parts, len(decoded) // MIN_VERIFY_CHUNK))
     others = [helpers.submit(check_signatures, chunk) for chunk in chunks[1:]] if helpers else []
     events, refused = check_signatures(chunks[0])

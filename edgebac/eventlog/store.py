@@ -30,14 +30,7 @@ from nacl.signing import SigningKey
 from edgebac.errors import LogStoreError
 from edgebac.eventlog.chain import Fork, Head, Reason, Rejection, Verdict, check_chains
 from edgebac.eventlog.clock import Hlc, HybridClock
-from edgebac.eventlog.encoding import (
-    EncodingError,
-    Event,
-    Verifier,
-    decode,
-    event_id,
-    seal,
-)
+from edgebac.eventlog.encoding import EncodingError, Event, Verifier, decode, event_id, seal
 from edgebac.eventlog.opening import open_batch, open_many
 from edgebac.eventlog.types import body_problem
 
