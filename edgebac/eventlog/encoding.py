@@ -250,7 +250,7 @@ def decode(raw: bytes) -> Event:
 
 def decode_signed(raw: bytes) -> tuple[Event, bytes]:
     """`decode`, and the signed message libsodium checks (`signature_valid`): decoding is
-    Python, checking is C, and a batch goes faster with the two done apart (see the store)."""
+    Python, checking is C, and a batch goes faster with the two done apart (see `opening`)."""
     event, payload = _decode(raw)
     return event, event.sig + SIGNING_CONTEXT + payload
 
