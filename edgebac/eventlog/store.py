@@ -30,8 +30,8 @@ from nacl.signing import SigningKey
 from edgebac.errors import LogStoreError
 from edgebac.eventlog.chain import Fork, Head, Reason, Rejection, Verdict, check_chains
 from edgebac.eventlog.clock import Hlc, HybridClock
-from edgebac.eventlog.encoding import EncodingError, Event, Verifier, decode, event_id, seal
-from edgebac.eventlog.opening import open_batch, open_many
+from edgebac.eventlog.encoding import EncodingError, Event, decode, event_id, seal
+from edgebac.eventlog.opening import open_batch
 from edgebac.eventlog.types import body_problem
 
 logger = logging.getLogger(__name__)
@@ -257,7 +257,6 @@ class EventLog:
         self._writer = writer
         self._reader = reader
         self._key = key
-        self._verifier = Verifier()
         # Threads that check a batch's signatures beside the one that decoded it.
         self._helpers = ThreadPoolExecutor(_CORES - 1, "eventlog-verify") if _CORES > 1 else None
         self._heads: dict[bytes, Head] = {}
@@ -337,8 +336,8 @@ class EventLog:
     async def ingest(self, raws: Sequence[bytes]) -> IngestReport:
         """Verify and store events from elsewhere; refused ones come back with their reasons."""
         raws, held = self._drop_recent(raws)
-        if len(raws) <= INLINE_VERIFY:
-            events, refused = open_many(raws, self._verifier)
+        if len(raws) <= INLINE_VERIFY:  # on the loop: a thread hop would cost more
+            events, refused = open_batch(raws, None, 1)
         else:
             # Signature checks are most of an ingest's cost; one thread per core does a part.
             events, refused = await asyncio.to_thread(open_batch, raws, self._helpers, _CORES)
