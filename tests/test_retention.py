@@ -72,12 +72,18 @@ def completed(w: World, job_id: str = "j", decline: bool = False) -> None:
     assert w.state.jobs[job_id].status == "completed"
 
 
-def test_an_ended_job_is_let_go_of_and_keeps_its_part_of_the_hash():
+def ended_and_let_go() -> tuple[World, Projection, Projection]:
+    """A completed job's world, its full projection, and one that let the job go."""
     w = base()
     completed(w)
     full = Projection.from_events(w.log)
     p = Projection(EAGER)
     p.apply(w.log)
+    return w, full, p
+
+
+def test_an_ended_job_is_let_go_of_and_keeps_its_part_of_the_hash():
+    w, full, p = ended_and_let_go()
     assert "j" not in p.jobs
     assert "j" in p.evicted
     assert p._buckets == {}
@@ -91,11 +97,7 @@ def test_an_ended_job_is_let_go_of_and_keeps_its_part_of_the_hash():
 
 
 def test_the_jobs_an_apply_let_go_of_stay_in_full_until_the_next():
-    w = base()
-    completed(w)
-    full = Projection.from_events(w.log)
-    p = Projection(EAGER)
-    p.apply(w.log)
+    w, full, p = ended_and_let_go()
     assert p.released["j"].to_dict() == full.jobs["j"].to_dict()
     p.apply([])
     assert p.released == {}
