@@ -97,7 +97,7 @@ def test_an_ended_job_is_let_go_of_and_keeps_its_part_of_the_hash():
 
 
 def test_the_jobs_an_apply_let_go_of_stay_in_full_until_the_next():
-    w, full, p = ended_and_let_go()
+    _, full, p = ended_and_let_go()
     assert p.released["j"].to_dict() == full.jobs["j"].to_dict()
     p.apply([])
     assert p.released == {}
