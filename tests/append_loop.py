@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgebac.datadir import open_data_dir
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.identity import load_or_create
 from edgebac.eventlog.store import EventLog
+from edgebac.node.datadir import open_data_dir
 
 APPENDERS = 6
 MAX_BATCH = 50

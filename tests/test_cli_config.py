@@ -10,7 +10,7 @@ import click
 import pytest
 
 from edgebac.cli import cli
-from edgebac.cli_config import default_map
+from edgebac.cli.config import default_map
 from edgebac.errors import ConfigError
 from tests.procs import nodes_fixture, run_edgebac
 from tests.test_cli_errors import assert_one_line_error

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from edgebac.cli_run import job_spec, module_source, split_input, split_output
+from edgebac.cli.run import job_spec, module_source, split_input, split_output
 from edgebac.errors import BadRequest
 from edgebac.scheduler.spec import parse_spec
 from tests.procs import run_edgebac

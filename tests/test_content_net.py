@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from edgebac.api import errors_middleware
+from edgebac.api.app import errors_middleware
 from edgebac.sinks.blockstore import BlockStore
 from edgebac.sinks.car import read_car
 from edgebac.sinks.cid import CID, RAW

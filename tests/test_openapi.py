@@ -12,12 +12,12 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
-from edgebac.config import GOSSIP_PRESETS, PRESETS, HostPort, NodeConfig
-from edgebac.node import Node
+from edgebac.node.config import GOSSIP_PRESETS, PRESETS, HostPort, NodeConfig
+from edgebac.node.process import Node
 from tests.netfix import network_key, post_json, wait_converged
 from tests.procs import NodeProcess, nodes_fixture, wait_for
 
-DOC_PATH = Path(__file__).resolve().parent.parent / "edgebac" / "openapi.json"
+DOC_PATH = Path(__file__).resolve().parent.parent / "edgebac" / "api" / "openapi.json"
 DOC = json.loads(DOC_PATH.read_text())
 NOT_CLIENT_ROUTES = {"/gossip/v1"}  # sealed msgpack between nodes
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

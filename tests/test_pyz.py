@@ -142,7 +142,7 @@ def test_help_with_nothing_but_python_unpacks_once(pyz):
     (unpacked,) = pyz.cache.iterdir()
     assert unpacked.name.startswith("edgebac-0.1.0-")
     assert f"unpacking into {unpacked}" in first.stderr
-    assert (unpacked / "site-packages" / "edgebac" / "cli.py").is_file()
+    assert (unpacked / "site-packages" / "edgebac" / "cli" / "main.py").is_file()
     second = pyz.run("--help")
     assert second.returncode == 0, second.stderr
     assert second.stderr == ""

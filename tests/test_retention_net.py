@@ -7,7 +7,7 @@ from nacl.signing import SigningKey
 
 from edgebac.eventlog.clock import Hlc
 from edgebac.eventlog.encoding import seal
-from edgebac.runner import RETENTION
+from edgebac.node.runner import RETENTION
 from edgebac.scheduler.projection import Projection
 from tests.netfix import give, post_json
 from tests.procs import nodes_fixture, wait_for

@@ -1,27 +1,23 @@
 """The node's HTTP API: thin handlers over the node, one JSON error shape for every error.
 
 Every error response is `{"error": {"code": str, "message": str}}` with a fitting status.
+The routes reach the node only through `protocol.ServedNode`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from edgebac.errors import BadRequest, EdgebacError
-from edgebac.eventlog.view import event_json
-from edgebac.jobs_api import add_job_routes
-from edgebac.logs_api import add_log_routes
-
-if TYPE_CHECKING:
-    from edgebac.node import Node
+from edgebac.api.jobs import add_job_routes
+from edgebac.api.logs import add_log_routes
+from edgebac.api.nodes import add_node_routes
+from edgebac.api.protocol import NODE_KEY, ServedNode
+from edgebac.errors import EdgebacError
 
 log = logging.getLogger(__name__)
-NODE_KEY: web.AppKey[Node] = web.AppKey("node")
-MAX_PAGE = 1000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -55,111 +51,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(500, "internal", "internal error; see the node's log")
 
 
-def _int_param(request: web.Request, name: str, default: int, top: int) -> int:
-    text = request.query.get(name)
-    if text is None:
-        return default
-    if not text.isdigit() or int(text) > top:
-        raise BadRequest(f"query parameter {name!r} must be an integer from 0 to {top}")
-    return int(text)
-
-
-async def healthz(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    return web.json_response({"status": "ok", "id": node.identity.node_id})
-
-
-async def node_info(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    info = await node.describe()
-    if request.query.get("state_hash") == "1":  # costs a pass over the whole projection
-        info["state_hash"] = node.runner.refresh().state_hash()
-    return web.json_response(info)
-
-
-async def list_events(request: web.Request) -> web.Response:
-    """Events in local arrival order, paged by `after` (a pos); filter by `type` or `job_id`.
-
-    `wait_ms` makes it a long poll: the answer comes as soon as anything is stored past `after`.
-    """
-    node = request.app[NODE_KEY]
-    after = _int_param(request, "after", 0, 2**62)
-    limit = max(1, _int_param(request, "limit", 100, MAX_PAGE))
-    wait_s = _int_param(request, "wait_ms", 0, 60_000) / 1000
-    if wait_s:
-        await node.log.wait_past(after, wait_s)
-    rows = await node.log.since(after, limit)
-    type_, job_id = request.query.get("type"), request.query.get("job_id")
-    raw = request.query.get("raw") == "1"
-    events: list[dict[str, Any]] = [
-        event_json(event, pos) | ({"raw": event.raw.hex()} if raw else {})
-        for pos, event in rows
-        if (type_ is None or event.type == type_) and (job_id is None or event.job_id == job_id)
-    ]
-    next_after = rows[-1][0] if rows else after
-    return web.json_response({"events": events, "next": next_after, "more": len(rows) == limit})
-
-
-async def list_nodes(request: web.Request) -> web.Response:
-    """Every node this one knows: announcements from the log, liveness from gossip."""
-    node = request.app[NODE_KEY]
-    return web.json_response({"nodes": await node.known_nodes()})
-
-
-def _author_param(request: web.Request) -> bytes:
-    try:
-        author = bytes.fromhex(request.match_info["author"])
-    except ValueError:
-        author = b""
-    if len(author) != 32:
-        raise BadRequest("author must be a public key: 64 hex digits")
-    return author
-
-
-async def author_head(request: web.Request) -> web.Response:
-    """The newest event held of an author: what a client signing as that author builds on."""
-    node = request.app[NODE_KEY]
-    head = node.log.head(_author_param(request))
-    if head is None:
-        return web.json_response({"seq": 0, "id": None, "hlc": 0})
-    return web.json_response({"seq": head.seq, "id": head.id.hex(), "hlc": head.hlc.pack()})
-
-
-async def post_events(request: web.Request) -> web.Response:
-    """Signed events from a client (an authority's admissions): `{"events": [hex, ...]}`."""
-    node = request.app[NODE_KEY]
-    try:
-        payload = await request.json()
-        raws = [bytes.fromhex(item) for item in payload["events"]]
-    except (ValueError, KeyError, TypeError):
-        raise BadRequest('body must be {"events": [hex-encoded signed events]}') from None
-    report = await node.gossip.ingest(raws)
-    return web.json_response(
-        {
-            "accepted": [event.id.hex() for event in report.accepted],
-            "rejected": [{"reason": str(r.reason), "detail": r.detail} for r in report.errors],
-        }
-    )
-
-
-async def openapi(request: web.Request) -> web.Response:
-    """The OpenAPI document of this API (kept in the repo as edgebac/openapi.json)."""
-    from importlib.resources import files
-
-    text = files("edgebac").joinpath("openapi.json").read_text()
-    return web.Response(text=text, content_type="application/json")
-
-
-def make_app(node: Node) -> web.Application:
+def make_app(node: ServedNode) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=4 << 20)
     app[NODE_KEY] = node
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/api/v1/node", node_info)
-    app.router.add_get("/api/v1/events", list_events)
-    app.router.add_post("/api/v1/events", post_events)
-    app.router.add_get("/api/v1/nodes", list_nodes)
-    app.router.add_get("/api/v1/authors/{author}/head", author_head)
-    app.router.add_get("/api/v1/openapi.json", openapi)
+    add_node_routes(app)
     add_job_routes(app)
     add_log_routes(app)
     return app

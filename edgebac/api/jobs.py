@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
+from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, EdgebacError, NotFound
 from edgebac.eventlog.view import event_json, jsonable
 from edgebac.scheduler import events as ev
@@ -23,9 +24,6 @@ from edgebac.scheduler.retention import EndedJob
 from edgebac.scheduler.spec import SpecError, parse_spec
 from edgebac.scheduler.state import Job
 
-if TYPE_CHECKING:
-    from edgebac.node import Node
-
 MAX_LIST = 1000
 
 
@@ -34,13 +32,7 @@ class NotRequester(EdgebacError):
     http_status = 409
 
 
-def _node(request: web.Request) -> Node:
-    from edgebac.api import NODE_KEY
-
-    return request.app[NODE_KEY]
-
-
-async def _job(node: Node, job_id: str) -> Job:
+async def _job(node: ServedNode, job_id: str) -> Job:
     job = await node.runner.full_job(job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r} is known to this node")
@@ -89,8 +81,8 @@ def job_view(job: Job) -> dict[str, Any]:
 
 
 async def submit_job(request: web.Request) -> web.Response:
-    node = _node(request)
-    if "requester" not in node.config.roles:
+    node = served_node(request)
+    if "requester" not in node.roles:
         raise NotRequester("this node is not a requester: submit jobs to one that is")
     try:
         data = await request.json()
@@ -105,7 +97,7 @@ async def submit_job(request: web.Request) -> web.Response:
 
 async def get_job(request: web.Request) -> web.Response:
     """One job; `wait_ms` long-polls until the job has ended (or the time is up)."""
-    node = _node(request)
+    node = served_node(request)
     job = await _job(node, request.match_info["job_id"])
     try:
         wait_s = min(int(request.query.get("wait_ms", "0")), 60_000) / 1000
@@ -123,7 +115,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    node = _node(request)
+    node = served_node(request)
     try:
         limit = min(int(request.query.get("limit", "50")), MAX_LIST)
         offset = int(request.query.get("offset", "0"))
@@ -141,7 +133,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def cancel_job(request: web.Request) -> web.Response:
-    node = _node(request)
+    node = served_node(request)
     job = await _job(node, request.match_info["job_id"])
     if job.requester != node.identity.public_key:
         raise NotRequester(
@@ -156,7 +148,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 async def job_results(request: web.Request) -> web.Response:
     """Where each execution's results are, and which nodes to fetch them from."""
-    node = _node(request)
+    node = served_node(request)
     job = await _job(node, request.match_info["job_id"])
     results = []
     for execution in job.executions.values():

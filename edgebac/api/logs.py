@@ -31,17 +31,15 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
 
+from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, EdgebacError, NotFound
 from edgebac.scheduler.state import ACTIVE, Execution
-
-if TYPE_CHECKING:
-    from edgebac.node import Node
 
 STREAMS = ("stdout", "stderr")
 POLL_S = 0.1  # how often a follower looks at the files and the execution's status
@@ -82,12 +80,6 @@ def parse_query(request: web.Request) -> LogQuery:
         raise BadRequest("follow must be 0 or 1")
     streams = STREAMS if stream == "both" else (stream,)
     return LogQuery(streams, int(offset_text), follow == "1")
-
-
-def _node(request: web.Request) -> Node:
-    from edgebac.api import NODE_KEY
-
-    return request.app[NODE_KEY]
 
 
 # ----- reading a stream's file -------------------------------------------------------------------
@@ -146,7 +138,7 @@ async def _drain(execution_id: str, name: str, tail: _Tail, final: bool) -> Asyn
 
 
 async def local_records(
-    node: Node, execution_id: str, query: LogQuery, gone: Gone | None = None
+    node: ServedNode, execution_id: str, query: LogQuery, gone: Gone | None = None
 ) -> AsyncIterator[dict[str, Any]]:
     """Records of an execution this node runs (or ran), from its results folder."""
     folder = node.runner.results_dir(execution_id)
@@ -178,7 +170,7 @@ async def local_records(
 
 
 def _stored_streams(
-    node: Node, execution: Execution, names: tuple[str, ...]
+    node: ServedNode, execution: Execution, names: tuple[str, ...]
 ) -> dict[str, bytes] | None:
     """The streams of a published execution read back from this node's store (an absent
     stream is empty); None if the store does not have them. Blocks on disk reads."""
@@ -207,7 +199,7 @@ def _heads(execution: Execution, query: LogQuery) -> list[dict[str, Any]]:
 
 
 async def remote_records(
-    node: Node, execution: Execution, query: LogQuery
+    node: ServedNode, execution: Execution, query: LogQuery
 ) -> AsyncIterator[dict[str, Any]]:
     """Records of an execution another node runs, proxied from that node's API."""
     info = node.runner.state.nodes.get(execution.node)
@@ -250,7 +242,7 @@ async def _remote_error(resp: aiohttp.ClientResponse) -> tuple[str, str]:
 
 
 def execution_records(
-    node: Node, execution: Execution, query: LogQuery, gone: Gone | None = None
+    node: ServedNode, execution: Execution, query: LogQuery, gone: Gone | None = None
 ) -> AsyncIterator[dict[str, Any]]:
     if execution.node == node.identity.public_key:
         return local_records(node, execution.id, query, gone)
@@ -275,7 +267,7 @@ def _gone(request: web.Request) -> Gone:
     return lambda: request.transport is None or request.transport.is_closing()
 
 
-async def _find_execution(node: Node, execution_id: str, wait_s: float) -> Execution | None:
+async def _find_execution(node: ServedNode, execution_id: str, wait_s: float) -> Execution | None:
     deadline = asyncio.get_running_loop().time() + wait_s
     while (execution := node.runner.refresh().executions.get(execution_id)) is None:
         left = deadline - asyncio.get_running_loop().time()
@@ -286,7 +278,7 @@ async def _find_execution(node: Node, execution_id: str, wait_s: float) -> Execu
 
 
 async def execution_logs(request: web.Request) -> web.StreamResponse:
-    node = _node(request)
+    node = served_node(request)
     query = parse_query(request)
     execution_id = request.match_info["execution_id"]
     local = request.query.get("local") == "1"
@@ -303,9 +295,9 @@ async def execution_logs(request: web.Request) -> web.StreamResponse:
 
 
 async def job_logs(request: web.Request) -> web.StreamResponse:
-    from edgebac.jobs_api import _job
+    from edgebac.api.jobs import _job
 
-    node = _node(request)
+    node = served_node(request)
     query = parse_query(request)
     job = await _job(node, request.match_info["job_id"])
     only = request.query.get("execution")
@@ -326,13 +318,13 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
 async def _follow_job(
     request: web.Request,
     response: web.StreamResponse,
-    node: Node,
+    node: ServedNode,
     job_id: str,
     only: str | None,
     query: LogQuery,
 ) -> None:
     """Every execution's records as they come, until the job has ended and all are sent."""
-    from edgebac.jobs_api import _job
+    from edgebac.api.jobs import _job
 
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
     pumps: dict[str, asyncio.Task[None]] = {}

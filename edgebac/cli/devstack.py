@@ -16,6 +16,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
+
+from edgebac.cli.options import option
 from edgebac.errors import EdgebacError
 
 LISTENING = re.compile(r"listening on http://(\S+)")
@@ -126,3 +129,32 @@ class Devstack:
             except subprocess.TimeoutExpired:
                 node.process.kill()
                 node.process.wait()
+
+
+@click.command("devstack")
+@option("--nodes", type=click.IntRange(min=1, max=50), default=3, show_default=True)
+@option(
+    "--dir",
+    "root",
+    type=click.Path(path_type=Path),
+    default="edgebac-devstack",
+    show_default=True,
+    help="Folder for the network key and the nodes' data dirs.",
+)
+@option("--listen", default="127.0.0.1:7700", show_default=True, help="The first node's API.")
+@option("--preset", default="fast", show_default=True, help="Timing preset of the nodes.")
+def devstack_command(nodes: int, root: Path, listen: str, preset: str) -> None:
+    """Run a local private network of NODES node processes until Ctrl-C."""
+    from edgebac.node import parse_host_port, parse_preset
+
+    parse_host_port(listen, "--listen")
+    parse_preset(preset)
+    stack = Devstack(root.absolute(), nodes, listen, preset)
+    try:
+        stack.start()
+        click.echo(stack.describe())
+        code = stack.wait()
+    finally:
+        stack.stop()
+    click.echo("devstack: stopped", err=True)
+    sys.exit(code)

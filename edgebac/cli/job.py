@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from edgebac.cli_common import api_option, option, output_option
+from edgebac.cli.options import api_option, option, output_option
 
 TERMINAL = ("completed", "failed", "canceled")
 
@@ -21,7 +21,7 @@ def job() -> None:
 
 
 def _client(api: str) -> Any:
-    from edgebac.client import ApiClient
+    from edgebac.cli.client import ApiClient
 
     return ApiClient(api)
 

@@ -1,7 +1,7 @@
 """`edgebac job logs ID`: stdout and stderr of a job's executions, through the requester.
 
 The node the client talks to streams every execution's logs as JSON lines, proxying them from
-the compute nodes that run them (see edgebac/logs_api.py). In text mode a job with one
+the compute nodes that run them (see edgebac/api/logs.py). In text mode a job with one
 execution prints its stdout to stdout and its stderr to stderr as they are; with several,
 each line is prefixed with its execution. `--output json` prints the records as they come.
 """
@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 
 import click
 
-from edgebac.cli_common import api_option, option, output_option
+from edgebac.cli.options import api_option, option, output_option
 
 READ_TIMEOUT_S = 60.0  # without --follow the node answers at once
 
@@ -25,7 +25,7 @@ def log_records(
     api: str, job_id: str, params: dict[str, str], follow: bool
 ) -> Iterator[dict[str, Any]]:
     """The records of `GET /api/v1/jobs/{job_id}/logs`, one by one as they arrive."""
-    from edgebac.client import ApiClient, ApiError
+    from edgebac.cli.client import ApiClient, ApiError
 
     path = f"/api/v1/jobs/{quote(job_id, safe='')}/logs?{urlencode(params)}"
     # With --follow a quiet job sends nothing for as long as it likes: no read timeout.
@@ -87,7 +87,7 @@ def job_logs(
     job_id: str, follow: bool, stream: str, execution: str | None, api: str, output: str
 ) -> None:
     """Stdout and stderr of the executions of JOB_ID, from the nodes that run them."""
-    from edgebac.client import ApiClient
+    from edgebac.cli.client import ApiClient
 
     params = {"stream": stream, "follow": "1" if follow else "0"}
     if execution is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgebac.cli_common import api_option, option, output_option
+from edgebac.cli.options import api_option, option, output_option
 
 
 @click.group()
@@ -37,11 +37,10 @@ def network_authority(key_file: Path) -> None:
 
 
 def _sign_admission(api: str, key_file: Path, type_: str, node_id: str, reason: str | None) -> dict:
-    from edgebac.client import ApiClient
-    from edgebac.config import parse_public_key
+    from edgebac.cli.client import ApiClient
     from edgebac.eventlog.clock import Hlc, wall_clock_ms
     from edgebac.eventlog.encoding import seal
-    from edgebac.eventlog.identity import read_key_file
+    from edgebac.eventlog.identity import parse_public_key, read_key_file
 
     node = parse_public_key(node_id, "NODE_ID")
     authority = read_key_file(key_file)

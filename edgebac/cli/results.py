@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from edgebac.cli_common import api_option, option, output_option
+from edgebac.cli.options import api_option, option, output_option
 from edgebac.errors import EdgebacError
 
 PROGRESS_MIN_BYTES = 1 << 20  # smaller downloads need no progress bar
@@ -97,7 +97,7 @@ def _prepare_dir(path: Path) -> None:
 
 
 def get_results(api: str, job_id: str, out_dir: Path, car: bool, wait: float, show: bool) -> list:
-    from edgebac.client import ApiClient
+    from edgebac.cli.client import ApiClient
 
     answer = ApiClient(api).get(f"/api/v1/jobs/{job_id}/results")
     if not answer["results"]:

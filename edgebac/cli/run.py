@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from edgebac.cli_common import api_option, option, output_option
+from edgebac.cli.options import api_option, option, output_option
 from edgebac.errors import BadRequest
 
 DEFAULT_INPUT_TARGET = "/inputs"
@@ -125,7 +125,7 @@ def docker_run(
     image: str, command: tuple[str, ...], entrypoint: str | None, workdir: str | None, **options
 ) -> None:
     """Run IMAGE with CMD... as a job."""
-    from edgebac.cli_jobs import submit_and_maybe_wait
+    from edgebac.cli.job import submit_and_maybe_wait
 
     engine: dict[str, Any] = {"type": "docker", "image": image, "args": list(command)}
     if entrypoint is not None:
@@ -152,7 +152,7 @@ def wasm_run(
     module: str, args: tuple[str, ...], entrypoint: str, fuel: int | None, **options
 ) -> None:
     """Run MODULE (a local .wasm file or a source URL) with ARGS... as a job."""
-    from edgebac.cli_jobs import submit_and_maybe_wait
+    from edgebac.cli.job import submit_and_maybe_wait
 
     engine: dict = {
         "type": "wasm",

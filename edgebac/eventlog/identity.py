@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from edgebac.errors import KeyFileError
+from edgebac.errors import ConfigError, KeyFileError
 
 KEY_FILE = "node.key"
 _PREFIX = "ed25519:"
@@ -97,3 +97,13 @@ def load_or_create(data_dir: Path) -> Identity:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         print(f"warning: {path} is readable by other users; run: chmod 600 {path}", file=sys.stderr)
     return Identity(_parse(path, text))
+
+
+def parse_public_key(text: str, flag: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(f"{flag}: {text!r} is not a public key (64 hex digits)")
+    return key

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from edgebac.errors import ConfigError
+from edgebac.eventlog.identity import parse_public_key
 from edgebac.gossip.config import PRESETS as GOSSIP_PRESETS
 from edgebac.gossip.config import GossipConfig
 
@@ -125,11 +126,32 @@ def parse_gossip_preset(name: str, flag: str = "--preset") -> GossipConfig:
     return GOSSIP_PRESETS[name]
 
 
-def parse_public_key(text: str, flag: str) -> bytes:
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise ConfigError(f"{flag}: {text!r} is not a public key (64 hex digits)")
-    return key
+def from_flags(
+    *,
+    data_dir: Path,
+    listen: str,
+    advertise: str | None,
+    peers: str | None,
+    network_key: Path | None,
+    roles: str,
+    labels: str | None,
+    preset: str,
+    authority: str | None,
+    policy: Path | None,
+) -> NodeConfig:
+    """The node's configuration from the `edgebac node` flags as typed; errors name the flag."""
+    if network_key is not None and not network_key.is_file():
+        raise ConfigError(f"--network-key: {network_key} is not a readable file")
+    return NodeConfig(
+        data_dir=data_dir,
+        listen=parse_host_port(listen, "--listen"),
+        advertise=parse_host_port(advertise, "--advertise") if advertise else None,
+        peers=parse_peers(peers),
+        network_key=network_key,
+        roles=parse_roles(roles),
+        labels=parse_labels(labels),
+        timing=parse_preset(preset),
+        gossip=parse_gossip_preset(preset),
+        authority=parse_public_key(authority, "--authority") if authority else None,
+        policy=policy,
+    )

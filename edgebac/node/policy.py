@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,10 @@ def load_policy(path: Path | None) -> Policy:
         _hook(data.get("bid_hook"), "bid_hook", path),
         _hook(data.get("accept_hook"), "accept_hook", path),
     )
+
+
+def narrowed(policy: Policy, offered: Mapping[str, object]) -> Policy:
+    """The policy with only the engines this node really offers: so that a node without
+    Docker declines docker jobs ("engine disabled") instead of bidding and failing them."""
+    engines = policy.node.engines & frozenset(offered)
+    return replace(policy, node=replace(policy.node, engines=engines))

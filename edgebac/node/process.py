@@ -15,18 +15,18 @@ from typing import Any
 from aiohttp import web
 
 from edgebac import __version__
-from edgebac.api import make_app
-from edgebac.config import HostPort, NodeConfig
-from edgebac.datadir import DataDir, open_data_dir
+from edgebac.api.app import make_app
 from edgebac.errors import ConfigError
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.identity import Identity, load_or_create
 from edgebac.eventlog.store import EventLog
 from edgebac.gossip.envelope import OPEN_NETWORK_KEY, read_network_key
 from edgebac.gossip.service import GossipService
-from edgebac.policy import Policy, load_policy
-from edgebac.runner import JobRunner
-from edgebac.runtime.engines import close_executors, narrowed, offered_executors
+from edgebac.node.config import HostPort, NodeConfig
+from edgebac.node.datadir import DataDir, open_data_dir
+from edgebac.node.policy import Policy, load_policy, narrowed
+from edgebac.node.runner import JobRunner
+from edgebac.runtime.engines import close_executors, offered_executors
 from edgebac.runtime.executor import Executor
 from edgebac.scheduler.requester import RequesterConfig
 from edgebac.sinks.serve import add_content_routes
@@ -163,6 +163,10 @@ class Node:
             info = state.nodes.get(node_id)
             urls += [f"http://{address}" for address in (info.addresses if info else [])]
         return list(dict.fromkeys(urls))
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return self.config.roles
 
     @property
     def advertised(self) -> str:

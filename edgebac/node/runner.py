@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.store import EventLog
-from edgebac.policy import Policy
-from edgebac.results import (
+from edgebac.node.policy import Policy
+from edgebac.node.results import (
     finish_results,
     fresh_folders,
     instant_execution,

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 
-from edgebac.policy import Policy
 from edgebac.runtime.executor import Executor, NoopExecutor
 from edgebac.runtime.staging import Stager
 from edgebac.scheduler.compute import NodePolicy
@@ -83,10 +81,3 @@ def present_images(executors: Mapping[str, Executor]) -> frozenset[str]:
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
-
-
-def narrowed(policy: Policy, offered: Mapping[str, Executor]) -> Policy:
-    """The policy with only the engines this node really offers: so that a node without
-    Docker declines docker jobs ("engine disabled") instead of bidding and failing them."""
-    engines = policy.node.engines & frozenset(offered)
-    return replace(policy, node=replace(policy.node, engines=engines))

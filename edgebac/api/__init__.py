@@ -1,0 +1,1 @@
+"""The HTTP API: routes over the node through `protocol.ServedNode`, one JSON error shape."""
