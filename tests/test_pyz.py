@@ -99,7 +99,7 @@ def test_name_size_and_contents(built_pyz):
     assert built_pyz.stat().st_size <= MAX_BYTES
     with zipfile.ZipFile(built_pyz) as archive:
         names = set(archive.namelist())
-        pyc = archive.read("site-packages/edgebac/__pycache__/cli.cpython-311.pyc")
+        pyc = archive.read("site-packages/edgebac/cli/__pycache__/main.cpython-311.pyc")
     site = "site-packages/"
     services = {n.split("/")[3] for n in names if n.startswith(site + "botocore/data/")}
     assert services == {"s3", "sts", "endpoints.json", "partitions.json", "_retry.json",

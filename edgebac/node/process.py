@@ -91,7 +91,7 @@ class Node:
             )
             self.policy = narrowed(self.policy, self._engines)
             self.runner = self._make_runner()
-            self.runner.publisher = self.content.publisher
+            self.runner.executions.publisher = self.content.publisher
             self.runner.held_inputs.content = self.content
             await self._serve_http()
             await self.gossip.start([self.advertised])

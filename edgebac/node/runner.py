@@ -13,23 +13,15 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.store import EventLog
+from edgebac.node.executions import Executions, failure
 from edgebac.node.policy import Policy
-from edgebac.node.results import (
-    finish_results,
-    fresh_folders,
-    instant_execution,
-    result_event,
-    results_in_memory,
-    stream_head,
-)
 from edgebac.runtime.engines import present_images
-from edgebac.runtime.executor import ExecutionError, Executor, NoopExecutor, Task
+from edgebac.runtime.executor import Executor
 from edgebac.runtime.staging import HeldInputs
 from edgebac.scheduler import compute, requester
 from edgebac.scheduler import events as ev
@@ -40,9 +32,7 @@ from edgebac.scheduler.retention import Retention
 from edgebac.scheduler.state import Execution, Job
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 MAX_ROUNDS = 32  # decide/append rounds per step; each round moves every job one step
-FOLDER_THREADS = 4  # for executions' folders (metadata waits on the disk, not on the CPU)
 FULL_LOOK_TICKS = 8  # look at every live job at least this often (in ticks), as a safety net
 SHARED_TYPES = (ev.NODE_ANNOUNCED, ev.NODE_LOST)  # events that may change every job's decision
 # Ended jobs are let go of (down to a summary) a minute after their end, or beyond the 32 most
@@ -103,11 +93,7 @@ class JobRunner:
         self._seen_shared: tuple[Any, ...] = ()  # liveness and images, as last looked at
         self._claimed: dict[str, int] = {}  # what my executions and bids claimed, as last seen
         self.held_inputs = HeldInputs(policy.node.paths)
-        self.publisher: Any = None  # the node's results publisher (sinks.publish.Publisher)
-        # Creating and removing an execution's folders costs milliseconds on a busy disk (every
-        # metadata change waits for the journal): never on the event loop, nor in the pool
-        # that verifies gossip.
-        self._folders = ThreadPoolExecutor(FOLDER_THREADS, thread_name_prefix="edgebac-folders")
+        self.executions = Executions(log, me, executors, work_dir)
 
     # ----- lifecycle ----------------------------------------------------------------------------
 
@@ -130,7 +116,7 @@ class JobRunner:
             e for e in self.state.executions.values() if e.node == self.me and e.status == "running"
         ]
         failed = [
-            (ev.EXECUTION_FAILED, self._failure(e, "interrupted: the node restarted"))
+            (ev.EXECUTION_FAILED, failure(e, "interrupted: the node restarted"))
             for e in interrupted
         ]
         if failed:
@@ -147,7 +133,7 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._folders.shutdown(wait=False)
+        self.executions.close()
 
     def _on_events(self, events: list[Event]) -> None:
         self._pending.extend(events)
@@ -332,87 +318,12 @@ class JobRunner:
 
     # ----- executions ---------------------------------------------------------------------------
 
-    def _failure(self, execution: Execution, reason: str) -> dict[str, Any]:
-        return {"job_id": execution.job_id, "execution_id": execution.id, "reason": reason}
-
     def results_dir(self, execution_id: str) -> Path:
-        return self.work_dir / "results" / execution_id
+        return self.executions.results_dir(execution_id)
 
     async def _execute(self, execution: Execution) -> None:
-        job = self.state.jobs[execution.job_id]
-        assert job.spec is not None
-        executor = self.executors.get(job.spec.engine.type)
         try:
-            if executor is None:
-                reason = f"engine {job.spec.engine.type} is not enabled on this node"
-                await self.log.append([(ev.EXECUTION_FAILED, self._failure(execution, reason))])
-                return
-            started = (ev.EXECUTION_STARTED, {"job_id": job.id, "execution_id": execution.id})
-            if instant_execution(executor, job.spec, self.publisher):
-                # Nothing happens in between: its start and its result take one append.
-                outcome = await self._run(executor, execution, job.spec)
-                await self.log.append([started, outcome])
-                return
-            await self.log.append([started])
-            outcome = await self._run(executor, execution, job.spec)
-            await self.log.append([outcome])
-        except asyncio.CancelledError:
-            raise  # stopped because the log says the execution is over: nothing to add
-        except Exception as exc:
-            logger.exception("execution %s failed inside edgebac", execution.id)
-            reason = f"internal error: {exc}"
-            await self.log.append([(ev.EXECUTION_FAILED, self._failure(execution, reason))])
+            await self.executions.execute(execution, self.state.jobs[execution.job_id])
         finally:
             self._running.pop(execution.id, None)
             self._wake.set()
-
-    async def _run(self, executor: Executor, execution: Execution, spec: Any) -> ev.Planned:
-        if isinstance(executor, NoopExecutor) and results_in_memory(spec, self.publisher):
-            return await self._run_in_memory(executor, execution, spec)
-        results = self.results_dir(execution.id)
-        scratch = self.work_dir / "scratch" / execution.id
-        # noop never touches its scratch folder; a file creation costs ~1 ms of some disks.
-        make_scratch = spec.engine.type != "noop"
-        await self._in_folders(fresh_folders, results, scratch if make_scratch else None)
-        task = Task(execution.id, execution.job_id, spec, scratch, results)
-        try:
-            await executor.prepare(task)
-            try:
-                exit_code = await asyncio.wait_for(executor.run(task), spec.timeout_s)
-            except TimeoutError:
-                raise ExecutionError(f"timed out after {spec.timeout_s:g} s") from None
-            size, stdout_head, stderr_head = await self._in_folders(
-                finish_results, results, exit_code, task
-            )
-            published = {"reference": f"node:{self.me.hex()}/{execution.id}", "size": size}
-            if self.publisher is not None:
-                where = await self.publisher.publish(
-                    results, spec.publisher, execution.job_id, execution.id
-                )
-                published = where.body()
-            return result_event(execution, exit_code, published, stdout_head, stderr_head)
-        except ExecutionError as exc:
-            return ev.EXECUTION_FAILED, self._failure(execution, exc.reason)
-        finally:
-            await executor.cleanup(task)
-            await self._in_folders(shutil.rmtree, scratch, True)
-
-    async def _run_in_memory(
-        self, executor: NoopExecutor, execution: Execution, spec: Any
-    ) -> ev.Planned:
-        """Results that go from memory into the store, with no results folder (the logs API
-        reads them back from the store)."""
-        scratch = self.work_dir / "scratch" / execution.id  # never made
-        task = Task(execution.id, execution.job_id, spec, scratch, self.results_dir(execution.id))
-        try:
-            exit_code, files = await asyncio.wait_for(executor.run_in_memory(task), spec.timeout_s)
-        except TimeoutError:
-            reason = f"timed out after {spec.timeout_s:g} s"
-            return ev.EXECUTION_FAILED, self._failure(execution, reason)
-        files["exitCode"] = f"{exit_code}\n".encode()
-        where = await self.publisher.publish_files(files)
-        heads = [stream_head(files[name]) for name in ("stdout", "stderr")]
-        return result_event(execution, exit_code, where.body(), *heads)
-
-    async def _in_folders(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._folders, fn, *args)
