@@ -144,6 +144,9 @@ def test_yaml_and_json_text():
         ({"bid_window_ms": 0}, "bid_window_ms", "less than 1"),
         ({"resources": {"memory": "12Q"}}, "resources.memory", "size like 512Mi or 1G"),
         ({"resources": {"disk": -5}}, "resources.disk", "size"),
+        ({"resources": {"memory": 64}}, "resources.memory", "64 bytes, less than the 6Mi"),
+        ({"resources": {"memory": "64"}}, "resources.memory", "write 64Mi for 64 MiB"),
+        ({"resources": {"memory": "5Mi"}}, "resources.memory", "less than the 6Mi"),
         ({"resources": {"cpu": "lots"}}, "resources.cpu", "CPU amount like 500m or 2"),
         ({"resources": {"gpu": "one"}}, "resources.gpu", "not an integer"),
         ({"resources": {"ram": "1G"}}, "resources.ram", "unknown field"),
@@ -175,6 +178,11 @@ def test_invalid_field_is_named(patch, field, words):
     data = {"engine": {"type": "noop"}, **patch}
     found = problems(data)
     assert any(path == field and words in message for path, message in found), found
+
+
+def test_smallest_memory_claims_that_can_run():
+    assert parse_spec({"engine": {"type": "noop"}, "resources": {"memory": "6Mi"}})
+    assert parse_spec({"engine": {"type": "noop"}, "resources": {"memory": 0}})
 
 
 def test_every_problem_is_reported_at_once():

@@ -26,6 +26,9 @@ _SIZE_UNITS = {
 }
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMGTP]i?)?B?\s*$")
 _CPU_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m?)\s*$")
+# Docker refuses a memory limit under 6 MiB, and a wasm module needs a 64 KiB page per step:
+# a claim below this can only fail every attempt, so the spec refuses it (0 = no claim).
+MIN_MEMORY_BYTES = 6 << 20
 
 
 def parse_size(value: Any) -> int | None:
@@ -41,6 +44,16 @@ def parse_size(value: Any) -> int | None:
     if unit not in _SIZE_UNITS:
         return None
     return int(Decimal(number) * _SIZE_UNITS[unit])
+
+
+def memory_too_small(written: Any, memory: int | None) -> str | None:
+    """Why a memory claim can never run (`64` is 64 bytes, not MiB), or None if it can."""
+    if memory is None or not 0 < memory < MIN_MEMORY_BYTES:
+        return None
+    return (
+        f"{written!r} is {memory} bytes, less than the 6Mi a job needs at least "
+        "(a number without a unit is bytes: write 64Mi for 64 MiB)"
+    )
 
 
 def parse_cpu(value: Any) -> int | None:

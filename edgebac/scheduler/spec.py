@@ -20,7 +20,7 @@ from typing import Any
 from edgebac.errors import BadRequest
 from edgebac.scheduler.constraints import Constraint, parse_constraint
 from edgebac.scheduler.fieldcheck import MISSING, Checker, is_number, join
-from edgebac.scheduler.quantities import parse_cpu, parse_size
+from edgebac.scheduler.quantities import memory_too_small, parse_cpu, parse_size
 from edgebac.scheduler.sources import Source, parse_source
 from edgebac.textdata import load_json_or_yaml
 
@@ -367,6 +367,8 @@ def _resources(c: Checker, value: Any, path: str) -> Resources:
         sizes[key] = parse_size(d.get(key, 0))
         if sizes[key] is None:
             c.add(join(path, key), f"{d[key]!r} is not a size like 512Mi or 1G")
+    if (too_small := memory_too_small(d.get("memory"), sizes["memory"])) is not None:
+        c.add(join(path, "memory"), too_small)
     return Resources(
         cpu_millis=cpu or 0,
         memory_bytes=sizes["memory"] or 0,
