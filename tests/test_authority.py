@@ -1,0 +1,264 @@
+"""Who may write what (scheduler/authority.py), ids as data (scheduler/ids.py) and client-signed
+requests (eventlog/signed.py): pure functions, tested from tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from nacl.signing import SigningKey
+
+from edgebac.eventlog.clock import Hlc
+from edgebac.eventlog.encoding import seal
+from edgebac.eventlog.signed import SUBMIT, job_id_for, request_valid, sign_request
+from edgebac.scheduler import authority, ids
+from edgebac.scheduler import events as ev
+from edgebac.scheduler.authority import Announced, Announcements
+from edgebac.scheduler.jobfold import create
+from edgebac.scheduler.state import Execution
+
+SPEC = {"engine": {"type": "noop"}, "constraints": ["zone=secure"]}
+REQUESTER = SigningKey(b"r" * 32)
+COMPUTE = SigningKey(b"c" * 32)
+OTHER = SigningKey(b"o" * 32)
+CLIENT = SigningKey(b"k" * 32)
+R, C, X, K = (bytes(k.verify_key) for k in (REQUESTER, COMPUTE, OTHER, CLIENT))
+AS_REQUESTER = Announced(1, frozenset({"requester"}))
+AS_COMPUTE = Announced(
+    1, frozenset({"compute"}), {"zone": "secure"}, {"cpu_millis": 4000, "memory_bytes": 1 << 30}
+)
+AS_BOTH = Announced(1, frozenset({"requester", "compute"}), {"zone": "secure"})
+
+
+def event(key: SigningKey, type_: str, body: dict, seq: int = 2):
+    return seal(key, seq, b"\0" * 32 if seq > 1 else None, Hlc(1_000 + seq), type_, body)
+
+
+def created_body(requester: bytes = R, client: bytes | str = K, nonce: str = "n1") -> dict:
+    body = {"spec": SPEC, "nonce": nonce, "job_id": job_id_for(requester, client, SPEC, nonce)}
+    return body | ({"client": client} if isinstance(client, bytes) else {"vouched": client})
+
+
+def open_job():
+    job = create(event(REQUESTER, ev.JOB_CREATED, created_body()))
+    assert job is not None
+    assert job.spec is not None
+    execution_id = ids.execution_id(job.id, 0, C)
+    job.executions[execution_id] = Execution(execution_id, job.id, C, 0, Hlc(2_000))
+    return job, execution_id
+
+
+# ----- JobCreated ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "author", "problem"),
+    [
+        (REQUESTER, created_body(), AS_REQUESTER, None),
+        (REQUESTER, created_body(client="token:ci@r"), AS_REQUESTER, None),
+        (REQUESTER, created_body(), None, "never announced"),
+        (REQUESTER, created_body(), AS_COMPUTE, "requester role"),
+        # an attacker's JobCreated claiming the real job's id: its content derives another id
+        (OTHER, created_body(), AS_BOTH, "does not match"),
+        (REQUESTER, created_body() | {"nonce": "n2"}, AS_REQUESTER, "does not match"),
+        (REQUESTER, created_body() | {"spec": {"engine": {"type": "docker"}}}, AS_REQUESTER,
+         "does not match"),
+        (REQUESTER, created_body() | {"job_id": "../../etc"}, AS_REQUESTER, "j-<16 hex"),
+        (REQUESTER, {k: v for k, v in created_body().items() if k != "nonce"}, AS_REQUESTER,
+         "no client request"),
+        (REQUESTER, created_body() | {"vouched": "x"}, AS_REQUESTER, "no client request"),
+    ],
+)  # fmt: skip
+def test_who_may_create_a_job(key, body, author, problem):
+    found = authority.creation_violation(event(key, ev.JOB_CREATED, body), author)
+    assert (found is None) if problem is None else (problem in found)
+
+
+# ----- events about an open job -------------------------------------------------------------------
+
+
+def _rows():
+    job_id = open_job()[0].id
+    execution_id = ids.execution_id(job_id, 0, C)
+    accept = {"job_id": job_id, "node": C, "execution_id": execution_id, "attempt": 0}
+    result = {"job_id": job_id, "execution_id": execution_id, "exit_code": 0}
+    return [
+        (REQUESTER, ev.BIDS_REQUESTED, {"job_id": job_id, "attempt": 1}, AS_REQUESTER, None),
+        (OTHER, ev.BIDS_REQUESTED, {"job_id": job_id, "attempt": 1}, AS_BOTH, "requester"),
+        (REQUESTER, ev.BID_ACCEPTED, accept, AS_REQUESTER, None),
+        (OTHER, ev.BID_ACCEPTED, accept, AS_BOTH, "requester"),
+        (REQUESTER, ev.BID_ACCEPTED, accept | {"execution_id": "/var/lib"}, AS_REQUESTER,
+         "execution id other"),
+        (REQUESTER, ev.BID_ACCEPTED, accept | {"attempt": -1}, AS_REQUESTER, "round number"),
+        (OTHER, ev.BID_REJECTED, {"job_id": job_id, "node": C, "reason": "x"}, AS_BOTH,
+         "requester"),
+        (COMPUTE, ev.BID_OFFERED, {"job_id": job_id, "attempt": 0}, AS_COMPUTE, None),
+        (OTHER, ev.BID_OFFERED, {"job_id": job_id, "attempt": 0}, AS_REQUESTER, "compute role"),
+        (OTHER, ev.BID_OFFERED, {"job_id": job_id}, Announced(1, frozenset({"compute"})),
+         "zone=secure"),
+        (OTHER, ev.BID_DECLINED, {"job_id": job_id, "reason": "x"}, AS_REQUESTER,
+         "compute role"),
+        (COMPUTE, ev.EXECUTION_STARTED, {"job_id": job_id, "execution_id": execution_id},
+         AS_COMPUTE, None),
+        (OTHER, ev.EXECUTION_STARTED, {"job_id": job_id, "execution_id": execution_id},
+         AS_BOTH, "other than the node"),
+        (COMPUTE, ev.RESULT_PUBLISHED, result, AS_COMPUTE, None),
+        (OTHER, ev.RESULT_PUBLISHED, result, AS_BOTH, "other than the node"),
+        (REQUESTER, ev.RESULT_PUBLISHED, result, AS_BOTH, "other than the node"),
+        (COMPUTE, ev.RESULT_PUBLISHED, result | {"digest": "../x"}, AS_COMPUTE, "not a CID"),
+        (COMPUTE, ev.RESULT_PUBLISHED, result | {"execution_id": f"{job_id}-1-{C.hex()[:8]}"},
+         AS_COMPUTE, "never accepted"),
+        (COMPUTE, ev.RESULT_PUBLISHED, result | {"execution_id": "../../x"}, AS_COMPUTE,
+         "malformed execution id"),
+        (REQUESTER, ev.EXECUTION_FAILED, result | {"reason": "timed out"}, AS_REQUESTER, None),
+        (OTHER, ev.EXECUTION_FAILED, result | {"reason": "x"}, AS_BOTH, "other than the node"),
+        (REQUESTER, ev.NODE_LOST, {"node": C, "job_ids": [job_id]}, AS_REQUESTER, None),
+        (OTHER, ev.NODE_LOST, {"node": C, "job_ids": [job_id]}, AS_BOTH, "requester"),
+        (OTHER, ev.JOB_COMPLETED, {"job_id": job_id}, AS_BOTH, "requester"),
+        (OTHER, ev.JOB_FAILED, {"job_id": job_id, "reason": "x"}, AS_BOTH, "requester"),
+        (OTHER, ev.JOB_CANCELED, {"job_id": job_id}, AS_BOTH, "requester"),
+        (REQUESTER, ev.JOB_CANCELED, {"job_id": job_id}, AS_REQUESTER, None),
+        (REQUESTER, ev.JOB_CREATED, created_body(), AS_REQUESTER, "second JobCreated"),
+        (REQUESTER, ev.JOB_COMPLETED, {"job_id": job_id}, None, "never announced"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "type_", "body", "author", "problem"), _rows())
+def test_who_may_write_about_a_job(key, type_, body, author, problem):
+    job, _ = open_job()
+    found = authority.violation(job, event(key, type_, body), author)
+    assert (found is None) if problem is None else (problem in found), found
+
+
+def test_every_job_event_type_has_a_rule_and_a_writer():
+    job_types = {v for k, v in vars(ev).items() if k.isupper() and isinstance(v, str)}
+    job_types -= {ev.NODE_ANNOUNCED}
+    assert job_types <= set(authority._RULES)
+    assert set(authority._RULES) <= set(authority.WRITERS)
+
+
+def test_a_bid_claims_at_most_what_its_author_announced():
+    claimed = {"cpu_millis": 10**12, "memory_bytes": 5, "gpu": 3, "disk_bytes": -1, "x": 9}
+    assert authority.capped_free(claimed, AS_COMPUTE) == {
+        "cpu_millis": 4000,
+        "memory_bytes": 5,
+        "gpu": 0,
+    }
+
+
+def test_the_announcement_in_force_is_the_newest_before_the_event():
+    history = Announcements()
+    history.add(R, Announced(5, frozenset({"compute"})))
+    history.add(R, Announced(1, frozenset({"requester"})))
+    history.add(R, Announced(5, frozenset({"ignored duplicate"})))
+    assert history.as_of(R, 0) is None
+    assert history.as_of(R, 1).roles == {"requester"}
+    assert history.as_of(R, 4).roles == {"requester"}
+    assert history.as_of(R, 5).roles == {"compute"}
+    assert history.as_of(R, 10**9).roles == {"compute"}
+    assert history.as_of(C, 3) is None
+
+
+def test_announced_of_keeps_only_well_formed_values():
+    body = {
+        "addresses": [],
+        "roles": ["compute", 3],
+        "labels": {"zone": "a", "bad": 1},
+        "resources": {"cpu_millis": 1000, "memory_bytes": -5, "gpu": 1.5},
+        "executors": [],
+    }
+    announced = Announced.of(event(COMPUTE, ev.NODE_ANNOUNCED, body, seq=1))
+    assert announced.roles == {"compute"}
+    assert dict(announced.labels) == {"zone": "a"}
+    assert dict(announced.resources) == {"cpu_millis": 1000}
+
+
+# ----- ids and paths ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("j-0123456789abcdef-0-01234567", True),
+        ("stdout", True),
+        ("a.b_c-d", True),
+        ("", False),
+        (".", False),
+        ("..", False),
+        ("../x", False),
+        ("/etc/passwd", False),
+        ("a/b", False),
+        (".hidden", False),
+        ("x\0y", False),
+        ("x" * 129, False),
+        ("é", False),
+    ],
+)
+def test_child_path_yields_only_names_inside_the_folder(name, safe, tmp_path):
+    if safe:
+        assert ids.child_path(tmp_path, name).parent == tmp_path
+    else:
+        with pytest.raises(ids.UnsafeName):
+            ids.child_path(tmp_path, name)
+
+
+@given(st.text(max_size=200))
+def test_child_path_never_leaves_its_folder(name):
+    folder = Path("/srv/work/results")
+    try:
+        path = ids.child_path(folder, name)
+    except ids.UnsafeName:
+        return
+    assert path.parent == folder
+    assert path.name == name
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "ok"),
+    [
+        (ids.is_job_id, "j-0123456789abcdef", True),
+        (ids.is_job_id, "j-0123456789ABCDEF", False),
+        (ids.is_job_id, "j-0123", False),
+        (ids.is_job_id, 7, False),
+        (ids.is_execution_id, "j-0123456789abcdef-12-deadbeef", True),
+        (ids.is_execution_id, "j-0123456789abcdef-01-deadbeef", False),
+        (ids.is_execution_id, "j-0123456789abcdef-0-deadbeef/..", False),
+        (ids.is_cid, "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", True),
+        (ids.is_cid, "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", True),
+        (ids.is_cid, "../bafkrei", False),
+    ],
+)
+def test_id_formats(check, value, ok):
+    assert check(value) is ok
+
+
+# ----- client-signed requests ---------------------------------------------------------------------
+
+
+def test_a_request_signature_binds_client_kind_requester_and_fields():
+    fields = {"spec": SPEC, "nonce": "n1"}
+    sig = sign_request(CLIENT, SUBMIT, R, fields)
+    assert request_valid(K, sig, SUBMIT, R, fields)
+    assert not request_valid(X, sig, SUBMIT, R, fields)  # another client
+    assert not request_valid(K, sig, "cancel", R, fields)  # another kind
+    assert not request_valid(K, sig, SUBMIT, X, fields)  # meant for another requester
+    assert not request_valid(K, sig, SUBMIT, R, fields | {"nonce": "n2"})  # replayed as new
+    assert not request_valid(K, sig[:-1], SUBMIT, R, fields)
+    assert not request_valid("k", sig, SUBMIT, R, fields)
+
+
+def test_job_ids_differ_for_every_part_of_the_request():
+    base = job_id_for(R, K, SPEC, "n")
+    assert ids.is_job_id(base)
+    assert base == job_id_for(R, K, dict(reversed(SPEC.items())), "n")  # canonical spec
+    others = {
+        job_id_for(X, K, SPEC, "n"),
+        job_id_for(R, X, SPEC, "n"),
+        job_id_for(R, "token:ci", SPEC, "n"),
+        job_id_for(R, K, {"engine": {"type": "wasm"}}, "n"),
+        job_id_for(R, K, SPEC, "m"),
+    }
+    assert base not in others
+    assert len(others) == 5
