@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import stat
 
 import pytest
@@ -92,6 +93,52 @@ def test_second_node_on_the_same_data_dir_is_refused(nodes, tmp_path):
     assert "Traceback" not in second.stderr
     # The first node is unharmed.
     assert first.get_json("/healthz")[0] == 200
+
+
+def _busy_port() -> socket.socket:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    return busy
+
+
+def test_a_failed_start_creates_nothing(nodes, tmp_path):
+    """A port in use, a corrupt key: the try leaves no key, no empty log and no lock behind."""
+    with _busy_port() as busy:
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        fresh = nodes.spawn(tmp_path / "fresh", listen=address)
+        assert fresh.wait() != 0
+        assert "cannot listen" in fresh.stderr
+        assert not (tmp_path / "fresh").exists()
+
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        assert nodes.spawn(empty, listen=address).wait() != 0
+        assert sorted(p.name for p in empty.iterdir()) == []
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "node.key").write_text("garbage\n")
+    refused = nodes.spawn(corrupt)
+    assert refused.wait() != 0
+    assert "corrupt node key" in refused.stderr
+    assert sorted(p.name for p in corrupt.iterdir()) == ["node.key"]
+
+
+def test_a_failed_restart_keeps_the_node_it_was(nodes, tmp_path):
+    """An existing node whose restart fails keeps its key and log, and starts fine later."""
+    data_dir = tmp_path / "n"
+    first = nodes.start(data_dir)
+    node_id = first.get_json("/healthz")[1]["id"]
+    assert first.stop(signal.SIGTERM) == 0
+    before = sorted(p.name for p in data_dir.iterdir())
+    with _busy_port() as busy:
+        failed = nodes.spawn(data_dir, listen=f"127.0.0.1:{busy.getsockname()[1]}")
+        assert failed.wait() != 0
+    assert sorted(p.name for p in data_dir.iterdir()) == before
+    again = nodes.start(data_dir)
+    assert again.get_json("/healthz")[1]["id"] == node_id
+    assert_verifies(data_dir)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

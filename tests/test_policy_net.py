@@ -11,6 +11,7 @@ import pytest
 
 from tests.netfix import post_json, start_network
 from tests.procs import nodes_fixture, run_edgebac, wait_for
+from tests.test_cli_errors import assert_one_line_error
 
 nodes = nodes_fixture()
 
@@ -99,6 +100,10 @@ def test_http_accept_hook_decides_which_bids_are_taken(nodes, tmp_path, accept_h
         ("engines: noop\n", "engines must be a list of strings"),
         ("bid_hook: {run: x}\n", "bid_hook must be {exec: COMMAND} or {http: URL}"),
         ("network: maybe\n", "network must be true or false"),
+        ("engines: [wasm, dockr]\n", "engines: 'dockr' is not an engine (one of docker, wasm"),
+        ("paths: [srv/data]\n", "paths: 'srv/data' is not an absolute path"),
+        ("cost: cheap\n", "cost: 'cheap' is not a number"),
+        ("bid_hook: {exec: x, timeout_s: soon}\n", "bid_hook.timeout_s: 'soon' is not a number"),
     ],
 )
 def test_bad_policy_files_are_named(tmp_path, text, message):
@@ -107,10 +112,9 @@ def test_bad_policy_files_are_named(tmp_path, text, message):
     result = run_edgebac(
         "node", "--data-dir", tmp_path / "d", "--listen", "127.0.0.1:0", "--policy", policy
     )
-    assert result.returncode == 1
-    assert message in result.stderr
-    assert str(policy) in result.stderr
-    assert "Traceback" not in result.stderr
+    line = assert_one_line_error(result, str(policy), message)
+    assert result.returncode == 1, line
+    assert not (tmp_path / "d").exists()  # a start that cannot succeed creates nothing
 
 
 def test_pull_policy_bids_for_missing_images_and_names_a_failed_pull(

@@ -30,6 +30,7 @@ from edgebac.scheduler.requester import Verdict
 from edgebac.textdata import load_json_or_yaml
 
 HOOK_TIMEOUT_S = 10.0
+ENGINES = ("docker", "wasm", "noop")
 _KEYS = {
     "engines",
     "images",
@@ -103,6 +104,8 @@ def _hook(value: Any, key: str, path: Path) -> Hook | None:
         return None
     if isinstance(value, dict) and set(value) <= {"exec", "http", "timeout_s"}:
         timeout = value.get("timeout_s", HOOK_TIMEOUT_S)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigError(f"{path}: {key}.timeout_s: {timeout!r} is not a number of seconds")
         if isinstance(value.get("exec"), str) and "http" not in value:
             return Hook(command=value["exec"], timeout_s=float(timeout))
         if isinstance(value.get("http"), str) and "exec" not in value:
@@ -115,6 +118,34 @@ def _strings(data: dict[str, Any], key: str, path: Path, default: tuple[str, ...
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ConfigError(f"{path}: {key} must be a list of strings")
     return tuple(value)
+
+
+def _engines(data: dict[str, Any], path: Path) -> frozenset[str]:
+    """The engines offered; a misspelt one (`dockr`) is refused, not silently never offered."""
+    engines = _strings(data, "engines", path, ENGINES)
+    for name in engines:
+        if name not in ENGINES:
+            raise ConfigError(
+                f"{path}: engines: {name!r} is not an engine (one of {', '.join(ENGINES)})"
+            )
+    return frozenset(engines)
+
+
+def _paths(data: dict[str, Any], path: Path) -> tuple[str, ...]:
+    paths = _strings(data, "paths", path, ())
+    for item in paths:
+        if not item.startswith("/"):
+            raise ConfigError(f"{path}: paths: {item!r} is not an absolute path")
+    return paths
+
+
+def _cost(data: dict[str, Any], path: Path) -> float | None:
+    cost = data.get("cost")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int | float)):
+        raise ConfigError(f"{path}: cost: {cost!r} is not a number")
+    if cost is not None and not 0 <= cost < float("inf"):
+        raise ConfigError(f"{path}: cost: {cost!r} is not a number of 0 or more")
+    return cost
 
 
 def load_policy(path: Path | None) -> Policy:
@@ -137,14 +168,14 @@ def load_policy(path: Path | None) -> Policy:
         if not isinstance(data.get(flag, False), bool):
             raise ConfigError(f"{path}: {flag} must be true or false")
     node = NodePolicy(
-        engines=frozenset(_strings(data, "engines", path, ("docker", "wasm", "noop"))),
+        engines=_engines(data, path),
         images=_strings(data, "images", path, ("*",)),
         modules=_strings(data, "modules", path, ("*",)),
-        paths=_strings(data, "paths", path, ()),
+        paths=_paths(data, path),
         network=data.get("network", False),
         pull=data.get("pull", False),
         hook="bid_hook" in data,
-        cost=data.get("cost"),
+        cost=_cost(data, path),
     )
     return Policy(
         node,

@@ -72,12 +72,13 @@ class Node:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        """Start, or fail leaving the data dir as it was (no key, log or lock of a failed try)."""
+        self.policy = load_policy(self.config.policy)  # before anything is created
         self.data_dir = open_data_dir(self.config.data_dir)
         try:
             self.identity = load_or_create(self.data_dir.path)
             clock = HybridClock(self.config.timing.max_clock_skew_ms)
             self.log = await EventLog.open(self.data_dir.log_path, clock, self.identity.key)
-            self.policy = load_policy(self.config.policy)
             self.gossip = self._make_gossip()
             self.content = ContentService(
                 self.data_dir.path / "content", self.holders, s3_client_factory()
@@ -98,7 +99,7 @@ class Node:
             await self._announce()
             await self.runner.start()
         except BaseException:
-            await self.stop()
+            await self.stop(discard_new=True)
             raise
         self._say(
             f"edgebac node {self.identity.node_id[:12]} listening on http://{self.address} "
@@ -236,8 +237,9 @@ class Node:
             row["labels"] = body.get("labels", {})
         return rows
 
-    async def stop(self) -> None:
-        """Stop serving, finish every queued append, close the log, release the data dir."""
+    async def stop(self, discard_new: bool = False) -> None:
+        """Stop serving, finish every queued append, close the log, release the data dir
+        (removing what this node created in it, with `discard_new`: a start that failed)."""
         if getattr(self, "runner", None) is not None:
             await self.runner.stop()
         await close_executors(self._engines)
@@ -250,7 +252,7 @@ class Node:
             await self.log.close()
             del self.log
         if self.data_dir is not None:
-            self.data_dir.release()
+            self.data_dir.release(discard_new)
             self.data_dir = None
 
 
