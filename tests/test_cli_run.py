@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 
 import pytest
 
 from edgebac.cli.run import job_spec, module_source, split_input, split_output
 from edgebac.errors import BadRequest
 from edgebac.scheduler.spec import parse_spec
-from tests.procs import run_edgebac
+from tests.procs import clean_env, edgebac_argv, run_edgebac
+from tests.test_cli_errors import assert_one_line_error
 
 
 @pytest.mark.parametrize(
@@ -63,9 +65,34 @@ def test_module_source_inlines_local_files_only(tmp_path):
     )
     assert module_source("s3://b/m.wasm") == "s3://b/m.wasm"
     assert module_source("/not/here.wasm") == "/not/here.wasm"
-    module.write_bytes(b"x" * (600 << 10))
+    module.write_bytes(b"\0asm" + b"x" * (600 << 10))
     with pytest.raises(BadRequest, match="too big to send inline"):
         module_source(str(module))
+
+
+def test_module_source_refuses_what_no_node_can_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prog.c").write_text("int main() { return 0; }\n")
+    with pytest.raises(BadRequest, match=r"^prog.c: not a WebAssembly module"):
+        module_source("prog.c")
+    with pytest.raises(BadRequest, match=r"^nope.wasm: no such file"):
+        module_source("nope.wasm")
+    (tmp_path / "dir.wasm").mkdir()
+    with pytest.raises(BadRequest, match=r"^dir.wasm: is a directory"):
+        module_source("dir.wasm")
+
+
+def test_wasm_run_of_a_missing_or_non_wasm_file_says_so(tmp_path):
+    text = tmp_path / "prog.wasm"
+    text.write_text("(module)\n")
+    for module, words in ((tmp_path / "nope.wasm", "no such file"), (text, "not a WebAssembly")):
+        relative = module.relative_to(tmp_path.parent)
+        argv = edgebac_argv("wasm", "run", "--api", "http://127.0.0.1:9", relative)
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=60, env=clean_env(), cwd=tmp_path.parent
+        )
+        line = assert_one_line_error(result, str(relative), words)
+        assert "not a source" not in line
 
 
 def test_bad_flags_are_readable_errors():

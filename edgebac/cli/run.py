@@ -70,18 +70,47 @@ def job_spec(engine: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+WASM_MAGIC = b"\0asm"
+
+
 def module_source(module: str) -> str:
-    """A local module file becomes inline content; anything else is a source URL as given."""
+    """A local module file becomes inline content; anything else is a source URL as given.
+
+    What can only fail on every node is refused here: a relative name that is no file here
+    (an absolute path may be a file on the compute nodes), a file that is not wasm.
+    """
     path = Path(module)
-    if "://" in module or module.startswith("inline:") or not path.is_file():
+    if "://" in module or module.startswith("inline:"):
         return module
-    data = path.read_bytes()
+    if not path.is_file():
+        if module.startswith("/") or _is_cid(module):
+            return module
+        what = "is a directory" if path.is_dir() else "no such file"
+        raise BadRequest(f"{module}: {what} (a module is a .wasm file here or a source URL)")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadRequest(f"{module}: {exc.strerror}") from None
+    if not data.startswith(WASM_MAGIC):
+        raise BadRequest(
+            f"{module}: not a WebAssembly module (a .wasm file starts with \\0asm); "
+            "compile it first, e.g. clang --target=wasm32-wasi"
+        )
     if len(data) > INLINE_MODULE_MAX:
         raise BadRequest(
             f"{module}: {len(data)} bytes is too big to send inline (max {INLINE_MODULE_MAX}); "
             "put it where the compute nodes can fetch it (s3://, http(s)://, file:///)"
         )
     return "inline:base64:" + base64.b64encode(data).decode()
+
+
+def _is_cid(text: str) -> bool:
+    from edgebac.scheduler.sources import parse_source
+
+    try:
+        return parse_source(text).kind == "ipfs"
+    except ValueError:
+        return False
 
 
 def shared_options(command: Any) -> Any:
