@@ -82,7 +82,22 @@ class World:
         return self.emit(who, "NodeAnnounced", body)
 
     def submit(self, who: str, job_id: str, spec: dict[str, Any]) -> Event:
-        return self.emit(who, "JobCreated", {"job_id": job_id, "spec": spec})
+        """As the API does: with the requester's wall clock (`wall_ms`) in the body."""
+        body = {"job_id": job_id, "spec": spec, "wall_ms": self.now_ms}
+        return self.emit(who, "JobCreated", body)
+
+    def future_event(self, ahead_ms: int) -> Event:
+        """A legal event dated `ahead_ms` ahead (a node whose clock runs fast, within the
+        tolerance): seeing it drags the shared hybrid clock forward, as `HybridClock.observe`
+        does, so every later hlc is that far ahead of the wall clock."""
+        stranger = self.actor("fast-clock")
+        hlc = max(self.last, Hlc(self.now_ms + ahead_ms, 0))
+        event = seal(stranger.key, stranger.seq + 1, stranger.prev, hlc, "Note", {"text": "hi"})
+        stranger.seq, stranger.prev = event.seq, event.id
+        self.last = hlc
+        self.log.append(event)
+        self.state.apply([event])
+        return event
 
     def plan_requester(self, who: str, config: Any = None, **kwargs: Any) -> list[Planned]:
         config = config or requester.RequesterConfig()

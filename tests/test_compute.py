@@ -99,7 +99,8 @@ def test_resources_taken_by_running_executions_and_pending_bids():
     w.compute_step("me")
     w.submit("req", "j2", noop_spec(resources={"memory": "2Gi"}))
     (planned,) = w.plan_compute("me")
-    assert planned[1]["reason"] == "lack memory"  # my bid on j1 claims 2 of 3 GiB
+    assert planned[1]["reason"] == "busy"  # my bid on j1 claims 2 of 3 GiB: not for good
+    assert planned[1]["detail"].startswith("lack memory now: needs 2")
     w.compute_step("me")
     w.requester_step("req")  # j1 accepted on me
     (execution,) = w.state.jobs["j1"].active()
@@ -114,7 +115,7 @@ def test_two_jobs_in_one_call_do_not_share_memory():
     w = world(resources={**BIG, "memory_bytes": 3 * GIB})
     w.submit("req", "j1", noop_spec(resources={"memory": "2Gi"}))
     w.submit("req", "j2", noop_spec(resources={"memory": "2Gi"}))
-    assert [b.get("reason") for _, b in w.plan_compute("me")] == [None, "lack memory"]
+    assert [b.get("reason") for _, b in w.plan_compute("me")] == [None, "busy"]
 
 
 def test_new_round_is_answered_again():

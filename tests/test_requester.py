@@ -225,7 +225,7 @@ def test_failed_execution_opens_a_new_round_and_another_node_runs_it():
     w.fail("a", execution.id, "disk full")
     planned = w.requester_step("req")
     assert [(e.type, e.body) for e in planned] == [
-        ("BidsRequested", {"job_id": "j", "attempt": 1, "reason": "disk full"})
+        ("BidsRequested", {"job_id": "j", "attempt": 1, "reason": "disk full", "wall_ms": w.now_ms})
     ]
     assert w.plan_requester("req") == []
     bid(w, "a", attempt=1, local_data=True)

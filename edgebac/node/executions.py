@@ -33,9 +33,14 @@ T = TypeVar("T")
 FOLDER_THREADS = 4  # for executions' folders (metadata waits on the disk, not on the CPU)
 
 
-def failure(execution: Execution, reason: str) -> dict[str, Any]:
-    """The body of an `ExecutionFailed` for an execution."""
-    return {"job_id": execution.job_id, "execution_id": execution.id, "reason": reason}
+def failure(execution: Execution, reason: str, permanent: bool = False) -> dict[str, Any]:
+    """The body of an `ExecutionFailed` for an execution; `permanent` when it would fail on any
+    node (the requester then does not retry it)."""
+    body: dict[str, Any] = {"job_id": execution.job_id, "execution_id": execution.id}
+    body["reason"] = reason
+    if permanent:
+        body["permanent"] = True
+    return body
 
 
 class Executions:
@@ -108,7 +113,7 @@ class Executions:
                 published = where.body()
             return result_event(execution, exit_code, published, stdout_head, stderr_head)
         except ExecutionError as exc:
-            return ev.EXECUTION_FAILED, failure(execution, exc.reason)
+            return ev.EXECUTION_FAILED, failure(execution, exc.reason, exc.permanent)
         finally:
             await executor.cleanup(task)
             await self._in_folders(shutil.rmtree, scratch, True)

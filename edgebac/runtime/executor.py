@@ -21,11 +21,15 @@ TRUNCATED_MARK = b"\n[edgebac: output truncated]\n"
 
 
 class ExecutionError(Exception):
-    """An execution failed for a reason its user should see (timeout, missing image, ...)."""
+    """An execution failed for a reason its user should see (timeout, missing image, ...).
 
-    def __init__(self, reason: str) -> None:
+    `permanent`: the same job would fail the same way on any node (an invalid module, a fuel
+    budget the spec sets), so the requester fails it rather than spend its retries."""
+
+    def __init__(self, reason: str, permanent: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ class ModuleCache:
         try:
             module = Module(Engine(engine_config(self.fuel)), data)
         except WasmtimeError as exc:
-            raise ExecutionError(f"not a valid wasm module: {_first_line(exc)}") from None
+            reason = f"not a valid wasm module: {_first_line(exc)}"
+            raise ExecutionError(reason, permanent=True) from None
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".part-")
         try:

@@ -83,7 +83,7 @@ class WasmExecutor:
         if source.kind == "inline":
             data = source.inline_bytes()
             if len(data) > MODULE_CAP_BYTES:
-                raise ExecutionError(f"module: {len(data)} bytes is too big")
+                raise ExecutionError(f"module: {len(data)} bytes is too big", permanent=True)
             return "module", await asyncio.to_thread(cache.artifact, data)
         wasm = await self.stager.stage_file(
             source, task.scratch / "module", MODULE_CAP_BYTES, "module"
@@ -144,7 +144,8 @@ class Guest:
         assert isinstance(engine, WasmEngine)
         start = instance.exports(store).get(engine.entrypoint)
         if start is None:
-            raise ExecutionError(f"the module exports no {engine.entrypoint!r}")
+            reason = f"the module exports no {engine.entrypoint!r}"
+            raise ExecutionError(reason, permanent=True)
         memory = instance.exports(store).get("memory")
         try:
             start(store)
@@ -183,7 +184,11 @@ class Guest:
             timeout = self.task.spec.timeout_s
             return ExecutionError(f"timed out after {timeout:g} s")
         if trap.trap_code == TrapCode.OUT_OF_FUEL:
-            return ExecutionError(f"out of fuel after {self.fuel} units")
+            # Fuel counts instructions: the job's own budget runs out on every node alike; a
+            # node's default budget may be larger elsewhere.
+            engine = self.task.spec.engine
+            from_spec = isinstance(engine, WasmEngine) and engine.fuel is not None
+            return ExecutionError(f"out of fuel after {self.fuel} units", permanent=from_spec)
         self._check_memory(store, memory, "trapped")
         return ExecutionError(f"wasm trap: {_first_line(trap)}")
 

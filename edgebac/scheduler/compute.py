@@ -10,7 +10,8 @@ Free resources are the announced ones minus what active executions on this node 
 undecided bids claim, so a node does not promise the same memory to two jobs.
 
 A node holds back (neither bids nor declines, for now) where its bid could only be rejected:
-on a batch job whose open slots are already covered by other nodes' undecided bids, and on a
+on a first round of a batch job whose open slots are already covered by other nodes'
+undecided bids (a retry round waits for every eligible node, so it always answers), and on a
 first round the job's requester, a compute node too, has not answered yet (a requester takes
 the first usable bids, and its own comes first), for at most `REQUESTER_FIRST_MS`. A node
 holding an input of the job never holds back: its bid ranks first. For the same reason a node
@@ -36,7 +37,7 @@ from edgebac.scheduler.ranking import shortfall
 from edgebac.scheduler.reasons import summarize_declines
 from edgebac.scheduler.requester import Verdict
 from edgebac.scheduler.spec import DockerEngine, JobSpec, WasmEngine
-from edgebac.scheduler.state import RESOURCE_KEYS, Execution, Job
+from edgebac.scheduler.state import RESOURCE_KEYS, Execution, Job, NodeInfo
 
 REQUESTER_FIRST_MS = 1_000  # how long a node lets a job's requester answer first
 
@@ -96,7 +97,7 @@ def decide(
     out: list[Planned] = []
     for job in _open_jobs(state, now_ms, me, facts, job_ids):
         assert job.spec is not None
-        reason, detail = _why_not(job.spec, policy, facts, info.labels, free)
+        reason, detail = _why_not(job.spec, policy, facts, info, free)
         if reason is None and policy.hook:
             verdict = facts.verdicts.get((job.id, job.attempt))
             if verdict is None:
@@ -125,7 +126,7 @@ def awaiting_verdict(
         for job in _open_jobs(state, None, me, facts)
         if (job.id, job.attempt) not in facts.verdicts
         and job.spec is not None
-        and _why_not(job.spec, policy, facts, info.labels, free)[0] is None
+        and _why_not(job.spec, policy, facts, info, free)[0] is None
     ]
 
 
@@ -181,10 +182,12 @@ def _futile(state: Projection, job: Job, now_ms: int, me: bytes, facts: LocalFac
     assert job.spec is not None
     if job.spec.type != "batch" or _holds_input(job.spec, facts):
         return False
+    if job.attempt != 0:
+        return False  # a retry round waits for every eligible node's answer: give it
     others = [b for b in job.round_bids() if b.node != me]
     if sum(1 for b in others if not job.decided(b.attempt, b.node)) >= job.open_slots():
         return True
-    if job.attempt != 0 or job.executions or now_ms >= job.round_hlc.ms + REQUESTER_FIRST_MS:
+    if job.attempt != 0 or job.executions or now_ms >= job.round_ms + REQUESTER_FIRST_MS:
         return False
     if any(not job.answered(node, 0) for node in _input_holders(state, job.spec, me)):
         return True
@@ -223,10 +226,11 @@ def _why_not(
     spec: JobSpec,
     policy: NodePolicy,
     facts: LocalFacts,
-    labels: Mapping[str, str],
+    info: NodeInfo,
     free: Mapping[str, int],
 ) -> tuple[str | None, str]:
     """(decline category, detail), or (None, "") when this node can run the job."""
+    labels = info.labels
     if spec.engine.type not in policy.engines:
         return why.ENGINE_DISABLED, f"{spec.engine.type} is not enabled on this node"
     if spec.network == "full" and not policy.network:
@@ -243,7 +247,10 @@ def _why_not(
     wanted = spec.resources.amounts()
     if short := shortfall(free, wanted):
         key = short[0]
-        return why.LACK[key], f"needs {_amount(key, wanted[key])}, {_amount(key, free[key])} free"
+        detail = f"needs {_amount(key, wanted[key])}, {_amount(key, free[key])} free"
+        if not shortfall(info.resources, wanted):  # other work holds it: it may bid later
+            return why.BUSY, f"{why.LACK[key]} now: {detail}"
+        return why.LACK[key], detail
     return None, ""
 
 

@@ -33,6 +33,7 @@ def create(event: Event, parsed: JobSpec | SpecError | None = None) -> Job | Non
         created_hlc=event.hlc,
         client=client if isinstance(client, bytes) else None,
         round_hlc=event.hlc,
+        round_ms=wall_ms(event),
     )
     if parsed is None:
         try:
@@ -68,6 +69,17 @@ def _live_status(job: Job) -> str:
     return "bidding"
 
 
+def wall_ms(event: Event) -> int:
+    """When the author wrote `event` by its own wall clock: the body's `wall_ms`, if it is an
+    integer not after the event's hlc (a writer's hlc is never behind its wall clock), else the
+    hlc's milliseconds. A future-dated event from another node drags the writer's hlc ahead but
+    not its wall clock, so deadlines measured from this hold their length (see `requester`)."""
+    wall = event.body.get("wall_ms")
+    if type(wall) is int and 0 <= wall <= event.hlc.ms:
+        return wall
+    return event.hlc.ms
+
+
 def _attempt(body: dict[str, Any]) -> int:
     attempt = body.get("attempt", 0)
     return attempt if type(attempt) is int and attempt >= 0 else -1
@@ -76,7 +88,7 @@ def _attempt(body: dict[str, Any]) -> int:
 def _bids_requested(job: Job, event: Event) -> None:
     attempt = _attempt(event.body)
     if event.author == job.requester and attempt > job.attempt:
-        job.attempt, job.round_hlc = attempt, event.hlc
+        job.attempt, job.round_hlc, job.round_ms = attempt, event.hlc, wall_ms(event)
 
 
 def _free(value: Any) -> dict[str, int]:
@@ -122,7 +134,9 @@ def _bid_accepted(job: Job, event: Event) -> None:
         return
     if execution_id in job.executions or job.decided(attempt, node):
         return
-    job.executions[execution_id] = Execution(execution_id, job.id, node, attempt, event.hlc)
+    job.executions[execution_id] = Execution(
+        execution_id, job.id, node, attempt, event.hlc, accepted_ms=wall_ms(event)
+    )
 
 
 def _bid_rejected(job: Job, event: Event) -> None:
@@ -152,6 +166,8 @@ def _failed(job: Job, event: Event) -> None:
     if _execution(job, event, execution.node, job.requester) is not None:
         execution.status, execution.ended_hlc = "failed", event.hlc
         execution.reason = event.body["reason"]
+        # Only the node that ran it knows the failure would repeat anywhere (a bad module).
+        execution.permanent = event.author == execution.node and event.body.get("permanent") is True
 
 
 def _published(job: Job, event: Event) -> None:
@@ -165,6 +181,11 @@ def _published(job: Job, event: Event) -> None:
     # A non-zero exit is a failed run: its results are still published for the user to read.
     if body["exit_code"] == 0:
         execution.status = "completed"
+        # At least once: a partition can let more nodes than `count` complete. The first
+        # `count` results in fold order, (hlc, author, seq), count; the others are surplus.
+        spec = job.spec
+        if spec is not None and spec.type == "batch":
+            execution.surplus = len(job.counted()) > spec.count
     else:
         execution.status, execution.reason = "failed", f"exit code {body['exit_code']}"
 

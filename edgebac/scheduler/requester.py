@@ -8,13 +8,22 @@ causes, come from two calls): the runner calls it again after applying what it r
 Choices where the issue is silent:
 - A retry always opens a new bid round (`BidsRequested`, attempt = number of failed executions)
   so nodes bid with fresh free resources; bids outranked earlier were already rejected.
-- A batch round closes (winners are picked) when `count` usable bids are in, when every
-  eligible compute node answered, or when the bid window ends; after that, late usable bids
-  fill slots still open. An ops round accepts every usable bid at once; it closes the same way.
+- A batch round closes (winners are picked) when every eligible compute node answered, or when
+  the bid window ends; a first round also as soon as `count` usable bids are in (fast: compute
+  nodes hold back there so that the best bids come first, see `compute`). A retry round never
+  closes early, so that every eligible node can bid and ranking prefers nodes that have not
+  failed the job (with one node, it retries there). After that, late usable bids fill slots
+  still open. An ops round accepts every usable bid at once; it closes the same way.
 - The retry budget counts failed or lost executions (a non-zero exit code is a failure): more
-  than `retries` of them fail the job.
+  than `retries` of them fail the job. A failure its node marks `permanent` (an invalid module:
+  it would fail on every node) fails the job at once, saying why it was not retried.
 - An execution times out `timeout_s + grace_ms` after its acceptance (staging inputs counts).
 - A job with open slots and no usable bid fails `timeout_s` after its current round opened.
+- Deadlines count from the requester's own wall clock at the event that starts them (`wall_ms`
+  in JobCreated, BidsRequested and BidAccepted; see `jobfold.wall_ms`), compared with the
+  `now_ms` it decides at: a future-dated event from another node drags the hybrid clock, and so
+  every hlc this node writes, up to the skew tolerance ahead; deadlines measured from hlcs would
+  stretch by as much. Still a pure function of the log and `now_ms`.
 - An ops job completes once its round is closed, nothing is running, and at least one node
   succeeded.
 - Accept hooks: with `config.hook`, a bid is usable only once the shell passed a `Verdict`
@@ -111,9 +120,9 @@ def next_deadline(job: Job, now_ms: int, config: RequesterConfig) -> int | None:
     if job.terminal or job.spec is None:
         return None
     window = job.spec.bid_window_ms or config.bid_window_ms
-    limits = [job.round_hlc.ms + window, job.round_hlc.ms + job.spec.timeout_ms]
+    limits = [job.round_ms + window, job.round_ms + job.spec.timeout_ms]
     limit = job.spec.timeout_ms + config.grace_ms
-    limits += [e.accepted_hlc.ms + limit for e in job.active()]
+    limits += [e.accepted_ms + limit for e in job.active()]
     ahead = [ms for ms in limits if ms > now_ms]
     return min(ahead) if ahead else None
 
@@ -155,13 +164,21 @@ def _decide_job(ctx: _Ctx, job: Job) -> list[Planned]:
     if timed_out := _timeouts(ctx, job):
         return timed_out
     failures = job.failures()
+    if permanent := [e for e in failures if e.permanent]:
+        reason = f"not retried: {permanent[0].reason} (it would fail on any node)"
+        return [_job_failed(job, reason)]
     if len(failures) > job.spec.retries:
         reason = f"retry budget spent: {len(failures)} executions failed"
         return [_job_failed(job, reason)]
     if job.spec.type == "batch" and len(job.succeeded()) >= job.spec.count:
         return [(ev.JOB_COMPLETED, {"job_id": job.id})]
     if len(failures) > job.attempt:
-        body = {"job_id": job.id, "attempt": len(failures), "reason": failures[-1].reason or ""}
+        body = {
+            "job_id": job.id,
+            "attempt": len(failures),
+            "reason": failures[-1].reason or "",
+            "wall_ms": ctx.now_ms,
+        }
         return [(ev.BIDS_REQUESTED, body)]
     if expired := _pending_timeout(ctx, job):
         return expired
@@ -181,7 +198,7 @@ def _timeouts(ctx: _Ctx, job: Job) -> list[Planned]:
     out: list[Planned] = []
     limit = job.spec.timeout_ms + ctx.config.grace_ms
     for execution in job.active():
-        if ctx.now_ms >= execution.accepted_hlc.ms + limit:
+        if ctx.now_ms >= execution.accepted_ms + limit:
             reason = f"timed out: no result {job.spec.timeout_s}s after acceptance"
             body = {"job_id": job.id, "execution_id": execution.id, "reason": reason}
             out.append((ev.EXECUTION_FAILED, body))
@@ -191,7 +208,7 @@ def _timeouts(ctx: _Ctx, job: Job) -> list[Planned]:
 def _window_over(ctx: _Ctx, job: Job) -> bool:
     assert job.spec is not None
     window = job.spec.bid_window_ms or ctx.config.bid_window_ms
-    return ctx.now_ms >= job.round_hlc.ms + window
+    return ctx.now_ms >= job.round_ms + window
 
 
 def _busy(job: Job, node: bytes) -> bool:
@@ -242,12 +259,13 @@ def _reject(job: Job, bid: Bid, reason: str) -> Planned:
     return (ev.BID_REJECTED, body)
 
 
-def _accept(job: Job, bid: Bid) -> Planned:
+def _accept(ctx: _Ctx, job: Job, bid: Bid) -> Planned:
     body = {
         "job_id": job.id,
         "node": bid.node,
         "execution_id": execution_id(job.id, bid.attempt, bid.node),
         "attempt": bid.attempt,
+        "wall_ms": ctx.now_ms,
     }
     return (ev.BID_ACCEPTED, body)
 
@@ -279,13 +297,14 @@ def _select(ctx: _Ctx, job: Job) -> list[Planned]:
     closing = _window_over(ctx, job) or _eligible_answered(ctx, job)
     if job.spec.type == "ops":
         if ranked:
-            return out + [_accept(job, bid) for bid in ranked]
+            return out + [_accept(ctx, job, bid) for bid in ranked]
         if closing and not waiting and not job.active() and job.succeeded():
             out.append((ev.JOB_COMPLETED, {"job_id": job.id}))
         return out
     need = job.open_slots()
-    if need and (len(ranked) >= need or closing):
-        out.extend(_accept(job, bid) for bid in ranked[:need])
+    first_bids_win = job.attempt == 0 and len(ranked) >= need  # a retry round waits for all
+    if need and (first_bids_win or closing):
+        out.extend(_accept(ctx, job, bid) for bid in ranked[:need])
         out.extend(_reject(job, bid, "outranked") for bid in ranked[need:])
     elif not need:
         out.extend(_reject(job, bid, "enough nodes already run it") for bid in ranked)
@@ -295,7 +314,7 @@ def _select(ctx: _Ctx, job: Job) -> list[Planned]:
 def _pending_timeout(ctx: _Ctx, job: Job) -> list[Planned]:
     """Fail a job that still lacks nodes when its timeout passes since its round opened."""
     assert job.spec is not None
-    if job.active() or ctx.now_ms < job.round_hlc.ms + job.spec.timeout_ms:
+    if job.active() or ctx.now_ms < job.round_ms + job.spec.timeout_ms:
         return []
     if _sort_bids(ctx, job)[1]:
         return []  # a usable bid came in: take it rather than give up

@@ -63,6 +63,9 @@ class Execution:
     node: bytes
     attempt: int
     accepted_hlc: Hlc
+    # The requester's wall clock when it accepted (`wall_ms` of the BidAccepted): the timeout
+    # counts from it, not from the hlc, which another node's clock may have dragged ahead.
+    accepted_ms: int = 0
     status: str = "accepted"  # accepted/running/completed/failed/lost/canceled
     started_hlc: Hlc | None = None
     ended_hlc: Hlc | None = None
@@ -73,6 +76,8 @@ class Execution:
     stdout_head: str | None = None
     stderr_head: str | None = None
     reason: str | None = None
+    permanent: bool = False  # its node says no other node can succeed either (bad module)
+    surplus: bool = False  # completed beyond the job's count: kept, but its result not counted
 
     @property
     def active(self) -> bool:
@@ -98,6 +103,7 @@ class Job:
     reason: str | None = None
     attempt: int = 0  # the current bid round
     round_hlc: Hlc = ZERO  # when the current round opened
+    round_ms: int = 0  # the same by the requester's wall clock (`wall_ms`): deadlines use it
     bids: dict[tuple[int, bytes], Bid] = field(default_factory=dict)
     declines: dict[tuple[int, bytes], Decline] = field(default_factory=dict)
     rejected: dict[tuple[int, bytes], str] = field(default_factory=dict)
@@ -117,6 +123,10 @@ class Job:
 
     def failures(self) -> list[Execution]:
         return [e for e in self.executions.values() if e.status in FAILED]
+
+    def counted(self) -> list[Execution]:
+        """Completed executions whose results count: the first `count` (see `jobfold`)."""
+        return [e for e in self.executions.values() if e.status == "completed" and not e.surplus]
 
     def open_slots(self) -> int:
         """Batch: nodes still to find. Ops jobs have no fixed number (0)."""
@@ -158,6 +168,7 @@ class Job:
             "reason": self.reason,
             "attempt": self.attempt,
             "round_hlc": self.round_hlc.pack(),
+            "round_ms": self.round_ms,
             "bids": keyed({k: b.to_dict() for k, b in self.bids.items()}),
             "declines": keyed({k: d.to_dict() for k, d in self.declines.items()}),
             "rejected": keyed(self.rejected),
