@@ -14,17 +14,22 @@ from typing import Any
 
 from aiohttp import web
 
+from edgebac.api.bodies import TooLarge, check_value, int_param, read_json, text_param
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, EdgebacError, NotFound
+from edgebac.eventlog.clock import wall_clock_ms
+from edgebac.eventlog.encoding import EncodingError
 from edgebac.eventlog.view import event_json, jsonable
 from edgebac.scheduler import events as ev
 from edgebac.scheduler import requester
-from edgebac.scheduler.reasons import summarize_declines
+from edgebac.scheduler.reasons import waiting_reason
 from edgebac.scheduler.retention import EndedJob
 from edgebac.scheduler.spec import SpecError, parse_spec
 from edgebac.scheduler.state import Job
 
 MAX_LIST = 1000
+MAX_OFFSET = 1 << 62
+MAX_WAIT_MS = 60_000
 
 
 class NotRequester(EdgebacError):
@@ -74,7 +79,7 @@ def _ended_summary(job: EndedJob) -> dict[str, Any]:
 def job_view(job: Job) -> dict[str, Any]:
     view = jsonable(job.to_dict())
     view["pending_reason"] = (
-        summarize_declines(job) if job.status in ("pending", "bidding") else None
+        waiting_reason(job) if job.status in ("pending", "bidding") else None
     )
     view["summary"] = job_summary(job)
     return view
@@ -84,25 +89,33 @@ async def submit_job(request: web.Request) -> web.Response:
     node = served_node(request)
     if "requester" not in node.roles:
         raise NotRequester("this node is not a requester: submit jobs to one that is")
-    try:
-        data = await request.json()
-    except ValueError:
-        raise BadRequest("the job spec must be JSON") from None
-    spec = parse_spec(data)  # SpecError: 400 naming each field at fault
+    spec = parse_spec(await read_json(request, "the job spec"))  # SpecError names each field
     spec_dict = spec.to_dict()
+    check_value(spec_dict, "the job spec")  # what parsing made of it must be signable too
     job_id = ev.job_id_for(node.identity.public_key, spec_dict, uuid.uuid4().hex)
-    await node.log.append([(ev.JOB_CREATED, {"job_id": job_id, "spec": spec_dict})])
+    body = {"job_id": job_id, "spec": spec_dict, "wall_ms": wall_clock_ms()}  # see jobfold
+    await _append(node, [(ev.JOB_CREATED, body)], "job spec")
     return web.json_response({"job_id": job_id}, status=201)
+
+
+async def _append(node: ServedNode, items: list[tuple[str, dict[str, Any]]], what: str) -> None:
+    """Append events made from client input; what the encoder still refuses is the client's."""
+    try:
+        await node.log.append(items)
+    except EncodingError as exc:
+        if exc.reason == "too_large":
+            raise TooLarge(
+                f"the {what} makes an event too large for the log ({exc.detail}): "
+                "pass large inputs by URL or content id, not inline"
+            ) from None
+        raise BadRequest(f"the {what} cannot be signed into an event: {exc.detail}") from None
 
 
 async def get_job(request: web.Request) -> web.Response:
     """One job; `wait_ms` long-polls until the job has ended (or the time is up)."""
     node = served_node(request)
+    wait_s = int_param(request, "wait_ms", 0, 0, MAX_WAIT_MS) / 1000
     job = await _job(node, request.match_info["job_id"])
-    try:
-        wait_s = min(int(request.query.get("wait_ms", "0")), 60_000) / 1000
-    except ValueError:
-        raise BadRequest("wait_ms must be an integer") from None
     deadline = asyncio.get_running_loop().time() + wait_s
     while not job.terminal and (left := deadline - asyncio.get_running_loop().time()) > 0:
         changed = await node.runner.wait_job(job.id, left)
@@ -116,13 +129,8 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def list_jobs(request: web.Request) -> web.Response:
     node = served_node(request)
-    try:
-        limit = min(int(request.query.get("limit", "50")), MAX_LIST)
-        offset = int(request.query.get("offset", "0"))
-    except ValueError:
-        raise BadRequest("limit and offset must be integers") from None
-    if limit < 1 or offset < 0:
-        raise BadRequest("limit must be at least 1 and offset at least 0")
+    limit = int_param(request, "limit", 50, 1, MAX_LIST)
+    offset = int_param(request, "offset", 0, 0, MAX_OFFSET)
     state = node.runner.refresh()
     jobs: list[Job | EndedJob] = [*state.jobs.values(), *state.evicted.values()]
     jobs.sort(key=lambda j: (j.created_hlc, j.id), reverse=True)
@@ -139,10 +147,10 @@ async def cancel_job(request: web.Request) -> web.Response:
         raise NotRequester(
             f"job {job.id} belongs to requester {job.requester.hex()[:12]}; cancel it there"
         )
-    reason = request.query.get("reason", "canceled by the client")
+    reason = text_param(request, "reason", "canceled by the client")
     planned = [] if job.terminal else requester.cancel(node.runner.refresh(), job.id, reason)
     if planned:
-        await node.log.append(planned)
+        await _append(node, planned, "cancel reason")
     return web.json_response({"job_id": job.id, "canceled": bool(planned), "status": job.status})
 
 

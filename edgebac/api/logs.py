@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from edgebac.api.bodies import int_param
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, EdgebacError, NotFound
 from edgebac.scheduler.state import ACTIVE, Execution
@@ -48,6 +49,7 @@ PROXIED_WAIT_S = 5.0  # a compute node may learn of an execution after its reque
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0  # without follow, the other node answers at once
 NDJSON = "application/x-ndjson"
+MAX_OFFSET = 1 << 62
 ENDED_GRACE_S = 10.0  # after the job ended, how long its executions' last records may take
 Gone = Callable[[], bool]
 
@@ -72,14 +74,12 @@ def parse_query(request: web.Request) -> LogQuery:
     stream = request.query.get("stream", "both")
     if stream not in (*STREAMS, "both"):
         raise BadRequest(f"stream must be stdout, stderr or both, not {stream!r}")
-    offset_text = request.query.get("offset", "0")
-    if not offset_text.isdigit():
-        raise BadRequest("offset must be a non-negative integer (bytes)")
+    offset = int_param(request, "offset", 0, 0, MAX_OFFSET)  # bytes; seek() takes 63 bits
     follow = request.query.get("follow", "0")
     if follow not in ("0", "1"):
         raise BadRequest("follow must be 0 or 1")
     streams = STREAMS if stream == "both" else (stream,)
-    return LogQuery(streams, int(offset_text), follow == "1")
+    return LogQuery(streams, offset, follow == "1")
 
 
 # ----- reading a stream's file -------------------------------------------------------------------

@@ -6,20 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
+from edgebac.api.bodies import int_param, read_json
 from edgebac.api.protocol import served_node
 from edgebac.errors import BadRequest
 from edgebac.eventlog.view import event_json
 
 MAX_PAGE = 1000
-
-
-def _int_param(request: web.Request, name: str, default: int, top: int) -> int:
-    text = request.query.get(name)
-    if text is None:
-        return default
-    if not text.isdigit() or int(text) > top:
-        raise BadRequest(f"query parameter {name!r} must be an integer from 0 to {top}")
-    return int(text)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -41,9 +33,9 @@ async def list_events(request: web.Request) -> web.Response:
     `wait_ms` makes it a long poll: the answer comes as soon as anything is stored past `after`.
     """
     node = served_node(request)
-    after = _int_param(request, "after", 0, 2**62)
-    limit = max(1, _int_param(request, "limit", 100, MAX_PAGE))
-    wait_s = _int_param(request, "wait_ms", 0, 60_000) / 1000
+    after = int_param(request, "after", 0, 0, 2**62)
+    limit = max(1, int_param(request, "limit", 100, 0, MAX_PAGE))
+    wait_s = int_param(request, "wait_ms", 0, 0, 60_000) / 1000
     if wait_s:
         await node.log.wait_past(after, wait_s)
     rows = await node.log.since(after, limit)
@@ -86,11 +78,14 @@ async def author_head(request: web.Request) -> web.Response:
 async def post_events(request: web.Request) -> web.Response:
     """Signed events from a client (an authority's admissions): `{"events": [hex, ...]}`."""
     node = served_node(request)
+    payload = await read_json(request, "the body")
+    items = payload.get("events") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise BadRequest('the body must be {"events": [hex-encoded signed events]}')
     try:
-        payload = await request.json()
-        raws = [bytes.fromhex(item) for item in payload["events"]]
-    except (ValueError, KeyError, TypeError):
-        raise BadRequest('body must be {"events": [hex-encoded signed events]}') from None
+        raws = [bytes.fromhex(item) for item in items]
+    except ValueError:
+        raise BadRequest("each event must be hex digits (an even number of them)") from None
     report = await node.gossip.ingest(raws)
     return web.json_response(
         {
