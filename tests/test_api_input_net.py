@@ -13,7 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgebac.api.bodies import MAX_DEPTH, BadJson, parse_json
-from tests.procs import NodeProcess, Nodes, wait_for
+from edgebac.api.jobs import match_job_id
+from edgebac.errors import BadRequest
+from tests.procs import NodeProcess, Nodes, run_edgebac, wait_for
 
 NOOP = b'{"engine": {"type": "noop"}'
 BIG = 10**24
@@ -195,3 +197,70 @@ def test_limits_are_exact():
     assert parse_json(b"[%d, %d]" % (-(2**63), 2**64 - 1)) == [-(2**63), 2**64 - 1]
     assert parse_json('"\\ud83d\\ude00 \U0001f600"'.encode()) == "\U0001f600 \U0001f600"
     assert math.isfinite(parse_json(b"1.7976931348623157e308"))
+
+
+# ----- short job ids -----------------------------------------------------------------------------
+
+IDS = ["j-0081342b00000001", "j-0081342b00000002", "j-00813f0000000003", "j-abcd000000000004"]
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("j-0081342b00000001", "j-0081342b00000001"),  # whole
+        ("j-00813f", "j-00813f0000000003"),  # unique prefix
+        ("00813f", "j-00813f0000000003"),  # without its j-
+        ("j-abcd", "j-abcd000000000004"),  # the shortest allowed
+        ("j-ffff", None),
+        ("nope", None),
+    ],
+)
+def test_a_job_is_named_by_its_id_or_a_unique_prefix(text, found):
+    assert match_job_id(IDS, text) == found
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "words"),
+    [
+        ("j-0081342b", "ambiguous_id", "2 jobs start so (j-0081342b00000001, j-0081342b00000002)"),
+        ("j-0081", "ambiguous_id", "3 jobs"),
+        ("j-abc", "bad_request", "too short: give at least 4 characters after 'j-'"),
+        ("j-", "bad_request", "too short"),
+        ("ab", "bad_request", "too short"),
+    ],
+)
+def test_a_short_or_ambiguous_prefix_is_refused(text, code, words):
+    with pytest.raises(BadRequest) as refused:
+        match_job_id(IDS, text)
+    assert refused.value.code == code
+    assert words in str(refused.value)
+
+
+def test_every_job_route_and_the_cli_take_a_unique_prefix(node):
+    status, body, _ = send(node, "POST", JOBS, b'{"engine": {"type": "noop", "stdout": "hi"}}')
+    assert status == 201, body
+    job = json.loads(body)["job_id"]
+    wait_for(
+        lambda: json.loads(send(node, "GET", f"{JOBS}/{job}", None)[1])["status"] == "completed",
+        60,
+        "the job",
+    )
+    _, raw, _ = send(node, "GET", f"{JOBS}?limit=1000", None)
+    others = [j["id"] for j in json.loads(raw)["jobs"] if j["id"] != job]
+    short = next(
+        job[:n] for n in range(6, len(job) + 1) if not any(o.startswith(job[:n]) for o in others)
+    )
+    for path in ("", "/results", "/logs"):
+        status, raw, _ = send(node, "GET", f"{JOBS}/{short}{path}", None)
+        assert status == 200, (path, raw)
+    assert json.loads(send(node, "GET", f"{JOBS}/{short}", None)[1])["id"] == job
+    status, raw, _ = send(node, "POST", f"{JOBS}/{short}/cancel", b"{}")
+    assert (status, json.loads(raw)["job_id"]) == (200, job)
+    described = run_edgebac("job", "describe", short, "--api", node.url, "--output", "json")
+    assert described.returncode == 0, described.stderr
+    assert json.loads(described.stdout)["id"] == job
+    logs = run_edgebac("job", "logs", short, "--api", node.url)
+    assert (logs.returncode, logs.stdout) == (0, "hi"), logs.stderr
+    refused = run_edgebac("job", "describe", "j-0", "--api", node.url)
+    assert refused.returncode == 1
+    assert "too short" in refused.stderr

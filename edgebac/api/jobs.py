@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +30,7 @@ from edgebac.scheduler.spec import SpecError, parse_spec
 from edgebac.scheduler.state import Job
 
 MAX_LIST = 1000
+MIN_ID_PREFIX = 4  # hex digits after "j-": fewer would name a different job as the log grows
 MAX_OFFSET = 1 << 62
 MAX_WAIT_MS = 60_000
 
@@ -37,7 +40,31 @@ class NotRequester(EdgebacError):
     http_status = 409
 
 
+class AmbiguousId(BadRequest):
+    code = "ambiguous_id"
+
+
+def match_job_id(ids: Iterable[str], text: str) -> str | None:
+    """The one id that is `text` or starts with it (like node ids, a job is named by a unique
+    prefix, with or without its `j-`); None if no id does. Too short or ambiguous: BadRequest."""
+    prefix = "j-" + text.removeprefix("j-")
+    if len(prefix) - 2 < MIN_ID_PREFIX:
+        raise BadRequest(
+            f"job id {text!r} is too short: give at least {MIN_ID_PREFIX} characters after 'j-'"
+        )
+    found = sorted({job_id for job_id in ids if job_id.startswith(prefix)})
+    if prefix in found:
+        return prefix
+    if len(found) > 1:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise AmbiguousId(f"job id {text!r} is ambiguous: {len(found)} jobs start so ({shown})")
+    return found[0] if found else None
+
+
 async def _job(node: ServedNode, job_id: str) -> Job:
+    state = node.runner.refresh()
+    if job_id not in state.jobs and job_id not in state.evicted:
+        job_id = match_job_id(chain(state.jobs, state.evicted), job_id) or job_id
     job = await node.runner.full_job(job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r} is known to this node")
@@ -78,9 +105,7 @@ def _ended_summary(job: EndedJob) -> dict[str, Any]:
 
 def job_view(job: Job) -> dict[str, Any]:
     view = jsonable(job.to_dict())
-    view["pending_reason"] = (
-        waiting_reason(job) if job.status in ("pending", "bidding") else None
-    )
+    view["pending_reason"] = waiting_reason(job) if job.status in ("pending", "bidding") else None
     view["summary"] = job_summary(job)
     return view
 
