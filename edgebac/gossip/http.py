@@ -1,17 +1,21 @@
 """Gossip over HTTP: `POST /gossip/v1` with a sealed body, answered with a sealed body.
 
 Anything that does not open, is stale, replayed, too large or not a protocol message gets a 4xx
-in the API's one JSON error shape, is counted, and changes nothing.
+in the API's one JSON error shape, is counted, and changes nothing. Bodies, both ways, are read
+whole by `bodies.read_body` (a catch-up page is megabytes: far more than one socket buffer).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from edgebac.gossip.bodies import BodyTooLarge, read_body
 from edgebac.gossip.envelope import Envelope, EnvelopeError
 from edgebac.gossip.protocol import Gossiper, ProtocolError, TransportError
 
@@ -30,10 +34,16 @@ def gossip_handler(gossiper: Gossiper, envelope: Envelope, max_bytes: int) -> An
         if request.content_length is not None and request.content_length > max_bytes:
             return _refuse(gossiper, 413, "too_large", "gossip body is too large")
         try:
-            body = await request.content.read(max_bytes + 1)
+            body = await read_body(request.content, max_bytes)
+        except BodyTooLarge:
+            return _refuse(gossiper, 413, "too_large", "gossip body is too large")
+        except ConnectionError:  # the sender went away mid-body; nobody reads the answer
+            return _refuse(gossiper, 400, "cut", "gossip body was cut off")
+        try:
             opened = envelope.open(body)
             reply = await gossiper.handle(opened.sender, opened.message)
         except EnvelopeError as exc:
+            gossiper.refused_body(request.remote or "?", exc.reason, str(exc))
             return _refuse(gossiper, exc.status, exc.reason, str(exc))
         except ProtocolError as exc:
             return _refuse(gossiper, 400, "bad_message", str(exc))
@@ -45,6 +55,28 @@ def gossip_handler(gossiper: Gossiper, envelope: Envelope, max_bytes: int) -> An
 def add_gossip_routes(app: web.Application, gossiper: Gossiper, envelope: Envelope) -> None:
     max_bytes = gossiper.config.max_body_bytes
     app.router.add_post(PATH, gossip_handler(gossiper, envelope, max_bytes))
+
+
+def _refusal(address: str, status: int, data: bytes) -> TransportError:
+    """The peer's refusal, with its error code when it answered in the one error shape."""
+    try:
+        error = json.loads(data)["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        return TransportError(f"{address} answered {status}: {data[:200]!r}")
+    return TransportError(f"{address} answered {status} {code}: {message}", code=code)
+
+
+def _why(exc: BaseException) -> str:
+    """The OS's words for a failed connection ("Connection refused"), not aiohttp's wrapper."""
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "no answer in time"
+    os_error = getattr(exc, "os_error", exc)
+    if isinstance(os_error, OSError) and os_error.errno and os_error.errno > 0:
+        return os.strerror(os_error.errno)
+    if isinstance(os_error, OSError) and os_error.strerror:
+        return os_error.strerror
+    return str(exc) or type(exc).__name__
 
 
 class HttpTransport:
@@ -71,10 +103,12 @@ class HttpTransport:
             async with self._session.post(
                 f"http://{address}{PATH}", data=body, headers={"Content-Type": CONTENT_TYPE}
             ) as response:
-                data = await response.content.read(self._max_bytes + 1)
+                data = await read_body(response.content, self._max_bytes)
                 if response.status != 200:
-                    raise TransportError(f"{address} answered {response.status}: {data[:200]!r}")
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    raise _refusal(address, response.status, data)
+        except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
+            raise TransportError(f"{address} unreachable: {_why(exc)}", unreachable=True) from None
+        except (aiohttp.ClientError, BodyTooLarge, ValueError) as exc:
             raise TransportError(f"{address}: {exc or type(exc).__name__}") from None
         try:
             opened = self._envelope.open(data)
