@@ -148,3 +148,60 @@ def test_commands_that_show_data_take_output_json(path):
     (output,) = [p for p in command.params if p.name == "output"]
     assert isinstance(output.type, click.Choice)
     assert "json" in output.type.choices
+
+
+def test_api_without_a_scheme_is_http(nodes, tmp_path):
+    node = nodes.start(tmp_path / "node")
+    host_port = node.url.removeprefix("http://")
+    listed = run_edgebac("job", "list", "--output", "json", "--api", host_port)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["jobs"] == []
+    assert api_used(run_edgebac("job", "list", "--api", "127.0.0.1:1")) == "http://127.0.0.1:1"
+    for bad in ("ftp://127.0.0.1:1", "http://", "127.0.0.1:port"):
+        assert_one_line_error(run_edgebac("job", "list", "--api", bad), "--api", repr(bad))
+
+
+def _commands(command: click.Command, path: str = "edgebac"):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, f"{path} {name}")
+
+
+def test_every_option_says_what_it_is_and_reads_a_clean_env_var():
+    for path, command in _commands(cli):
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.name in ("help", "version"):
+                continue
+            assert param.help, f"{path} {param.opts[0]} has no help"
+            if param.envvar:
+                assert re.fullmatch(r"EDGEBAC_[A-Z_]+", str(param.envvar)), (path, param.envvar)
+    shown = run_edgebac("docker", "run", "--help").stdout
+    assert "__NO_WAIT" not in shown
+    assert "EDGEBAC_WAIT]" in " ".join(shown.split())
+    for flag, words in (
+        ("--timeout", "Seconds an"),
+        ("--network", "full:"),
+        ("--retries", "retry"),
+    ):
+        line = " ".join(shown.split(flag, 1)[1].split())
+        assert line.split(" --")[0].count(words) == 1, (flag, line[:120])
+
+
+def test_timeout_keys_mean_one_thing_each(tmp_path):
+    """`timeout` is the job's timeout (docker/wasm run); job get looks for holders for
+    `find-timeout` seconds: one flat key cannot mean both."""
+    built = default_map(cli, {"timeout": 5, "find-timeout": 7}, tmp_path / "c.yaml")
+    assert built["docker"]["run"]["timeout"] == "5"
+    assert built["wasm"]["run"]["timeout"] == "5"
+    assert built["job"]["get"] == {"find_timeout": "7"}
+    with pytest.raises(ConfigError, match="unknown key 'timeout' in section 'job get'"):
+        default_map(cli, {"job": {"get": {"timeout": 5}}}, tmp_path / "c.yaml")
+
+
+def test_wait_reads_edgebac_wait(nodes, tmp_path):
+    node = nodes.start(tmp_path / "node")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"engine": {"type": "noop"}}))
+    ran = run_edgebac("job", "run", spec, "--api", node.url, env={"EDGEBAC_WAIT": "1"})
+    assert ran.returncode == 0, ran.stderr
+    assert "completed" in ran.stderr + ran.stdout  # it followed the job to its end

@@ -132,7 +132,13 @@ class Devstack:
 
 
 @click.command("devstack")
-@option("--nodes", type=click.IntRange(min=1, max=50), default=3, show_default=True)
+@option(
+    "--nodes",
+    type=click.IntRange(min=1, max=50),
+    default=3,
+    show_default=True,
+    help="Node processes to start.",
+)
 @option(
     "--dir",
     "root",

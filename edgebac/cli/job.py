@@ -143,7 +143,13 @@ def _shortened(value: Any, limit: int = 120) -> Any:
 
 
 @job.command("list")
-@option("--limit", type=click.IntRange(min=1, max=1000), default=50, show_default=True)
+@option(
+    "--limit",
+    type=click.IntRange(min=1, max=1000),
+    default=50,
+    show_default=True,
+    help="Jobs to show at most.",
+)
 @api_option
 @output_option
 def job_list(limit: int, api: str, output: str) -> None:

@@ -6,7 +6,10 @@ stderr and exit code 1; usage errors exit 2.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from typing import NoReturn
 
 import click
 
@@ -18,6 +21,7 @@ from edgebac.cli.log import log
 from edgebac.cli.logs import job_logs
 from edgebac.cli.network import network
 from edgebac.cli.node import node
+from edgebac.cli.options import OUTPUT
 from edgebac.cli.results import job_get
 from edgebac.cli.run import docker_group, wasm_group
 from edgebac.errors import EdgebacError
@@ -41,16 +45,49 @@ cli.add_command(docker_group)
 cli.add_command(wasm_group)
 
 
+def _wants_json(argv: list[str]) -> bool:
+    """Whether the failed command was asked for JSON: by its --output option (flag,
+    environment or config file, as resolved), else by the words given (a usage error can come
+    before the option is resolved)."""
+    if OUTPUT["format"] is not None:
+        return OUTPUT["format"] == "json"
+    for index, word in enumerate(argv):
+        if word == "--output=json" or (
+            word == "--output" and argv[index + 1 : index + 2] == ["json"]
+        ):
+            return True
+    return os.environ.get("EDGEBAC_OUTPUT") == "json"
+
+
+def fail(message: str, code: str, exit_code: int, as_json: bool) -> NoReturn:
+    """The one way a command fails: one line on stderr, or the API's error shape on stdout
+    for `--output json` (so a script reads an answer where it reads answers)."""
+    if as_json:
+        click.echo(json.dumps({"error": {"code": code, "message": message}}))
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(exit_code)
+
+
+def _usage_message(exc: click.UsageError) -> str:
+    message = " ".join(exc.format_message().split())
+    if exc.ctx is not None:
+        message += f" (see: {exc.ctx.command_path} --help)"
+    return message
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    OUTPUT["format"] = None
     try:
-        code = cli.main(args=argv, prog_name="edgebac", standalone_mode=False)
+        code = cli.main(args=args, prog_name="edgebac", standalone_mode=False)
+    except click.UsageError as exc:
+        fail(_usage_message(exc), "usage", exc.exit_code, _wants_json(args))
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        fail(" ".join(exc.format_message().split()), "error", exc.exit_code, _wants_json(args))
     except click.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except EdgebacError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        fail(" ".join(str(exc).split()), exc.code, 1, _wants_json(args))
     sys.exit(code if isinstance(code, int) else 0)

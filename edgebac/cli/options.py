@@ -13,8 +13,8 @@ DEFAULT_DATA_DIR = "~/.edgebac"
 
 def option(*names: str, **kwargs: Any) -> Callable[[Any], Any]:
     """A click option that also reads EDGEBAC_<LONG_NAME> from the environment."""
-    long_name = next(name for name in names if name.startswith("--"))
-    envvar = "EDGEBAC_" + long_name[2:].upper().replace("-", "_")
+    long_name = next(name for name in names if name.startswith("--")).split("/")[0]
+    envvar = "EDGEBAC_" + long_name[2:].upper().replace("-", "_")  # --wait/--no-wait: _WAIT
     return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
 
 
@@ -25,17 +25,46 @@ data_dir_option = option(
     type=click.Path(path_type=Path),
     help="Where the node keeps its key and event log.",
 )
+OUTPUT: dict[str, str | None] = {"format": None}  # as resolved, for rendering a failure
+
+
+def _note_output(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    OUTPUT["format"] = value
+    return value
+
+
 output_option = option(
     "--output",
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json for scripts.",
+    callback=_note_output,
+    help="json for scripts (errors too: the API's error shape on stdout).",
 )
+
+
+def api_url(ctx: click.Context | None, param: click.Parameter | None, value: str) -> str:
+    """`HOST:PORT` is taken as `http://HOST:PORT` (what `--listen` printed, minus the scheme);
+    any other scheme is refused here rather than failing to connect."""
+    from urllib.parse import urlsplit
+
+    url = value.strip()
+    if "://" not in url:
+        url = "http://" + url
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a bad port raises here)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not a URL like http://127.0.0.1:7700")
+    return url.rstrip("/")
+
 
 api_option = option(
     "--api",
     default="http://127.0.0.1:7700",
     show_default=True,
-    help="URL of a node's API.",
+    callback=api_url,
+    help="URL of a node's API (HOST:PORT means http://HOST:PORT).",
 )

@@ -14,6 +14,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,48 @@ def _counting_store(root: Path, on_bytes: Callable[[int], None]) -> Any:
     return CountingStore(root)
 
 
-async def _fetch(result: dict[str, Any], peers: list[str], store: Any, wait: float) -> Any:
+class Looking:
+    """Says on stderr that `job get` is still looking for a holder, instead of waiting up to
+    `--find-timeout` in silence: once after NOTICE_S without a byte, then every REPEAT_S."""
+
+    NOTICE_S = 1.0
+    REPEAT_S = 10.0
+
+    def __init__(self, what: str, wait: float, show: bool) -> None:
+        self.what, self.wait, self.show = what, wait, show
+        self.received = 0
+
+    def got(self, n: int) -> None:
+        self.received += n
+
+    async def run(self) -> None:
+        if not self.show:
+            return
+        started = time.monotonic()
+        await asyncio.sleep(self.NOTICE_S)
+        while self.received == 0:
+            waited = time.monotonic() - started
+            click.echo(
+                f"waiting: looking for a node that holds {self.what} "
+                f"({waited:.0f} s of at most {self.wait:g} s)",
+                err=True,
+            )
+            await asyncio.sleep(self.REPEAT_S)
+
+
+async def _fetch(
+    result: dict[str, Any], peers: list[str], store: Any, wait: float, looking: Looking
+) -> Any:
     from edgebac.sinks.cid import CID
     from edgebac.sinks.fetch import Fetcher
 
     cid = CID.parse(result["digest"] or result["reference"])
-    async with Fetcher(store) as fetcher:
-        await fetcher.fetch(cid, peers, wait=wait)
+    notice = asyncio.create_task(looking.run())
+    try:
+        async with Fetcher(store) as fetcher:
+            await fetcher.fetch(cid, peers, wait=wait)
+    finally:
+        notice.cancel()
     return cid
 
 
@@ -128,7 +164,13 @@ def _get_one(
         if show and size >= PROGRESS_MIN_BYTES
         else _Silent() as bar
     ):
-        store = _counting_store(blocks / result["execution_id"], bar.update)
+        looking = Looking(f"the results of {result['execution_id']}", wait, show)
+
+        def counted(n: int) -> None:
+            bar.update(n)
+            looking.got(n)
+
+        store = _counting_store(blocks / result["execution_id"], counted)
         if result["reference"].startswith("s3://"):
             dest.mkdir(parents=True)
             cid = _from_s3(result, dest, store)
@@ -136,7 +178,7 @@ def _get_one(
                 shutil.rmtree(dest)
                 _write(store, cid, dest, car)
         else:
-            cid = asyncio.run(_fetch(result, [*result["holders"], api], store, wait))
+            cid = asyncio.run(_fetch(result, [*result["holders"], api], store, wait, looking))
             _write(store, cid, dest, car)
     path = dest.with_name(dest.name + ".car") if car else dest
     return {
@@ -165,20 +207,21 @@ class _Silent:
 @option("--output-dir", type=click.Path(path_type=Path), default=None, help="Default: ./JOB_ID")
 @option("--car/--no-car", default=False, help="Save each execution as a CAR file instead.")
 @option(
-    "--timeout",
+    "--find-timeout",
     type=click.FloatRange(min=0.1),
     default=30.0,
     show_default=True,
-    help="Seconds to look for a node holding the results.",
+    metavar="SECONDS",
+    help="Seconds to look for a node holding the results (config key: find-timeout).",
 )
 @api_option
 @output_option
 def job_get(
-    job_id: str, output_dir: Path | None, car: bool, timeout: float, api: str, output: str
+    job_id: str, output_dir: Path | None, car: bool, find_timeout: float, api: str, output: str
 ) -> None:
     """Download and verify every execution's results of JOB_ID."""
     out_dir = output_dir or Path(job_id)
-    fetched = get_results(api, job_id, out_dir, car, timeout, show=output != "json")
+    fetched = get_results(api, job_id, out_dir, car, find_timeout, show=output != "json")
     if output == "json":
         click.echo(json.dumps({"job_id": job_id, "results": fetched}))
         return
