@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 from edgebac.node.config import GOSSIP_PRESETS, PRESETS, HostPort, NodeConfig
 from edgebac.node.process import Node
 from tests.netfix import network_key, post_json, wait_converged
-from tests.procs import NodeProcess, nodes_fixture, wait_for
+from tests.procs import NodeProcess, nodes_fixture, run_edgebac, wait_for
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "edgebac" / "api" / "openapi.json"
 DOC = json.loads(DOC_PATH.read_text())
@@ -186,3 +186,28 @@ def test_answers_match_the_document_and_the_node_serves_it(pair):
     record_schema = DOC["paths"]["/api/v1/jobs/{job_id}/logs"]["get"]["responses"]["200"]
     for line in raw.decode().splitlines():
         check(json.loads(line), record_schema["content"]["application/x-ndjson"]["schema"])
+
+
+def test_node_list_shows_what_each_node_announced(pair):
+    """Engines, resources and version come from each node's NodeAnnounced, seen across the pair."""
+    a, b = pair
+    _, mine = call(b, "GET", "/api/v1/node")
+    _, listed = call(a, "GET", "/api/v1/nodes")
+    check(listed, response_schema("/api/v1/nodes"))
+    row = next(r for r in listed["nodes"] if r["id"] == mine["id"])
+    assert row["version"] == mine["version"]
+    assert "noop" in row["engines"]
+    assert row["resources"]["cpu_millis"] >= 1000
+    assert row["resources"]["memory_bytes"] > 0
+    shown = run_edgebac("node", "list", "--api", a.url)
+    assert shown.returncode == 0, shown.stderr
+    header, *lines = shown.stdout.splitlines()
+    assert header.split() == [
+        "NODE", "LIVENESS", "ADDRESS", "ROLES", "ENGINES", "RESOURCES", "VERSION", "LABELS"
+    ]  # fmt: skip
+    line = next(line for line in lines if line.startswith(mine["id"][:12]))
+    assert ",".join(row["engines"]) in line
+    assert f"{row['resources']['cpu_millis'] / 1000:g} cpu, " in line
+    assert " mem, " in line
+    assert " disk " in line
+    assert f"  {mine['version']}  " in line

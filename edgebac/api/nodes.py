@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from edgebac.api.bodies import int_param, read_json
-from edgebac.api.protocol import served_node
+from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest
 from edgebac.eventlog.view import event_json
 
@@ -51,9 +51,27 @@ async def list_events(request: web.Request) -> web.Response:
 
 
 async def list_nodes(request: web.Request) -> web.Response:
-    """Every node this one knows: announcements from the log, liveness from gossip."""
+    """Every node this one knows: announcements from the log, liveness from gossip; with what
+    each announced it runs on (engines, resources, version: absent until it announced)."""
     node = served_node(request)
-    return web.json_response({"nodes": await node.known_nodes()})
+    rows = await node.known_nodes()
+    for row in rows:
+        row.update(await _announced(node, row["id"]))
+    return web.json_response({"nodes": rows})
+
+
+async def _announced(node: ServedNode, node_id: str) -> dict[str, Any]:
+    try:
+        author = bytes.fromhex(node_id)
+    except ValueError:
+        return {}
+    event = await node.log.latest(author, "NodeAnnounced")
+    body = event.body if event is not None else {}
+    return {
+        "engines": list(body.get("executors", [])),
+        "resources": dict(body.get("resources", {})),
+        "version": body.get("version"),
+    }
 
 
 def _author_param(request: web.Request) -> bytes:

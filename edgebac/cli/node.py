@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -60,17 +61,48 @@ def node(
 @api_option
 @output_option
 def node_list(api: str, output: str) -> None:
-    """Every node the API's node knows: id, addresses, roles, labels, liveness."""
+    """Every node the API's node knows: id, liveness, address, roles, engines, resources,
+    version, labels."""
     from edgebac.cli.client import ApiClient
 
     nodes = ApiClient(api).get("/api/v1/nodes")["nodes"]
     if output == "json":
         click.echo(json.dumps(nodes))
         return
-    click.echo(f"{'NODE':<14}{'LIVENESS':<10}{'ADDRESS':<24}{'ROLES':<20}LABELS")
-    for row in nodes:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(row["labels"].items()))
+    header = ("NODE", "LIVENESS", "ADDRESS", "ROLES", "ENGINES", "RESOURCES", "VERSION", "LABELS")
+    table = [header, *(_node_row(row) for row in nodes)]
+    widths = [max(len(line[i]) for line in table) + 2 for i in range(len(header) - 1)]
+    for line in table:
         click.echo(
-            f"{row['id'][:12]:<14}{row['liveness']:<10}{(row['addresses'] or ['-'])[0]:<24}"
-            f"{','.join(row['roles']) or '-':<20}{labels or '-'}"
+            "".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True))
+            + line[-1]
         )
+
+
+def _node_row(row: dict[str, Any]) -> tuple[str, ...]:
+    labels = ",".join(f"{k}={v}" for k, v in sorted(row.get("labels", {}).items()))
+    return (
+        row["id"][:12],
+        row["liveness"],
+        (row["addresses"] or ["-"])[0],
+        ",".join(row.get("roles", [])) or "-",
+        ",".join(row.get("engines", [])) or "-",
+        resources_text(row.get("resources", {})),
+        row.get("version") or "-",
+        labels or "-",
+    )
+
+
+def resources_text(resources: dict[str, int]) -> str:
+    """`4 cpu, 15.5Gi mem, 250Gi disk` (what a node announced it has, not what is free)."""
+    from edgebac.scheduler.quantities import format_size
+
+    parts = []
+    if "cpu_millis" in resources:
+        parts.append(f"{resources['cpu_millis'] / 1000:g} cpu")
+    for key, name in (("memory_bytes", "mem"), ("disk_bytes", "disk")):
+        if key in resources:
+            parts.append(f"{format_size(resources[key])} {name}")
+    if resources.get("gpu"):
+        parts.append(f"{resources['gpu']} gpu")
+    return ", ".join(parts) or "-"
