@@ -202,19 +202,29 @@ def test_bad_requests_get_the_error_shape_and_the_cli_one_line(net):
     assert "--stream" in bad.stderr
 
 
-def test_an_unreachable_compute_node_is_one_error_line(tmp_path, nodes_for_unreachable):
+def test_an_unreachable_compute_node_gives_the_head_the_log_holds_and_says_so(
+    tmp_path, nodes_for_unreachable
+):
     requester, compute = nodes_for_unreachable
-    job_id = submit(requester, {"engine": {"type": "noop", "stdout": "x"}})
+    spec = {"engine": {"type": "noop", "stdout": "out\n", "stderr": "err\n"}}
+    job_id = submit(requester, spec)
     wait_status(requester, job_id, ("completed",))
     assert compute.stop() == 0
-    ran = run_edgebac("job", "logs", job_id, "--api", requester.url)
+    ran = run_edgebac("job", "logs", job_id, "--stream", "stdout", "--api", requester.url)
     assert ran.returncode == 1
+    assert ran.stdout == "out\n"
     assert ran.stderr.startswith("error: ")
     assert "cannot read logs from node" in ran.stderr
+    assert "shown instead: the head of its stdout that the log holds" in ran.stderr
     assert ran.stderr.count("\n") == 1
     as_json = run_edgebac("job", "logs", job_id, "--api", requester.url, "--output", "json")
-    (record,) = records(as_json.stdout)
-    assert record["error"]["code"] == "unreachable"
+    *heads, error = records(as_json.stdout)
+    assert [(r["stream"], r["data"], r["head_only"]) for r in heads] == [
+        ("stdout", "out\n", True),
+        ("stderr", "err\n", True),
+    ]
+    assert error["error"]["code"] == "unreachable"
+    assert "head of its stdout and stderr" in error["error"]["message"]
 
 
 @pytest.fixture

@@ -17,6 +17,10 @@ stream), `follow=1` (keep going as the files grow until the execution ends). The
      "offsets": {"stdout": N, "stderr": M}}
     {"execution_id": E, "error": {"code": "unreachable", "message": "..."}}
 
+When the node that ran an execution cannot be reached, the head of each stream that its
+ResultPublished carries stands in (records marked `"head_only": true`), followed by the error
+record, which says that what came was a head.
+
 `offset` is the byte offset of a chunk in its stream; `data` is UTF-8 decoded (bad bytes
 replaced; a character cut between chunks is held back until it is whole). Errors found
 before the first byte is sent have the API's one error shape; afterwards they are records.
@@ -201,36 +205,63 @@ def _heads(execution: Execution, query: LogQuery) -> list[dict[str, Any]]:
 async def remote_records(
     node: ServedNode, execution: Execution, query: LogQuery
 ) -> AsyncIterator[dict[str, Any]]:
-    """Records of an execution another node runs, proxied from that node's API."""
+    """Records of an execution another node runs, proxied from that node's API. When that node
+    cannot be reached before it sent anything, the head of each stream that the log holds (in
+    ResultPublished) stands in, marked `head_only`, and the error record says so."""
     info = node.runner.state.nodes.get(execution.node)
     addresses = info.addresses if info is not None else []
+    who = f"node {execution.node.hex()[:12]}"
     if not addresses:
-        yield _error(
-            execution.id, "unreachable", f"node {execution.node.hex()[:12]} has no address"
-        )
+        async for record in _unreachable(execution, query, f"{who} has no address"):
+            yield record
         return
+    sent = False
+    try:
+        async for record in _proxied(execution, query, addresses[0]):
+            sent = True
+            yield record
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        problem = f"cannot read logs from {who} at {addresses[0]}: {str(exc) or type(exc).__name__}"
+        if sent:
+            yield _error(execution.id, "unreachable", problem)
+        else:
+            async for record in _unreachable(execution, query, problem):
+                yield record
+
+
+async def _proxied(
+    execution: Execution, query: LogQuery, address: str
+) -> AsyncIterator[dict[str, Any]]:
     params = urlencode({**query.params(), "local": "1"})
-    url = f"http://{addresses[0]}/api/v1/executions/{execution.id}/logs?{params}"
+    url = f"http://{address}/api/v1/executions/{execution.id}/logs?{params}"
     timeout = aiohttp.ClientTimeout(
         total=None,
         sock_connect=CONNECT_TIMEOUT_S,
         sock_read=None if query.follow else READ_TIMEOUT_S,
     )
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
-            if resp.status != 200:
-                yield _error(execution.id, *await _remote_error(resp))
-                return
-            buffer = b""
-            async for piece in resp.content.iter_any():
-                buffer += piece
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
-    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-        message = f"cannot read logs from node {execution.node.hex()[:12]} at {addresses[0]}: "
-        yield _error(execution.id, "unreachable", message + (str(exc) or type(exc).__name__))
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
+        if resp.status != 200:
+            yield _error(execution.id, *await _remote_error(resp))
+            return
+        buffer = b""
+        async for piece in resp.content.iter_any():
+            buffer += piece
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
+
+
+async def _unreachable(
+    execution: Execution, query: LogQuery, problem: str
+) -> AsyncIterator[dict[str, Any]]:
+    heads = _heads(execution, query)
+    for record in heads:
+        yield record
+    if heads:
+        names = " and ".join(record["stream"] for record in heads)
+        problem += f"; shown instead: the head of its {names} that the log holds (at most 1 KiB)"
+    yield _error(execution.id, "unreachable", problem)
 
 
 async def _remote_error(resp: aiohttp.ClientResponse) -> tuple[str, str]:
