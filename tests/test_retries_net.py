@@ -1,0 +1,45 @@
+"""Retries across real node processes on loopback: a retry round lets every node bid, and the
+nodes that have not failed the job win it (issue 12)."""
+
+from __future__ import annotations
+
+from tests.netfix import info, post_json, start_network, wait_converged
+from tests.procs import nodes_fixture, wait_for
+
+nodes = nodes_fixture()
+ALWAYS_FAILS = {"engine": {"type": "noop", "exit_code": 1}, "retries": 2, "timeout_s": 60}
+
+
+def run_to_the_end(node, spec):
+    status, body = post_json(node.url + "/api/v1/jobs", spec)
+    assert status == 201, body
+
+    def ended():
+        _, view = node.get_json(f"/api/v1/jobs/{body['job_id']}")
+        return view["status"] in ("completed", "failed", "canceled") and view
+
+    return wait_for(ended, 60, "the job to end")
+
+
+def attempts(view):
+    """(attempt, node, status) of each execution, in attempt order."""
+    executions = sorted(view["executions"].values(), key=lambda e: e["attempt"])
+    return [(e["attempt"], e["node"], e["status"]) for e in executions]
+
+
+def test_three_attempts_of_a_failing_job_run_on_three_distinct_nodes(nodes, tmp_path):
+    network = start_network(nodes, tmp_path, 3)
+    wait_converged(network, {info(n)["id"]: 1 for n in network}, timeout=60)
+    view = run_to_the_end(network[0], ALWAYS_FAILS)
+    assert view["status"] == "failed"
+    assert view["reason"] == "retry budget spent: 3 executions failed"
+    ran = attempts(view)
+    assert [(a, s) for a, _, s in ran] == [(0, "failed"), (1, "failed"), (2, "failed")]
+    assert sorted(n for _, n, _ in ran) == sorted(info(n)["id"] for n in network)
+
+
+def test_with_one_node_the_retries_run_there(nodes, tmp_path):
+    (node,) = start_network(nodes, tmp_path, 1)
+    view = run_to_the_end(node, ALWAYS_FAILS)
+    assert view["status"] == "failed"
+    assert attempts(view) == [(a, info(node)["id"], "failed") for a in range(3)]
