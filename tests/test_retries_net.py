@@ -1,12 +1,17 @@
 """Retries across real node processes on loopback: a retry round lets every node bid, and the
-nodes that have not failed the job win it (issue 12)."""
+nodes that have not failed the job win it; a failure that would repeat anywhere is not retried
+(issue 12)."""
 
 from __future__ import annotations
+
+import base64
+from pathlib import Path
 
 from tests.netfix import info, post_json, start_network, wait_converged
 from tests.procs import nodes_fixture, wait_for
 
 nodes = nodes_fixture()
+WASM = Path(__file__).resolve().parent.parent / "fixtures" / "wasm"
 ALWAYS_FAILS = {"engine": {"type": "noop", "exit_code": 1}, "retries": 2, "timeout_s": 60}
 
 
@@ -43,3 +48,26 @@ def test_with_one_node_the_retries_run_there(nodes, tmp_path):
     view = run_to_the_end(node, ALWAYS_FAILS)
     assert view["status"] == "failed"
     assert attempts(view) == [(a, info(node)["id"], "failed") for a in range(3)]
+
+
+def wasm(module: bytes, **extra):
+    inline = "inline:base64:" + base64.b64encode(module).decode()
+    return {"engine": {"type": "wasm", "module": inline, **extra}, "retries": 2, "timeout_s": 60}
+
+
+def test_failures_that_would_repeat_on_any_node_are_not_retried(nodes, tmp_path):
+    network = start_network(nodes, tmp_path, 3)
+    wait_converged(network, {info(n)["id"]: 1 for n in network}, timeout=60)
+    cases = {
+        "invalid module": (wasm(b"\0asm\x01\0\0\0 not a module"), "not a valid wasm module"),
+        "fuel of the spec": (
+            wasm((WASM / "loop.wasm").read_bytes(), fuel=1_000_000),
+            "out of fuel after 1000000 units",
+        ),
+    }
+    for name, (spec, why) in cases.items():
+        view = run_to_the_end(network[0], spec)
+        assert view["status"] == "failed", (name, view)
+        assert view["reason"].startswith(f"not retried: {why}"), (name, view["reason"])
+        assert view["reason"].endswith("(it would fail on any node)"), (name, view["reason"])
+        assert len(attempts(view)) == 1, (name, attempts(view))
