@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edgebac.cli.logs import execution_label
 from tests.netfix import info, network_key, post_json, wait_converged
 from tests.procs import Nodes, edgebac_argv, run_edgebac, wait_for
 
@@ -139,11 +140,13 @@ def test_several_executions_are_tagged_and_prefixed(net):
     for execution_id in executions:
         mine = [r for r in recs if r["execution_id"] == execution_id]
         assert joined(mine, "stdout") == "one\ntwo\n"
+    assert len({execution_label(e) for e in executions}) == 2  # node and attempt tell apart
     text = run_edgebac("job", "logs", job_id, "--api", requester.url)
     assert sorted(text.stdout.splitlines()) == sorted(
-        f"{e[:16]} | {line}" for e in executions for line in ("one", "two")
+        f"{execution_label(e)} | {line}" for e in executions for line in ("one", "two")
     )
-    assert sorted(text.stderr.splitlines()) == sorted(f"{e[:16]} | bad" for e in executions)
+    bad = sorted(f"{execution_label(e)} | bad" for e in executions)
+    assert sorted(text.stderr.splitlines()) == bad
     one = sorted(executions)[0]
     only = run_edgebac(
         "job", "logs", job_id, "--execution", one, "--api", requester.url, "--output", "json"

@@ -3,7 +3,8 @@
 The node the client talks to streams every execution's logs as JSON lines, proxying them from
 the compute nodes that run them (see edgebac/api/logs.py). In text mode a job with one
 execution prints its stdout to stdout and its stderr to stderr as they are; with several,
-each line is prefixed with its execution. `--output json` prints the records as they come.
+each line is prefixed with its execution's node and attempt (`3f2a9c1b/a0 | ...`).
+`--output json` prints the records as they come.
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ def log_records(
             raise ApiError(f"the log stream from {api} broke off: {exc}") from None
 
 
+def execution_label(execution_id: str) -> str:
+    """What tells a job's executions apart: node short id and attempt (`3f2a9c1b/a0`).
+
+    Execution ids are `JOB-ATTEMPT-NODE8`, so the head of one is the job id, the same for all.
+    """
+    job, sep, rest = execution_id.rpartition("-")
+    head, sep2, attempt = job.rpartition("-")
+    if not (sep and sep2 and head and attempt.isdigit()):
+        return execution_id[-16:]
+    return f"{rest}/a{attempt}"
+
+
 class TextPrinter:
     """Records as plain text: raw for one execution, prefixed lines for several."""
 
@@ -60,14 +73,14 @@ class TextPrinter:
         text = self.partial.pop(key, "") + record["data"]
         *lines, rest = text.split("\n")
         for line in lines:
-            out.write(f"{key[0][:16]} | {line}\n")
+            out.write(f"{execution_label(key[0])} | {line}\n")
         if rest:
             self.partial[key] = rest
         out.flush()
 
     def end(self, execution_id: str) -> None:
         for key in [k for k in self.partial if k[0] == execution_id]:
-            self._out(key[1]).write(f"{key[0][:16]} | {self.partial.pop(key)}\n")
+            self._out(key[1]).write(f"{execution_label(key[0])} | {self.partial.pop(key)}\n")
 
 
 @click.command("logs")
