@@ -6,6 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from edgebac.errors import ConfigError
+from edgebac.eventlog.encoding import MAX_EVENT_BYTES
+
+EVENT_FRAMING = 5  # the msgpack bin32 header before each event of a page
+# Room in a body for all but its events: the version vector (42 bytes an author, so ~20,000
+# authors), the peers that ride along and the seal (nonce, MAC, sender, time: ~90 bytes).
+MESSAGE_ROOM = 1 << 20
+
 
 @dataclass(frozen=True)
 class GossipConfig:
@@ -25,8 +33,28 @@ class GossipConfig:
     peers_per_message: int
     view_limit: int
 
+    def __post_init__(self) -> None:
+        if self.max_page_events < 1:
+            raise ConfigError(
+                f"gossip max_page_events must be at least 1, not {self.max_page_events}"
+            )
+        if self.max_body_bytes < largest_page_body(self):
+            raise ConfigError(
+                f"gossip max_body_bytes {self.max_body_bytes} cannot carry a full page: a page of "
+                f"max_page_bytes {self.max_page_bytes} (or one event of up to {MAX_EVENT_BYTES}) "
+                f"needs {largest_page_body(self)}"
+            )
+
     def with_(self, **changes: object) -> GossipConfig:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def largest_page_body(config: GossipConfig) -> int:
+    """The largest body a page can make. A page stops before `max_page_bytes` of events, except
+    that it always holds one event, whatever its size: so the largest legal event travels alone.
+    """
+    events = max(config.max_page_bytes, MAX_EVENT_BYTES)
+    return events + EVENT_FRAMING * config.max_page_events + MESSAGE_ROOM
 
 
 PRESETS: Mapping[str, GossipConfig] = MappingProxyType(
@@ -49,7 +77,8 @@ PRESETS: Mapping[str, GossipConfig] = MappingProxyType(
             max_page_events=2000,
             # A catch-up of millions of events is spread over several exchanges, not one.
             max_pages_per_exchange=64,
-            # A page plus its sealing overhead; anything larger is not ours.
+            # A page (see largest_page_body: ~2 MiB) with room to spare; anything larger is not
+            # ours. Both sides hold this limit: the reader refuses a body past it (413).
             max_body_bytes=4 << 20,
             # Bodies older than this are replays (or a clock so wrong the node must be fixed).
             max_body_age_s=60.0,

@@ -7,6 +7,7 @@ whole by `bodies.read_body` (a catch-up page is megabytes: far more than one soc
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -101,7 +102,9 @@ class HttpTransport:
         body = self._envelope.seal(message)
         try:
             async with self._session.post(
-                f"http://{address}{PATH}", data=body, headers={"Content-Type": CONTENT_TYPE}
+                f"http://{address}{PATH}",
+                data=io.BytesIO(body),  # sent in chunks: a page of MB must not stall the loop
+                headers={"Content-Type": CONTENT_TYPE},
             ) as response:
                 data = await read_body(response.content, self._max_bytes)
                 if response.status != 200:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from edgebac.errors import BadRequest
+from edgebac.gossip.bodies import read_body
 from edgebac.sinks.blockstore import MAX_BLOCK_SIZE, BlockStore
 from edgebac.sinks.cid import CID
 from edgebac.sinks.errors import ContentNotFound, ContentUnavailable, CorruptBlock
@@ -224,17 +225,9 @@ class Fetcher:
                 return None
             if resp.status != 200:
                 raise ValueError(f"answered {resp.status}")
-            if resp.content_length is not None:  # the usual case: one read, no joins
-                if resp.content_length > MAX_BLOCK_SIZE:
-                    raise ValueError(f"block of {resp.content_length} bytes is too large")
-                return await resp.read()
-            parts, size = [], 0
-            async for piece in resp.content.iter_any():
-                size += len(piece)
-                if size > MAX_BLOCK_SIZE:
-                    raise ValueError("block is too large")
-                parts.append(piece)
-            return b"".join(parts)
+            if resp.content_length is not None and resp.content_length > MAX_BLOCK_SIZE:
+                raise ValueError(f"block of {resp.content_length} bytes is too large")
+            return await read_body(resp.content, MAX_BLOCK_SIZE)  # BodyTooLarge: a ValueError
 
     def verify_and_put(self, cid: CID, data: bytes) -> None:
         cid.verify(data)
