@@ -47,7 +47,9 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        first = " ".join(str(exc).split())
+        from edgebac.textdata import yaml_error_line
+
+        first = yaml_error_line(exc)
         raise ConfigError(f"config file {path}: not valid {_kind(path)}: {first}") from None
     if data is None:
         return {}

@@ -50,10 +50,16 @@ def progress_line(view: dict[str, Any]) -> str:
     return line
 
 
+SETTLE_S = 10.0  # after the job ended, how long to wait for its executions' last events
+
+
 def follow(api: str, job_id: str, output: str, quiet: bool = False) -> dict[str, Any]:
-    """Poll the job until it ends, printing a line whenever its state changes."""
+    """Poll the job until it ends, printing a line whenever its state changes; then until its
+    view is settled (every execution's last event here), for at most SETTLE_S."""
+    from edgebac.cli.render import settled
+
     client = _client(api)
-    last, delay = "", 0.05
+    last, delay, ended_at = "", 0.05, None
     while True:
         view = client.get(f"/api/v1/jobs/{job_id}?events=0")
         line = progress_line(view)
@@ -61,13 +67,17 @@ def follow(api: str, job_id: str, output: str, quiet: bool = False) -> dict[str,
             click.echo(line, err=True)
             last = line
         if view["status"] in TERMINAL:
-            return view
+            ended_at = ended_at or time.monotonic()
+            if settled(view) or time.monotonic() - ended_at >= SETTLE_S:
+                return view
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
 
 
 def submit_and_maybe_wait(api: str, spec: dict[str, Any], wait: bool, output: str) -> None:
     """Print the job id at once; with --wait, follow it and exit 0 only if it completed."""
+    from edgebac.cli.render import dumps, execution_line
+
     job_id = _client(api).post("/api/v1/jobs", spec)["job_id"]
     if not wait:
         click.echo(json.dumps({"job_id": job_id}) if output == "json" else job_id)
@@ -76,14 +86,10 @@ def submit_and_maybe_wait(api: str, spec: dict[str, Any], wait: bool, output: st
         click.echo(job_id)
     view = follow(api, job_id, output)
     if output == "json":
-        click.echo(json.dumps(view))
+        click.echo(dumps(view))
     else:
         for execution in view["executions"].values():
-            click.echo(
-                f"  {execution['id']} on {execution['node'][:12]}: {execution['status']}"
-                f" exit={execution['exit_code']}"
-                + (f" ({execution['reason']})" if execution["reason"] else "")
-            )
+            click.echo("  " + execution_line(execution))
         if view["status"] != "completed":
             click.echo(f"job {view['status']}: {view.get('reason') or ''}", err=True)
     sys.exit(0 if view["status"] == "completed" else 1)
@@ -109,37 +115,40 @@ def job_run(spec_file: Path, concurrency: int | None, wait: bool, api: str, outp
 @output_option
 def job_describe(job_id: str, api: str, output: str) -> None:
     """Spec, state, executions, history, and why a pending job waits."""
+    from edgebac.cli.render import dumps
+
     view = _client(api).get(f"/api/v1/jobs/{job_id}")
     if output == "json":
-        click.echo(json.dumps(view))
+        click.echo(dumps(view))
         return
-    click.echo(progress_line(view))
+    for line in describe_lines(view, int(time.time() * 1000)):
+        click.echo(line)
+
+
+def describe_lines(view: dict[str, Any], now_ms: int) -> list[str]:
+    """`job describe` for people: times with their age, the spec indented, events in order."""
+    from edgebac.cli import render
+
+    lines = [progress_line(view)]
     if view.get("reason"):
-        click.echo(f"reason: {view['reason']}")
-    click.echo("spec: " + json.dumps(_shortened(view["spec"]), sort_keys=True))
-    click.echo("executions:")
-    for execution in view["executions"].values():
-        click.echo(
-            f"  {execution['id']} node={execution['node'][:12]} {execution['status']}"
-            f" exit={execution['exit_code']} ref={execution['reference']}"
-            + (f" reason={execution['reason']}" if execution["reason"] else "")
+        lines.append(f"reason: {view['reason']}")
+    lines.append(f"created: {render.when(view.get('created_hlc'), now_ms)}")
+    if view.get("ended_hlc") is not None:
+        lines.append(f"ended: {render.when(view['ended_hlc'], now_ms)}")
+    lines += ["spec:", *render.pretty_spec(view["spec"])]
+    executions = list(view["executions"].values())
+    lines.append(f"executions: {len(executions)}")
+    for execution in executions:
+        lines.append("  " + render.execution_line(execution))
+        lines += ["    " + line for line in render.execution_details(execution, now_ms)]
+    events = render.sorted_events(view.get("events", []))
+    lines.append(f"events: {len(events)}")
+    for event in events:
+        lines.append(
+            f"  {render.when(event['hlc'], now_ms)} {event['author'][:12]}#{event['seq']}"
+            f" {event['type']}"
         )
-        if execution.get("stdout_head"):
-            click.echo("    stdout: " + execution["stdout_head"].rstrip()[:200])
-    click.echo("events:")
-    for event in view.get("events", []):
-        click.echo(f"  {event['hlc']} {event['author'][:12]}#{event['seq']} {event['type']}")
-
-
-def _shortened(value: Any, limit: int = 120) -> Any:
-    """The spec for people: long strings (an inline module) cut, with their length."""
-    if isinstance(value, str) and len(value) > limit:
-        return f"{value[:limit]}... ({len(value)} chars)"
-    if isinstance(value, dict):
-        return {key: _shortened(item, limit) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_shortened(item, limit) for item in value]
-    return value
+    return lines
 
 
 @job.command("list")
@@ -156,7 +165,9 @@ def job_list(limit: int, api: str, output: str) -> None:
     """Jobs known to the node, newest first."""
     page = _client(api).get(f"/api/v1/jobs?limit={limit}")
     if output == "json":
-        click.echo(json.dumps(page))
+        from edgebac.cli.render import dumps
+
+        click.echo(dumps(page))
         return
     click.echo(f"{'JOB':<20}{'STATUS':<11}{'ENGINE':<8}EXECUTIONS")
     for row in page["jobs"]:
