@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -253,3 +255,37 @@ def _noop_policy(tmp_path: Path) -> Path:
     path = tmp_path / "policy.yaml"
     path.write_text("engines: [noop]\n")
     return path
+
+
+def test_a_follower_that_goes_away_is_no_error_on_either_node(net):
+    """Ctrl-C on `job logs -f` (and a raw client that hangs up mid-stream): no traceback on the
+    requester nor on the compute node, which count the disconnects and keep answering."""
+    requester, computes, nodes = net
+    module = "inline:base64:" + base64.b64encode((WASM / "loop.wasm").read_bytes()).decode()
+    job_id = submit(requester, {"engine": {"type": "wasm", "module": module}, "timeout_s": 30})
+    before = {n.url: len(n.stderr) for n in (requester, *computes)}
+    follower = nodes.process(edgebac_argv("job", "logs", job_id, "-f", "--api", requester.url))
+    wait_for(lambda: "looping" in follower.stdout, 30, "the module's first lines")
+    follower.send(signal.SIGINT)
+    assert follower.wait(30) != 0
+    assert "Traceback" not in follower.stderr, follower.stderr
+    ran_on = view(requester, job_id)["executions"]
+    (execution_id,) = ran_on
+    compute = next(c for c in computes if info(c)["id"] == ran_on[execution_id]["node"])
+    host, port = compute.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), 10) as raw:
+        raw.sendall(
+            f"GET /api/v1/executions/{execution_id}/logs?follow=1 HTTP/1.1\r\n"
+            f"Host: x\r\n\r\n".encode()
+        )
+        got = [b""]
+        wait_for(
+            lambda: b"looping" in got[0] or got.__setitem__(0, got[0] + raw.recv(4096)), 30, ""
+        )
+    gone = {n.url: lambda n=n: info(n)["api"]["clients_gone"] for n in (requester, compute)}
+    wait_for(lambda: gone[requester.url]() >= 1, 30, "the requester to count its follower gone")
+    wait_for(lambda: gone[compute.url]() >= 2, 30, "the compute node to count both gone")
+    for node in (requester, *computes):
+        assert "Traceback" not in node.stderr[before[node.url] :], node.stderr[before[node.url] :]
+        assert node.returncode is None
+    assert view(requester, job_id)["id"] == job_id

@@ -1,6 +1,7 @@
 """The node's HTTP API: thin handlers over the node, one JSON error shape for every error.
 
-Every error response is `{"error": {"code": str, "message": str}}` with a fitting status.
+Every error response is `{"error": {"code": str, "message": str}}` with a fitting status; a
+client that went away is counted, not reported (see `gone`).
 The routes reach the node only through `protocol.ServedNode`.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from edgebac.api.gone import STATS_KEY, ApiStats, client_left, count_gone
 from edgebac.api.jobs import add_job_routes
 from edgebac.api.logs import add_log_routes
 from edgebac.api.nodes import add_node_routes
@@ -46,6 +48,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
+    except ConnectionError as exc:
+        if client_left(request):  # not ours to report: count it (see api/gone.py)
+            return count_gone(request, exc)
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; see the node's log")
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error; see the node's log")
@@ -54,6 +61,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 def make_app(node: ServedNode) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=4 << 20)
     app[NODE_KEY] = node
+    app[STATS_KEY] = ApiStats()
     add_node_routes(app)
     add_job_routes(app)
     add_log_routes(app)

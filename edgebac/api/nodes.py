@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from edgebac.api.bodies import int_param, read_json
+from edgebac.api.gone import STATS_KEY
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest
 from edgebac.eventlog.view import event_json
@@ -22,6 +23,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def node_info(request: web.Request) -> web.Response:
     node = served_node(request)
     info = await node.describe()
+    info["api"] = {"clients_gone": request.app[STATS_KEY].clients_gone}
     if request.query.get("state_hash") == "1":  # costs a pass over the whole projection
         info["state_hash"] = node.runner.refresh().state_hash()
     return web.json_response(info)
