@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from edgebac.cli.run import job_spec, module_source, split_input, split_output
+from edgebac.cli.run import job_spec, module_source, named_input, split_input, split_output
 from edgebac.errors import BadRequest
 from edgebac.scheduler.spec import parse_spec
-from tests.procs import clean_env, edgebac_argv, run_edgebac
+from tests.procs import clean_env, edgebac_argv, nodes_fixture, run_edgebac
 from tests.test_cli_errors import assert_one_line_error
+
+nodes = nodes_fixture()
+WASM = Path(__file__).resolve().parent.parent / "fixtures" / "wasm"
 
 
 @pytest.mark.parametrize(
@@ -99,3 +104,33 @@ def test_bad_flags_are_readable_errors():
     bad = run_edgebac("docker", "run", "-o", "nopath", "--api", "http://127.0.0.1:9", "img")
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: -o 'nopath': an output volume is NAME:PATH")
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("inline:a,b:/in/data.csv", {"source": "inline:a,b", "target": "/in", "name": "data.csv"}),
+        ("inline:a,b:/in", {"source": "inline:a,b", "target": "/in"}),
+        ("inline:a,b", {"source": "inline:a,b", "target": "/inputs"}),
+        ("inline:a:/data.csv", {"source": "inline:a", "target": "/data.csv"}),
+        ("s3://b/k:/in/data.csv", {"source": "s3://b/k", "target": "/in/data.csv"}),
+    ],
+)
+def test_an_inline_input_may_name_its_file(text, expect):
+    assert named_input(text) == expect
+    assert parse_spec({"engine": {"type": "noop"}, "inputs": [expect]})
+
+
+def test_a_named_inline_input_reaches_the_job_by_that_name(nodes, tmp_path):
+    node = nodes.start(tmp_path / "node")
+    ran = run_edgebac(
+        "wasm", "run", "--api", node.url, "--wait", "--output", "json",
+        "-i", "inline:hello:/in/data.csv", "-o", "out:/out", WASM / "io.wasm", "/in", "/out",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    view = json.loads(ran.stdout)
+    got = run_edgebac("job", "get", view["id"], "--output-dir", tmp_path / "got", "--api", node.url)
+    assert got.returncode == 0, got.stderr
+    (execution_id,) = view["executions"]
+    listing = (tmp_path / "got" / execution_id / "out" / "listing.txt").read_text()
+    assert listing.startswith("data.csv 5 "), listing

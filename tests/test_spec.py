@@ -162,6 +162,21 @@ def test_yaml_and_json_text():
         ({"inputs": [{"source": "ipfs://xyz", "target": "/i"}]}, "inputs[0].source", "content"),
         ({"outputs": [{"name": "a b", "path": "/o"}]}, "outputs[0].name", "name of"),
         (
+            {"inputs": [{"source": "inline:x", "target": "/i", "name": "../x"}]},
+            "inputs[0].name",
+            "file name",
+        ),
+        (
+            {"inputs": [{"source": "inline:x", "target": "/i", "name": ".."}]},
+            "inputs[0].name",
+            "file name",
+        ),
+        (
+            {"inputs": [{"source": "/d", "target": "/i", "name": "x.csv"}]},
+            "inputs[0].name",
+            "inline",
+        ),
+        (
             {"outputs": [{"name": "o", "path": "/o"}, {"name": "o", "path": "/p"}]},
             "outputs[1].name",
             "used twice",
@@ -178,6 +193,16 @@ def test_invalid_field_is_named(patch, field, words):
     data = {"engine": {"type": "noop"}, **patch}
     found = problems(data)
     assert any(path == field and words in message for path, message in found), found
+
+
+def test_a_named_inline_input_keeps_its_name_and_others_stay_as_they_were():
+    item = {"source": "inline:a,b", "target": "/in", "name": "data.csv"}
+    spec = parse_spec(
+        {"engine": {"type": "noop"}, "inputs": [item, {"source": "/d", "target": "/d"}]}
+    )
+    assert spec.inputs[0].name == "data.csv"
+    assert spec.to_dict()["inputs"] == [item, {"source": "file:///d", "target": "/d"}]
+    assert parse_spec(spec.to_dict()) == spec
 
 
 def test_smallest_memory_claims_that_can_run():

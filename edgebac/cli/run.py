@@ -35,6 +35,17 @@ def split_input(text: str) -> dict[str, str]:
     return {"source": text, "target": DEFAULT_INPUT_TARGET}
 
 
+def named_input(text: str) -> dict[str, str]:
+    """`-i` as a spec input. Inline data is one file, `inline` in the target folder, unless the
+    target's last part has a dot: then it is the file's own path (`inline:a,b:/in/data.csv`
+    is `data.csv` in `/in`). Any other name: the spec's `inputs[].name`."""
+    item = split_input(text)
+    folder, _, name = item["target"].rstrip("/").rpartition("/")
+    if not item["source"].startswith("inline:") or not folder or "." not in name.strip("."):
+        return item
+    return {"source": item["source"], "target": folder, "name": name}
+
+
 def split_output(text: str) -> dict[str, str]:
     name, sep, path = text.partition(":")
     if not sep or not name or not path:
@@ -56,7 +67,7 @@ def job_spec(engine: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """The spec around an engine from the flags both commands share."""
     spec: dict[str, Any] = {
         "engine": engine,
-        "inputs": [split_input(text) for text in options["inputs"]],
+        "inputs": [named_input(text) for text in options["inputs"]],
         "outputs": [split_output(text) for text in options["outputs"]],
         "env": split_env(options["env"]),
         "network": options["network"],

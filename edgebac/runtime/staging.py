@@ -56,7 +56,7 @@ class Stager:
                 staged = []
                 for index, item in enumerate(task.spec.inputs):
                     dest = task.scratch / "inputs" / str(index)
-                    host = await self.stage(item.source, dest, self._cap(task))
+                    host = await self.stage(item.source, dest, self._cap(task), item.name)
                     staged.append(StagedInput(item.target, host))
         except TimeoutError:
             raise ExecutionError(
@@ -73,8 +73,9 @@ class Stager:
             raise ExecutionError(f"{what} {source.url}: is not one file")
         return files[0]
 
-    async def stage(self, source: Source, dest: Path, cap: int) -> Path:
-        """Fill `dest` (created) with the source; returns the folder to hand over."""
+    async def stage(self, source: Source, dest: Path, cap: int, name: str | None = None) -> Path:
+        """Fill `dest` (created) with the source; returns the folder to hand over. `name` is
+        the file an inline source becomes (the spec's `inputs[].name`)."""
         _make_folder(dest)
         fetch = Fetch(source.url, dest, self.cache_dir, cap)
         try:
@@ -85,7 +86,7 @@ class Stager:
             elif source.kind == "http":
                 await http_provider.stage(fetch)
             elif source.kind == "inline":
-                inline_provider.stage(source, fetch)
+                inline_provider.stage(source, fetch, name)
             elif source.kind == "ipfs" and self.content is not None:
                 await self.content.stage(source.url, dest)
             else:

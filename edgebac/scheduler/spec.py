@@ -149,6 +149,11 @@ Engine = DockerEngine | WasmEngine | NoopEngine
 class Input:
     source: Source
     target: str
+    name: str | None = None  # the file an inline input becomes in its folder (else `inline`)
+
+    def to_dict(self) -> dict[str, str]:
+        named = {"name": self.name} if self.name is not None else {}
+        return {"source": self.source.url, "target": self.target, **named}
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,7 @@ class JobSpec:
             "constraints": [str(c) for c in self.constraints],
             "resources": self.resources.to_dict(),
             "engine": self.engine.to_dict(),
-            "inputs": [{"source": i.source.url, "target": i.target} for i in self.inputs],
+            "inputs": [i.to_dict() for i in self.inputs],
             "outputs": [{"name": o.name, "path": o.path} for o in self.outputs],
             "publisher": self.publisher.to_dict(),
             "env": dict(self.env),
@@ -378,10 +383,14 @@ def _resources(c: Checker, value: Any, path: str) -> Resources:
 
 
 def _input(c: Checker, value: Any, path: str) -> Input | None:
-    d = c.obj(value, path, ("source", "target"))
-    source = _source(c, d, "source", path)
-    target = _abs_path(c, d, "target", path)
-    return Input(source, target) if source is not None and target is not None else None
+    d = c.obj(value, path, ("source", "target", "name"))
+    source, target = _source(c, d, "source", path), _abs_path(c, d, "target", path)
+    name = c.text(d, "name", path, None)
+    if name is not None and (not _NAME_RE.match(name) or name in (".", "..")):
+        c.add(join(path, "name"), f"{name!r} is not a file name of [A-Za-z0-9_.-]")
+    elif name is not None and source is not None and source.kind != "inline":
+        c.add(join(path, "name"), "only names an inline input's file")
+    return Input(source, target, name) if source is not None and target is not None else None
 
 
 def _output(c: Checker, value: Any, path: str) -> Output | None:

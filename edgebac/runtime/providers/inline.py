@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from edgebac.runtime.providers import Fetch, too_big
+from edgebac.runtime.providers import Fetch, safe_relative, too_big
 from edgebac.scheduler.sources import Source
 
 INLINE_NAME = "inline"
 
 
-def stage(source: Source, fetch: Fetch) -> None:
+def stage(source: Source, fetch: Fetch, name: str | None = None) -> None:
+    """The data as one file, `name` (checked by the spec: a plain file name) or `inline`."""
     data = source.inline_bytes()
     if len(data) > fetch.max_bytes:
         raise too_big(len(data), fetch.max_bytes)
-    (fetch.dest / INLINE_NAME).write_bytes(data)
+    (fetch.dest / safe_relative(name or INLINE_NAME)).write_bytes(data)
