@@ -282,3 +282,10 @@ def test_log_verify_finds_a_flipped_byte(tmp_path, fix_id, problem):
     assert report["events"] == 5
     assert len(report["problems"]) == 1
     assert problem in report["problems"][0]
+
+
+def test_dev_script_names_an_unknown_command():
+    dev = Path(__file__).resolve().parent.parent / "dev"
+    result = subprocess.run([str(dev), "foo"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == "./dev: unknown command 'foo'"
