@@ -10,6 +10,7 @@ log accepts. No node runs compute, so the history holds still while others copy 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import time
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,16 @@ def test_a_node_killed_halfway_through_catch_up_resumes_after_restart(nodes, tmp
     b = nodes.start(b.data_dir, "--roles", "requester", "--peers", host_port(a), listen=address)
     wait_for(lambda: caught_up(b, target), CATCH_UP_S, "the restarted node to hold A's history")
     wait_for(lambda: vv(a) == vv(b), CATCH_UP_S, "equal version vectors")
+
+
+def test_a_burst_of_large_jobs_is_pushed_in_bodies_the_peer_accepts(nodes, tmp_path):
+    """Jobs submitted at once are appended in one batch; pushed as one body, it would pass the
+    peer's limit and be refused (the peer then suspected), leaving the work to the next pull."""
+    a = nodes.start(tmp_path / "a", "--roles", "requester", listen="127.0.0.2:0")
+    b = nodes.start(tmp_path / "b", "--roles", "requester", "--peers", host_port(a))
+    wait_for(lambda: vv(a) == vv(b) and len(vv(a)) == 2, CATCH_UP_S, "the two to meet")
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda pad: submit(a, padded(pad)), range(900_000, 900_016)))
+    wait_for(lambda: vv(a) == vv(b), CATCH_UP_S, "equal version vectors")
+    assert info(b)["gossip"].get("refused_body_too_large", 0) == 0
+    assert info(a)["gossip"].get("push_failed", 0) == 0

@@ -7,6 +7,7 @@ process-level proof is tests/test_catchup_net.py.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,13 +15,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from edgebac.errors import ConfigError
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import MAX_EVENT_BYTES, Event, decode
 from edgebac.eventlog.store import EventLog
-from edgebac.gossip.bodies import BodyTooLarge, read_body
+from edgebac.gossip.bodies import BodyTooLarge, batches, read_body
 from edgebac.gossip.config import PRESETS, GossipConfig, largest_page_body
 from edgebac.gossip.envelope import OPEN_NETWORK_KEY, Envelope
 from edgebac.gossip.http import PATH, HttpTransport, add_gossip_routes
@@ -196,3 +199,20 @@ def test_presets_carry_a_page_and_a_body_too_small_for_one_is_refused():
     with pytest.raises(ConfigError, match="max_page_events"):
         FAST.with_(max_page_events=0)
     assert isinstance(FAST.with_(max_page_bytes=1), GossipConfig)
+
+
+@given(
+    sizes=st.lists(st.integers(1, 3000), max_size=60),
+    max_events=st.integers(1, 10),
+    max_bytes=st.integers(1, 5000),
+)
+def test_batches_keep_order_and_bounds_and_carry_any_event(sizes, max_events, max_bytes):
+    raws = [bytes([i % 256]) * size for i, size in enumerate(sizes)]
+    cut = batches(raws, max_events, max_bytes)
+    assert [raw for batch in cut for raw in batch] == raws
+    for batch in cut:
+        assert 1 <= len(batch) <= max_events
+        assert sum(map(len, batch)) <= max_bytes or len(batch) == 1
+    for first, second in itertools.pairwise(cut):  # no batch closed while the next would fit
+        full = len(first) == max_events or sum(map(len, first)) + len(second[0]) > max_bytes
+        assert full

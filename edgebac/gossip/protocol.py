@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from edgebac.eventlog.chain import Reason
 from edgebac.eventlog.encoding import Event, decode
 from edgebac.eventlog.store import IngestReport, Page
+from edgebac.gossip.bodies import batches
 from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.membership import Membership, push_fanout
 
@@ -344,7 +345,8 @@ class Gossiper:
                 await asyncio.sleep(self.config.push_linger_s)
             raws, self._outbox = self._outbox, []
             self._outbox_ready.clear()
-            await self._push(raws)
+            for batch in batches(raws, self.config.max_page_events, self.config.max_page_bytes):
+                await self._push(batch)
 
     async def _push(self, raws: list[bytes], skip: Collection[bytes] = ()) -> None:
         fanout = push_fanout(
