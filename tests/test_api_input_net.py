@@ -37,6 +37,7 @@ ROWS = [
     ("POST", JOBS, spec(b'"count": Infinity'), 400, "bad_request", "Infinity"),
     ("POST", JOBS, spec(b'"timeout_s": -Infinity'), 400, "bad_request", "-Infinity"),
     ("POST", JOBS, spec(b'"timeout_s": 1e400'), 400, "bad_request", "out of range"),
+    ("POST", JOBS, spec(b'"timeout_s": 1e300'), 400, "bad_request", "timeout_s: integer 1000"),
     ("POST", JOBS, spec(b'"name": "\\ud800"'), 400, "bad_request", "at name: lone UTF-16"),
     (
         "POST",

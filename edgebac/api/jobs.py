@@ -117,23 +117,23 @@ async def submit_job(request: web.Request) -> web.Response:
     spec = parse_spec(await read_json(request, "the job spec"))  # SpecError names each field
     spec_dict = spec.to_dict()
     check_value(spec_dict, "the job spec")  # what parsing made of it must be signable too
-    job_id = ev.job_id_for(node.identity.public_key, spec_dict, uuid.uuid4().hex)
-    body = {"job_id": job_id, "spec": spec_dict, "wall_ms": wall_clock_ms()}  # see jobfold
-    await _append(node, [(ev.JOB_CREATED, body)], "job spec")
+    try:
+        job_id = ev.job_id_for(node.identity.public_key, spec_dict, uuid.uuid4().hex)
+        body = {"job_id": job_id, "spec": spec_dict, "wall_ms": wall_clock_ms()}  # see jobfold
+        await node.log.append([(ev.JOB_CREATED, body)])
+    except EncodingError as exc:
+        raise _unsignable(exc, "job spec") from None
     return web.json_response({"job_id": job_id}, status=201)
 
 
-async def _append(node: ServedNode, items: list[tuple[str, dict[str, Any]]], what: str) -> None:
-    """Append events made from client input; what the encoder still refuses is the client's."""
-    try:
-        await node.log.append(items)
-    except EncodingError as exc:
-        if exc.reason == "too_large":
-            raise TooLarge(
-                f"the {what} makes an event too large for the log ({exc.detail}): "
-                "pass large inputs by URL or content id, not inline"
-            ) from None
-        raise BadRequest(f"the {what} cannot be signed into an event: {exc.detail}") from None
+def _unsignable(exc: EncodingError, what: str) -> EdgebacError:
+    """What the event encoder still refuses of client input is the client's error."""
+    if exc.reason == "too_large":
+        return TooLarge(
+            f"the {what} makes an event too large for the log ({exc.detail}): "
+            "pass large inputs by URL or content id, not inline"
+        )
+    return BadRequest(f"the {what} cannot be signed into an event: {exc.detail}")
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -175,7 +175,10 @@ async def cancel_job(request: web.Request) -> web.Response:
     reason = text_param(request, "reason", "canceled by the client")
     planned = [] if job.terminal else requester.cancel(node.runner.refresh(), job.id, reason)
     if planned:
-        await _append(node, planned, "cancel reason")
+        try:
+            await node.log.append(planned)
+        except EncodingError as exc:
+            raise _unsignable(exc, "cancel reason") from None
     return web.json_response({"job_id": job.id, "canceled": bool(planned), "status": job.status})
 
 
