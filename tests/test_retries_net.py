@@ -71,3 +71,19 @@ def test_failures_that_would_repeat_on_any_node_are_not_retried(nodes, tmp_path)
         assert view["reason"].startswith(f"not retried: {why}"), (name, view["reason"])
         assert view["reason"].endswith("(it would fail on any node)"), (name, view["reason"])
         assert len(attempts(view)) == 1, (name, attempts(view))
+
+
+def test_a_job_waiting_for_more_nodes_says_how_many_it_needs_and_how_many_bid(nodes, tmp_path):
+    network = start_network(nodes, tmp_path, 2)
+    wait_converged(network, {info(n)["id"]: 1 for n in network}, timeout=60)
+    spec = {"engine": {"type": "noop"}, "count": 3, "timeout_s": 60}
+    status, body = post_json(network[0].url + "/api/v1/jobs", spec)
+    assert status == 201, body
+
+    def waiting():
+        _, view = network[0].get_json(f"/api/v1/jobs/{body['job_id']}")
+        ran_both = view["summary"]["executions"] == {"completed": 2}
+        return ran_both and view["status"] == "bidding" and view["pending_reason"]
+
+    # Both nodes ran it; it waits for a third (it said `no node declined`).
+    assert wait_for(waiting, 30, "both nodes to run it") == "needs 3 nodes, 2 bid"
