@@ -5,6 +5,7 @@ nodes that have not failed the job win it; a failure that would repeat anywhere 
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 
 from tests.netfix import info, post_json, start_network, wait_converged
@@ -12,7 +13,15 @@ from tests.procs import nodes_fixture, wait_for
 
 nodes = nodes_fixture()
 WASM = Path(__file__).resolve().parent.parent / "fixtures" / "wasm"
-ALWAYS_FAILS = {"engine": {"type": "noop", "exit_code": 1}, "retries": 2, "timeout_s": 60}
+# A long bid window: a round must close because every eligible node answered, not because the
+# window ran out (under load, a window as short as the fast preset's could end first).
+WINDOW_S = 10
+ALWAYS_FAILS = {
+    "engine": {"type": "noop", "exit_code": 1},
+    "retries": 2,
+    "timeout_s": 60,
+    "bid_window_ms": WINDOW_S * 1000,
+}
 
 
 def run_to_the_end(node, spec):
@@ -35,7 +44,9 @@ def attempts(view):
 def test_three_attempts_of_a_failing_job_run_on_three_distinct_nodes(nodes, tmp_path):
     network = start_network(nodes, tmp_path, 3)
     wait_converged(network, {info(n)["id"]: 1 for n in network}, timeout=60)
+    started = time.monotonic()
     view = run_to_the_end(network[0], ALWAYS_FAILS)
+    assert time.monotonic() - started < WINDOW_S  # no round waited for its window to end
     assert view["status"] == "failed"
     assert view["reason"] == "retry budget spent: 3 executions failed"
     ran = attempts(view)
@@ -45,7 +56,9 @@ def test_three_attempts_of_a_failing_job_run_on_three_distinct_nodes(nodes, tmp_
 
 def test_with_one_node_the_retries_run_there(nodes, tmp_path):
     (node,) = start_network(nodes, tmp_path, 1)
+    started = time.monotonic()
     view = run_to_the_end(node, ALWAYS_FAILS)
+    assert time.monotonic() - started < WINDOW_S
     assert view["status"] == "failed"
     assert attempts(view) == [(a, info(node)["id"], "failed") for a in range(3)]
 
