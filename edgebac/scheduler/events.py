@@ -4,16 +4,20 @@ Node ids in bodies are the 32-byte public keys (`node`); users see them in hex. 
 bid round a bid, decline or acceptance belongs to (0 for the round JobCreated opens; a retry
 opens round N with `BidsRequested` where N is the number of failed executions so far).
 
-- `JobCreated` (requester): `job_id, spec` (canonical `JobSpec.to_dict()`), `client?` (key).
-- `BidsRequested` (requester): `job_id, attempt, reason?` — opens bid round `attempt` (retries).
+- `JobCreated` (requester): `job_id, spec` (canonical `JobSpec.to_dict()`), `client?` (key),
+  `wall_ms?`: the requester's wall clock, where the job's first deadlines count from (see
+  `jobfold.wall_ms`; BidsRequested and BidAccepted carry one too).
+- `BidsRequested` (requester): `job_id, attempt, reason?, wall_ms?` — opens bid round `attempt`
+  (retries).
 - `BidOffered` (compute node): `job_id, attempt, local_data: bool,
   free: {cpu_millis, memory_bytes, disk_bytes, gpu}, cost?` (lower is better).
 - `BidDeclined` (compute node): `job_id, attempt, reason, detail?`; `reason` is a short category
-  (`lack memory`, `label mismatch`, ...) so a requester can summarise declines by it.
-- `BidAccepted` (requester): `job_id, node, execution_id, attempt`.
+  (`lack memory`, `label mismatch`, `busy`, ...) so a requester can summarise declines by it.
+- `BidAccepted` (requester): `job_id, node, execution_id, attempt, wall_ms?`.
 - `BidRejected` (requester): `job_id, node, reason, attempt`.
 - `ExecutionStarted` (the accepted node): `job_id, execution_id`.
-- `ExecutionFailed` (that node, or the requester on timeout): `job_id, execution_id, reason`.
+- `ExecutionFailed` (that node, or the requester on timeout): `job_id, execution_id, reason`,
+  `permanent?: true` (that node only: it would fail on any node, so it is not retried).
 - `ResultPublished` (that node): `job_id, execution_id, exit_code, reference?, digest?, size?,
   stdout_head?, stderr_head?`. A non-zero exit code makes the execution failed.
 - `NodeLost` (requester): `node, reason, job_ids` — its active executions of those jobs are lost.
