@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nacl.signing import SigningKey
 
 from edgebac.errors import ConfigError
+from edgebac.eventlog.clock import HybridClock, wall_clock_ms
+from edgebac.gossip.addresses import AddressError, is_address, parse_address
+from edgebac.gossip.config import PRESETS
 from edgebac.gossip.envelope import (
     OPEN_NETWORK_KEY,
     Envelope,
     EnvelopeError,
+    clock_verdict,
     read_network_key,
     write_network_key,
 )
@@ -22,8 +29,17 @@ from edgebac.gossip.membership import (
     dead_after_ms,
     suspect_after_ms,
 )
+from edgebac.gossip.protocol import Gossiper
+from edgebac.gossip.reachability import Notices, alone_after_ms, due
+from edgebac.gossip.sim import MemoryLog
 
 KEY = bytes(range(32))
+
+
+def wall_ms() -> float:
+    return float(wall_clock_ms())
+
+
 ME = b"\x01" * 32
 
 
@@ -35,8 +51,10 @@ class Clock:
         return self.now
 
 
-def envelope(clock: Clock, key: bytes = KEY, sender: bytes = ME) -> Envelope:
-    return Envelope(key, sender, max_age_ms=60_000, max_bytes=1 << 16, clock_ms=clock)
+def envelope(clock: Clock, key: bytes = KEY, sender: bytes = ME, skew_ms: int = 30_000) -> Envelope:
+    return Envelope(
+        key, sender, max_age_ms=60_000, max_bytes=1 << 16, clock_ms=clock, max_skew_ms=skew_ms
+    )
 
 
 def test_seal_then_open_gives_sender_time_and_message():
@@ -49,17 +67,49 @@ def test_seal_then_open_gives_sender_time_and_message():
 
 
 @pytest.mark.parametrize(
-    ("age_ms", "reason"), [(60_001, "replay"), (-30_001, "clock_skew"), (59_000, None)]
+    ("age_ms", "skew_ms", "refused"),
+    [
+        (90_001, 30_000, "90.0 s old: the sender's clock is behind"),
+        (-30_001, 30_000, "30.0 s ahead of this node's clock (max skew 30 s)"),
+        (59_000, 30_000, None),
+        # The default preset tolerates clocks 5 minutes off: a body from a sender 4 minutes
+        # ahead or behind opens (it was refused as a replay or as "in the future")...
+        (240_000, 300_000, None),
+        (-240_000, 300_000, None),
+        (360_000, 300_000, None),  # 5 min behind plus a minute in transit
+        # ...and beyond, the refusal says by how much.
+        (-300_001, 300_000, "300.0 s ahead of this node's clock (max skew 300 s)"),
+        (360_001, 300_000, "360.0 s old"),
+    ],
 )
-def test_bodies_outside_the_time_window_are_refused(age_ms, reason):
+def test_bodies_outside_the_time_window_are_refused(age_ms, skew_ms, refused):
     sender_clock, receiver_clock = Clock(1_000_000 - age_ms), Clock(1_000_000)
-    body = envelope(sender_clock).seal("hi")
-    if reason is None:
-        assert envelope(receiver_clock).open(body).message == "hi"
+    body = envelope(sender_clock, skew_ms=skew_ms).seal("hi")
+    if refused is None:
+        assert envelope(receiver_clock, skew_ms=skew_ms).open(body).message == "hi"
     else:
-        with pytest.raises(EnvelopeError) as refused:
-            envelope(receiver_clock).open(body)
-        assert refused.value.reason == reason
+        with pytest.raises(EnvelopeError, match=re.escape(refused)) as error:
+            envelope(receiver_clock, skew_ms=skew_ms).open(body)
+        assert (error.value.reason, error.value.status) == ("clock_skew", 403)
+
+
+@pytest.mark.parametrize(
+    ("offset_ms", "age_ms", "skew_ms", "ok"),
+    [
+        (0, 60_000, 300_000, True),
+        (300_000, 60_000, 300_000, True),
+        (300_001, 60_000, 300_000, False),
+        (-360_000, 60_000, 300_000, True),
+        (-360_001, 60_000, 300_000, False),
+        (5_001, 30_000, 5_000, False),
+        (-35_000, 30_000, 5_000, True),
+    ],
+)
+def test_clock_verdict_window_is_age_plus_skew_behind_and_skew_ahead(
+    offset_ms, age_ms, skew_ms, ok
+):
+    verdict = clock_verdict(1_000_000 + offset_ms, 1_000_000, age_ms, skew_ms)
+    assert (verdict is None) is ok
 
 
 def test_each_body_opens_once():
@@ -72,7 +122,7 @@ def test_each_body_opens_once():
     clock.now += 120_000  # long after: now too old rather than remembered
     with pytest.raises(EnvelopeError) as stale:
         receiver.open(body)
-    assert stale.value.reason == "replay"
+    assert stale.value.reason == "clock_skew"
 
 
 def test_another_key_cannot_open_or_forge():
@@ -80,7 +130,7 @@ def test_another_key_cannot_open_or_forge():
     body = envelope(clock).seal("secret")
     with pytest.raises(EnvelopeError) as refused:
         envelope(clock, key=OPEN_NETWORK_KEY).open(body)
-    assert (refused.value.reason, refused.value.status) == ("not_sealed", 403)
+    assert (refused.value.reason, refused.value.status) == ("wrong_network_key", 403)
 
 
 @given(st.binary(max_size=200), st.integers(0, 199))
@@ -197,3 +247,175 @@ def test_bounded_view_evicts_instead_of_growing():
     for index, node_id in enumerate(member_ids(40)):
         view.learn(node_id, [f"h{index}:1"], 1, float(index), rng)
     assert len(view.members) == 8
+
+
+# ----- addresses -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("127.0.0.1:7700", ("127.0.0.1", 7700)),
+        ("node-1.example.org:1", ("node-1.example.org", 1)),
+        ("[::1]:7700", ("::1", 7700)),
+        ("a" * 63 + ".b:9", ("a" * 63 + ".b", 9)),
+        ("http://127.0.0.1:7700", "is a URL"),
+        ("https://127.0.0.1:7700", "is a URL"),
+        ("http:7700", "is a URL"),
+        ("127.0.0.1:7700;127.0.0.2:7700", "separate addresses with commas"),
+        ("127.0.0.1:7700 127.0.0.2:7700", "separate addresses with commas"),
+        ("127.0.0.1", "is not HOST:PORT"),
+        ("127.0.0.1:", "is not HOST:PORT"),
+        (":7700", "has no host"),
+        ("127.0.0.1:0", "port must be 1-65535"),
+        ("127.0.0.1:65536", "port must be 1-65535"),
+        ("127.0.0.1:\u0667\u0667", "is not HOST:PORT"),  # digits, but not ASCII ones
+        ("::1:7700", "IPv6 address in brackets"),
+        ("[nope]:7700", "is not an IPv6 address"),
+        ("a" * 64 + ":7700", "is not a host name"),  # a DNS label is at most 63 characters
+        ("a." * 127 + "a:7700", "longer than 253"),
+        ("-bad.org:1", "is not a host name"),
+        ("bücher.de:1", "is not a host name"),
+        ("", "is not HOST:PORT"),
+    ],
+)
+def test_address_validator(text, parsed):
+    if isinstance(parsed, tuple):
+        assert parse_address(text) == parsed
+        assert is_address(text)
+    else:
+        with pytest.raises(AddressError, match=re.escape(parsed)):
+            parse_address(text)
+        assert not is_address(text)
+
+
+def test_listen_may_use_port_zero_but_peers_may_not():
+    assert parse_address("127.0.0.1:0", allow_port_zero=True) == ("127.0.0.1", 0)
+    assert not is_address("127.0.0.1:0")
+    assert not is_address(None)
+    assert not is_address(b"127.0.0.1:1")
+
+
+@given(st.text(max_size=300) | st.from_regex(r"\A[a-z0-9.\-]{1,300}:[0-9]{1,5}\Z"))
+def test_every_valid_address_can_be_dialled(text):
+    """What the validator lets through, aiohttp's URL building (IDNA included) accepts."""
+    if is_address(text):
+        host, port = parse_address(text)
+        ("[" + host + "]" if ":" in host else host).encode("idna")
+        assert 1 <= port <= 65535
+
+
+def test_peer_lists_and_announcements_drop_what_is_not_an_address():
+    view = Membership(ME, ("127.0.0.2:1",), interval_ms=1000)
+    long_name = "a" * 230 + ":7700"  # 200-255 characters: aiohttp raised UnicodeError on it
+    good, bad, url = b"\x05" * 32, b"\x06" * 32, b"\x07" * 32
+    rng = random.Random(1)
+    entries = [
+        [good, [long_name, "127.0.0.5:1"], 3],
+        [bad, [long_name], 3],
+        [url, ["http://127.0.0.7:1"], 3],
+    ]
+    view.merge_rumours(entries, 1_000, rng)
+    assert {k: m.addresses for k, m in view.members.items()} == {good: ("127.0.0.5:1",)}
+    view.announce(bad, [long_name, 7, "127.0.0.6:1"], 1_000)
+    view.announce(url, "127.0.0.7:1", 1_000)  # not a list at all
+    assert view.members[bad].addresses == ("127.0.0.6:1",)
+    assert url not in view.members
+    view.add_seeds([long_name, "127.0.0.8:1"])
+    assert list(view.seeds) == ["127.0.0.8:1"]
+
+
+# ----- warnings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("last_ms", "now_ms", "every_ms", "due_now"),
+    [
+        (None, 0, 60_000, True),
+        (1_000, 1_000, 60_000, False),
+        (1_000, 60_999, 60_000, False),
+        (1_000, 61_000, 60_000, True),
+        (100_000, 40_000, 60_000, True),  # the clock went back: do not stay silent for it
+    ],
+)
+def test_warning_rate_limit(last_ms, now_ms, every_ms, due_now):
+    assert due(last_ms, now_ms, every_ms) is due_now
+
+
+def test_notices_say_once_per_peer_and_cause_per_interval():
+    clock, said = Clock(0), []
+    notices = Notices(said.append, clock, every_ms=60_000)
+    assert notices.warn("a", "unreachable", "1")
+    assert not notices.warn("a", "unreachable", "2")
+    assert notices.warn("a", "clock_skew", "3")
+    assert notices.warn("b", "unreachable", "4")
+    clock.now = 60_000
+    assert notices.warn("a", "unreachable", "5")
+    assert said == ["1", "3", "4", "5"]
+
+
+@pytest.mark.parametrize(("dead_ms", "alone_ms"), [(2_400, 10_000), (12_000, 12_000)])
+def test_alone_after_every_peer_would_be_dead_and_at_least_10_s(dead_ms, alone_ms):
+    assert alone_after_ms(dead_ms) == alone_ms
+
+
+# ----- loops that must outlive any one exchange -------------------------------------------------
+
+
+class BreakingTransport:
+    """A real peer's answers for `good`; anything at all going wrong for `bad`."""
+
+    def __init__(self, good: Gossiper, error: Exception) -> None:
+        self.good = good
+        self.error = error
+        self.pushes_to_good = 0
+        self.tries_of_bad = 0
+
+    async def request(self, address, message):
+        if address.startswith("bad"):
+            self.tries_of_bad += 1
+            raise self.error
+        if message["t"] == "push" and message.get("relay") is True:  # pushes, not pulls
+            self.pushes_to_good += 1
+        return self.good.me, await self.good.handle(b"\x0b" * 32, message)
+
+
+async def until(condition, what, within_s=20.0):
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    "error", [UnicodeError("label too long"), RuntimeError("boom"), KeyError("x")]
+)
+async def test_push_and_pull_loops_outlive_an_exception_in_one_exchange(error):
+    config = PRESETS["fast"].with_(push_linger_s=0.0, pull_interval_s=0.02)
+    key = SigningKey.generate()
+    log = MemoryLog(key, HybridClock(5_000))
+    good_log = MemoryLog(None, HybridClock(5_000))
+    good = Gossiper(b"\x0b" * 32, ("good:1",), good_log, None, config, clock_ms=wall_ms)
+    transport = BreakingTransport(good, error)
+    me = bytes(key.verify_key)
+    gossiper = Gossiper(me, ("me:1",), log, transport, config, clock_ms=wall_ms)
+    now = wall_ms()
+    gossiper.membership.learn(b"\x0a" * 32, ["bad:1"], 1, now, random.Random(1))
+    gossiper.membership.learn(b"\x0b" * 32, ["good:1"], 1, now, random.Random(1))
+    log.add_listener(gossiper.on_local)
+    task = asyncio.create_task(gossiper.run())
+    try:
+        for round_ in range(3):  # each push also goes to the bad peer, and fails there
+            pushes, tries = transport.pushes_to_good, transport.tries_of_bad
+            log.append([("Note", {"text": f"round {round_}"})])
+            await until(lambda n=pushes: transport.pushes_to_good > n, "the push")
+            await until(lambda n=tries: transport.tries_of_bad > n, "the bad peer tried")
+        pulls = gossiper.stats["sent_sync"]
+        await until(lambda: gossiper.stats["sent_sync"] > pulls + 5, "pulls going on")
+        assert good_log.version_vector()[me] == 3
+        assert gossiper.stats["exchange_error"] + gossiper.stats["push_failed"] > 0
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await gossiper.stop()

@@ -65,7 +65,7 @@ async def list_nodes(request: web.Request) -> web.Response:
 async def _announced(node: ServedNode, node_id: str) -> dict[str, Any]:
     try:
         author = bytes.fromhex(node_id)
-    except ValueError:
+    except (TypeError, ValueError):  # None: a configured peer that never answered
         return {}
     event = await node.log.latest(author, "NodeAnnounced")
     body = event.body if event is not None else {}

@@ -82,14 +82,14 @@ def node_list(api: str, output: str) -> None:
 def _node_row(row: dict[str, Any]) -> tuple[str, ...]:
     labels = ",".join(f"{k}={v}" for k, v in sorted(row.get("labels", {}).items()))
     return (
-        row["id"][:12],
+        (row["id"] or "-")[:12],  # a configured peer that never answered has no id yet
         row["liveness"],
         (row["addresses"] or ["-"])[0],
         ",".join(row.get("roles", [])) or "-",
         ",".join(row.get("engines", [])) or "-",
         resources_text(row.get("resources", {})),
         row.get("version") or "-",
-        labels or "-",
+        labels or row.get("error") or "-",
     )
 
 

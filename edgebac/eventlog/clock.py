@@ -2,12 +2,18 @@
 
 The arithmetic lives in pure functions (`tick`, `merge`) so it can be tested from tables; the
 `HybridClock` class only holds the last value and reads the wall clock.
+
+`wall_clock_ms` is the one wall clock of a node (its log, envelope, membership and runner).
+For tests only, `EDGEBAC_TEST_CLOCK_OFFSET_MS` shifts it by that many milliseconds, so a real
+node process can run with a clock that is wrong by a known amount (as `faketime` would, without
+its LD_PRELOAD). It is read once, at import; it is not a setting for operators.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 COUNTER_BITS = 16
@@ -73,8 +79,24 @@ def skew_ms(remote: Hlc, wall_ms: int) -> int:
     return remote.ms - wall_ms
 
 
+TEST_OFFSET_ENV = "EDGEBAC_TEST_CLOCK_OFFSET_MS"
+
+
+def clock_offset_ms(environ: Mapping[str, str] = os.environ) -> int:
+    """The test-only shift of the wall clock; 0 unless the variable holds an integer."""
+    text = environ.get(TEST_OFFSET_ENV, "").strip()
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        raise ValueError(f"{TEST_OFFSET_ENV}: {text!r} is not an integer (ms)") from None
+
+
+_OFFSET_NS = clock_offset_ms() * 1_000_000
+
+
 def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """Milliseconds since the epoch, as this node's clock says (test offset included)."""
+    return (time.time_ns() + _OFFSET_NS) // 1_000_000
 
 
 class HybridClock:

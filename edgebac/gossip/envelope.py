@@ -3,16 +3,18 @@
     sealed = SecretBox(network_key).encrypt(msgpack([sender: bin(32), sent_ms: uint, message]))
 
 Without the key a body can be neither read nor forged. Each body carries its sender and send
-time; a body older than the allowed age is a replay, and within that age each nonce is accepted
-once. A node started without `--network-key` uses the well-known open key, so it can only ever
-talk to other open nodes.
+time, and each nonce is accepted once within the window a body may be dated in: from `max_age`
+plus the allowed clock skew ago to the allowed skew ahead. The window must hold every clock the
+event log tolerates (5 minutes by default): a node whose clock is off by less must take part,
+not be cut off as a replay; beyond it both sides are told the measured offset. A node started
+without `--network-key` uses the well-known open key, so it can only ever talk to other open
+nodes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +26,12 @@ from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
 
 from edgebac.errors import ConfigError
+from edgebac.eventlog.clock import wall_clock_ms
 
 KEY_BYTES = SecretBox.KEY_SIZE
 NONCE_BYTES = SecretBox.NONCE_SIZE
 OPEN_NETWORK_KEY = hashlib.sha256(b"edgebac/open-network/v1").digest()
-MAX_FUTURE_MS = 30_000  # a sender's clock may run a little ahead of ours
+DEFAULT_SKEW_MS = 30_000  # for envelopes not told the node's tolerance (tests, tools)
 
 
 class EnvelopeError(ValueError):
@@ -38,6 +41,23 @@ class EnvelopeError(ValueError):
         super().__init__(detail)
         self.reason = reason
         self.status = status
+
+
+def clock_verdict(sent_ms: int, now_ms: int, max_age_ms: int, max_skew_ms: int) -> str | None:
+    """Why a body sent at `sent_ms` (the sender's clock) cannot be taken at `now_ms` (ours), or
+    None. Pure: the whole time rule of the envelope, tested from a table."""
+    offset = sent_ms - now_ms
+    if offset > max_skew_ms:
+        return (
+            f"body is dated {offset / 1000:.1f} s ahead of this node's clock "
+            f"(max skew {max_skew_ms / 1000:.0f} s): check the clocks"
+        )
+    if -offset > max_age_ms + max_skew_ms:
+        return (
+            f"body is {-offset / 1000:.1f} s old: the sender's clock is behind this node's "
+            f"(max skew {max_skew_ms / 1000:.0f} s), or it is a replay"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +108,13 @@ class Envelope:
         sender: bytes,
         max_age_ms: int,
         max_bytes: int,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        max_skew_ms: int = DEFAULT_SKEW_MS,
     ) -> None:
         self._box = SecretBox(key)
         self._sender = sender
         self._max_age_ms = max_age_ms
+        self._max_skew_ms = max_skew_ms
         self._max_bytes = max_bytes
         self._clock_ms = clock_ms
         self._seen: OrderedDict[bytes, int] = OrderedDict()  # nonce -> sent_ms, oldest first
@@ -110,7 +132,9 @@ class Envelope:
             plain = self._box.decrypt(body)
         except CryptoError:
             raise EnvelopeError(
-                "not_sealed", "body does not open with this network's key", 403
+                "wrong_network_key",
+                "body does not open with this network's key (sealed with another network key?)",
+                403,
             ) from None
         opened = _parse(plain)
         self._check_fresh(body[:NONCE_BYTES], opened.sent_ms)
@@ -118,13 +142,12 @@ class Envelope:
 
     def _check_fresh(self, nonce: bytes, sent_ms: int) -> None:
         now = self._clock_ms()
-        oldest = now - self._max_age_ms
+        oldest = now - self._max_age_ms - self._max_skew_ms
         while self._seen and next(iter(self._seen.values())) < oldest:
             self._seen.popitem(last=False)
-        if sent_ms < oldest:
-            raise EnvelopeError("replay", f"body is {now - sent_ms} ms old (a replay?)", 403)
-        if sent_ms > now + MAX_FUTURE_MS:
-            raise EnvelopeError("clock_skew", "body is dated in the future", 403)
+        refusal = clock_verdict(sent_ms, now, self._max_age_ms, self._max_skew_ms)
+        if refusal is not None:
+            raise EnvelopeError("clock_skew", refusal, 403)
         if nonce in self._seen:
             raise EnvelopeError("replay", "body was already received (replay)", 403)
         self._seen[nonce] = max(sent_ms, oldest)

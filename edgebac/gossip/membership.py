@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from edgebac.gossip.addresses import is_address
+
+MAX_ADDRESSES = 8  # per member; more is a node describing itself wrongly, not a bigger reach
+
 
 class Liveness(StrEnum):
     ALIVE = "alive"
@@ -38,6 +42,13 @@ def push_fanout(n: int, base: int, cap: int) -> int:
     """
     wanted = math.ceil(math.log2(max(n, 2))) + 2
     return max(base, min(cap, wanted))
+
+
+def dialable(addresses: Any) -> list[str]:
+    """The `HOST:PORT` strings among what a peer or an announcement claims, at most 8."""
+    if not isinstance(addresses, list | tuple):
+        return []
+    return [a for a in addresses[:MAX_ADDRESSES] if is_address(a)]
 
 
 def suspect_after_ms(n: int, interval_ms: float, mult: float) -> float:
@@ -73,7 +84,7 @@ class Membership:
 
     def add_seeds(self, addresses: Iterable[str]) -> None:
         for address in addresses:
-            if address not in self.my_addresses:
+            if is_address(address) and address not in self.my_addresses:
                 self.seeds.setdefault(address, None)
 
     def beat(self) -> None:
@@ -101,7 +112,9 @@ class Membership:
             member.failed_ms = None
 
     def announce(self, node_id: bytes, addresses: Sequence[str], now_ms: float) -> None:
-        """A node's own announcement in the log: its addresses are what it says they are."""
+        """A node's own announcement in the log: its addresses are what it says they are
+        (those that are addresses at all: anyone may write an announcement)."""
+        addresses = dialable(addresses)
         if node_id == self.me or not addresses:
             return
         member = self.members.get(node_id)
@@ -235,10 +248,9 @@ class Membership:
                 and isinstance(entry[0], bytes)
                 and len(entry[0]) == 32
                 and isinstance(entry[1], list)
-                and all(isinstance(a, str) and 0 < len(a) < 256 for a in entry[1][:8])
                 and type(entry[2]) is int
             ):
-                self.learn(entry[0], entry[1][:8], entry[2], now_ms, rng)
+                self.learn(entry[0], dialable(entry[1]), entry[2], now_ms, rng)
 
     def snapshot(self, now_ms: float) -> list[dict[str, Any]]:
         return [

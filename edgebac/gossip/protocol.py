@@ -28,15 +28,27 @@ from edgebac.eventlog.encoding import Event, decode
 from edgebac.eventlog.store import IngestReport, Page
 from edgebac.gossip.bodies import batches
 from edgebac.gossip.config import GossipConfig
-from edgebac.gossip.membership import Membership, push_fanout
+from edgebac.gossip.membership import Membership, dead_after_ms, push_fanout
+from edgebac.gossip.reachability import Notices, alone_after_ms
 
 logger = logging.getLogger(__name__)
 MAX_VV_AUTHORS = 1_000_000
+# Refusals a node says on stderr: causes only its operator (or the peer's) can fix.
+SAID_REFUSALS = frozenset({"wrong_network_key", "clock_skew"})
 MAX_REACHED = 64  # node ids a push names as already reached; beyond it, duplicates are cheap
 
 
 class TransportError(Exception):
-    """The peer could not be reached or did not answer properly (the exchange is abandoned)."""
+    """The peer could not be reached or did not answer properly (the exchange is abandoned).
+
+    `unreachable`: nothing answered (refused connection, unknown name, timeout); `code`: the
+    peer answered with a refusal of that code (`wrong_network_key`, `clock_skew`, ...).
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, unreachable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.unreachable = unreachable
 
 
 class ProtocolError(ValueError):
@@ -126,6 +138,7 @@ class Gossiper:
         clock_ms: Callable[[], float],
         rng: random.Random | None = None,
         seeds: Sequence[str] = (),
+        notices: Notices | None = None,
     ) -> None:
         self.me = me
         self.log = log
@@ -143,6 +156,8 @@ class Gossiper:
             heartbeat=int(clock_ms()),
         )
         self.membership.add_seeds(seeds)
+        self.notices = notices or Notices(logger.info, clock_ms)
+        self.last_answer_ms = clock_ms()  # the last time any peer answered us or spoke to us
         self.stats: Counter[str] = Counter()
         self._outbox: list[bytes] = []
         self._outbox_ready = asyncio.Event()
@@ -161,6 +176,7 @@ class Gossiper:
         self.stats[f"recv_{kind}"] += 1
         self.membership.merge_rumours(message.get("peers"), self.clock_ms(), self.rng)
         self.membership.contacted(sender, None, self.clock_ms())
+        self.last_answer_ms = self.clock_ms()
         if kind == "sync":
             return await self._serve_sync(check_vv(message.get("vv")))
         if kind == "push":
@@ -202,7 +218,7 @@ class Gossiper:
         self._count(report)
         if relay and report.accepted:
             skip = reached | {sender} if sender is not None else reached
-            self._spawn(self._push([e.raw for e in report.accepted], skip))
+            self._spawn(self._guarded(self._push([e.raw for e in report.accepted], skip), "relay"))
         if sender is not None and any(r.reason is Reason.GAP for r in report.rejections):
             # We are behind the pusher: catch up from it now rather than at a random later round.
             member = self.membership.members.get(sender)
@@ -214,6 +230,11 @@ class Gossiper:
         self.stats["events_new"] += len(report.accepted)
         for rejection in report.rejections:
             self.stats[f"refused_{rejection.reason}"] += 1
+            if rejection.reason is Reason.CLOCK_SKEW:
+                author = rejection.event.author.hex()[:12]
+                self.notices.warn(
+                    author, "event_clock_skew", f"refused events of {author}: {rejection.detail}"
+                )
 
     # ----- pulling ----------------------------------------------------------------------------
 
@@ -229,15 +250,36 @@ class Gossiper:
         try:
             async with self._limit:
                 await self._exchange(address)
-        except (TransportError, ProtocolError) as exc:
+        except Exception as exc:  # nothing one peer does may end our loops
             self.stats["exchange_failed"] += 1
-            self.membership.failed(None, address, self.clock_ms())
-            logger.debug("exchange with %s failed: %s", address, exc)
+            self._failed(address, exc)
             return False
         finally:
             self._exchanging.discard(address)
         self.stats["exchanges"] += 1
+        self.notices.answered(address)
         return True
+
+    def refused_body(self, peer: str, code: str, detail: str) -> None:
+        """A body we refused before reading it: say so when the sender can fix the cause."""
+        if code in SAID_REFUSALS:
+            self.notices.warn(peer, code, f"refused gossip from {peer}: {detail}")
+
+    def _failed(self, address: str, exc: Exception) -> None:
+        """Suspect the peer; say why when it is a cause the operator can fix."""
+        self.membership.failed(None, address, self.clock_ms())
+        if not isinstance(exc, TransportError | ProtocolError):
+            self.stats["exchange_error"] += 1
+            logger.warning("gossip with %s failed unexpectedly", address, exc_info=exc)
+            return
+        logger.debug("exchange with %s failed: %s", address, exc)
+        self.notices.failed(address, str(exc))
+        if not isinstance(exc, TransportError):
+            return
+        if exc.code in SAID_REFUSALS:
+            self.notices.warn(address, exc.code, f"{address} refuses our gossip: {exc}")
+        elif exc.unreachable and address in self.membership.seeds:
+            self.notices.warn(address, "unreachable", f"seed {exc}")
 
     async def _exchange(self, address: str) -> None:
         """Pull pages until caught up, then push what the peer lacks.
@@ -279,6 +321,7 @@ class Gossiper:
             raise ProtocolError("reply to sync is not a page")
         self.membership.merge_rumours(reply.get("peers"), self.clock_ms(), self.rng)
         self.membership.contacted(sender, address, self.clock_ms())
+        self.last_answer_ms = self.clock_ms()
         return reply
 
     async def _push_missing(self, address: str, remote: dict[bytes, int]) -> None:
@@ -310,7 +353,17 @@ class Gossiper:
         )
         if address is None:
             return None
+        self._check_alone()
         return await self.exchange(address)
+
+    def _check_alone(self) -> None:
+        """Someone to talk to, and no one answered for a while: say so."""
+        silent_ms = self.clock_ms() - self.last_answer_ms
+        limit = dead_after_ms(
+            2, self.config.pull_interval_s * 1000, self.config.suspicion_mult, self.config.dead_mult
+        )
+        if silent_ms > alone_after_ms(limit):
+            self.notices.warn("", "alone", f"alone: no peer answered in {silent_ms / 1000:.0f} s")
 
     async def run(self) -> None:
         """Pull every interval (with jitter, so peers do not synchronise) and push as asked.
@@ -326,8 +379,16 @@ class Gossiper:
             self._spawn(self.exchange(address))
         interval = self.config.pull_interval_s
         while True:
-            self._spawn(self.pull_once())
+            self._spawn(self._guarded(self.pull_once(), "pull"))
             await asyncio.sleep(interval * self.rng.uniform(0.5, 1.5))
+
+    async def _guarded(self, coro: Any, what: str) -> None:
+        """Run one round of a loop; an error ends the round, never the loop."""
+        try:
+            await coro
+        except Exception:  # logged; the next round starts anyway
+            self.stats[f"{what}_error"] += 1
+            logger.warning("gossip %s round failed", what, exc_info=True)
 
     # ----- pushing ----------------------------------------------------------------------------
 
@@ -346,7 +407,7 @@ class Gossiper:
             raws, self._outbox = self._outbox, []
             self._outbox_ready.clear()
             for batch in batches(raws, self.config.max_page_events, self.config.max_page_bytes):
-                await self._push(batch)
+                await self._guarded(self._push(batch), "push")
 
     async def _push(self, raws: list[bytes], skip: Collection[bytes] = ()) -> None:
         fanout = push_fanout(
@@ -368,11 +429,13 @@ class Gossiper:
             }
             try:
                 await self._request(address, message)
-            except TransportError:
+            except Exception as exc:  # one peer must not stop the rest
                 self.stats["push_failed"] += 1
-                self.membership.failed(None, address, self.clock_ms())
+                self._failed(address, exc)
                 return
             self.stats["events_sent"] += len(raws)
+            self.last_answer_ms = self.clock_ms()
+            self.notices.answered(address)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

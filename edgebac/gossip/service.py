@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
+from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.store import EventLog
 from edgebac.gossip.admission import ADMISSION_TYPES, Admission
@@ -22,10 +23,15 @@ from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.envelope import Envelope
 from edgebac.gossip.http import HttpTransport, add_gossip_routes
 from edgebac.gossip.protocol import Gossiper
+from edgebac.gossip.reachability import Notices
 
 
 def wall_ms() -> float:
-    return time.time_ns() / 1_000_000
+    return float(wall_clock_ms())
+
+
+def warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 class GossipService:
@@ -38,17 +44,31 @@ class GossipService:
         seeds: Sequence[str],
         authority: bytes | None = None,
         local_host: str | None = None,
+        max_skew_ms: int = 300_000,
+        say: Callable[[str], None] = warn,
     ) -> None:
         self.log = log
         self.config = config
         self.envelope = Envelope(
-            network_key, me, int(config.max_body_age_s * 1000), config.max_body_bytes
+            network_key,
+            me,
+            int(config.max_body_age_s * 1000),
+            config.max_body_bytes,
+            max_skew_ms=max_skew_ms,
         )
         self.transport = HttpTransport(
             self.envelope, config.request_timeout_s, config.max_body_bytes, local_host
         )
         self.gossiper = Gossiper(
-            me, (), log, self.transport, config, clock_ms=wall_ms, rng=random.Random(), seeds=seeds
+            me,
+            (),
+            log,
+            self.transport,
+            config,
+            clock_ms=wall_ms,
+            rng=random.Random(),
+            seeds=seeds,
+            notices=Notices(say, wall_ms),
         )
         self.admission = Admission(authority) if authority is not None else None
         self._task: asyncio.Task[None] | None = None
@@ -82,8 +102,7 @@ class GossipService:
         membership = self.gossiper.membership
         if event.author == membership.me:
             return
-        addresses = [a for a in event.body.get("addresses", []) if isinstance(a, str)]
-        membership.announce(event.author, addresses, wall_ms())
+        membership.announce(event.author, event.body.get("addresses", []), wall_ms())
 
     def _on_events(self, events: list[Event]) -> None:
         if self.admission is not None:
@@ -99,6 +118,17 @@ class GossipService:
 
     def members(self) -> list[dict[str, Any]]:
         return self.gossiper.membership.snapshot(wall_ms())
+
+    def unreachable(self) -> list[dict[str, str]]:
+        """Configured seeds that are not answering now, with the last error each gave."""
+        membership = self.gossiper.membership
+        live = {m.node_id for m in membership.reachable(wall_ms())}
+        errors = self.gossiper.notices.unreachable
+        return [
+            {"address": address, "error": errors.get(address, "not answered yet")}
+            for address, node_id in membership.seeds.items()
+            if node_id not in live and (node_id is not None or address in errors)
+        ]
 
     def stats(self) -> dict[str, int]:
         return dict(sorted(self.gossiper.stats.items()))

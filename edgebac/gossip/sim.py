@@ -360,7 +360,8 @@ class Simulation:
     """N nodes with real keys and the real gossip code, on one virtual loop.
 
     Use as a context manager (or call `close()`); every method runs the loop itself, so callers
-    stay synchronous. Node `i` is addressed `node{i}`.
+    stay synchronous. Node `i` is addressed `node{i}:7700` (a real `HOST:PORT`: membership
+    drops anything else).
     """
 
     def __init__(
@@ -399,10 +400,10 @@ class Simulation:
         node = SimNode(
             index=i,
             key=key,
-            address=f"node{i}",
+            address=f"node{i}:7700",
             log=MemoryLog(key, clock, self.verifier),
             rng=random.Random(self.rng.getrandbits(64)),
-            seeds=[f"node{j}" for j in others[:seeds_per_node]],
+            seeds=[f"node{j}:7700" for j in others[:seeds_per_node]],
         )
         node.log.add_listener(lambda events: self._stored(node, events))
         return node

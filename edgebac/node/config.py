@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 from edgebac.errors import ConfigError
 from edgebac.eventlog.identity import parse_public_key
+from edgebac.gossip.addresses import AddressError, parse_address
 from edgebac.gossip.config import PRESETS as GOSSIP_PRESETS
 from edgebac.gossip.config import GossipConfig
 
@@ -77,15 +78,17 @@ class NodeConfig:
     policy: Path | None = None  # the operator's policy file (allow-lists, hooks)
 
 
-def parse_host_port(text: str, flag: str) -> HostPort:
-    host, sep, port_text = text.strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(f"{flag}: {text!r} is not HOST:PORT (port 0-65535)")
-    return HostPort(host, int(port_text))
+def parse_host_port(text: str, flag: str, *, allow_port_zero: bool = False) -> HostPort:
+    """One `HOST:PORT` flag value; a URL, a bad host or port is refused with the flag's name."""
+    try:
+        host, port = parse_address(text.strip(), allow_port_zero=allow_port_zero)
+    except AddressError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+    return HostPort(host, port)
 
 
 def parse_peers(text: str | None, flag: str = "--peers") -> tuple[HostPort, ...]:
+    """Comma-separated seeds: any other separator makes one value that is not HOST:PORT."""
     if not text:
         return ()
     return tuple(parse_host_port(item, flag) for item in text.split(",") if item.strip())
@@ -144,7 +147,7 @@ def from_flags(
         raise ConfigError(f"--network-key: {network_key} is not a readable file")
     return NodeConfig(
         data_dir=data_dir,
-        listen=parse_host_port(listen, "--listen"),
+        listen=parse_host_port(listen, "--listen", allow_port_zero=True),
         advertise=parse_host_port(advertise, "--advertise") if advertise else None,
         peers=parse_peers(peers),
         network_key=network_key,

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ from aiohttp import web
 from edgebac import __version__
 from edgebac.api.app import make_app
 from edgebac.errors import ConfigError
-from edgebac.eventlog.clock import HybridClock
+from edgebac.eventlog.clock import HybridClock, wall_clock_ms
 from edgebac.eventlog.identity import Identity, load_or_create
 from edgebac.eventlog.store import EventLog
 from edgebac.gossip.envelope import OPEN_NETWORK_KEY, read_network_key
@@ -126,6 +125,7 @@ class Node:
             seeds=[str(peer) for peer in config.peers],
             authority=config.authority,
             local_host=_source_host(config.listen.host),
+            max_skew_ms=config.timing.max_clock_skew_ms,
         )
 
     def _executors(self) -> dict[str, Executor]:
@@ -138,7 +138,7 @@ class Node:
         membership = self.gossip.gossiper.membership
 
         def lost_nodes() -> frozenset[bytes]:
-            return frozenset(membership.dead(time.time_ns() / 1e6))
+            return frozenset(membership.dead(wall_clock_ms()))
 
         return JobRunner(
             self.log,
@@ -222,6 +222,7 @@ class Node:
             "version_vector": {a.hex(): seq for a, seq in self.log.version_vector().items()},
             "events": await self.log.count(),
             "gossip": self.gossip.stats(),
+            "unreachable": self.gossip.unreachable(),
         }
 
     async def known_nodes(self) -> list[dict[str, Any]]:
@@ -235,6 +236,19 @@ class Node:
             body = announced.get(bytes.fromhex(row["id"]), {})
             row["roles"] = body.get("roles", [])
             row["labels"] = body.get("labels", {})
+        known = {address for row in rows for address in row["addresses"]}
+        for peer in self.gossip.unreachable():  # seeds that never answered: no id, an error
+            if peer["address"] not in known:
+                rows.append(
+                    {
+                        "id": None,
+                        "addresses": [peer["address"]],
+                        "liveness": "unreachable",
+                        "roles": [],
+                        "labels": {},
+                        "error": peer["error"],
+                    }
+                )
         return rows
 
     async def stop(self, discard_new: bool = False) -> None:

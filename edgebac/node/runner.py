@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.store import EventLog
 from edgebac.node.executions import Executions, failure
@@ -43,7 +43,7 @@ JOB_EVENTS_MAX = 1_000_000  # read back for one job: all of them
 
 
 def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return wall_clock_ms()  # the node's one wall clock (a test may shift it)
 
 
 class _Watch:
