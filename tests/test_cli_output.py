@@ -126,6 +126,7 @@ def test_describe_is_for_people():
     assert "exit code 3" not in text
     assert "exit 3" in text
     assert "spec:\n  engine:\n    type: noop\n    exit_code: 3\n  count: 1\n  inputs: []" in text
+    assert render.pretty_spec({"stdout": "hi\n", "name": ""}) == ['  stdout: "hi\\n"', '  name: ""']
     assert text.index("JobCreated") < text.index("JobFailed")
     assert re.search(r"created: " + ISO + r" \(5 s ago\)", text), text
 

@@ -122,6 +122,8 @@ def _scalar(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, dict | list):
         return "{}" if isinstance(value, dict) else "[]"
+    if isinstance(value, str) and (not value or value != value.strip() or "\n" in value):
+        return json.dumps(value)  # one line, and an empty or spaced value stays visible
     return str(value)
 
 
