@@ -65,7 +65,9 @@ def _refusal(address: str, status: int, data: bytes) -> TransportError:
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         return TransportError(f"{address} answered {status}: {data[:200]!r}")
-    return TransportError(f"{address} answered {status} {code}: {message}", code=code)
+    return TransportError(
+        f"{address} answered {status} {code}: {message}", code=code, detail=message
+    )
 
 
 def _why(exc: BaseException) -> str:

@@ -45,10 +45,18 @@ class TransportError(Exception):
     peer answered with a refusal of that code (`wrong_network_key`, `clock_skew`, ...).
     """
 
-    def __init__(self, message: str, *, code: str | None = None, unreachable: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        unreachable: bool = False,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.unreachable = unreachable
+        self.detail = detail or message  # the peer's own words, without our prefix
 
 
 class ProtocolError(ValueError):
@@ -231,10 +239,9 @@ class Gossiper:
         for rejection in report.rejections:
             self.stats[f"refused_{rejection.reason}"] += 1
             if rejection.reason is Reason.CLOCK_SKEW:
-                author = rejection.event.author.hex()[:12]
-                self.notices.warn(
-                    author, "event_clock_skew", f"refused events of {author}: {rejection.detail}"
-                )
+                author = (rejection.author or b"").hex()[:12]
+                said = f"refused events of {author} for clock skew: {rejection}"
+                self.notices.warn(author, "event_clock_skew", said)
 
     # ----- pulling ----------------------------------------------------------------------------
 
@@ -270,14 +277,17 @@ class Gossiper:
         self.membership.failed(None, address, self.clock_ms())
         if not isinstance(exc, TransportError | ProtocolError):
             self.stats["exchange_error"] += 1
-            logger.warning("gossip with %s failed unexpectedly", address, exc_info=exc)
+            logger.debug("gossip with %s failed", address, exc_info=exc)
+            said = f"gossip with {address} failed: {type(exc).__name__}: {exc}"
+            self.notices.warn(address, f"error {type(exc).__name__}", said)
             return
         logger.debug("exchange with %s failed: %s", address, exc)
         self.notices.failed(address, str(exc))
         if not isinstance(exc, TransportError):
             return
         if exc.code in SAID_REFUSALS:
-            self.notices.warn(address, exc.code, f"{address} refuses our gossip: {exc}")
+            said = f"{address} refuses our gossip ({exc.code}): {exc.detail}"
+            self.notices.warn(address, exc.code, said)
         elif exc.unreachable and address in self.membership.seeds:
             self.notices.warn(address, "unreachable", f"seed {exc}")
 
@@ -386,9 +396,11 @@ class Gossiper:
         """Run one round of a loop; an error ends the round, never the loop."""
         try:
             await coro
-        except Exception:  # logged; the next round starts anyway
+        except Exception as exc:  # said; the next round starts anyway
             self.stats[f"{what}_error"] += 1
-            logger.warning("gossip %s round failed", what, exc_info=True)
+            logger.debug("gossip %s round failed", what, exc_info=True)
+            said = f"a gossip {what} round failed: {type(exc).__name__}: {exc}"
+            self.notices.warn("", f"{what} {type(exc).__name__}", said)
 
     # ----- pushing ----------------------------------------------------------------------------
 
