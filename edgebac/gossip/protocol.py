@@ -20,92 +20,38 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 from edgebac.eventlog.chain import Reason
 from edgebac.eventlog.encoding import Event, decode
-from edgebac.eventlog.store import IngestReport, Page
+from edgebac.eventlog.store import IngestReport
 from edgebac.gossip.bodies import batches
 from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.membership import Membership, dead_after_ms, push_fanout
-from edgebac.gossip.reachability import Notices, alone_after_ms
+from edgebac.gossip.reachability import Notices
+from edgebac.gossip.wire import (
+    ProtocolError,
+    SyncLog,
+    Transport,
+    TransportError,
+    check_events,
+    check_vv,
+)
+
+__all__ = [
+    "Gossiper",
+    "ProtocolError",
+    "SyncLog",
+    "Transport",
+    "TransportError",
+    "advance",
+    "check_events",
+    "check_vv",
+]
 
 logger = logging.getLogger(__name__)
-MAX_VV_AUTHORS = 1_000_000
-# Refusals a node says on stderr: causes only its operator (or the peer's) can fix.
-SAID_REFUSALS = frozenset({"wrong_network_key", "clock_skew"})
 MAX_REACHED = 64  # node ids a push names as already reached; beyond it, duplicates are cheap
-
-
-class TransportError(Exception):
-    """The peer could not be reached or did not answer properly (the exchange is abandoned).
-
-    `unreachable`: nothing answered (refused connection, unknown name, timeout); `code`: the
-    peer answered with a refusal of that code (`wrong_network_key`, `clock_skew`, ...).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        unreachable: bool = False,
-        detail: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.unreachable = unreachable
-        self.detail = detail or message  # the peer's own words, without our prefix
-
-
-class ProtocolError(ValueError):
-    """A message that opened fine but is not a well-formed protocol message."""
-
-
-class Transport(Protocol):
-    async def request(self, address: str, message: dict[str, Any]) -> tuple[bytes, Any]:
-        """Deliver `message` to the node at `address`; return (its node id, its reply).
-
-        Raises TransportError on any failure, within the transport's own timeout.
-        """
-        ...
-
-
-class SyncLog(Protocol):
-    """What gossip needs from the event log (EventLog implements it)."""
-
-    def version_vector(self) -> Mapping[bytes, int]:
-        """Held state, from memory: never blocks."""
-        ...
-
-    async def missing(
-        self, remote: Mapping[bytes, int], *, max_events: int, max_bytes: int
-    ) -> Page:
-        """Events `remote` lacks, bounded; reads the database (does not wait for writers)."""
-        ...
-
-    async def ingest(self, raws: Sequence[bytes]) -> IngestReport:
-        """Verify and store; bad events come back as rejections, never as exceptions.
-
-        Waits for the log's single writer, so it may take a while under load.
-        """
-        ...
-
-
-def check_vv(value: Any) -> dict[bytes, int]:
-    if not isinstance(value, dict) or len(value) > MAX_VV_AUTHORS:
-        raise ProtocolError("vv is not a map of authors to seqs")
-    for author, seq in value.items():
-        if not (isinstance(author, bytes) and len(author) == 32 and type(seq) is int and seq >= 0):
-            raise ProtocolError("vv has an entry that is not (32-byte author, seq)")
-    return value
-
-
-def check_events(value: Any) -> list[bytes]:
-    if not isinstance(value, list) or not all(isinstance(raw, bytes) for raw in value):
-        raise ProtocolError("events is not a list of byte strings")
-    return value
 
 
 def advance(vv: dict[bytes, int], events: Sequence[Event]) -> None:
@@ -239,9 +185,7 @@ class Gossiper:
         for rejection in report.rejections:
             self.stats[f"refused_{rejection.reason}"] += 1
             if rejection.reason is Reason.CLOCK_SKEW:
-                author = (rejection.author or b"").hex()[:12]
-                said = f"refused events of {author} for clock skew: {rejection}"
-                self.notices.warn(author, "event_clock_skew", said)
+                self.notices.events_refused(rejection)
 
     # ----- pulling ----------------------------------------------------------------------------
 
@@ -268,28 +212,17 @@ class Gossiper:
         return True
 
     def refused_body(self, peer: str, code: str, detail: str) -> None:
-        """A body we refused before reading it: say so when the sender can fix the cause."""
-        if code in SAID_REFUSALS:
-            self.notices.warn(peer, code, f"refused gossip from {peer}: {detail}")
+        """A body we refused before reading it (the HTTP route tells us)."""
+        self.notices.body_refused(peer, code, detail)
 
     def _failed(self, address: str, exc: Exception) -> None:
         """Suspect the peer; say why when it is a cause the operator can fix."""
         self.membership.failed(None, address, self.clock_ms())
-        if not isinstance(exc, TransportError | ProtocolError):
+        logger.debug("exchange with %s failed", address, exc_info=exc)
+        expected = isinstance(exc, TransportError | ProtocolError)
+        if not expected:
             self.stats["exchange_error"] += 1
-            logger.debug("gossip with %s failed", address, exc_info=exc)
-            said = f"gossip with {address} failed: {type(exc).__name__}: {exc}"
-            self.notices.warn(address, f"error {type(exc).__name__}", said)
-            return
-        logger.debug("exchange with %s failed: %s", address, exc)
-        self.notices.failed(address, str(exc))
-        if not isinstance(exc, TransportError):
-            return
-        if exc.code in SAID_REFUSALS:
-            said = f"{address} refuses our gossip ({exc.code}): {exc.detail}"
-            self.notices.warn(address, exc.code, said)
-        elif exc.unreachable and address in self.membership.seeds:
-            self.notices.warn(address, "unreachable", f"seed {exc}")
+        self.notices.exchange_failed(address, exc, expected, address in self.membership.seeds)
 
     async def _exchange(self, address: str) -> None:
         """Pull pages until caught up, then push what the peer lacks.
@@ -367,13 +300,11 @@ class Gossiper:
         return await self.exchange(address)
 
     def _check_alone(self) -> None:
-        """Someone to talk to, and no one answered for a while: say so."""
-        silent_ms = self.clock_ms() - self.last_answer_ms
-        limit = dead_after_ms(
-            2, self.config.pull_interval_s * 1000, self.config.suspicion_mult, self.config.dead_mult
+        config = self.config
+        dead_ms = dead_after_ms(
+            2, config.pull_interval_s * 1000, config.suspicion_mult, config.dead_mult
         )
-        if silent_ms > alone_after_ms(limit):
-            self.notices.warn("", "alone", f"alone: no peer answered in {silent_ms / 1000:.0f} s")
+        self.notices.check_alone(self.clock_ms() - self.last_answer_ms, dead_ms)
 
     async def run(self) -> None:
         """Pull every interval (with jitter, so peers do not synchronise) and push as asked.

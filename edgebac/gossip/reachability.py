@@ -10,8 +10,11 @@ error so `GET /api/v1/node` and `node list` can show them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 WARN_EVERY_MS = 60_000
+# Refusals a node says on stderr: causes only its operator (or the peer's) can fix.
+SAID_REFUSALS = frozenset({"wrong_network_key", "clock_skew"})
 MAX_KEYS = 4096  # (peer, cause) pairs remembered; strangers must not grow this without bound
 
 
@@ -62,3 +65,33 @@ class Notices:
 
     def answered(self, address: str) -> None:
         self.unreachable.pop(address, None)
+
+    def body_refused(self, peer: str, code: str, detail: str) -> None:
+        """We refused a body before reading it: say so when the sender can fix the cause."""
+        if code in SAID_REFUSALS:
+            self.warn(peer, code, f"refused gossip from {peer}: {detail}")
+
+    def exchange_failed(self, address: str, exc: Any, expected: bool, is_seed: bool) -> None:
+        """An exchange failed: a peer that refused us for a fixable cause, a seed that does not
+        answer, or (`expected` False) a bug, which must be seen but must not end any loop."""
+        name = type(exc).__name__
+        if not expected:
+            self.warn(address, f"error {name}", f"gossip with {address} failed: {name}: {exc}")
+            return
+        self.failed(address, str(exc))
+        code = getattr(exc, "code", None)
+        if code in SAID_REFUSALS:
+            detail = getattr(exc, "detail", str(exc))
+            self.warn(address, code, f"{address} refuses our gossip ({code}): {detail}")
+        elif getattr(exc, "unreachable", False) and is_seed:
+            self.warn(address, "unreachable", f"seed {exc}")
+
+    def events_refused(self, rejection: Any) -> None:
+        """Events dated beyond the allowed skew (the author's clock runs ahead of ours)."""
+        author = (rejection.author or b"").hex()[:12]
+        self.warn(author, "event_clock_skew", f"refused events of {author}: {rejection}")
+
+    def check_alone(self, silent_ms: float, dead_after: float) -> None:
+        """Someone to talk to, and no one answered for a while: say so."""
+        if silent_ms > alone_after_ms(dead_after):
+            self.warn("", "alone", f"alone: no peer answered in {silent_ms / 1000:.0f} s")
