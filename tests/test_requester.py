@@ -244,6 +244,17 @@ def test_failed_execution_opens_a_new_round_and_another_node_runs_it():
     assert w.state.jobs["j"].status == "completed"
 
 
+def test_one_failure_without_retries_is_said_in_the_singular():
+    w = world("a")
+    w.submit("req", "j", noop_spec(retries=0))
+    bid(w, "a")
+    w.requester_step("req")
+    run_all(w, exit_code=2)
+    planned = w.requester_step("req")
+    assert types(planned) == ["JobFailed"]
+    assert planned[0].body["reason"] == "retry budget spent: 1 execution failed"
+
+
 def test_non_zero_exit_is_a_failure_and_the_budget_ends_the_job():
     w = world("a")
     w.submit("req", "j", noop_spec(retries=1))

@@ -168,7 +168,8 @@ def _decide_job(ctx: _Ctx, job: Job) -> list[Planned]:
         reason = f"not retried: {permanent[0].reason} (it would fail on any node)"
         return [_job_failed(job, reason)]
     if len(failures) > job.spec.retries:
-        reason = f"retry budget spent: {len(failures)} executions failed"
+        failed = len(failures)
+        reason = f"retry budget spent: {failed} execution{'s' if failed != 1 else ''} failed"
         return [_job_failed(job, reason)]
     if job.spec.type == "batch" and len(job.succeeded()) >= job.spec.count:
         return [(ev.JOB_COMPLETED, {"job_id": job.id})]
