@@ -17,12 +17,18 @@ A = SigningKey(b"\x0a" * 32)
 B = SigningKey(b"\x0b" * 32)
 
 
+ANNOUNCEMENT = {"addresses": [], "roles": [], "labels": {}, "resources": {}, "executors": []}
+
+
 def chain(key: SigningKey, n: int, start_ms: int = NOW - 10_000, tag: str = "") -> list[Event]:
+    """`n` events of one author: its announcement, then job events."""
     events: list[Event] = []
     for seq in range(1, n + 1):
         prev = events[-1].id if events else None
-        body = {"job_id": f"{tag}{seq}", "spec": {}}
-        events.append(seal(key, seq, prev, Hlc(start_ms + seq, 0), "JobCreated", body))
+        type_, body = ("JobCreated", {"job_id": f"{tag}{seq}", "spec": {}})
+        if seq == 1:
+            type_, body = "NodeAnnounced", ANNOUNCEMENT | {"labels": {"tag": tag}}
+        events.append(seal(key, seq, prev, Hlc(start_ms + seq, 0), type_, body))
     return events
 
 
@@ -64,7 +70,7 @@ def test_wrong_prev_is_refused_and_good_prefix_kept():
 
 
 def test_first_event_must_not_name_a_prev():
-    bad = seal(A, 1, b"\x01" * 32, Hlc(NOW, 0), "JobCreated", {"job_id": "x", "spec": {}})
+    bad = seal(A, 1, b"\x01" * 32, Hlc(NOW, 0), "NodeAnnounced", ANNOUNCEMENT)
     assert reasons(check([bad])) == [(1, Reason.PREV_MISMATCH)]
 
 
@@ -104,13 +110,13 @@ def test_fork_inside_one_batch_keeps_the_first():
 
 
 def test_hlc_must_increase_along_a_chain():
-    first = seal(A, 1, None, Hlc(NOW, 5), "JobCreated", {"job_id": "1", "spec": {}})
+    first = seal(A, 1, None, Hlc(NOW, 5), "NodeAnnounced", ANNOUNCEMENT)
     same = seal(A, 2, first.id, Hlc(NOW, 5), "JobCreated", {"job_id": "2", "spec": {}})
     assert reasons(check([first, same])) == [(2, Reason.HLC_NOT_INCREASING)]
 
 
 def test_events_from_too_far_in_the_future_are_refused():
-    ok = seal(A, 1, None, Hlc(NOW + 1000, 0), "JobCreated", {"job_id": "1", "spec": {}})
+    ok = seal(A, 1, None, Hlc(NOW + 1000, 0), "NodeAnnounced", ANNOUNCEMENT)
     ahead = seal(A, 2, ok.id, Hlc(NOW + 1001, 0), "JobCreated", {"job_id": "2", "spec": {}})
     verdict = check([ok, ahead])
     assert verdict.accepted == [ok]
@@ -160,3 +166,14 @@ def test_delivery_order_and_batching_do_not_change_the_outcome(rng, batches):
     assert sorted(accepted, key=lambda e: (e.author, e.seq)) == sorted(
         events, key=lambda e: (e.author, e.seq)
     )
+
+
+def test_an_authors_first_event_must_be_its_announcement():
+    announce = seal(A, 1, None, Hlc(NOW - 5, 0), "NodeAnnounced", ANNOUNCEMENT)
+    job = seal(A, 2, announce.id, Hlc(NOW - 4, 0), "JobCreated", {"job_id": "x", "spec": {}})
+    assert check([announce, job]).accepted == [announce, job]
+    assert reasons(check([job])) == [(2, Reason.GAP)]
+    early = seal(B, 1, None, Hlc(NOW - 5, 0), "JobCreated", {"job_id": "x", "spec": {}})
+    assert reasons(check([early])) == [(1, Reason.NOT_ANNOUNCED)]
+    admitted = seal(B, 1, None, Hlc(NOW - 5, 0), "NodeAdmitted", {"node": bytes(32)})
+    assert check([admitted]).accepted == [admitted]  # an authority's chain opens with a verdict

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from edgebac.eventlog.clock import Hlc
 from edgebac.eventlog.encoding import Event
+from edgebac.eventlog.types import FIRST_TYPES
 
 
 class Reason(StrEnum):
@@ -30,6 +31,7 @@ class Reason(StrEnum):
     PREV_MISMATCH = "prev_mismatch"
     HLC_NOT_INCREASING = "hlc_not_increasing"
     CLOCK_SKEW = "clock_skew"
+    NOT_ANNOUNCED = "not_announced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,11 @@ def _refusal(head: Head | None, event: Event, newest_allowed_ms: int) -> tuple[R
     head_seq = head.seq if head else 0
     if event.seq != head_seq + 1:
         return Reason.GAP, f"seq {event.seq} does not follow held seq {head_seq}"
+    if head is None and event.type not in FIRST_TYPES:
+        return (
+            Reason.NOT_ANNOUNCED,
+            f"an author's first event must be its NodeAnnounced, not {event.type}",
+        )
     expected_prev = head.id if head else None
     if event.prev != expected_prev:
         return Reason.PREV_MISMATCH, "prev is not the id of the author's previous event"

@@ -32,7 +32,7 @@ from edgebac.eventlog.chain import Fork, Head, Reason, Rejection, Verdict, check
 from edgebac.eventlog.clock import Hlc, HybridClock
 from edgebac.eventlog.encoding import EncodingError, Event, decode, event_id, seal
 from edgebac.eventlog.opening import open_batch
-from edgebac.eventlog.types import body_problem
+from edgebac.eventlog.types import FIRST_TYPES, body_problem
 
 logger = logging.getLogger(__name__)
 APPLICATION_ID = 0x45444742  # "EDGB": tells our databases from any other SQLite file
@@ -451,6 +451,11 @@ class EventLog:
         author = bytes(self._key.verify_key)
         head = heads.get(author)
         seq, prev = (head.seq, head.id) if head else (0, None)
+        if seq == 0 and items and items[0][0] not in FIRST_TYPES:
+            raise EncodingError(
+                "not_announced",
+                f"this node's first event must be its NodeAnnounced, not {items[0][0]}",
+            )
         events = []
         for type_, body in items:
             seq += 1

@@ -127,6 +127,11 @@ EVENT_TYPES: dict[str, BodyShape] = {
 }
 
 
+# What may open an author's chain: a member's own announcement of itself (so every event it
+# writes after can be judged by the roles it announced), or an authority's first verdict.
+FIRST_TYPES = frozenset({"NodeAnnounced", "NodeAdmitted", "NodeRevoked"})
+
+
 def body_problem(type_: str, body: Mapping[str, Any]) -> tuple[str, str] | None:
     """(reason, detail) when an event of this type and body is not acceptable, else None."""
     shape = EVENT_TYPES.get(type_)
