@@ -24,7 +24,9 @@ def create(event: Event, parsed: JobSpec | SpecError | None = None) -> Job | Non
     if event.type != ev.JOB_CREATED or not isinstance(event.body.get("spec"), dict):
         return None
     spec_dict = event.body["spec"]
-    client = event.body.get("client")
+    body = event.body
+    client, vouched = body.get("client"), body.get("vouched")
+    nonce, sig = body.get("nonce"), body.get("client_sig")
     job = Job(
         id=event.body["job_id"],
         requester=event.author,
@@ -32,6 +34,9 @@ def create(event: Event, parsed: JobSpec | SpecError | None = None) -> Job | Non
         spec=None,
         created_hlc=event.hlc,
         client=client if isinstance(client, bytes) else None,
+        vouched=vouched if isinstance(vouched, str) else None,
+        nonce=nonce if isinstance(nonce, str) else None,
+        client_sig=sig if isinstance(sig, bytes) else None,
         round_hlc=event.hlc,
         round_ms=wall_ms(event),
     )

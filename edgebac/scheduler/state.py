@@ -98,7 +98,10 @@ class Job:
     spec_dict: dict[str, Any]
     spec: JobSpec | None  # None when the spec in the log does not parse
     created_hlc: Hlc
-    client: bytes | None = None
+    client: bytes | None = None  # the client key that signed the submission
+    vouched: str | None = None  # or who the requester vouches for (a caller that cannot sign)
+    nonce: str | None = None  # the submission's nonce and client signature, as JobCreated
+    client_sig: bytes | None = None  # carries them: any node can check the client asked
     status: str = "bidding"  # pending/bidding/running/completed/failed/canceled
     reason: str | None = None
     attempt: int = 0  # the current bid round
@@ -164,6 +167,7 @@ class Job:
             "spec": self.spec_dict,
             "created_hlc": self.created_hlc.pack(),
             "client": self.client.hex() if self.client else None,
+            "vouched": self.vouched,
             "status": self.status,
             "reason": self.reason,
             "attempt": self.attempt,
