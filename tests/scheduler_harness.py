@@ -15,11 +15,13 @@ from nacl.signing import SigningKey
 
 from edgebac.eventlog.clock import ZERO, Hlc, tick
 from edgebac.eventlog.encoding import Event, seal
+from edgebac.eventlog.signed import SUBMIT, job_id_for, sign_request
 from edgebac.scheduler import compute, requester
-from edgebac.scheduler.events import Planned
+from edgebac.scheduler.events import Planned, execution_id
 from edgebac.scheduler.projection import Projection
 
 START_MS = 1_700_000_000_000
+CLIENT = SigningKey(b"client-key-of-the-harness-tests!")  # signs every job the harness submits
 GIB = 1 << 30
 BIG = {"cpu_millis": 8000, "memory_bytes": 16 * GIB, "disk_bytes": 100 * GIB, "gpu": 0}
 
@@ -43,6 +45,7 @@ class World:
     log: list[Event] = field(default_factory=list)
     state: Projection = field(default_factory=Projection)
     actors: dict[str, Actor] = field(default_factory=dict)
+    job_ids: dict[str, str] = field(default_factory=dict)  # a test's name of a job -> its id
 
     def actor(self, name: str) -> Actor:
         if name not in self.actors:
@@ -81,10 +84,30 @@ class World:
         }
         return self.emit(who, "NodeAnnounced", body)
 
-    def submit(self, who: str, job_id: str, spec: dict[str, Any]) -> Event:
-        """As the API does: with the requester's wall clock (`wall_ms`) in the body."""
-        body = {"job_id": job_id, "spec": spec, "wall_ms": self.now_ms}
+    def submit(self, who: str, name: str, spec: dict[str, Any]) -> Event:
+        """As the API does for a signed request: the job id derived from the request (the
+        test's `name` is the nonce; `jid(name)` is the id), the client's signature, and the
+        requester's wall clock (`wall_ms`)."""
+        requester, client = self.actor(who).id, bytes(CLIENT.verify_key)
+        fields = {"spec": spec, "nonce": name}
+        job_id = self.job_ids[name] = job_id_for(requester, client, spec, name)
+        body = {
+            "job_id": job_id,
+            "spec": spec,
+            "nonce": name,
+            "client": client,
+            "client_sig": sign_request(CLIENT, SUBMIT, requester, fields),
+            "wall_ms": self.now_ms,
+        }
         return self.emit(who, "JobCreated", body)
+
+    def jid(self, name: str) -> str:
+        """The id of the job a test submitted as `name`."""
+        return self.job_ids[name]
+
+    def xid(self, name: str, attempt: int, node: str) -> str:
+        """The id an execution of job `name` in round `attempt` on actor `node` must have."""
+        return execution_id(self.jid(name), attempt, self.actor(node).id)
 
     def future_event(self, ahead_ms: int) -> Event:
         """A legal event dated `ahead_ms` ahead (a node whose clock runs fast, within the

@@ -1,8 +1,11 @@
 """One function per job event type: (job, event) -> the job's next state.
 
-Each handler first checks that the author has a say (the job's requester, or the execution's
-node); events that do not count are ignored, never errors, so any log folds. The projection
-calls these in one deterministic total order, which is what makes the result order-free.
+Whether an event's author had the right to write it is `authority`'s rule, checked first: an
+event that breaks it counts for nothing and `apply` says why (the projection keeps that as
+evidence). The handlers then check only that the event fits the job's state (a bid of the
+current round, a result of an active execution); events that do not fit are ignored, never
+errors, so any log folds. The projection calls these in one deterministic total order, which
+is what makes the result order-free.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from edgebac.eventlog.encoding import Event
+from edgebac.scheduler import authority
 from edgebac.scheduler import events as ev
+from edgebac.scheduler.authority import Announced
 from edgebac.scheduler.spec import JobSpec, SpecError, parse_spec
-from edgebac.scheduler.state import RESOURCE_KEYS, Bid, Decline, Execution, Job
+from edgebac.scheduler.state import Bid, Decline, Execution, Job
 
-Handler = Callable[[Job, Event], None]
+Handler = Callable[[Job, Event, Announced], None]
 
 
 def create(event: Event, parsed: JobSpec | SpecError | None = None) -> Job | None:
@@ -52,15 +57,22 @@ def create(event: Event, parsed: JobSpec | SpecError | None = None) -> Job | Non
     return job
 
 
-def apply(job: Job, event: Event) -> None:
-    """Fold one event into `job` (ignored if it does not count), then refresh the status."""
+def apply(job: Job, event: Event, author: Announced | None) -> str | None:
+    """Fold one event into `job`, then refresh the status. `author` is the announcement its
+    author had made when it wrote the event. Returns why the event counts for nothing, if its
+    author had no right to write it (None otherwise, also when it is merely too late)."""
+    problem = authority.violation(job, event, author)
+    if problem is not None:
+        return problem
     if job.terminal:
-        return
+        return None
     handler = _HANDLERS.get(event.type)
     if handler is not None:
-        handler(job, event)
+        assert author is not None  # authority.violation refuses events of unannounced authors
+        handler(job, event, author)
     if not job.terminal:
         job.status = _live_status(job)
+    return None
 
 
 def _live_status(job: Job) -> str:
@@ -85,24 +97,22 @@ def wall_ms(event: Event) -> int:
     return event.hlc.ms
 
 
+def _map(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _attempt(body: dict[str, Any]) -> int:
     attempt = body.get("attempt", 0)
     return attempt if type(attempt) is int and attempt >= 0 else -1
 
 
-def _bids_requested(job: Job, event: Event) -> None:
+def _bids_requested(job: Job, event: Event, author: Announced) -> None:
     attempt = _attempt(event.body)
-    if event.author == job.requester and attempt > job.attempt:
+    if attempt > job.attempt:
         job.attempt, job.round_hlc, job.round_ms = attempt, event.hlc, wall_ms(event)
 
 
-def _free(value: Any) -> dict[str, int]:
-    if not isinstance(value, dict):
-        return {}
-    return {k: v for k, v in value.items() if k in RESOURCE_KEYS and type(v) is int}
-
-
-def _bid_offered(job: Job, event: Event) -> None:
+def _bid_offered(job: Job, event: Event, author: Announced) -> None:
     attempt = _attempt(event.body)
     if not 0 <= attempt <= job.attempt or (attempt, event.author) in job.bids:
         return
@@ -111,13 +121,13 @@ def _bid_offered(job: Job, event: Event) -> None:
         node=event.author,
         attempt=attempt,
         local_data=event.body.get("local_data") is True,
-        free=_free(event.body.get("free")),
+        free=authority.capped_free(_map(event.body.get("free")), author),
         cost=cost if type(cost) in (int, float) else 0,
         hlc=event.hlc,
     )
 
 
-def _bid_declined(job: Job, event: Event) -> None:
+def _bid_declined(job: Job, event: Event, author: Announced) -> None:
     attempt = _attempt(event.body)
     key = (attempt, event.author)
     if not 0 <= attempt <= job.attempt or key in job.declines or key in job.bids:
@@ -132,10 +142,10 @@ def _bid_declined(job: Job, event: Event) -> None:
     )
 
 
-def _bid_accepted(job: Job, event: Event) -> None:
+def _bid_accepted(job: Job, event: Event, author: Announced) -> None:
     body, attempt = event.body, _attempt(event.body)
     node, execution_id = body["node"], body["execution_id"]
-    if event.author != job.requester or (attempt, node) not in job.bids:
+    if (attempt, node) not in job.bids:
         return
     if execution_id in job.executions or job.decided(attempt, node):
         return
@@ -144,40 +154,36 @@ def _bid_accepted(job: Job, event: Event) -> None:
     )
 
 
-def _bid_rejected(job: Job, event: Event) -> None:
+def _bid_rejected(job: Job, event: Event, author: Announced) -> None:
     key = (_attempt(event.body), event.body["node"])
-    if event.author == job.requester and key in job.bids and not job.decided(*key):
+    if key in job.bids and not job.decided(*key):
         job.rejected[key] = event.body["reason"]
 
 
-def _execution(job: Job, event: Event, *authors: bytes) -> Execution | None:
-    """The active execution `event` is about, if its author may speak for it."""
+def _active_execution(job: Job, event: Event) -> Execution | None:
+    """The execution `event` is about, while it is active (`authority` checked its author)."""
     execution = job.executions.get(event.body["execution_id"])
-    if execution is None or not execution.active or event.author not in authors:
-        return None
-    return execution
+    return execution if execution is not None and execution.active else None
 
 
-def _started(job: Job, event: Event) -> None:
+def _started(job: Job, event: Event, author: Announced) -> None:
     execution = job.executions.get(event.body["execution_id"])
-    if execution is not None and execution.status == "accepted" and event.author == execution.node:
+    if execution is not None and execution.status == "accepted":
         execution.status, execution.started_hlc = "running", event.hlc
 
 
-def _failed(job: Job, event: Event) -> None:
-    execution = job.executions.get(event.body["execution_id"])
-    if execution is None:
-        return
-    if _execution(job, event, execution.node, job.requester) is not None:
+def _failed(job: Job, event: Event, author: Announced) -> None:
+    execution = _active_execution(job, event)
+    if execution is not None:
         execution.status, execution.ended_hlc = "failed", event.hlc
         execution.reason = event.body["reason"]
         # Only the node that ran it knows the failure would repeat anywhere (a bad module).
         execution.permanent = event.author == execution.node and event.body.get("permanent") is True
 
 
-def _published(job: Job, event: Event) -> None:
-    execution = job.executions.get(event.body["execution_id"])
-    if execution is None or _execution(job, event, execution.node) is None:
+def _published(job: Job, event: Event, author: Announced) -> None:
+    execution = _active_execution(job, event)
+    if execution is None:
         return
     body = event.body
     execution.exit_code, execution.ended_hlc = body["exit_code"], event.hlc
@@ -195,9 +201,7 @@ def _published(job: Job, event: Event) -> None:
         execution.status, execution.reason = "failed", f"exit code {body['exit_code']}"
 
 
-def _node_lost(job: Job, event: Event) -> None:
-    if event.author != job.requester:
-        return
+def _node_lost(job: Job, event: Event, author: Announced) -> None:
     reason = event.body.get("reason")
     for execution in job.active():
         if execution.node == event.body["node"]:
@@ -206,9 +210,7 @@ def _node_lost(job: Job, event: Event) -> None:
 
 
 def _end(status: str) -> Handler:
-    def handler(job: Job, event: Event) -> None:
-        if event.author != job.requester:
-            return
+    def handler(job: Job, event: Event, author: Announced) -> None:
         reason = event.body.get("reason")
         job.status, job.ended_hlc = status, event.hlc
         job.reason = reason if isinstance(reason, str) else None

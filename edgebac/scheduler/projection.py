@@ -34,8 +34,9 @@ import msgpack
 
 from edgebac.eventlog.clock import ZERO, Hlc
 from edgebac.eventlog.encoding import Event, canonical_body
+from edgebac.scheduler import authority, jobfold
 from edgebac.scheduler import events as ev
-from edgebac.scheduler import jobfold
+from edgebac.scheduler.authority import Announced, Announcements
 from edgebac.scheduler.retention import EndedJob, Retention, Seen, SortKey, job_digest
 from edgebac.scheduler.spec import JobSpec
 from edgebac.scheduler.state import RESOURCE_KEYS, Execution, Job, NodeInfo
@@ -59,6 +60,10 @@ class Projection:
         self.released: dict[str, Job] = {}
         self.executions: dict[str, Execution] = {}  # of held and evicted jobs alike
         self.nodes: dict[bytes, NodeInfo] = {}
+        self.announcements = Announcements()  # every author's, by seq (see `authority`)
+        # Events whose authors had no right to write them, per job: event id -> (author,
+        # why). Kept when the job is let go of; replaced whenever the job is folded again.
+        self._evidence: dict[str, dict[bytes, tuple[bytes, str]]] = {}
         self._buckets: dict[str, list[tuple[SortKey, Event]]] = {}
         self._seen = Seen()
         self._newest: Hlc = ZERO  # of every event folded: the log's time for `retention`
@@ -122,7 +127,7 @@ class Projection:
         ended = self.evicted.get(job_id)
         lost = (*ended.lost, *self._late_lost.get(job_id, ())) if ended else ()
         bucket = {e.id: (sort_key(e), e) for e in (*events, *lost) if job_id in _job_ids(e)}
-        return _fold(sorted(bucket.values(), key=lambda item: item[0]), None)
+        return self._fold(sorted(bucket.values(), key=lambda item: item[0]), None, {})
 
     def active_on(self, node: bytes) -> Mapping[str, Execution]:
         """The accepted or running executions of `node`, by id (read only)."""
@@ -181,9 +186,11 @@ class Projection:
     def _touch_node(self, event: Event) -> None:
         info = self._node(event.author)
         info.last_seen_hlc = max(info.last_seen_hlc, event.hlc)
-        if event.type == ev.NODE_ANNOUNCED and event.seq > info.seq:
-            _announce(info, event)
-        elif event.type == ev.NODE_LOST and isinstance(event.body.get("node"), bytes):
+        if event.type == ev.NODE_ANNOUNCED:
+            self.announcements.add(event.author, Announced.of(event))
+            if event.seq > info.seq:
+                _announce(info, event)
+        elif event.type == ev.NODE_LOST and self._may_declare_lost(event):
             lost = self._node(event.body["node"])
             lost.lost_hlc = max(lost.lost_hlc, event.hlc)
 
@@ -201,9 +208,12 @@ class Projection:
         if not bucket or key > bucket[-1][0]:
             bucket.append((key, event))
             if job is not None:
-                jobfold.apply(job, event)
+                author = self.announcements.as_of(event.author, event.seq)
+                problem = jobfold.apply(job, event, author)
+                if problem is not None:
+                    self._evidence.setdefault(job_id, {})[event.id] = (event.author, problem)
                 self._index(job)
-                return True
+                return problem is None
             if event.type != ev.JOB_CREATED:
                 return False
         else:
@@ -217,7 +227,12 @@ class Projection:
             for execution_id in old.executions:
                 self.executions.pop(execution_id, None)
             self._unindex(job_id)
-        job = _fold(self._buckets[job_id], old)
+        evidence: dict[bytes, tuple[bytes, str]] = {}
+        job = self._fold(self._buckets[job_id], old, evidence)
+        if evidence:
+            self._evidence[job_id] = evidence
+        else:
+            self._evidence.pop(job_id, None)
         if job is not None:
             self.jobs[job_id] = job
             self._index(job)
@@ -303,6 +318,46 @@ class Projection:
         self.evicted[job_id] = EndedJob.of(job, (last[0], same(last[1]), last[2]), contrib, lost)
         self.released[job_id] = job
 
+    def _fold(
+        self,
+        bucket: list[tuple[SortKey, Event]],
+        old: Job | None,
+        evidence: dict[bytes, tuple[bytes, str]],
+    ) -> Job | None:
+        """One job from its events in order: the first JobCreated that counts opens it; what
+        does not count goes into `evidence`."""
+        job: Job | None = None
+        for _, event in bucket:
+            author = self.announcements.as_of(event.author, event.seq)
+            if job is None:
+                if event.type != ev.JOB_CREATED:
+                    continue  # before its creation: judged if it sorts after one
+                problem = authority.creation_violation(event, author)
+                if problem is None:
+                    job = jobfold.create(event, _parsed(event, old))
+            else:
+                problem = jobfold.apply(job, event, author)
+            if problem is not None:
+                evidence[event.id] = (event.author, problem)
+        return job
+
+    def _may_declare_lost(self, event: Event) -> bool:
+        """A NodeLost marks its node lost only when written by an announced requester."""
+        author = self.announcements.as_of(event.author, event.seq)
+        node = event.body.get("node")
+        return (
+            author is not None and authority.REQUESTER in author.roles and isinstance(node, bytes)
+        )
+
+    def evidence(self) -> dict[bytes, dict[str, int]]:
+        """Per author, how many of its events counted for nothing, by reason."""
+        counts: dict[bytes, dict[str, int]] = {}
+        for events in self._evidence.values():
+            for author, reason in events.values():
+                by_reason = counts.setdefault(author, {})
+                by_reason[reason] = by_reason.get(reason, 0) + 1
+        return counts
+
     def _same_id(self, node: bytes) -> bytes:
         info = self.nodes.get(node)
         return info.id if info is not None else node
@@ -334,17 +389,6 @@ class _JobIndex:
 
     active: list[tuple[bytes, str]] = field(default_factory=list)  # (node, execution id)
     claims: dict[bytes, dict[str, int]] = field(default_factory=dict)  # node -> amounts
-
-
-def _fold(bucket: list[tuple[SortKey, Event]], old: Job | None) -> Job | None:
-    """One job from its events in order; the first JobCreated opens it."""
-    job: Job | None = None
-    for _, event in bucket:
-        if job is None:
-            job = jobfold.create(event, _parsed(event, old))
-        else:
-            jobfold.apply(job, event)
-    return job
 
 
 def _parsed(event: Event, old: Job | None) -> JobSpec | None:
