@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
@@ -17,7 +17,10 @@ from edgebac.scheduler import authority, ids
 from edgebac.scheduler import events as ev
 from edgebac.scheduler.authority import Announced, Announcements
 from edgebac.scheduler.jobfold import create
+from edgebac.scheduler.projection import Projection
 from edgebac.scheduler.state import Execution
+from tests.scheduler_harness import World, noop_spec
+from tests.test_projection import apply_in_chunks, interleave
 
 SPEC = {"engine": {"type": "noop"}, "constraints": ["zone=secure"]}
 REQUESTER = SigningKey(b"r" * 32)
@@ -262,3 +265,72 @@ def test_job_ids_differ_for_every_part_of_the_request():
     }
     assert base not in others
     assert len(others) == 5
+
+
+# ----- the rules in the projection: attacks on a real history, in every arrival order -------------
+
+
+def attacked_history():
+    """An honest job run by "req" on "a" (zone=secure), and a member "evil" that announced both
+    roles and tries every attack of the issue; returns (world, the honest job's id, evil's id)."""
+    w = World()
+    w.announce("req", roles=("requester",))
+    w.announce("a", labels={"zone": "secure"})
+    w.announce("evil", roles=("requester", "compute"), labels={"zone": "elsewhere"})
+    spec = noop_spec(constraints=["zone=secure"])
+    real = w.submit("req", "j", spec)
+    job_id, evil = w.jid("j"), w.actor("evil")
+    early = Hlc(real.hlc.ms - 10)
+    forged_xid = ids.execution_id(job_id, 0, evil.id)
+
+    def forge(type_: str, body: dict, hlc: Hlc | None = None) -> None:
+        event = seal(evil.key, evil.seq + 1, evil.prev, hlc or w.last, type_, body)
+        evil.seq, evil.prev = event.seq, event.id
+        w.log.append(event)
+        w.state.apply([event])
+
+    # Hijack: the same job id, dated before the real one, with the attacker's spec.
+    forge(ev.JOB_CREATED, {"job_id": job_id, "spec": noop_spec(), "nonce": "j",
+                           "client": bytes(32), "client_sig": bytes(64)}, early)  # fmt: skip
+    # Forged bid (labels it never announced, unlimited resources), acceptance and result.
+    forge(ev.BID_OFFERED, {"job_id": job_id, "attempt": 0, "free": {"cpu_millis": 10**15}})
+    forge(ev.BID_ACCEPTED, {"job_id": job_id, "node": evil.id, "execution_id": "/var/lib",
+                            "attempt": 0})  # fmt: skip
+    forge(ev.RESULT_PUBLISHED, {"job_id": job_id, "execution_id": forged_xid, "exit_code": 0,
+                                "reference": "FORGED RESULT"})  # fmt: skip
+    w.compute_step("a")
+    w.advance(3_000)
+    w.requester_step("req")
+    xid = w.xid("j", 0, "a")
+    forge(ev.EXECUTION_FAILED, {"job_id": job_id, "execution_id": xid, "reason": "sabotage"})
+    forge(ev.JOB_CANCELED, {"job_id": job_id, "reason": "mine now"})
+    w.start("a", xid)
+    w.publish("a", xid)
+    w.requester_step("req")
+    return w, job_id, evil.id
+
+
+def test_every_attack_of_a_member_counts_for_nothing():
+    w, job_id, evil = attacked_history()
+    job = w.state.jobs[job_id]
+    assert job.requester == w.actor("req").id
+    assert job.status == "completed"
+    assert [(e.node, e.status) for e in job.executions.values()] == [(w.actor("a").id, "completed")]
+    assert "FORGED RESULT" not in {e.reference for e in job.executions.values()}
+    assert w.state.reputation(evil) == (0, 0)
+    found = w.state.evidence()[evil]
+    assert sum(found.values()) == 6  # every forged event, the hijack and the bid included
+    assert set(w.state.evidence()) == {evil}  # nothing honest is evidence
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_honest_and_rule_breaking_events_fold_the_same_in_any_order(rnd):
+    w, _, _ = attacked_history()
+    expected = (w.state.state_hash(), w.state.evidence())
+    for _ in range(3):
+        order = interleave(w.log, rnd)
+        folded = Projection.from_events(order)
+        assert (folded.state_hash(), folded.evidence()) == expected
+        chunked = apply_in_chunks(order, rnd)
+        assert (chunked.state_hash(), chunked.evidence()) == expected
