@@ -161,6 +161,10 @@ def test_yaml_and_json_text():
         ({"inputs": [{"source": "s3://", "target": "/i"}]}, "inputs[0].source", "bucket"),
         ({"inputs": [{"source": "ipfs://xyz", "target": "/i"}]}, "inputs[0].source", "content"),
         ({"outputs": [{"name": "a b", "path": "/o"}]}, "outputs[0].name", "name of"),
+        # an output folder named ".." would be the results folder's parent
+        ({"outputs": [{"name": "..", "path": "/o"}]}, "outputs[0].name", "name of"),
+        ({"outputs": [{"name": ".", "path": "/o"}]}, "outputs[0].name", "name of"),
+        ({"outputs": [{"name": "stdout", "path": "/o"}]}, "outputs[0].name", "results file"),
         (
             {"inputs": [{"source": "inline:x", "target": "/i", "name": "../x"}]},
             "inputs[0].name",

@@ -26,6 +26,7 @@ from edgebac.node.results import (
 )
 from edgebac.runtime.executor import ExecutionError, Executor, NoopExecutor, Task
 from edgebac.scheduler import events as ev
+from edgebac.scheduler.ids import child_path
 from edgebac.scheduler.state import Execution, Job
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,11 @@ class Executions:
         self._folders.shutdown(wait=False)
 
     def results_dir(self, execution_id: str) -> Path:
-        return self.work_dir / "results" / execution_id
+        """Ids are data: only an id of the one safe form becomes a folder (UnsafeName else)."""
+        return child_path(self.work_dir / "results", execution_id)
+
+    def scratch_dir(self, execution_id: str) -> Path:
+        return child_path(self.work_dir / "scratch", execution_id)
 
     async def execute(self, execution: Execution, job: Job) -> None:
         assert job.spec is not None
@@ -91,7 +96,7 @@ class Executions:
         if isinstance(executor, NoopExecutor) and results_in_memory(spec, self.publisher):
             return await self._run_in_memory(executor, execution, spec)
         results = self.results_dir(execution.id)
-        scratch = self.work_dir / "scratch" / execution.id
+        scratch = self.scratch_dir(execution.id)
         # noop never touches its scratch folder; a file creation costs ~1 ms of some disks.
         make_scratch = spec.engine.type != "noop"
         await self._in_folders(fresh_folders, results, scratch if make_scratch else None)
@@ -123,7 +128,7 @@ class Executions:
     ) -> ev.Planned:
         """Results that go from memory into the store, with no results folder (the logs API
         reads them back from the store)."""
-        scratch = self.work_dir / "scratch" / execution.id  # never made
+        scratch = self.scratch_dir(execution.id)  # never made
         task = Task(execution.id, execution.job_id, spec, scratch, self.results_dir(execution.id))
         try:
             exit_code, files = await asyncio.wait_for(executor.run_in_memory(task), spec.timeout_s)

@@ -20,13 +20,15 @@ from typing import Any
 from edgebac.errors import BadRequest
 from edgebac.scheduler.constraints import Constraint, parse_constraint
 from edgebac.scheduler.fieldcheck import MISSING, Checker, is_number, join
+from edgebac.scheduler.ids import is_file_name
 from edgebac.scheduler.quantities import memory_too_small, parse_cpu, parse_size
 from edgebac.scheduler.sources import Source, parse_source
 from edgebac.textdata import load_json_or_yaml
 
 DEFAULT_TIMEOUT_S = 600
 DEFAULT_RETRIES = 2
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Files every results folder holds: an output volume may not take their names.
+RESULT_FILES = frozenset({"stdout", "stderr", "exitCode"})
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOP_KEYS = (
     "name",
@@ -386,8 +388,8 @@ def _input(c: Checker, value: Any, path: str) -> Input | None:
     d = c.obj(value, path, ("source", "target", "name"))
     source, target = _source(c, d, "source", path), _abs_path(c, d, "target", path)
     name = c.text(d, "name", path, None)
-    if name is not None and (not _NAME_RE.match(name) or name in (".", "..")):
-        c.add(join(path, "name"), f"{name!r} is not a file name of [A-Za-z0-9_.-]")
+    if name is not None and not is_file_name(name):
+        c.add(join(path, "name"), f"{name!r} is not a file name of [A-Za-z0-9_.-] (no leading dot)")
     elif name is not None and source is not None and source.kind != "inline":
         c.add(join(path, "name"), "only names an inline input's file")
     return Input(source, target, name) if source is not None and target is not None else None
@@ -396,8 +398,10 @@ def _input(c: Checker, value: Any, path: str) -> Input | None:
 def _output(c: Checker, value: Any, path: str) -> Output | None:
     d = c.obj(value, path, ("name", "path"))
     name = c.text(d, "name", path)
-    if isinstance(name, str) and not _NAME_RE.match(name):
-        c.add(join(path, "name"), f"{name!r} is not a name of [A-Za-z0-9_.-]")
+    if isinstance(name, str) and not is_file_name(name):
+        c.add(join(path, "name"), f"{name!r} is not a name of [A-Za-z0-9_.-] (no leading dot)")
+    elif name in RESULT_FILES:
+        c.add(join(path, "name"), f"{name!r} is the name of a results file; choose another")
     out_path = _abs_path(c, d, "path", path)
     return Output(name, out_path) if name is not None and out_path is not None else None
 
