@@ -75,23 +75,36 @@ class World:
         labels: dict[str, str] | None = None,
         resources: dict[str, int] | None = None,
     ) -> Event:
-        body = {
+        return self.emit(who, "NodeAnnounced", self._announcement(who, roles, labels, resources))
+
+    @staticmethod
+    def _announcement(
+        who: str,
+        roles: tuple[str, ...] = (),
+        labels: dict[str, str] | None = None,
+        resources: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
+        return {
             "addresses": [f"{who}:7700"],
             "roles": list(roles),
             "labels": labels or {},
             "resources": resources if resources is not None else dict(BIG),
             "executors": ["docker", "wasm", "noop"],
         }
-        return self.emit(who, "NodeAnnounced", body)
 
     def submit(self, who: str, name: str, spec: dict[str, Any]) -> Event:
         """As the API does for a signed request: the job id derived from the request (the
         test's `name` is the nonce; `jid(name)` is the id), the client's signature, and the
         requester's wall clock (`wall_ms`)."""
+        return self.emit(who, "JobCreated", self.job_request(who, name, spec))
+
+    def job_request(self, who: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """The body `submit` appends, for a test that changes a field of it first (`jid(name)`
+        is its job id from here on)."""
         requester, client = self.actor(who).id, bytes(CLIENT.verify_key)
         fields = {"spec": spec, "nonce": name}
         job_id = self.job_ids[name] = job_id_for(requester, client, spec, name)
-        body = {
+        return {
             "job_id": job_id,
             "spec": spec,
             "nonce": name,
@@ -99,7 +112,6 @@ class World:
             "client_sig": sign_request(CLIENT, SUBMIT, requester, fields),
             "wall_ms": self.now_ms,
         }
-        return self.emit(who, "JobCreated", body)
 
     def jid(self, name: str) -> str:
         """The id of the job a test submitted as `name`."""
@@ -112,10 +124,15 @@ class World:
     def future_event(self, ahead_ms: int) -> Event:
         """A legal event dated `ahead_ms` ahead (a node whose clock runs fast, within the
         tolerance): seeing it drags the shared hybrid clock forward, as `HybridClock.observe`
-        does, so every later hlc is that far ahead of the wall clock."""
+        does, so every later hlc is that far ahead of the wall clock. Its author is a member
+        with no role: its first event is its announcement, as ingest requires."""
         stranger = self.actor("fast-clock")
         hlc = max(self.last, Hlc(self.now_ms + ahead_ms, 0))
-        event = seal(stranger.key, stranger.seq + 1, stranger.prev, hlc, "Note", {"text": "hi"})
+        if stranger.seq:
+            type_, body = "Note", {"text": "hi"}
+        else:
+            type_, body = "NodeAnnounced", self._announcement(stranger.name)
+        event = seal(stranger.key, stranger.seq + 1, stranger.prev, hlc, type_, body)
         stranger.seq, stranger.prev = event.seq, event.id
         self.last = hlc
         self.log.append(event)

@@ -25,13 +25,13 @@ def world(*nodes: str, **labels: dict[str, str]) -> World:
 
 
 def bid(w: World, node: str, job: str = "j", attempt: int = 0, **extra) -> None:
-    body = {"job_id": job, "attempt": attempt, "local_data": False, "free": dict(BIG)}
+    body = {"job_id": w.jid(job), "attempt": attempt, "local_data": False, "free": dict(BIG)}
     body.update(extra)
     w.emit(node, "BidOffered", body)
 
 
 def decline(w: World, node: str, reason: str, job: str = "j", attempt: int = 0) -> None:
-    w.emit(node, "BidDeclined", {"job_id": job, "attempt": attempt, "reason": reason})
+    w.emit(node, "BidDeclined", {"job_id": w.jid(job), "attempt": attempt, "reason": reason})
 
 
 def accepted(w: World, planned) -> list[bytes]:
@@ -50,7 +50,7 @@ def name_of(w: World, key: bytes) -> str:
 
 def run_all(w: World, job: str = "j", exit_code: int = 0) -> None:
     """Every active execution of the job starts and publishes."""
-    for execution in w.state.jobs[job].active():
+    for execution in w.state.jobs[w.jid(job)].active():
         who = name_of(w, execution.node)
         w.start(who, execution.id)
         w.publish(who, execution.id, exit_code)
@@ -66,9 +66,9 @@ def test_waits_for_count_bids_then_accepts_them():
     assert types(planned) == ["BidAccepted", "BidAccepted"]
     assert sorted(accepted(w, planned)) == sorted([node(w, "a"), node(w, "b")])
     assert w.plan_requester("req") == []  # idempotent
-    assert w.state.jobs["j"].status == "running"
-    execution_ids = sorted(w.state.jobs["j"].executions)
-    assert execution_ids == sorted(f"j-0-{node(w, n).hex()[:8]}" for n in "ab")
+    assert w.state.jobs[w.jid("j")].status == "running"
+    execution_ids = sorted(w.state.jobs[w.jid("j")].executions)
+    assert execution_ids == sorted(w.xid("j", 0, n) for n in "ab")
 
 
 def test_window_end_accepts_what_is_there():
@@ -113,12 +113,13 @@ def test_rest_are_rejected_as_outranked():
     assert rejections == {node(w, "b"): "outranked", node(w, "c"): "outranked"}
     w.emit_all("req", planned)
     assert w.plan_requester("req") == []
+    w.announce("d")
     bid(w, "d")  # a bid after all slots are filled
     assert w.plan_requester("req") == [
         (
             "BidRejected",
             {
-                "job_id": "j",
+                "job_id": w.jid("j"),
                 "node": node(w, "d"),
                 "reason": "enough nodes already run it",
                 "attempt": 0,
@@ -141,7 +142,9 @@ def test_rest_are_rejected_as_outranked():
     ],
 )
 def test_ranking_rules(bids, winner):
-    w = world(*bids)
+    w = world()
+    for who, extra in bids.items():  # each announces at least what it will claim free
+        w.announce(who, resources=extra.get("free", BIG))
     w.submit("req", "j", noop_spec())
     for who, extra in bids.items():
         bid(w, who, **extra)
@@ -163,7 +166,7 @@ def test_reputation_ranks_after_fit():
         bid(w, "a", job=f"old{i}")
         bid(w, "b", job=f"old{i}")
         w.requester_step("req")
-        for e in w.state.jobs[f"old{i}"].active():
+        for e in w.state.jobs[w.jid(f"old{i}")].active():
             who = name_of(w, e.node)
             w.publish(who, e.id, 1 if who == "a" else 0)
     assert w.state.reputation(node(w, "a")) == (0, 2)
@@ -201,18 +204,31 @@ def test_unusable_bids_are_rejected(extra, reason):
     w.submit("req", "j", noop_spec(resources={"cpu": "1", "memory": "1Gi"}))
     bid(w, "a", **extra)
     assert w.plan_requester("req") == [
-        ("BidRejected", {"job_id": "j", "node": node(w, "a"), "reason": reason, "attempt": 0})
+        (
+            "BidRejected",
+            {"job_id": w.jid("j"), "node": node(w, "a"), "reason": reason, "attempt": 0},
+        )
     ]
 
 
 def test_label_mismatch_and_lost_bidders_are_rejected():
-    w = world("a", "b", a={"zone": "south"})
+    w = world("a", "b", a={"zone": "north"}, b={"zone": "north"})
     w.submit("req", "j", noop_spec(constraints=["zone=north"]))
     bid(w, "a")
     bid(w, "b")
+    w.announce("a", labels={"zone": "south"})  # relabelled after its bid
     planned = w.plan_requester("req", lost_nodes={node(w, "b")})
     reasons = {body["node"]: body["reason"] for _, body in planned}
     assert reasons == {node(w, "a"): "label mismatch", node(w, "b"): "node lost"}
+
+
+def test_a_bid_whose_announced_labels_do_not_match_counts_for_nothing():
+    w = world("a", "b", a={"zone": "south"})
+    w.submit("req", "j", noop_spec(constraints=["zone=north"]))
+    bid(w, "a")
+    assert w.state.jobs[w.jid("j")].bids == {}
+    assert list(w.state.evidence()) == [node(w, "a")]
+    assert w.plan_requester("req") == []  # nothing to accept or reject
 
 
 def test_failed_execution_opens_a_new_round_and_another_node_runs_it():
@@ -221,12 +237,11 @@ def test_failed_execution_opens_a_new_round_and_another_node_runs_it():
     bid(w, "a", local_data=True)
     bid(w, "b")
     w.requester_step("req")
-    (execution,) = w.state.jobs["j"].active()
+    (execution,) = w.state.jobs[w.jid("j")].active()
     w.fail("a", execution.id, "disk full")
     planned = w.requester_step("req")
-    assert [(e.type, e.body) for e in planned] == [
-        ("BidsRequested", {"job_id": "j", "attempt": 1, "reason": "disk full", "wall_ms": w.now_ms})
-    ]
+    body = {"job_id": w.jid("j"), "attempt": 1, "reason": "disk full", "wall_ms": w.now_ms}
+    assert [(e.type, e.body) for e in planned] == [("BidsRequested", body)]
     assert w.plan_requester("req") == []
     bid(w, "a", attempt=1, local_data=True)
     bid(w, "b", attempt=1)
@@ -236,12 +251,12 @@ def test_failed_execution_opens_a_new_round_and_another_node_runs_it():
     assert [b["node"] for t, b in ((e.type, e.body) for e in planned) if t == "BidRejected"] == [
         node(w, "a")
     ]
-    job = w.state.jobs["j"]
+    job = w.state.jobs[w.jid("j")]
     assert [e.node for e in job.active()] == [node(w, "b")]
-    assert job.active()[0].id == f"j-1-{node(w, 'b').hex()[:8]}"
+    assert job.active()[0].id == w.xid("j", 1, "b")
     run_all(w)
     assert types(w.requester_step("req")) == ["JobCompleted"]
-    assert w.state.jobs["j"].status == "completed"
+    assert w.state.jobs[w.jid("j")].status == "completed"
 
 
 def test_one_failure_without_retries_is_said_in_the_singular():
@@ -270,7 +285,7 @@ def test_non_zero_exit_is_a_failure_and_the_budget_ends_the_job():
         (0, "exit code 2"),
         (1, "exit code 2"),
     ]
-    job = w.state.jobs["j"]
+    job = w.state.jobs[w.jid("j")]
     assert job.status == "failed"
     assert all(e.reference for e in job.executions.values())  # results still published
     assert w.plan_requester("req") == []
@@ -282,7 +297,7 @@ def test_execution_timeout_fails_it():
     w.submit("req", "j", noop_spec(timeout_s=10))
     bid(w, "a")
     w.requester_step("req", config)
-    (execution,) = w.state.jobs["j"].active()
+    (execution,) = w.state.jobs[w.jid("j")].active()
     w.start("a", execution.id)
     w.advance(10_999)
     assert w.plan_requester("req", config) == []
@@ -304,7 +319,10 @@ def test_lost_node_is_declared_and_its_execution_replaced():
     lost = {node(w, "a")}
     planned = w.requester_step("req", lost_nodes=lost)
     assert [(e.type, e.body) for e in planned] == [
-        ("NodeLost", {"node": node(w, "a"), "reason": "no contact", "job_ids": ["j", "k"]})
+        (
+            "NodeLost",
+            {"node": node(w, "a"), "reason": "no contact", "job_ids": [w.jid("j"), w.jid("k")]},
+        )
     ]
     assert {e.status for e in w.state.executions.values()} == {"lost"}
     assert w.state.nodes[node(w, "a")].lost
@@ -322,7 +340,7 @@ def test_job_no_node_can_take_stays_pending_then_fails():
     decline(w, "a", "lack memory")
     decline(w, "b", "lack memory")
     decline(w, "c", "label mismatch")
-    assert w.state.jobs["j"].status == "pending"
+    assert w.state.jobs[w.jid("j")].status == "pending"
     assert w.plan_requester("req") == []
     w.advance(30_000)
     planned = w.requester_step("req")
@@ -351,7 +369,7 @@ def test_ops_runs_on_every_bidder_and_completes_when_the_round_closes():
     w.submit("req", "j", noop_spec(type="ops"))
     bid(w, "a")
     assert accepted(w, w.requester_step("req")) == [node(w, "a")]  # at once, window open
-    assert [e.node for e in w.state.jobs["j"].active()] == [node(w, "a")]
+    assert [e.node for e in w.state.jobs[w.jid("j")].active()] == [node(w, "a")]
     bid(w, "b")
     w.requester_step("req")
     run_all(w)
@@ -378,13 +396,14 @@ def test_cancel():
     w.submit("req", "j", noop_spec())
     bid(w, "a")
     w.requester_step("req")
-    assert cancel(w.state, "j", "user asked") == [
-        ("JobCanceled", {"job_id": "j", "reason": "user asked"})
+    j = w.jid("j")
+    assert cancel(w.state, j, "user asked") == [
+        ("JobCanceled", {"job_id": j, "reason": "user asked"})
     ]
-    w.emit_all("req", cancel(w.state, "j", "user asked"))
-    assert w.state.jobs["j"].status == "canceled"
-    assert [e.status for e in w.state.jobs["j"].executions.values()] == ["canceled"]
-    assert cancel(w.state, "j") == []
+    w.emit_all("req", cancel(w.state, j, "user asked"))
+    assert w.state.jobs[j].status == "canceled"
+    assert [e.status for e in w.state.jobs[j].executions.values()] == ["canceled"]
+    assert cancel(w.state, j) == []
     assert w.plan_requester("req") == []
     with pytest.raises(NotFound):
         cancel(w.state, "nope")
@@ -406,14 +425,14 @@ def test_accept_hook_verdicts():
     bid(w, "a")
     bid(w, "b")
     keys = [key for key, _ in bids_awaiting_verdict(w.state, node(w, "req"))]
-    assert sorted(keys) == sorted(("j", 0, node(w, n)) for n in "ab")
+    assert sorted(keys) == sorted((w.jid("j"), 0, node(w, n)) for n in "ab")
     assert w.plan_requester("req", config) == []  # waiting for the hook
-    verdicts = {("j", 0, node(w, "a")): Verdict(False, "not on weekends")}
+    verdicts = {(w.jid("j"), 0, node(w, "a")): Verdict(False, "not on weekends")}
     planned = w.plan_requester("req", config, verdicts=verdicts)
     assert [(t, b["reason"]) for t, b in planned] == [
         ("BidRejected", "accept hook: not on weekends")
     ]
-    verdicts[("j", 0, node(w, "b"))] = Verdict(True)
+    verdicts[(w.jid("j"), 0, node(w, "b"))] = Verdict(True)
     assert accepted(w, w.plan_requester("req", config, verdicts=verdicts)) == [node(w, "b")]
 
 

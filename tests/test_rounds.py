@@ -31,7 +31,7 @@ def test_a_retry_round_waits_for_every_eligible_node_and_runs_elsewhere():
     assert accepted(w, w.requester_step("req")) == [node(w, "a")]  # a first round: at once
     ran = []
     for attempt in (1, 2):
-        ran.append(w.state.jobs["j"].active()[0].node)
+        ran.append(w.state.jobs[w.jid("j")].active()[0].node)
         fail_all(w)
         assert types(w.requester_step("req")) == ["BidsRequested"]
         bid(w, "a", attempt=attempt)  # the node that failed answers first, as it is the fastest
@@ -42,7 +42,7 @@ def test_a_retry_round_waits_for_every_eligible_node_and_runs_elsewhere():
         planned = w.requester_step("req")
         (winner,) = accepted(w, planned)
         assert winner not in ran  # every node that failed it ranks after those that did not
-    ran.append(w.state.jobs["j"].active()[0].node)
+    ran.append(w.state.jobs[w.jid("j")].active()[0].node)
     fail_all(w)
     assert types(w.requester_step("req")) == ["JobFailed"]
     assert sorted(ran) == sorted(node(w, n) for n in "abc")
@@ -78,9 +78,10 @@ def test_with_one_node_retries_run_there():
 
 
 def permanent_failure(w: World, who: str = "a", permanent: bool = True) -> None:
-    (execution,) = w.state.jobs["j"].active()
+    (execution,) = w.state.jobs[w.jid("j")].active()
     w.start(who, execution.id)
-    body = {"job_id": "j", "execution_id": execution.id, "reason": "not a valid wasm module"}
+    reason = "not a valid wasm module"
+    body = {"job_id": w.jid("j"), "execution_id": execution.id, "reason": reason}
     w.emit(who, "ExecutionFailed", {**body, "permanent": permanent})
 
 
@@ -95,7 +96,7 @@ def test_a_permanent_failure_fails_the_job_at_once_saying_why():
     assert planned[0].body["reason"] == (
         "not retried: not a valid wasm module (it would fail on any node)"
     )
-    assert w.state.jobs["j"].status == "failed"
+    assert w.state.jobs[w.jid("j")].status == "failed"
 
 
 @pytest.mark.parametrize(("who", "permanent"), [("a", False), ("req", True)])
@@ -116,8 +117,8 @@ def test_a_future_dated_event_does_not_stretch_the_pending_timeout():
     w.future_event(SKEW_MS)  # every hlc from here on is 250 s ahead of the wall clock
     w.submit("req", "j", noop_spec(timeout_s=10, constraints=["zone=nowhere"]))
     decline(w, "a", "label mismatch")
-    assert w.state.jobs["j"].created_hlc.ms >= w.now_ms + SKEW_MS
-    assert requester.next_deadline(w.state.jobs["j"], w.now_ms, RequesterConfig()) == (
+    assert w.state.jobs[w.jid("j")].created_hlc.ms >= w.now_ms + SKEW_MS
+    assert requester.next_deadline(w.state.jobs[w.jid("j")], w.now_ms, RequesterConfig()) == (
         w.now_ms + WINDOW
     )
     w.advance(9_999)
@@ -134,9 +135,9 @@ def test_a_future_dated_event_does_not_stretch_the_window_or_the_execution_timeo
     bid(w, "a")
     w.advance(WINDOW)
     assert accepted(w, w.requester_step("req", config)) == [node(w, "a")]  # window ended
-    (execution,) = w.state.jobs["j"].active()
+    (execution,) = w.state.jobs[w.jid("j")].active()
     w.start("a", execution.id)
-    due = requester.next_deadline(w.state.jobs["j"], w.now_ms, config)
+    due = requester.next_deadline(w.state.jobs[w.jid("j")], w.now_ms, config)
     assert due == w.now_ms + 10_000 - WINDOW  # the pending timeout, then the execution's
     w.advance(10_999)
     assert "ExecutionFailed" not in types(w.plan_requester("req", config))
@@ -162,11 +163,12 @@ def test_a_retry_round_window_counts_from_the_requester_s_wall_clock():
 @pytest.mark.parametrize("wall", [None, "soon", -1, "ahead"])
 def test_without_a_usable_wall_ms_deadlines_count_from_the_hlc(wall):
     w = world("a")
-    body = {"job_id": "j", "spec": noop_spec(timeout_s=10)}
+    body = w.job_request("req", "j", noop_spec(timeout_s=10))
+    del body["wall_ms"]
     if wall is not None:
         body["wall_ms"] = w.now_ms + 60_000 if wall == "ahead" else wall  # after its own hlc
     created = w.emit("req", "JobCreated", body)
-    assert w.state.jobs["j"].round_ms == created.hlc.ms
+    assert w.state.jobs[w.jid("j")].round_ms == created.hlc.ms
 
 
 # ----- surplus results after a partition ----------------------------------------------------
@@ -179,7 +181,7 @@ def partitioned_twice() -> World:
     w.submit("req", "j", noop_spec())
     bid(w, "a")
     w.requester_step("req")
-    (first,) = w.state.jobs["j"].active()
+    (first,) = w.state.jobs[w.jid("j")].active()
     w.start("a", first.id)
     before_lost = w.last
     w.advance(1_000)
@@ -197,7 +199,7 @@ def partitioned_twice() -> World:
 
 def test_the_first_count_results_in_log_order_count_the_rest_are_surplus():
     w = partitioned_twice()
-    job = w.state.jobs["j"]
+    job = w.state.jobs[w.jid("j")]
     by_node = {e.node: e for e in job.executions.values()}
     assert [e.status for e in by_node.values()] == ["completed", "completed"]
     assert not by_node[node(w, "a")].surplus  # its result sorts first in (hlc, author, seq)
@@ -208,7 +210,7 @@ def test_the_first_count_results_in_log_order_count_the_rest_are_surplus():
         events = list(w.log)
         random.Random(seed).shuffle(events)
         events.sort(key=lambda e: (e.author, e.seq))  # any order that keeps each chain's own
-        again = Projection.from_events(events).jobs["j"]
+        again = Projection.from_events(events).jobs[w.jid("j")]
         assert {e.id: e.surplus for e in again.executions.values()} == {
             e.id: e.surplus for e in job.executions.values()
         }
@@ -221,7 +223,7 @@ def test_the_first_count_results_in_log_order_count_the_rest_are_surplus():
 def test_waiting_says_how_many_nodes_it_needs_and_how_many_bid():
     w = world("a", "b")
     w.submit("req", "j", noop_spec(count=3))
-    job = w.state.jobs["j"]
+    job = w.state.jobs[w.jid("j")]
     assert waiting_reason(job) == "needs 3 nodes, 0 bid"
     bid(w, "a")
     bid(w, "b")
@@ -234,7 +236,7 @@ def test_waiting_says_how_many_nodes_it_needs_and_how_many_bid():
 def test_waiting_hides_reasons_of_busy_nodes_and_shows_settled_ones():
     w = world("a", "b", "c", "d")
     w.submit("req", "j", noop_spec(count=3))
-    job = w.state.jobs["j"]
+    job = w.state.jobs[w.jid("j")]
     bid(w, "a")
     decline(w, "b", "busy")  # its memory is held by other work for now: still deciding
     assert waiting_reason(job) == "needs 3 nodes, 1 bid, 1 busy"
@@ -251,4 +253,4 @@ def test_when_every_node_declined_the_declines_say_it():
     w.submit("req", "j", noop_spec())
     decline(w, "a", "lack memory")
     decline(w, "b", "lack memory")
-    assert waiting_reason(w.state.jobs["j"]) == "2 nodes: 2 lack memory"
+    assert waiting_reason(w.state.jobs[w.jid("j")]) == "2 nodes: 2 lack memory"
