@@ -16,6 +16,7 @@ from edgebac.eventlog.signed import SUBMIT, job_id_for, request_valid, sign_requ
 from edgebac.scheduler import authority, ids
 from edgebac.scheduler import events as ev
 from edgebac.scheduler.authority import Announced, Announcements
+from edgebac.scheduler.evidence import evidence_of
 from edgebac.scheduler.jobfold import create
 from edgebac.scheduler.projection import Projection
 from edgebac.scheduler.state import Execution
@@ -334,3 +335,13 @@ def test_honest_and_rule_breaking_events_fold_the_same_in_any_order(rnd):
         assert (folded.state_hash(), folded.evidence()) == expected
         chunked = apply_in_chunks(order, rnd)
         assert (chunked.state_hash(), chunked.evidence()) == expected
+
+
+def test_log_verify_folds_the_same_evidence_as_a_node():
+    w, _, evil = attacked_history()
+
+    def job_events(wanted: str) -> list:
+        return [e for e in w.log if e.job_id == wanted]
+
+    assert evidence_of(iter(w.log), job_events) == w.state.evidence()
+    assert sum(evidence_of(iter(w.log), job_events)[evil].values()) == 6

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,7 +28,8 @@ def _log_path(data_dir: Path) -> Path:
 @data_dir_option
 @output_option
 def log_verify(data_dir: Path, output: str) -> None:
-    """Re-check every signature and chain; exit code 1 if anything is wrong."""
+    """Re-check every signature and chain, and list the events whose authors had no right to
+    write them (evidence, like forks); exit code 1 if a signature or chain is wrong."""
     from edgebac.eventlog import offline
     from edgebac.eventlog.verify import check_rows
 
@@ -36,31 +39,44 @@ def log_verify(data_dir: Path, output: str) -> None:
         damage = offline.integrity_problems(conn)
         report = check_rows(offline.stored_rows(conn))
         forks = offline.fork_count(conn)
+        evidence = _evidence(conn)
     finally:
         conn.close()
     problems = [f"sqlite: {line}" for line in damage] + report.problems
     if output == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "path": str(path),
-                    "events": report.events,
-                    "authors": report.authors,
-                    "forks": forks,
-                    "problems": problems,
-                    "ok": not problems,
-                }
-            )
-        )
+        shown = {author.hex(): reasons for author, reasons in sorted(evidence.items())}
+        summary = {"path": str(path), "events": report.events, "authors": report.authors}
+        verdict = {"forks": forks, "evidence": shown, "problems": problems, "ok": not problems}
+        click.echo(json.dumps(summary | verdict))
     else:
         click.echo(f"{path}: {report.events} events from {report.authors} authors")
         for problem in problems:
             click.echo(f"  problem: {problem}")
         if forks:
             click.echo(f"  {forks} fork(s) recorded as evidence against their authors")
+        for author, reasons in sorted(evidence.items()):
+            for reason, count in sorted(reasons.items()):
+                click.echo(f"  evidence: {author.hex()[:12]}: {count} x {reason}")
         click.echo(f"{len(problems)} problem(s)" if problems else "ok")
     if problems:
         sys.exit(1)
+
+
+def _evidence(conn: Any) -> dict[bytes, dict[str, int]]:
+    """Events that counted for nothing, folded from the log as a node folds it (events that do
+    not even decode are `check_rows`' problems, not evidence)."""
+    from edgebac.eventlog import offline
+    from edgebac.eventlog.encoding import EncodingError, decode
+    from edgebac.scheduler.evidence import evidence_of
+
+    def decoded(job_id: str | None) -> Iterator[Any]:
+        for _, raw in offline.stored_by_pos(conn, None, job_id):
+            try:
+                yield decode(raw)
+            except EncodingError:
+                continue
+
+    return evidence_of(decoded(None), lambda job_id: list(decoded(job_id)))
 
 
 @log.command("show")

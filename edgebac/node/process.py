@@ -223,6 +223,10 @@ class Node:
             "events": await self.log.count(),
             "gossip": self.gossip.stats(),
             "unreachable": self.gossip.unreachable(),
+            "evidence": {
+                author.hex(): dict(sorted(reasons.items()))
+                for author, reasons in sorted(self.runner.refresh().evidence().items())
+            },
         }
 
     async def known_nodes(self) -> list[dict[str, Any]]:
