@@ -54,12 +54,34 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
         delay = min(delay * 2, 0.1)
 
 
+def session_config_home() -> str:
+    """A config folder of the test session's own: no config file (only explicit flags count)
+    and a client key made ahead (client commands sign, and never touch the user's key)."""
+    global _CONFIG_HOME
+    if _CONFIG_HOME is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        from edgebac.eventlog.identity import create_key_file
+
+        home = tempfile.mkdtemp(prefix="edgebac-tests-config-")
+        atexit.register(shutil.rmtree, home, ignore_errors=True)
+        os.mkdir(os.path.join(home, "edgebac"), 0o700)
+        create_key_file(Path(home, "edgebac", "client.key"))
+        _CONFIG_HOME = home
+    return _CONFIG_HOME
+
+
+_CONFIG_HOME: str | None = None
+
+
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The test's environment without EDGEBAC_* variables nor the user's config file
-    (~/.config/edgebac/config.yaml), so only explicit flags count."""
+    """The test's environment without EDGEBAC_* variables nor the user's config folder
+    (~/.config/edgebac: config file, client key), so only explicit flags count."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEBAC_")}
     env["PYTHONUNBUFFERED"] = "1"
-    env["XDG_CONFIG_HOME"] = "/nonexistent/edgebac-tests"
+    env["XDG_CONFIG_HOME"] = session_config_home()
     env.update(extra or {})
     return env
 

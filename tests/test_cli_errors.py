@@ -225,12 +225,22 @@ def test_missing_network_key_file_is_named(tmp_path):
 # ----- log verify on a tampered database ------------------------------------------------------
 
 
+ANNOUNCED = {
+    "addresses": [],
+    "roles": ["requester"],
+    "labels": {},
+    "resources": {},
+    "executors": [],
+}
+
+
 async def write_log(path: Path, count: int) -> None:
     log = await EventLog.open(path, HybridClock(60_000), SigningKey.generate())
     try:
-        await log.append(
-            [("JobCreated", {"job_id": f"job-{i}", "spec": {"n": i}}) for i in range(1, count + 1)]
-        )
+        jobs = [
+            ("JobCreated", {"job_id": f"job-{i}", "spec": {"n": i}}) for i in range(2, count + 1)
+        ]
+        await log.append([("NodeAnnounced", ANNOUNCED), *jobs])  # seq i: job-i
     finally:
         await log.close()
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from scheduler_harness import BIG, GIB, World, docker_spec, noop_spec, types
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nacl.signing import SigningKey
+from scheduler_harness import BIG, CLIENT, GIB, World, docker_spec, noop_spec, types
 
+from edgebac.eventlog.signed import SUBMIT, job_id_for, sign_request
 from edgebac.scheduler.compute import (
     LocalFacts,
     NodePolicy,
     awaiting_verdict,
+    client_problem,
+    client_signed,
     summarize_declines,
     to_start,
     to_stop,
@@ -39,7 +45,7 @@ def test_bids_with_free_resources_and_local_data():
     assert w.plan_compute("me", policy, facts) == [
         (
             "BidOffered",
-            {"job_id": "j", "attempt": 0, "local_data": True, "free": BIG, "cost": 3},
+            {"job_id": w.jid("j"), "attempt": 0, "local_data": True, "free": BIG, "cost": 3},
         )
     ]
     w.compute_step("me", policy, facts)
@@ -103,7 +109,7 @@ def test_resources_taken_by_running_executions_and_pending_bids():
     assert planned[1]["detail"].startswith("lack memory now: needs 2")
     w.compute_step("me")
     w.requester_step("req")  # j1 accepted on me
-    (execution,) = w.state.jobs["j1"].active()
+    (execution,) = w.state.jobs[w.jid("j1")].active()
     w.publish("me", execution.id)
     # memory is free again: bid after the decline, never decline twice
     (planned,) = w.plan_compute("me")
@@ -123,7 +129,7 @@ def test_new_round_is_answered_again():
     w.submit("req", "j", noop_spec())
     w.compute_step("me")
     w.requester_step("req")
-    (execution,) = w.state.jobs["j"].active()
+    (execution,) = w.state.jobs[w.jid("j")].active()
     w.fail("me", execution.id)
     w.requester_step("req")
     (planned,) = w.plan_compute("me")
@@ -137,7 +143,7 @@ def test_nothing_for_terminal_or_full_jobs_or_without_announcement():
     w.compute_step("other")
     w.requester_step("req")  # filled by other
     assert w.plan_compute("me") == []
-    w.emit("req", "JobCanceled", {"job_id": "j"})
+    w.emit("req", "JobCanceled", {"job_id": w.jid("j")})
     assert w.plan_compute("me") == []
     w.submit("req", "k", noop_spec())
     assert w.plan_compute("stranger") == []
@@ -148,11 +154,11 @@ def test_bid_hook_verdict():
     w.submit("req", "j", docker_spec())
     policy = NodePolicy(hook=True)
     assert w.plan_compute("me", policy, ALPINE) == []
-    assert awaiting_verdict(w.state, me(w), policy, ALPINE) == [("j", 0)]
-    no = LocalFacts(images=ALPINE.images, verdicts={("j", 0): Verdict(False, "busy hours")})
+    assert awaiting_verdict(w.state, me(w), policy, ALPINE) == [(w.jid("j"), 0)]
+    no = LocalFacts(images=ALPINE.images, verdicts={(w.jid("j"), 0): Verdict(False, "busy hours")})
     (planned,) = w.plan_compute("me", policy, no)
     assert (planned[1]["reason"], planned[1]["detail"]) == ("declined by policy", "busy hours")
-    yes = LocalFacts(images=ALPINE.images, verdicts={("j", 0): Verdict(True)})
+    yes = LocalFacts(images=ALPINE.images, verdicts={(w.jid("j"), 0): Verdict(True)})
     assert types(w.plan_compute("me", policy, yes)) == ["BidOffered"]
 
 
@@ -161,14 +167,14 @@ def test_start_and_stop():
     w.submit("req", "j", noop_spec())
     w.compute_step("me")
     w.requester_step("req")
-    (execution,) = w.state.jobs["j"].active()
+    (execution,) = w.state.jobs[w.jid("j")].active()
     assert to_start(w.state, me(w), LocalFacts()) == [execution]
     running = LocalFacts(running=frozenset({execution.id}))
     assert to_start(w.state, me(w), running) == []
     w.start("me", execution.id)
     assert to_start(w.state, me(w), LocalFacts()) == []
     assert to_stop(w.state, me(w), running) == []
-    w.emit("req", "JobCanceled", {"job_id": "j", "reason": "user"})
+    w.emit("req", "JobCanceled", {"job_id": w.jid("j"), "reason": "user"})
     assert [e.id for e in to_stop(w.state, me(w), running)] == [execution.id]
 
 
@@ -177,21 +183,24 @@ def test_ops_job_runs_once_per_node():
     w.submit("req", "j", noop_spec(type="ops"))
     w.compute_step("me")
     w.requester_step("req")
-    (execution,) = w.state.jobs["j"].active()
+    (execution,) = w.state.jobs[w.jid("j")].active()
     w.publish("me", execution.id)
-    w.emit("req", "BidsRequested", {"job_id": "j", "attempt": 1})
+    w.emit("req", "BidsRequested", {"job_id": w.jid("j"), "attempt": 1})
     assert w.plan_compute("me") == []
 
 
 def test_summarize_declines():
     w = world()
     w.submit("req", "j", noop_spec())
-    job = w.state.jobs["j"]
+    job = w.state.jobs[w.jid("j")]
     assert summarize_declines(job) == "no node declined"
     for name, reason in [("a", "lack memory"), ("b", "label mismatch"), ("c", "lack memory")]:
-        w.emit(name, "BidDeclined", {"job_id": "j", "attempt": 0, "reason": reason})
+        w.announce(name)
+        w.emit(name, "BidDeclined", {"job_id": w.jid("j"), "attempt": 0, "reason": reason})
     assert summarize_declines(job) == "3 nodes: 2 lack memory, 1 label mismatch"
-    w.emit("a", "BidOffered", {"job_id": "j", "attempt": 0, "free": BIG})  # a changed its mind
+    w.emit(
+        "a", "BidOffered", {"job_id": w.jid("j"), "attempt": 0, "free": BIG}
+    )  # a changed its mind
     assert summarize_declines(job) == "2 nodes: 1 label mismatch, 1 lack memory"
 
 
@@ -205,7 +214,7 @@ def test_holds_back_where_a_bid_could_only_be_rejected():
     w.submit("req", "k", noop_spec(inputs=[{"source": "s3://b/k", "target": "/in"}]))
     assert types(w.plan_compute("me", NodePolicy(), local)) == ["BidOffered"]  # holds its data
     w.compute_step("req")  # bids on j (and k)
-    assert [b for _, b in w.plan_compute("me") if b["job_id"] == "j"] == []  # slot covered
+    assert [b for _, b in w.plan_compute("me") if b["job_id"] == w.jid("j")] == []  # slot covered
     w.requester_step("req")  # accepts itself for both
     assert w.plan_compute("me") == []
     w.advance(2_000)
@@ -222,10 +231,10 @@ def test_bids_when_the_requester_declined_or_is_slow():
     w.submit("req", "k", noop_spec())
     assert w.plan_compute("me") == []
     w.compute_step("req")  # declines j (label), bids on k
-    assert [b["job_id"] for _, b in w.plan_compute("me")] == ["j"]
+    assert [b["job_id"] for _, b in w.plan_compute("me")] == [w.jid("j")]
     w.submit("req", "l", noop_spec())
     w.advance(1_000)  # the requester had its turn: no more holding back for it
-    assert [b["job_id"] for _, b in w.plan_compute("me")] == ["j", "l"]
+    assert [b["job_id"] for _, b in w.plan_compute("me")] == [w.jid("j"), w.jid("l")]
 
 
 def test_waits_for_the_node_that_holds_a_content_id_input():
@@ -238,7 +247,12 @@ def test_waits_for_the_node_that_holds_a_content_id_input():
     (execution,) = w.state.executions.values()
     w.start("holder", execution.id)
     cid = "Qm" + "b" * 44
-    body = {"job_id": "first", "execution_id": execution.id, "exit_code": 0, "reference": cid}
+    body = {
+        "job_id": w.jid("first"),
+        "execution_id": execution.id,
+        "exit_code": 0,
+        "reference": cid,
+    }
     w.emit("holder", "ResultPublished", body)  # the holder now holds that content
     spec = noop_spec(inputs=[{"source": f"ipfs://{cid}", "target": "/in"}])
     w.submit("req", "j", spec)
@@ -247,9 +261,120 @@ def test_waits_for_the_node_that_holds_a_content_id_input():
     (bid,) = w.compute_step("holder", NodePolicy(), holder_facts)
     assert bid.body["local_data"] is True
     w.requester_step("req")  # the first usable bid is the holder's: locality wins
-    assert [e.node for e in w.state.jobs["j"].executions.values()] == [w.actor("holder").id]
+    assert [e.node for e in w.state.jobs[w.jid("j")].executions.values()] == [w.actor("holder").id]
     assert w.plan_compute("me") == []  # nothing left to bid for
     w.submit("req", "k", spec)
     assert w.plan_compute("me") == []
     w.advance(1_000)  # a silent holder is waited for a moment only
     assert types(w.plan_compute("me")) == ["BidOffered"]
+
+
+# ----- who asked: the client signature and the operator's clients ---------------------------
+
+OTHER_CLIENT = SigningKey(b"another-client-key-for-the-tests")
+
+
+def created(w: World, nonce: str, signed: dict, *, key=CLIENT, signed_for=None, **changes) -> str:
+    """A JobCreated by `req` whose id matches its content, signed by `key` for `signed_for`
+    (default: `req`), then changed by `changes` (client_sig, spec...) after signing."""
+    requester = w.actor("req").id
+    client = bytes(key.verify_key)
+    fields = {"spec": signed, "nonce": nonce}
+    sig = sign_request(key, SUBMIT, signed_for or requester, fields)
+    body = {"spec": signed, "nonce": nonce, "client": client, "client_sig": sig, "wall_ms": 0}
+    body.update(changes)
+    body["job_id"] = job_id_for(
+        requester, body.get("client", body.get("vouched")), body["spec"], nonce
+    )
+    w.emit("req", "JobCreated", body)
+    return body["job_id"]
+
+
+def vouched(w: World, nonce: str, name: str = "unsigned") -> str:
+    requester = w.actor("req").id
+    spec = noop_spec()
+    job_id = job_id_for(requester, name, spec, nonce)
+    body = {"job_id": job_id, "spec": spec, "nonce": nonce, "vouched": name, "wall_ms": 0}
+    w.emit("req", "JobCreated", body)
+    return job_id
+
+
+def decline_of(w: World, job_id: str, policy: NodePolicy | None = None, facts=ALPINE):
+    policy = policy or NodePolicy()
+    (planned,) = [p for p in w.plan_compute("me", policy, facts) if p[1]["job_id"] == job_id]
+    return planned[0], planned[1].get("reason")
+
+
+def test_a_job_whose_client_signature_does_not_verify_is_declined():
+    w = world()
+    good = created(w, "good", noop_spec())
+    other_requester = w.actor("elsewhere").id
+    replayed = created(w, "replayed", noop_spec(), signed_for=other_requester)
+    forged_spec = created(w, "forged", noop_spec(), spec=noop_spec(name="not what was signed"))
+    wrong_key = created(w, "wrong", noop_spec(), client=bytes(OTHER_CLIENT.verify_key))
+    no_sig = created(w, "nosig", noop_spec(), client_sig=b"")
+    assert decline_of(w, good) == ("BidOffered", None)
+    for job_id in (replayed, forged_spec, wrong_key, no_sig):
+        assert decline_of(w, job_id) == ("BidDeclined", "bad client signature")
+    (planned,) = [p for p in w.plan_compute("me") if p[1]["job_id"] == wrong_key]
+    assert planned[1]["detail"].startswith("the signature of client ")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["spec", "nonce", "client_sig"]), st.integers(0, 1000))
+def test_any_change_to_a_signed_request_fails_the_check(part, where):
+    w = world()
+    job_id = created(w, "n", noop_spec())
+    job = w.state.jobs[job_id]
+    assert client_signed(job)
+    if part == "spec":
+        job.spec_dict = {**job.spec_dict, "name": f"x{where}"}
+    elif part == "nonce":
+        job.nonce = f"{job.nonce}{where}"
+    else:
+        sig = bytearray(job.client_sig)
+        sig[where % len(sig)] ^= 1 << (where % 8)
+        job.client_sig = bytes(sig)
+    assert not client_signed(job)
+
+
+def test_the_cached_verdict_is_what_decides():
+    """The shell verifies each job once and passes the verdict in the facts."""
+    w = world()
+    good = created(w, "good", noop_spec())
+    bad = created(w, "bad", noop_spec(), client_sig=b"\0" * 64)
+    cached = LocalFacts(images=ALPINE.images, signatures={good: False, bad: True})
+    assert decline_of(w, good, facts=cached) == ("BidDeclined", "bad client signature")
+    assert decline_of(w, bad, facts=cached) == ("BidOffered", None)
+
+
+def test_a_node_runs_only_the_clients_its_policy_names():
+    w = world()
+    mine, theirs = created(w, "a", noop_spec()), created(w, "b", noop_spec(), key=OTHER_CLIENT)
+    only_mine = NodePolicy(clients=frozenset({bytes(CLIENT.verify_key).hex()}))
+    assert decline_of(w, mine, only_mine) == ("BidOffered", None)
+    assert decline_of(w, theirs, only_mine) == ("BidDeclined", "client not allowed")
+    assert decline_of(w, theirs) == ("BidOffered", None)  # default: any client
+
+
+def test_vouched_jobs_follow_the_vouched_and_clients_settings():
+    w = world()
+    job_id = vouched(w, "v")
+    assert decline_of(w, job_id) == ("BidOffered", None)
+    assert decline_of(w, job_id, NodePolicy(vouched=False)) == (
+        "BidDeclined",
+        "vouched jobs not allowed",
+    )
+    someone = NodePolicy(clients=frozenset({bytes(CLIENT.verify_key).hex()}))
+    assert decline_of(w, job_id, someone) == ("BidDeclined", "client not allowed")
+    named = NodePolicy(clients=frozenset({"unsigned"}))
+    assert decline_of(w, job_id, named) == ("BidOffered", None)
+    assert client_problem(w.state.jobs[job_id], NodePolicy(), LocalFacts()) is None
+
+
+def test_the_bid_hook_is_not_asked_about_jobs_the_client_rules_decline():
+    w = world()
+    theirs = created(w, "b", noop_spec(), key=OTHER_CLIENT)
+    policy = NodePolicy(hook=True, clients=frozenset({bytes(CLIENT.verify_key).hex()}))
+    assert awaiting_verdict(w.state, me(w), policy, ALPINE) == []
+    assert decline_of(w, theirs, policy) == ("BidDeclined", "client not allowed")

@@ -9,13 +9,13 @@ its events in the log.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterable
 from itertools import chain
 from typing import Any
 
 from aiohttp import web
 
+from edgebac.api import clientsig
 from edgebac.api.bodies import TooLarge, check_value, int_param, read_json, text_param
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, EdgebacError, NotFound
@@ -26,7 +26,7 @@ from edgebac.scheduler import events as ev
 from edgebac.scheduler import requester
 from edgebac.scheduler.reasons import waiting_reason
 from edgebac.scheduler.retention import EndedJob
-from edgebac.scheduler.spec import SpecError, parse_spec
+from edgebac.scheduler.spec import SpecError
 from edgebac.scheduler.state import Job
 
 MAX_LIST = 1000
@@ -111,19 +111,44 @@ def job_view(job: Job) -> dict[str, Any]:
 
 
 async def submit_job(request: web.Request) -> web.Response:
+    """A signed submission (`{"spec", "nonce", "client", "signature"}`) or a bare spec, which
+    this requester vouches for. The same signed request again names the same job: answered
+    with it (200), not created twice."""
     node = served_node(request)
     if "requester" not in node.roles:
         raise NotRequester("this node is not a requester: submit jobs to one that is")
-    spec = parse_spec(await read_json(request, "the job spec"))  # SpecError names each field
-    spec_dict = spec.to_dict()
-    check_value(spec_dict, "the job spec")  # what parsing made of it must be signable too
-    try:
-        job_id = ev.job_id_for(node.identity.public_key, spec_dict, uuid.uuid4().hex)
-        body = {"job_id": job_id, "spec": spec_dict, "wall_ms": wall_clock_ms()}  # see jobfold
-        await node.log.append([(ev.JOB_CREATED, body)])
+    body = await read_json(request, "the job spec")
+    try:  # SpecError names each field; what parsing made of it must be signable too
+        asked = clientsig.submission(node.identity.public_key, body)
+        check_value(asked.spec, "the job spec")
+        created = await _create_once(node, asked)
     except EncodingError as exc:
         raise _unsignable(exc, "job spec") from None
-    return web.json_response({"job_id": job_id}, status=201)
+    return web.json_response(
+        {"job_id": asked.job_id, "created": created}, status=201 if created else 200
+    )
+
+
+_CREATING: dict[bytes, dict[str, asyncio.Event]] = {}  # node -> job ids being appended now
+
+
+async def _create_once(node: ServedNode, asked: clientsig.Submission) -> bool:
+    """Append the job's JobCreated unless the log has it or is getting it (a client retrying):
+    a second JobCreated for one id would count as evidence against this very requester."""
+    creating = _CREATING.setdefault(node.identity.public_key, {})
+    while (busy := creating.get(asked.job_id)) is not None:
+        await busy.wait()
+    state = node.runner.refresh()
+    if asked.job_id in state.jobs or asked.job_id in state.evicted:
+        return False
+    creating[asked.job_id] = done = asyncio.Event()
+    try:
+        body = {**asked.body(), "wall_ms": wall_clock_ms()}  # wall_ms: see jobfold
+        await node.log.append([(ev.JOB_CREATED, body)])
+    finally:
+        del creating[asked.job_id]
+        done.set()
+    return True
 
 
 def _unsignable(exc: EncodingError, what: str) -> EdgebacError:
@@ -166,20 +191,35 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel a job of this requester's: signed by its client (`{"reason"?, "nonce", "client",
+    "signature"}`, carried into JobCanceled), or unsigned for a job it vouched for."""
     node = served_node(request)
     job = await _job(node, request.match_info["job_id"])
     if job.requester != node.identity.public_key:
         raise NotRequester(
             f"job {job.id} belongs to requester {job.requester.hex()[:12]}; cancel it there"
         )
-    reason = text_param(request, "reason", "canceled by the client")
+    body = await _optional_json(request, "the cancel request")
+    reason = clientsig.cancel_reason(body, text_param(request, "reason", "canceled by the client"))
+    signed = clientsig.cancel_fields(node.identity.public_key, job.id, job.client, body, reason)
     planned = [] if job.terminal else requester.cancel(node.runner.refresh(), job.id, reason)
+    planned = [(kind, {**fields, **signed}) for kind, fields in planned]
     if planned:
         try:
             await node.log.append(planned)
         except EncodingError as exc:
             raise _unsignable(exc, "cancel reason") from None
     return web.json_response({"job_id": job.id, "canceled": bool(planned), "status": job.status})
+
+
+async def _optional_json(request: web.Request, what: str) -> dict[str, Any]:
+    """A JSON object body, or {} when there is none (`curl -X POST` sends nothing)."""
+    if not request.body_exists:
+        return {}
+    body = await read_json(request, what)
+    if not isinstance(body, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    return body
 
 
 async def job_results(request: web.Request) -> web.Response:

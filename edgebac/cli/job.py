@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from edgebac.cli.identity import client_key_option
 from edgebac.cli.options import api_option, option, output_option
 
 TERMINAL = ("completed", "failed", "canceled")
@@ -74,11 +75,16 @@ def follow(api: str, job_id: str, output: str, quiet: bool = False) -> dict[str,
         delay = min(delay * 1.5, 0.5)
 
 
-def submit_and_maybe_wait(api: str, spec: dict[str, Any], wait: bool, output: str) -> None:
-    """Print the job id at once; with --wait, follow it and exit 0 only if it completed."""
+def submit_and_maybe_wait(
+    api: str, spec: dict[str, Any], wait: bool, output: str, client_key: Path | None
+) -> None:
+    """Sign and submit; print the job id at once; with --wait, follow it and exit 0 only if
+    it completed."""
     from edgebac.cli.render import dumps, execution_line
+    from edgebac.cli.signing import signed_submission
 
-    job_id = _client(api).post("/api/v1/jobs", spec)["job_id"]
+    client = _client(api)
+    job_id = client.post("/api/v1/jobs", signed_submission(client, client_key, spec))["job_id"]
     if not wait:
         click.echo(json.dumps({"job_id": job_id}) if output == "json" else job_id)
         return
@@ -99,14 +105,22 @@ def submit_and_maybe_wait(api: str, spec: dict[str, Any], wait: bool, output: st
 @click.argument("spec_file", type=click.Path(path_type=Path))
 @option("--concurrency", type=click.IntRange(min=1), default=None, help="Nodes to run it on.")
 @option("--wait/--no-wait", default=False, help="Follow the job until it ends.")
+@client_key_option
 @api_option
 @output_option
-def job_run(spec_file: Path, concurrency: int | None, wait: bool, api: str, output: str) -> None:
-    """Submit the job in SPEC_FILE (YAML or JSON; - for stdin)."""
+def job_run(
+    spec_file: Path,
+    concurrency: int | None,
+    wait: bool,
+    client_key: Path | None,
+    api: str,
+    output: str,
+) -> None:
+    """Submit the job in SPEC_FILE (YAML or JSON; - for stdin), signed with this client's key."""
     spec = load_spec(spec_file)
     if concurrency is not None and isinstance(spec, dict):
         spec["count"] = concurrency
-    submit_and_maybe_wait(api, spec, wait, output)
+    submit_and_maybe_wait(api, spec, wait, output, client_key)
 
 
 @job.command("describe")
@@ -133,6 +147,7 @@ def describe_lines(view: dict[str, Any], now_ms: int) -> list[str]:
     if view.get("reason"):
         lines.append(f"reason: {view['reason']}")
     lines.append(f"created: {render.when(view.get('created_hlc'), now_ms)}")
+    lines.append(f"client: {client_line(view)}")
     if view.get("ended_hlc") is not None:
         lines.append(f"ended: {render.when(view['ended_hlc'], now_ms)}")
     lines += ["spec:", *render.pretty_spec(view["spec"])]
@@ -149,6 +164,15 @@ def describe_lines(view: dict[str, Any], now_ms: int) -> list[str]:
             f" {event['type']}"
         )
     return lines
+
+
+def client_line(view: dict[str, Any]) -> str:
+    """Who asked: the client key that signed, or whom its requester vouches for."""
+    if view.get("client"):
+        return str(view["client"])
+    if view.get("vouched"):
+        return f"{view['vouched']} (vouched for by requester {str(view.get('requester'))[:12]})"
+    return "unknown"
 
 
 @job.command("list")
@@ -177,14 +201,21 @@ def job_list(limit: int, api: str, output: str) -> None:
 
 @job.command("cancel")
 @click.argument("job_id")
+@option("--reason", default="canceled by the client", show_default=True, help="Said in the log.")
+@client_key_option
 @api_option
 @output_option
-def job_cancel(job_id: str, api: str, output: str) -> None:
-    """Cancel a job: running executions are stopped."""
-    result = _client(api).post(f"/api/v1/jobs/{job_id}/cancel", {})
+def job_cancel(job_id: str, reason: str, client_key: Path | None, api: str, output: str) -> None:
+    """Cancel a job (signed with this client's key): running executions are stopped."""
+    from edgebac.cli.signing import signed_cancel
+
+    client = _client(api)
+    full_id = client.get(f"/api/v1/jobs/{job_id}?events=0")["id"]  # what the signature names
+    body = signed_cancel(client, client_key, full_id, reason)
+    result = client.post(f"/api/v1/jobs/{full_id}/cancel", body)
     if output == "json":
         click.echo(json.dumps(result))
     else:
         click.echo(
-            f"{job_id}: {'canceled' if result['canceled'] else 'already ' + result['status']}"
+            f"{full_id}: {'canceled' if result['canceled'] else 'already ' + result['status']}"
         )

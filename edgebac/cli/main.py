@@ -16,6 +16,7 @@ import click
 from edgebac import __version__
 from edgebac.cli.config import config_option
 from edgebac.cli.devstack import devstack_command
+from edgebac.cli.identity import client
 from edgebac.cli.job import job
 from edgebac.cli.log import log
 from edgebac.cli.logs import job_logs
@@ -35,6 +36,7 @@ def cli() -> None:
 
 
 cli.add_command(node)
+cli.add_command(client)
 cli.add_command(log)
 cli.add_command(network)
 cli.add_command(devstack_command)

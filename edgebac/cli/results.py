@@ -4,7 +4,10 @@ Results in a node's content store are fetched block by block from the nodes that
 (every block checked against its hash; a bad holder is dropped for another). Results on S3 are
 downloaded with this machine's AWS configuration and checked by recomputing their root CID,
 which `ResultPublished` recorded as the digest. Either way they land in
-`OUTPUT_DIR/<execution id>/` (or `<execution id>.car` with `--car`).
+`OUTPUT_DIR/<execution id>/` (or `<execution id>.car` with `--car`), OUTPUT_DIR being `./<job id>`
+unless given. Ids come from the log, which any compromised member writes to: each becomes a
+path only through `ids.child_path`, so nothing is written or deleted outside OUTPUT_DIR (a
+result with an id that is no safe name is skipped, with a warning).
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ def _from_s3(result: dict[str, Any], dest: Path, store: Any) -> Any:
                 relative = item["Key"][len(prefix) :]
                 if not relative or relative.endswith("/"):
                     continue
+                if any(part in ("", ".", "..") for part in relative.split("/")):
+                    raise ResultsError(f"{result['reference']}: unsafe key {item['Key']!r}")
                 target = dest / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 client.download_file(bucket, item["Key"], str(target))
@@ -115,7 +120,10 @@ def _from_s3(result: dict[str, Any], dest: Path, store: Any) -> Any:
 
 def _write(store: Any, cid: Any, dest: Path, car: bool) -> None:
     if car:
-        with dest.with_name(dest.name + ".car").open("wb") as out:
+        target = dest.with_name(dest.name + ".car")
+        if target.is_symlink():  # a link left there must not send the bytes elsewhere
+            target.unlink()
+        with target.open("wb") as out:
             for chunk in store.export_car(cid):
                 out.write(chunk)
     else:
@@ -132,30 +140,53 @@ def _prepare_dir(path: Path) -> None:
         raise ResultsError(f"--output-dir {path}: cannot write there: {exc.strerror}") from None
 
 
-def get_results(api: str, job_id: str, out_dir: Path, car: bool, wait: float, show: bool) -> list:
+def get_results(
+    api: str, job_id: str, out_dir: Path | None, car: bool, wait: float, show: bool
+) -> tuple[str, list[dict[str, Any]]]:
+    """(the full job id, what was fetched) into `out_dir`, by default `./<full job id>`."""
     from edgebac.cli.client import ApiClient
 
     answer = ApiClient(api).get(f"/api/v1/jobs/{job_id}/results")
+    full_id = str(answer.get("job_id") or job_id)
     if not answer["results"]:
-        raise ResultsError(f"job {job_id} has no published results (it is {answer['status']})")
+        raise ResultsError(f"job {full_id} has no published results (it is {answer['status']})")
+    out_dir = out_dir if out_dir is not None else _safe(Path("."), full_id, "job id")
     _prepare_dir(out_dir)
     fetched = []
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".blocks-") as blocks:
         for result in answer["results"]:
-            fetched.append(_get_one(result, api, out_dir, Path(blocks), car, wait, show))
-    return fetched
+            try:
+                dest = _safe(out_dir, result.get("execution_id"), "execution id")
+            except ResultsError as exc:
+                click.echo(f"warning: skipped a result: {exc}", err=True)
+                continue
+            fetched.append(_get_one(result, api, dest, Path(blocks), car, wait, show))
+    return full_id, fetched
+
+
+def _safe(folder: Path, name: Any, what: str) -> Path:
+    """`folder / name` if `name` is a safe file name (see `ids.child_path`), else ResultsError."""
+    from edgebac.scheduler.ids import UnsafeName, child_path
+
+    try:
+        return child_path(folder, name if isinstance(name, str) else repr(name))
+    except UnsafeName:
+        raise ResultsError(f"the {what} {name!r} is not a safe file name") from None
 
 
 def _get_one(
     result: dict[str, Any],
     api: str,
-    out_dir: Path,
+    dest: Path,
     blocks: Path,
     car: bool,
     wait: float,
     show: bool,
 ) -> dict[str, Any]:
-    dest = out_dir / result["execution_id"]
+    """One execution's results into `dest` (a safe name inside the output folder), replacing
+    what an earlier `job get` left there (a link is removed, never followed)."""
+    if dest.is_symlink():
+        dest.unlink()
     shutil.rmtree(dest, ignore_errors=True)
     size = result["size"] or 0
     label = f"{result['execution_id']} ({size:,} bytes)"
@@ -170,7 +201,7 @@ def _get_one(
             bar.update(n)
             looking.got(n)
 
-        store = _counting_store(blocks / result["execution_id"], counted)
+        store = _counting_store(blocks / dest.name, counted)
         if result["reference"].startswith("s3://"):
             dest.mkdir(parents=True)
             cid = _from_s3(result, dest, store)
@@ -204,7 +235,9 @@ class _Silent:
 
 @click.command("get")
 @click.argument("job_id")
-@option("--output-dir", type=click.Path(path_type=Path), default=None, help="Default: ./JOB_ID")
+@option(
+    "--output-dir", type=click.Path(path_type=Path), default=None, help="Default: ./<full job id>"
+)
 @option("--car/--no-car", default=False, help="Save each execution as a CAR file instead.")
 @option(
     "--find-timeout",
@@ -220,10 +253,9 @@ def job_get(
     job_id: str, output_dir: Path | None, car: bool, find_timeout: float, api: str, output: str
 ) -> None:
     """Download and verify every execution's results of JOB_ID."""
-    out_dir = output_dir or Path(job_id)
-    fetched = get_results(api, job_id, out_dir, car, find_timeout, show=output != "json")
+    full_id, fetched = get_results(api, job_id, output_dir, car, find_timeout, output != "json")
     if output == "json":
-        click.echo(json.dumps({"job_id": job_id, "results": fetched}))
+        click.echo(json.dumps({"job_id": full_id, "results": fetched}))
         return
     for item in fetched:
         click.echo(f"{item['path']}  {item['cid']}  (verified, from {item['source'][:60]})")

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from edgebac.cli.identity import client_key_option
 from edgebac.cli.options import api_option, option, output_option
 from edgebac.errors import BadRequest
 
@@ -164,6 +165,7 @@ def shared_options(command: Any) -> Any:
                 help="Failed executions to retry on another node [default: 2].",
             ),
             option("--wait/--no-wait", default=False, help="Follow the job until it ends."),
+            client_key_option,
             api_option,
             output_option,
         ]
@@ -198,7 +200,11 @@ def docker_run(
     if workdir is not None:
         engine["workdir"] = workdir
     submit_and_maybe_wait(
-        options["api"], job_spec(engine, options), options["wait"], options["output"]
+        options["api"],
+        job_spec(engine, options),
+        options["wait"],
+        options["output"],
+        options["client_key"],
     )
 
 
@@ -228,5 +234,9 @@ def wasm_run(
     if fuel is not None:
         engine["fuel"] = fuel
     submit_and_maybe_wait(
-        options["api"], job_spec(engine, options), options["wait"], options["output"]
+        options["api"],
+        job_spec(engine, options),
+        options["wait"],
+        options["output"],
+        options["client_key"],
     )

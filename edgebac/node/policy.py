@@ -8,6 +8,8 @@
     network: false                    # may jobs ask for full network access
     pull: false                       # may missing docker images be pulled (a local registry)
     cost: 1                           # advertised in bids; lower wins ties
+    clients: [3f2a...64 hex digits]   # whose jobs run here: client ids, vouched names
+    vouched: true                     # may jobs run that a requester vouched for (unsigned)
     bid_hook: {exec: /usr/local/bin/approve-job}      # spec JSON on stdin; exit 0 to bid
     accept_hook: {http: "http://127.0.0.1:9000/ok"}   # POST {job, bid}; 2xx to accept
 
@@ -39,6 +41,8 @@ _KEYS = {
     "network",
     "pull",
     "cost",
+    "clients",
+    "vouched",
     "bid_hook",
     "accept_hook",
 }
@@ -148,6 +152,27 @@ def _cost(data: dict[str, Any], path: Path) -> float | None:
     return cost
 
 
+HEX = frozenset("0123456789abcdef")
+
+
+def _clients(data: dict[str, Any], path: Path) -> frozenset[str] | None:
+    """Client ids (64 hex digits, as `edgebac client id` prints) or names a requester vouches
+    for (`unsigned`, `token:NAME@REQUESTER`); absent: any client. A malformed id is refused,
+    not silently never matched."""
+    if "clients" not in data:
+        return None
+    names = set()
+    for item in _strings(data, "clients", path, ()):
+        name = item.strip().lower() if len(item.strip()) == 64 else item.strip()
+        if not (len(name) == 64 and set(name) <= HEX) and name != "unsigned" and ":" not in name:
+            raise ConfigError(
+                f"{path}: clients: {item!r} is not a client id (64 hex digits, as "
+                "`edgebac client id` prints) nor a vouched name (unsigned, token:NAME@ID)"
+            )
+        names.add(name)
+    return frozenset(names)
+
+
 def load_policy(path: Path | None) -> Policy:
     if path is None:
         return Policy()
@@ -164,8 +189,8 @@ def load_policy(path: Path | None) -> Policy:
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown setting {unknown[0]!r}")
-    for flag in ("network", "pull"):
-        if not isinstance(data.get(flag, False), bool):
+    for flag in ("network", "pull", "vouched"):
+        if not isinstance(data.get(flag, flag == "vouched"), bool):
             raise ConfigError(f"{path}: {flag} must be true or false")
     node = NodePolicy(
         engines=_engines(data, path),
@@ -176,6 +201,8 @@ def load_policy(path: Path | None) -> Policy:
         pull=data.get("pull", False),
         hook="bid_hook" in data,
         cost=_cost(data, path),
+        clients=_clients(data, path),
+        vouched=data.get("vouched", True),
     )
     return Policy(
         node,

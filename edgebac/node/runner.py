@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from edgebac.eventlog.clock import wall_clock_ms
@@ -84,6 +85,7 @@ class JobRunner:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._bid_verdicts: dict[tuple[str, int], Verdict] = {}
         self._accept_verdicts: dict[tuple[str, int, bytes], Verdict] = {}
+        self._signatures: dict[str, bool] = {}  # job id -> its client signature verifies
         self._asking: set[Any] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -197,6 +199,17 @@ class JobRunner:
         for verdicts in (self._bid_verdicts, self._accept_verdicts):
             for key in [key for key in verdicts if key[0] not in self.state.live]:
                 del verdicts[key]
+        for job_id in [job_id for job_id in self._signatures if job_id not in self.state.live]:
+            del self._signatures[job_id]
+
+    def _verify_clients(self, job_ids: Iterable[str] | None) -> None:
+        """Check the client signature of each job about to be decided on once per node (one
+        ed25519 verify), not at every step: `compute.decide` reads the verdict from the facts."""
+        live = self.state.live
+        jobs = live.values() if job_ids is None else (live[i] for i in job_ids if i in live)
+        for job in jobs:
+            if job.client is not None and job.id not in self._signatures:
+                self._signatures[job.id] = compute.client_signed(job)
 
     async def wait_folded(self, timeout_s: float) -> None:
         """Until the projection next changes (or the timeout passes)."""
@@ -237,6 +250,7 @@ class JobRunner:
             local_inputs=self.held_inputs,
             running=frozenset(self._running),
             verdicts=dict(self._bid_verdicts),
+            signatures=MappingProxyType(self._signatures),
         )
 
     def _decide(self) -> list[ev.Planned]:
@@ -261,6 +275,7 @@ class JobRunner:
             )
             self._note_deadlines(now, job_ids)
         if "compute" in self.roles:
+            self._verify_clients(job_ids)
             planned += compute.decide(self.state, now, self.me, self.policy.node, facts, job_ids)
         return planned
 

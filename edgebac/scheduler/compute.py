@@ -4,6 +4,13 @@ Pure like the requester's: the shell passes what it knows about this machine (`L
 images present, inputs held locally, executions it is running, bid hook verdicts) and the
 operator's `NodePolicy`; decisions return events to append or executions to act on.
 
+Before anything else a node checks who asked (`client_problem`): a job a client signed runs
+only if the signature in its `JobCreated` verifies (so a compromised requester cannot make
+this node run a job no client asked for) and the operator's `clients` name that client, if
+they name any; a job its requester vouches for (a caller that could not sign) only if the
+policy takes vouched jobs. The one ed25519 verify per job is the shell's to cache
+(`LocalFacts.signatures`).
+
 A node answers each bid round of a live job once. A decline is not final: if the reason goes
 away (memory frees up) the node bids later in the same round; it never declines twice.
 Free resources are the announced ones minus what active executions on this node and its own
@@ -28,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from edgebac.eventlog.signed import SUBMIT, request_valid
 from edgebac.scheduler import events as ev
 from edgebac.scheduler import reasons as why
 from edgebac.scheduler.events import Planned
@@ -45,6 +53,8 @@ __all__ = [
     "LocalFacts",
     "NodePolicy",
     "awaiting_verdict",
+    "client_problem",
+    "client_signed",
     "decide",
     "summarize_declines",
     "to_start",
@@ -64,6 +74,9 @@ class NodePolicy:
     pull: bool = False  # may missing docker images be pulled (from a registry the node reaches)
     hook: bool = False  # a bid hook is configured: wait for its verdict before bidding
     cost: int | float | None = None  # advertised in bids; lower wins ties
+    # who may have jobs run here: client ids (hex) and vouched names; None: anyone
+    clients: frozenset[str] | None = None
+    vouched: bool = True  # may jobs run that a requester vouches for (their caller did not sign)
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,7 @@ class LocalFacts:
     local_inputs: frozenset[str] = frozenset()  # input source URLs held on this machine
     running: frozenset[str] = frozenset()  # execution ids the shell is running or starting
     verdicts: Mapping[tuple[str, int], Verdict] = field(default_factory=dict)  # (job, attempt)
+    signatures: Mapping[str, bool] = field(default_factory=dict)  # job id: client_signed(job)
 
 
 def decide(
@@ -97,7 +111,9 @@ def decide(
     out: list[Planned] = []
     for job in _open_jobs(state, now_ms, me, facts, job_ids):
         assert job.spec is not None
-        reason, detail = _why_not(job.spec, policy, facts, info, free)
+        reason, detail = client_problem(job, policy, facts) or _why_not(
+            job.spec, policy, facts, info, free
+        )
         if reason is None and policy.hook:
             verdict = facts.verdicts.get((job.id, job.attempt))
             if verdict is None:
@@ -126,8 +142,35 @@ def awaiting_verdict(
         for job in _open_jobs(state, None, me, facts)
         if (job.id, job.attempt) not in facts.verdicts
         and job.spec is not None
+        and client_problem(job, policy, facts) is None
         and _why_not(job.spec, policy, facts, info, free)[0] is None
     ]
+
+
+def client_signed(job: Job) -> bool:
+    """Whether the client signature `JobCreated` carries is the client's, of this spec and
+    nonce, to this requester (one ed25519 verify)."""
+    fields = {"spec": job.spec_dict, "nonce": job.nonce}
+    return request_valid(job.client, job.client_sig, SUBMIT, job.requester, fields)
+
+
+def client_problem(job: Job, policy: NodePolicy, facts: LocalFacts) -> tuple[str, str] | None:
+    """(decline category, detail) if who asked for `job` may not have it run here."""
+    if job.client is None:
+        asker = job.vouched or "an unsigned caller"
+        if not policy.vouched:
+            return why.VOUCHED_NOT_ALLOWED, f"its requester vouches for {asker}, not a client key"
+        if policy.clients is not None and job.vouched not in policy.clients:
+            return why.CLIENT_NOT_ALLOWED, f"{asker} is not one of this node's clients"
+        return None
+    signed = facts.signatures.get(job.id)
+    if not (client_signed(job) if signed is None else signed):
+        return why.BAD_CLIENT_SIGNATURE, (
+            f"the signature of client {job.client.hex()[:12]} does not verify for this spec"
+        )
+    if policy.clients is not None and job.client.hex() not in policy.clients:
+        return why.CLIENT_NOT_ALLOWED, f"client {job.client.hex()[:12]} is not one of this node's"
+    return None
 
 
 def to_start(state: Projection, me: bytes, facts: LocalFacts) -> list[Execution]:
