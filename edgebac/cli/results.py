@@ -152,15 +152,18 @@ def get_results(
         raise ResultsError(f"job {full_id} has no published results (it is {answer['status']})")
     out_dir = out_dir if out_dir is not None else _safe(Path("."), full_id, "job id")
     _prepare_dir(out_dir)
-    fetched = []
+    fetched, skipped = [], 0
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".blocks-") as blocks:
         for result in answer["results"]:
             try:
                 dest = _safe(out_dir, result.get("execution_id"), "execution id")
             except ResultsError as exc:
                 click.echo(f"warning: skipped a result: {exc}", err=True)
+                skipped += 1
                 continue
             fetched.append(_get_one(result, api, dest, Path(blocks), car, wait, show))
+    if not fetched:
+        raise ResultsError(f"job {full_id}: none of its {skipped} results has a safe id")
     return full_id, fetched
 
 

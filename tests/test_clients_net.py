@@ -1,0 +1,89 @@
+"""Who asked, on real nodes: a compute node runs only the clients its policy names, whatever
+the requester accepted, and refuses jobs a requester vouched for when told to."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.netfix import host_port, post_json
+from tests.procs import NodeProcess, nodes_fixture, run_edgebac, wait_for
+
+nodes = nodes_fixture()
+SLOW = 60.0  # the machine is shared: generous deadlines, never fixed sleeps
+
+
+def keygen(path: Path) -> str:
+    made = run_edgebac("client", "keygen", "--client-key", path)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+def signed_run(node: NodeProcess, spec_file: Path, key: Path) -> str:
+    ran = run_edgebac("job", "run", spec_file, "--client-key", key, "--api", node.url)
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout.strip()
+
+
+def view(node: NodeProcess, job_id: str) -> dict:
+    return node.get_json(f"/api/v1/jobs/{job_id}?events=0")[1]
+
+
+def spec_file(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"name": name, "engine": {"type": "noop"}, "timeout_s": 300}))
+    return path
+
+
+def declined_for(node: NodeProcess, job_id: str, reason: str) -> dict:
+    def seen() -> dict | None:
+        shown = view(node, job_id)
+        said = [d["reason"] for d in shown["declines"].values()]
+        return shown if reason in said else None
+
+    return wait_for(seen, SLOW, f"{job_id} declined: {reason}")
+
+
+def test_a_compute_node_never_runs_a_client_its_policy_does_not_name(nodes, tmp_path):
+    a_key, b_key = tmp_path / "a.key", tmp_path / "b.key"
+    a_id, b_id = keygen(a_key), keygen(b_key)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"engines: [noop]\nclients: [{a_id}]\n")
+    requester = nodes.start(tmp_path / "r", "--roles", "requester", listen="127.0.0.2:0")
+    compute = nodes.start(
+        tmp_path / "c",
+        *("--roles", "compute", "--policy", str(policy), "--peers", host_port(requester)),
+        listen="127.0.0.3:0",
+    )
+    theirs = signed_run(requester, spec_file(tmp_path, "b-job"), b_key)  # the requester takes B
+    mine = signed_run(requester, spec_file(tmp_path, "a-job"), a_key)
+    done = wait_for(
+        lambda: (v := view(requester, mine))["status"] in ("completed", "failed") and v,
+        SLOW,
+        "A's job ends",
+    )
+    assert done["status"] == "completed", done
+    assert done["client"] == a_id
+    pending = declined_for(requester, theirs, "client not allowed")
+    assert pending["client"] == b_id
+    assert pending["status"] == "pending"
+    assert pending["executions"] == {}
+    assert pending["pending_reason"] == "1 node: 1 client not allowed"
+    (decline,) = pending["declines"].values()
+    assert b_id[:12] in decline["detail"]
+    assert view(compute, theirs)["executions"] == {}  # and the compute node agrees
+
+
+def test_a_node_that_takes_no_vouched_jobs_declines_an_unsigned_submission(nodes, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("engines: [noop]\nvouched: false\n")
+    node = nodes.start(tmp_path / "n", "--policy", str(policy), listen="127.0.0.2:0")
+    status, body = post_json(node.url + "/api/v1/jobs", {"engine": {"type": "noop"}})
+    assert status == 201, body  # curl-style: the requester vouches for it
+    unsigned = declined_for(node, body["job_id"], "vouched jobs not allowed")
+    assert (unsigned["client"], unsigned["vouched"]) == (None, "unsigned")
+    assert unsigned["executions"] == {}
+    key = tmp_path / "client.key"
+    keygen(key)
+    signed = signed_run(node, spec_file(tmp_path, "signed"), key)
+    wait_for(lambda: view(node, signed)["status"] == "completed", SLOW, "the signed job completes")
