@@ -31,11 +31,11 @@ def test_next_deadline_names_the_first_time_limit_ahead():
     w.announce("a")
     w.submit("req", "j", noop_spec(timeout_s=10))
     config = requester.RequesterConfig(bid_window_ms=2_000, grace_ms=30_000)
-    job = w.state.jobs["j"]
+    job = w.state.jobs[w.jid("j")]
     opened = job.round_hlc.ms
     assert requester.next_deadline(job, w.now_ms, config) == opened + 2_000  # bid window
     assert requester.next_deadline(job, opened + 2_000, config) == opened + 10_000  # timeout
-    w.emit("a", "BidOffered", {"job_id": "j", "attempt": 0, "free": BIG})
+    w.emit("a", "BidOffered", {"job_id": w.jid("j"), "attempt": 0, "free": BIG})
     w.requester_step("req", config)
     (execution,) = job.active()
     late = opened + 10_000

@@ -59,8 +59,9 @@ def base() -> World:
     return w
 
 
-def completed(w: World, job_id: str = "j", decline: bool = False) -> None:
-    w.submit("req", job_id, noop_spec())
+def completed(w: World, name: str = "j", decline: bool = False) -> None:
+    w.submit("req", name, noop_spec())
+    job_id = w.jid(name)
     if decline:
         w.emit("b", "BidDeclined", {"job_id": job_id, "attempt": 0, "reason": "lack memory"})
     w.emit("a", "BidOffered", {"job_id": job_id, "attempt": 0, "free": BIG})
@@ -84,21 +85,22 @@ def ended_and_let_go() -> tuple[World, Projection, Projection]:
 
 def test_an_ended_job_is_let_go_of_and_keeps_its_part_of_the_hash():
     w, full, p = ended_and_let_go()
-    assert "j" not in p.jobs
-    assert "j" in p.evicted
+    j = w.jid("j")
+    assert j not in p.jobs
+    assert j in p.evicted
     assert p._buckets == {}
     assert p.needs_reload == set()
     assert p.state_hash() == full.state_hash()
     assert p.executions.keys() == full.executions.keys()
     assert p.reputation(w.actor("a").id) == (1, 0)
-    ended = p.evicted["j"]
+    ended = p.evicted[j]
     assert (ended.status, ended.engine, ended.requester) == ("completed", "noop", w.actor("req").id)
-    assert p.rebuild("j", by_job(w.log, "j")).to_dict() == full.jobs["j"].to_dict()
+    assert p.rebuild(j, by_job(w.log, j)).to_dict() == full.jobs[j].to_dict()
 
 
 def test_the_jobs_an_apply_let_go_of_stay_in_full_until_the_next():
-    _, full, p = ended_and_let_go()
-    assert p.released["j"].to_dict() == full.jobs["j"].to_dict()
+    w, full, p = ended_and_let_go()
+    assert p.released[w.jid("j")].to_dict() == full.jobs[w.jid("j")].to_dict()
     p.apply([])
     assert p.released == {}
 
@@ -109,11 +111,12 @@ def test_a_late_event_before_the_end_reloads_the_job():
     # b's decline was written before the job ended, but reaches us after it was let go of.
     (late,) = [e for e in w.log if e.type == "BidDeclined"]
     w.advance(1)
+    j = w.jid("j")
     p = Projection(EAGER)
-    assert p.apply([e for e in w.log if e is not late]) == {"j"}
-    assert "j" in p.evicted
+    assert p.apply([e for e in w.log if e is not late]) == {j}
+    assert j in p.evicted
     # Written after the end: changes nothing, no reload.
-    after = w.emit("a", "BidOffered", {"job_id": "j", "attempt": 0, "free": BIG})
+    after = w.emit("a", "BidOffered", {"job_id": j, "attempt": 0, "free": BIG})
     assert p.apply([after]) == set()
     assert p.needs_reload == set()
     assert (
@@ -121,10 +124,10 @@ def test_a_late_event_before_the_end_reloads_the_job():
     )
     # Sorting before the end: the job needs its events from the log.
     assert p.apply([late]) == set()
-    assert p.needs_reload == {"j"}
-    assert p.reload("j", by_job(w.log, "j")) == {"j"}
+    assert p.needs_reload == {j}
+    assert p.reload(j, by_job(w.log, j)) == {j}
     assert p.needs_reload == set()
-    assert "j" in p.evicted
+    assert j in p.evicted
     assert p.state_hash() == Projection.from_events(w.log).state_hash()
     assert p.reputation(w.actor("a").id) == (1, 0)
 
@@ -134,18 +137,19 @@ def test_late_node_lost_is_kept_for_reloads():
     keeps it with the evicted job."""
     w = base()
     w.submit("req", "j", noop_spec(retries=1))
-    w.emit("a", "BidOffered", {"job_id": "j", "attempt": 0, "free": BIG})
+    j = w.jid("j")
+    w.emit("a", "BidOffered", {"job_id": j, "attempt": 0, "free": BIG})
     w.requester_step("req")
     lost = w.requester_step("req", lost_nodes={w.actor("a").id})
     assert [e.type for e in lost] == ["NodeLost"]
-    w.emit("req", "JobCanceled", {"job_id": "j"})
+    w.emit("req", "JobCanceled", {"job_id": j})
     p = Projection(EAGER)
     p.apply(w.log)
-    assert p.evicted["j"].lost == tuple(lost)
+    assert p.evicted[j].lost == tuple(lost)
     w.advance(1)
-    p.apply([w.emit("b", "BidOffered", {"job_id": "j", "attempt": 0, "free": BIG})])
-    p.needs_reload.add("j")  # as if an earlier event had come late
-    p.reload("j", by_job(w.log, "j"))
+    p.apply([w.emit("b", "BidOffered", {"job_id": j, "attempt": 0, "free": BIG})])
+    p.needs_reload.add(j)  # as if an earlier event had come late
+    p.reload(j, by_job(w.log, j))
     assert p.state_hash() == Projection.from_events(w.log).state_hash()
     assert p.executions == Projection.from_events(w.log).executions
 
@@ -157,8 +161,8 @@ def test_count_limit_keeps_the_latest_ended_jobs():
     p = Projection(Retention(ended_ms=10**9, ended_max=2))
     for event in w.log:
         p.apply([event])
-    assert sorted(p.jobs) == ["j3", "j4"]
-    assert sorted(p.evicted) == ["j0", "j1", "j2"]
+    assert sorted(p.jobs) == sorted(w.jid(f"j{i}") for i in (3, 4))
+    assert sorted(p.evicted) == sorted(w.jid(f"j{i}") for i in (0, 1, 2))
     assert p.state_hash() == Projection.from_events(w.log).state_hash()
 
 
@@ -169,8 +173,8 @@ def test_time_limit_lets_go_of_jobs_ended_long_enough_ago():
     completed(w, "new")
     p = Projection(Retention(ended_ms=60_000, ended_max=100))
     p.apply(w.log)
-    assert list(p.jobs) == ["new"]
-    assert list(p.evicted) == ["old"]
+    assert list(p.jobs) == [w.jid("new")]
+    assert list(p.evicted) == [w.jid("old")]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
