@@ -226,3 +226,39 @@ def test_cli_run_wait_list_describe(nodes, tmp_path):
     assert down.returncode == 1
     assert "cannot reach the node API" in down.stderr
     assert time.monotonic() - started < 10
+
+
+def test_signed_submissions_over_http(nodes, tmp_path):
+    """A retried signed request answers its job (one JobCreated); a bad signature or a spec
+    not in canonical form is refused in the error shape, nothing appended, node still up."""
+    from nacl.signing import SigningKey
+
+    from edgebac.eventlog.signed import SUBMIT, sign_request
+    from edgebac.scheduler.spec import parse_spec
+
+    (node,) = start_network(nodes, tmp_path, 1)
+    requester = bytes.fromhex(info(node)["public_key"])
+    key = SigningKey.generate()
+    spec = parse_spec(noop()).to_dict()
+    sig = sign_request(key, SUBMIT, requester, {"spec": spec, "nonce": "retry-me"})
+    body = {"spec": spec, "nonce": "retry-me", "client": bytes(key.verify_key).hex()}
+    body["signature"] = sig.hex()
+    first = post_json(node.url + "/api/v1/jobs", body)
+    again = post_json(node.url + "/api/v1/jobs", body)
+    assert first == (201, {"job_id": first[1]["job_id"], "created": True})
+    assert again == (200, {"job_id": first[1]["job_id"], "created": False})
+    done = wait_status(node, first[1]["job_id"], {"completed"})
+    assert sum(e["type"] == "JobCreated" for e in done["events"]) == 1
+    assert done["client"] == bytes(key.verify_key).hex()
+    before = info(node)["events"]
+    status, refused = post_json(node.url + "/api/v1/jobs", {**body, "nonce": "not-signed"})
+    assert status == 401
+    assert refused["error"]["code"] == "bad_client_signature"
+    assert "signature" in refused["error"]["message"]
+    raw = sign_request(key, SUBMIT, requester, {"spec": noop(), "nonce": "raw"})
+    as_written = {**body, "spec": noop(), "nonce": "raw", "signature": raw.hex()}
+    status, refused = post_json(node.url + "/api/v1/jobs", as_written)
+    assert status == 400
+    assert "canonical form" in refused["error"]["message"]
+    assert info(node)["events"] == before
+    assert node.get_json("/healthz")[0] == 200
