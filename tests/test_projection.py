@@ -275,4 +275,5 @@ def test_simulated_histories_fold_the_same_in_any_causal_order(seed, steps, rnd)
     assert Projection.from_events(shuffled).state_hash() == expected
     chunked = apply_in_chunks(shuffled, rnd)
     assert chunked.to_dict() == w.state.to_dict()
+    assert chunked.evidence() == w.state.evidence()  # the strangers' results, the same
     assert indexes(chunked) == indexes(w.state)

@@ -206,6 +206,7 @@ def test_evicting_and_reloading_folds_like_holding_everything(seed, steps, reten
         assert derived(p, nodes) == derived(full, nodes)
         indexes(p)  # consistent with the held jobs
         assert p.executions.keys() == full.executions.keys()
+        assert p.evidence() == full.evidence()  # kept for the jobs let go of
         assert decisions(p, w) == decisions(full, w)
     for job_id, ended in p.evicted.items():
         assert p.rebuild(job_id, by_job(w.log, job_id)).to_dict() == full.jobs[job_id].to_dict()
