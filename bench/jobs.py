@@ -8,7 +8,9 @@ jobs (submit, then a long poll until the job ended), and jobs/s for `--concurren
 submitted at once. Targets: 3-node p50 <= 50 ms (Bacalhau's published figure for a trivial
 job is about 1.3 s); throughput >= 200 jobs/s.
 
-The client's own CPU is shown too: it shares the machine with the nodes.
+The client's own CPU is shown too: it shares the machine with the nodes. Jobs are signed like
+the CLI's (a client key, a random nonce, the spec in canonical form); the cost of signing one
+and of the one verify the requester and each bidder do per job is printed too.
 
 `--timeline N` prints, for N of the concurrent jobs, when each kind of event happened after the
 job's JobCreated (from the events' hlc), to see which step of a job waits. `--profile DIR`
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -30,13 +33,40 @@ import time
 from pathlib import Path
 
 import aiohttp
+from nacl.signing import SigningKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from edgebac.eventlog.signed import SUBMIT, request_valid, sign_request
+from edgebac.scheduler.spec import parse_spec
 from tests.netfix import info, network_key, wait_converged
 from tests.procs import Nodes
 
-SPEC = {"engine": {"type": "noop", "stdout": "bench"}, "retries": 0}
+SPEC = parse_spec({"engine": {"type": "noop", "stdout": "bench"}, "retries": 0}).to_dict()
+CLIENT = SigningKey.generate()
+REQUESTER: dict[str, bytes] = {}  # api -> its public key, asked once
+
+
+def signed_body(api: str) -> dict:
+    """A submission as `edgebac job run` sends it: signed for the requester behind `api`."""
+    nonce = secrets.token_hex(16)
+    sig = sign_request(CLIENT, SUBMIT, REQUESTER[api], {"spec": SPEC, "nonce": nonce})
+    client = bytes(CLIENT.verify_key).hex()
+    return {"spec": SPEC, "nonce": nonce, "client": client, "signature": sig.hex()}
+
+
+def signature_costs(samples: int = 2000) -> tuple[float, float]:
+    """(ms to sign one submission, ms for one verify of it), on this machine."""
+    requester = bytes(SigningKey.generate().verify_key)
+    fields = [{"spec": SPEC, "nonce": secrets.token_hex(16)} for _ in range(samples)]
+    started = time.perf_counter()
+    sigs = [sign_request(CLIENT, SUBMIT, requester, f) for f in fields]
+    signed = time.perf_counter()
+    client = bytes(CLIENT.verify_key)
+    pairs = zip(sigs, fields, strict=True)
+    assert all(request_valid(client, sig, SUBMIT, requester, f) for sig, f in pairs)
+    verified = time.perf_counter()
+    return 1000 * (signed - started) / samples, 1000 * (verified - signed) / samples
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -47,7 +77,7 @@ def percentile(values: list[float], q: float) -> float:
 async def run_job(
     session: aiohttp.ClientSession, api: str, job_ids: list[str] | None = None
 ) -> str:
-    async with session.post(f"{api}/api/v1/jobs", json=SPEC) as response:
+    async with session.post(f"{api}/api/v1/jobs", json=signed_body(api)) as response:
         assert response.status == 201, await response.text()
         job_id = (await response.json())["job_id"]
     if job_ids is not None:
@@ -177,6 +207,7 @@ def measure(size: int, args: argparse.Namespace) -> None:
                 )
             wait_converged(network, {info(n)["id"]: 1 for n in network})
             api = network[0].url
+            REQUESTER[api] = bytes.fromhex(info(network[0])["public_key"])
             latencies, sequential_ids = asyncio.run(sequential(api, args.sequential))
             print(
                 f"{size}-node: sequential noop jobs: p50 {percentile(latencies, 0.5):.1f} ms,"
@@ -239,6 +270,12 @@ def main() -> None:
         "thread waiting for the GIL otherwise shows in the line it waits in)",
     )
     args = parser.parse_args()
+    sign_ms, verify_ms = signature_costs()
+    print(
+        f"client signature per job: signing {sign_ms:.3f} ms (the client), one verify "
+        f"{verify_ms:.3f} ms (the requester, then each bidder once)",
+        flush=True,
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         measure(size, args)
 
