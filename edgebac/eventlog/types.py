@@ -30,6 +30,10 @@ def _key(value: Any) -> bool:
     return isinstance(value, bytes) and len(value) == 32
 
 
+def _sig(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) == 64
+
+
 def _str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
@@ -51,6 +55,7 @@ CHECK_NAMES: dict[Check, str] = {
     _int: "an integer",
     _map: "a map",
     _key: "a 32-byte public key",
+    _sig: "a 64-byte signature",
     _str_list: "a list of strings",
     _bool: "a boolean",
     _number: "a number",
@@ -100,7 +105,16 @@ EVENT_TYPES: dict[str, BodyShape] = {
     "NodeLost": BodyShape(required={"node": _key}, optional={"reason": _str}),
     # Job events: the bodies are documented in edgebac/scheduler/events.py. Shapes here are the
     # floor every node enforces; the projection ignores events whose author has no say.
-    "JobCreated": _job(spec=_map, optional={"client": _key}),
+    "JobCreated": _job(
+        spec=_map,
+        optional={
+            "client": _key,
+            "client_sig": _sig,
+            "vouched": _str,
+            "nonce": _str,
+            "wall_ms": _int,
+        },
+    ),
     "BidsRequested": _job(attempt=_int, optional={"reason": _str}),
     "BidOffered": _job(
         optional={"attempt": _int, "local_data": _bool, "free": _map, "cost": _number}
