@@ -14,9 +14,10 @@ from nacl.signing import SigningKey
 from edgebac.errors import LogStoreError
 from edgebac.eventlog.chain import Reason
 from edgebac.eventlog.clock import Hlc, HybridClock
-from edgebac.eventlog.encoding import EncodingError, Verifier, seal
+from edgebac.eventlog.encoding import EncodingError, Event, Verifier, seal
 from edgebac.eventlog.opening import MIN_VERIFY_CHUNK, open_batch, open_many
 from edgebac.eventlog.store import EventLog
+from tests.announce import announced, announcement
 
 SKEW = 60_000
 
@@ -25,9 +26,20 @@ def job(i: int) -> tuple[str, dict]:
     return ("JobCreated", {"job_id": f"job-{i}", "spec": {"n": i}})
 
 
-async def open_log(path: Path, key: SigningKey | None = None, wall=None) -> EventLog:
+async def open_log(
+    path: Path, key: SigningKey | None = None, wall=None, announce: bool = True
+) -> EventLog:
+    """A keyed log whose chain opens with its announcement (seq 1), as a node's does."""
     clock = HybridClock(SKEW) if wall is None else HybridClock(SKEW, wall=wall)
-    return await EventLog.open(path, clock, key or SigningKey.generate())
+    log = await EventLog.open(path, clock, key or SigningKey.generate())
+    if announce and log.head(log.author) is None:
+        await log.append([announcement()])
+    return log
+
+
+async def chain(log: EventLog) -> list[Event]:
+    """Every event of the log's own author, from its announcement on: what a peer must ingest."""
+    return [event for _, event in await log.since() if event.author == log.author]
 
 
 @pytest.fixture
@@ -45,25 +57,28 @@ async def other(tmp_path):
 
 
 async def test_append_then_read_back_every_way(log):
+    (opening,) = await chain(log)
     events = await log.append([job(1), job(2), ("BidOffered", {"job_id": "job-1"})])
-    assert [e.seq for e in events] == [1, 2, 3]
+    assert [e.seq for e in events] == [2, 3, 4]  # seq 1 is the announcement
+    assert events[0].prev == opening.id
     assert events[1].prev == events[0].id
-    assert log.version_vector() == {log.author: 3}
-    assert await log.get(log.author, 2) == events[1]
-    assert [e.seq for e in await log.by_job("job-1")] == [1, 3]
-    assert [e.seq for e in await log.by_type("JobCreated")] == [1, 2]
-    assert [pos for pos, _ in await log.since(1)] == [2, 3]
-    assert (await log.latest(log.author, "JobCreated")).seq == 2
-    assert await log.count() == 3
+    assert log.version_vector() == {log.author: 4}
+    assert await log.get(log.author, 3) == events[1]
+    assert [e.seq for e in await log.by_job("job-1")] == [2, 4]
+    assert [e.seq for e in await log.by_type("JobCreated")] == [2, 3]
+    assert [e.seq for e in await log.by_type("NodeAnnounced")] == [1]
+    assert [pos for pos, _ in await log.since(2)] == [3, 4]
+    assert (await log.latest(log.author, "JobCreated")).seq == 3
+    assert await log.count() == 4
 
 
 async def test_concurrent_appends_form_one_gapless_chain(log):
     results = await asyncio.gather(*(log.append([job(i), job(i)]) for i in range(40)))
     seqs = sorted(e.seq for batch in results for e in batch)
-    assert seqs == list(range(1, 81))
+    assert seqs == list(range(2, 82))  # after the announcement
     for batch in results:  # each call's events stay together and in order
         assert batch[1].seq == batch[0].seq + 1
-    stored = [await log.get(log.author, seq) for seq in seqs]
+    stored = [await log.get(log.author, seq) for seq in [1, *seqs]]
     assert all(b.prev == a.id for a, b in itertools.pairwise(stored))
 
 
@@ -77,7 +92,7 @@ async def test_a_bad_append_fails_alone(log):
         await log.append([("JobCreated", {"job_id": "x", "spec": {"b": b"x" * (1 << 20)}})])
     assert too_large.value.reason == "too_large"
     assert len(await good) == 1
-    assert log.version_vector() == {log.author: 1}
+    assert log.version_vector() == {log.author: 2}  # the announcement and the good job
 
 
 async def test_reopen_keeps_chain_and_clock_moves_past_held_events(tmp_path):
@@ -88,9 +103,9 @@ async def test_reopen_keeps_chain_and_clock_moves_past_held_events(tmp_path):
     # The wall clock went back an hour: new events must still sort after the held ones.
     log = await open_log(tmp_path / "a.db", key, wall=lambda: before[-1].hlc.ms - 3_600_000)
     try:
-        assert log.version_vector() == {log.author: 2}
+        assert log.version_vector() == {log.author: 3}  # announcement, job 1, job 2
         after = await log.append([job(3)])
-        assert after[0].seq == 3
+        assert after[0].seq == 4
         assert after[0].prev == before[-1].id
         assert after[0].hlc > before[-1].hlc
     finally:
@@ -110,20 +125,22 @@ async def test_sync_by_pages_converges(log, other):
         if page.complete:
             break
     assert pages >= 7
-    assert other.version_vector() == {log.author: 50, other.author: 7}
+    assert other.version_vector() == {log.author: 51, other.author: 8}  # each announced first
     assert (await other.missing(log.version_vector())).raws  # other's own events
     assert (await log.missing(other.version_vector())).raws == []
 
 
 async def test_page_byte_bound_always_makes_progress(log, other):
     await log.append([("JobCreated", {"job_id": "big", "spec": {"b": b"x" * 5000}})] * 3)
-    page = await log.missing({}, max_bytes=100)
+    page = await log.missing({log.author: 1}, max_bytes=100)  # past the small announcement
     assert len(page.raws) == 1
+    assert len(page.raws[0]) > 5000
     assert not page.complete
 
 
 async def test_bad_event_in_batch_keeps_good_prefix_with_reasons(log, other):
-    events = await log.append([job(i) for i in range(5)])
+    await log.append([job(i) for i in range(4)])
+    events = await chain(log)  # the announcement and 4 jobs
     third = bytearray(events[2].raw)
     third[-1] ^= 0xFF  # break the signature
     raws = [e.raw for e in events]
@@ -131,7 +148,7 @@ async def test_bad_event_in_batch_keeps_good_prefix_with_reasons(log, other):
     report = await other.ingest(raws)
     assert [e.seq for e in report.accepted] == [1, 2]
     assert [r.reason for r in report.rejections] == [Reason.BAD_SIGNATURE, Reason.GAP, Reason.GAP]
-    assert other.version_vector() == {log.author: 2}
+    assert other.version_vector() == {log.author: 2, other.author: 1}
     # The rest arrives later, intact: the chain continues.
     report = await other.ingest([e.raw for e in events[2:]])
     assert [e.seq for e in report.accepted] == [3, 4, 5]
@@ -140,7 +157,8 @@ async def test_bad_event_in_batch_keeps_good_prefix_with_reasons(log, other):
 async def test_a_big_batch_checked_in_parallel_refuses_each_bad_event_for_its_reason(log, other):
     """Batches past a few events are decoded, then checked on several threads: every kind of
     bad event still gets its own reason, and each author's good prefix is kept."""
-    events = await log.append([job(i) for i in range(4 * MIN_VERIFY_CHUNK)])
+    await log.append([job(i) for i in range(4 * MIN_VERIFY_CHUNK - 1)])
+    events = await chain(log)
     raws = [e.raw for e in events]
     tampered = bytearray(raws[50])
     tampered[-1] ^= 0xFF  # signature
@@ -155,7 +173,7 @@ async def test_a_big_batch_checked_in_parallel_refuses_each_bad_event_for_its_re
     )
     assert reasons.count(Reason.BAD_SIGNATURE) == 1
     assert reasons.count(Reason.GAP) == len(events) - 51
-    assert other.version_vector() == {log.author: 50}
+    assert other.version_vector() == {log.author: 50, other.author: 1}
 
 
 @pytest.mark.parametrize(("parts", "with_helpers"), [(1, True), (2, True), (3, True), (3, False)])
@@ -186,17 +204,57 @@ async def test_forks_are_refused_and_kept_as_evidence(tmp_path, other):
     key = SigningKey.generate()
     log = await open_log(tmp_path / "forker.db", key)
     try:
-        events = await log.append([job(1), job(2)])
+        await log.append([job(1), job(2)])
+        events = await chain(log)  # seq 1 its announcement, then the two jobs
     finally:
         await log.close()
     await other.ingest([e.raw for e in events])
-    forged = seal(key, 2, events[0].id, events[1].hlc, "JobCreated", {"job_id": "x", "spec": {}})
+    forged = seal(key, 3, events[1].id, events[2].hlc, "JobCreated", {"job_id": "x", "spec": {}})
     for _ in range(2):  # the same evidence twice is kept once
         report = await other.ingest([forged.raw])
         assert [r.reason for r in report.rejections] == [Reason.FORK]
     forks = await other.forks()
-    assert [(f.seq, f.id, f.held_id) for f in forks] == [(2, forged.id, events[1].id)]
-    assert (await other.get(events[0].author, 2)).id == events[1].id  # never replaced
+    assert [(f.seq, f.id, f.held_id) for f in forks] == [(3, forged.id, events[2].id)]
+    assert (await other.get(events[0].author, 3)).id == events[2].id  # never replaced
+
+
+async def test_a_chain_that_opens_with_anything_but_its_announcement_is_refused(log, other):
+    """A stranger's first event must be its NodeAnnounced: anything else is not_announced, the
+    rest of that chain a gap (nothing after an unheld seq 1 can follow), other authors in the
+    same batch unaffected; the same author announcing properly later is taken."""
+    stranger, clock = SigningKey.generate(), HybridClock(SKEW)
+    early = seal(stranger, 1, None, clock.now(), *job(1))
+    after = [early]
+    for seq in (2, 3):
+        after.append(seal(stranger, seq, after[-1].id, clock.now(), "Note", {"text": "hi"}))
+    await log.append([job(2)])
+    honest = await chain(log)
+    report = await other.ingest([e.raw for e in [*after, *honest]])
+    refused = [(r.seq, r.reason) for r in report.rejections]
+    assert refused == [(1, Reason.NOT_ANNOUNCED), (2, Reason.GAP), (3, Reason.GAP)]
+    assert "first event must be its NodeAnnounced, not JobCreated" in report.rejections[0].detail
+    assert report.accepted == honest
+    assert other.version_vector() == {log.author: 2, other.author: 1}
+    assert await other.forks() == []
+    opening = announced(stranger, clock.now())
+    assert (await other.ingest([opening.raw])).accepted == [opening]
+
+
+async def test_a_nodes_first_append_must_be_its_announcement(tmp_path):
+    log = await open_log(tmp_path / "a.db", announce=False)
+    try:
+        for first in (job(1), ("Note", {"text": "hello"}), ("BidOffered", {"job_id": "j"})):
+            with pytest.raises(EncodingError) as refused:
+                await log.append([first, announcement()])
+            assert refused.value.reason == "not_announced"
+            assert f"must be its NodeAnnounced, not {first[0]}" in str(refused.value)
+        assert log.version_vector() == {}
+        assert await log.count() == 0
+        opened = await log.append([announcement(), job(1)])  # one batch may open the chain
+        assert [(e.seq, e.type) for e in opened] == [(1, "NodeAnnounced"), (2, "JobCreated")]
+        assert [e.seq for e in await log.append([job(2)])] == [3]
+    finally:
+        await log.close()
 
 
 @pytest.mark.parametrize(
@@ -211,10 +269,10 @@ async def test_forks_are_refused_and_kept_as_evidence(tmp_path, other):
     ],
 )
 async def test_database_refuses_update_and_delete(other, statement):
-    events = await other.append([job(1), job(2)])
+    events = await other.append([job(1), job(2)])  # seqs 2 and 3
     forker = SigningKey(b"\x05" * 32)
-    await other.ingest([seal(forker, 1, None, Hlc(1, 0), *job(8)).raw])
-    await other.ingest([seal(forker, 1, None, Hlc(2, 0), *job(9)).raw])
+    await other.ingest([announced(forker, Hlc(1, 0), labels={"say": "one"}).raw])
+    await other.ingest([announced(forker, Hlc(2, 0), labels={"say": "another"}).raw])
     assert len(await other.forks()) == 1
     conn = sqlite3.connect(other.path)
     try:
@@ -222,7 +280,7 @@ async def test_database_refuses_update_and_delete(other, statement):
             conn.execute(statement)
     finally:
         conn.close()
-    assert (await other.get(other.author, 2)).id == events[1].id
+    assert (await other.get(other.author, 3)).id == events[1].id
     assert len(await other.forks()) == 1
 
 
@@ -247,7 +305,8 @@ async def test_close_drains_queued_appends(tmp_path):
 async def test_listeners_see_new_events_once(log, other):
     seen = []
     other.add_listener(seen.extend)
-    events = await log.append([job(1), job(2)])
+    await log.append([job(1), job(2)])
+    events = await chain(log)
     await other.ingest([e.raw for e in events])
     await other.ingest([e.raw for e in events])
     assert [e.id for e in seen] == [e.id for e in events]
@@ -283,8 +342,8 @@ async def test_newer_schema_is_refused(tmp_path):
 async def test_same_events_ingested_at_once_are_duplicates_not_forks(log, other):
     """Two peers deliver the same events concurrently: the writer commits both requests in
     one group, and the second must see the first's events as held (before they are on disk)."""
-    events = await log.append([job(i) for i in range(5)])
-    raws = [e.raw for e in events]
+    await log.append([job(i) for i in range(4)])
+    raws = [e.raw for e in await chain(log)]
     reports = await asyncio.gather(*(other.ingest(raws) for _ in range(4)))
     assert sum(len(r.accepted) for r in reports) == 5
     reasons = {r.reason for report in reports for r in report.rejections}
@@ -345,14 +404,15 @@ async def test_a_version_1_log_is_used_as_it_is(tmp_path, other):
     key = SigningKey.generate()
     log = await open_log(path, key)
     mine = await log.append([job(1), job(2)])
-    foreign = await other.append([job(3)])
-    assert [e.seq for e in (await log.ingest([foreign[0].raw])).accepted] == [1]
+    await other.append([job(3)])
+    foreign = [e.raw for e in await chain(other)]
+    assert [e.seq for e in (await log.ingest(foreign)).accepted] == [1, 2]
     await log.close()
     log = await open_log(path, key)
     try:
         assert (await log.append([job(4)]))[0].prev == mine[-1].id
-        assert [pos for pos, _ in await log.since()] == [1, 2, 3, 4]
-        assert [e.seq for e in await log.by_job("job-3")] == [1]
+        assert [pos for pos, _ in await log.since()] == [1, 2, 3, 4, 5, 6]
+        assert [e.seq for e in await log.by_job("job-3")] == [2]
     finally:
         await log.close()
     with sqlite3.connect(path) as conn:
