@@ -5,7 +5,8 @@ event printed here is in the log. Not a test module itself (pytest does not coll
 
     python tests/append_loop.py DATA_DIR SEED [--ack-before-commit]
 
-Several coroutines append at once, in batches of 1 to 50, so the writer's group commit is
+The chain opens with an announcement (committed before the appenders start). Then several
+coroutines append at once, in batches of 1 to 50, so the writer's group commit is
 exercised. After each `append` returns (the batch is committed), one line per event goes to
 stdout, flushed at once:
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebac.eventlog.clock import HybridClock
+from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.identity import load_or_create
 from edgebac.eventlog.store import EventLog
 from edgebac.node.datadir import open_data_dir
@@ -32,6 +34,13 @@ APPENDERS = 6
 MAX_BATCH = 50
 MAX_SKEW_MS = 300_000
 PAUSE_S = 0.01
+
+
+# The chain opens with the node's announcement, as a node's does (a first job is refused).
+ANNOUNCEMENT = (
+    "NodeAnnounced",
+    {"addresses": [], "roles": ["requester"], "labels": {}, "resources": {}, "executors": []},
+)
 
 
 def job_items(rng: random.Random, appender: int, batch: int) -> list[tuple[str, dict]]:
@@ -50,14 +59,16 @@ def job_items(rng: random.Random, appender: int, batch: int) -> list[tuple[str, 
     return items
 
 
+def acknowledge(events: list[Event]) -> None:
+    """Only once a batch is committed: acknowledge it, in one write, before anything else."""
+    sys.stdout.write("".join(f"ack {event.seq} {event.id.hex()}\n" for event in events))
+    sys.stdout.flush()
+
+
 async def appender(log: EventLog, rng: random.Random, index: int) -> None:
-    out = sys.stdout
     while True:
         batch = 1 if rng.random() < 0.5 else rng.randint(2, MAX_BATCH)
-        events = await log.append(job_items(rng, index, batch))
-        # Only now is the batch committed: acknowledge it, in one write, before anything else.
-        out.write("".join(f"ack {event.seq} {event.id.hex()}\n" for event in events))
-        out.flush()
+        acknowledge(await log.append(job_items(rng, index, batch)))
         # A pause keeps the log small enough to re-verify after every kill; with six appenders
         # the writer still often finds several requests queued.
         await asyncio.sleep(rng.uniform(0, PAUSE_S))
@@ -86,6 +97,8 @@ async def main(data_dir: Path, seed: int) -> None:
     data = open_data_dir(data_dir)
     identity = load_or_create(data.path)
     log = await EventLog.open(data.log_path, HybridClock(MAX_SKEW_MS), identity.key)
+    if log.head(identity.public_key) is None:  # a run killed before this was committed: again
+        acknowledge(await log.append([ANNOUNCEMENT]))
     rngs = [random.Random(f"{seed}/{index}") for index in range(APPENDERS)]
     await asyncio.gather(*(appender(log, rngs[i], i) for i in range(APPENDERS)))
 

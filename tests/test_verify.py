@@ -21,6 +21,7 @@ from edgebac.eventlog.encoding import Event, seal
 from edgebac.eventlog.offline import StoredRow
 from edgebac.eventlog.store import EventLog
 from edgebac.eventlog.verify import check_rows
+from tests.announce import announcement
 
 KEY = SigningKey(b"\x07" * 32)
 
@@ -39,11 +40,11 @@ def row(event: Event, pos: int) -> StoredRow:
 
 
 async def _make_log(path: Path, n: int) -> list[Event]:
+    """`n` events: the announcement that opens the chain, then jobs; events[i] names job j<i>."""
     log = await EventLog.open(path, HybridClock(60_000), KEY)
     try:
-        return await log.append(
-            [("JobCreated", {"job_id": f"j{i}", "spec": {"i": i}}) for i in range(n)]
-        )
+        jobs = [("JobCreated", {"job_id": f"j{i}", "spec": {"i": i}}) for i in range(1, n)]
+        return await log.append([announcement(), *jobs])
     finally:
         await log.close()
 
