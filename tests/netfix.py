@@ -21,16 +21,23 @@ from nacl.signing import SigningKey
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import Event, seal
 from edgebac.gossip.envelope import Envelope
+from tests.announce import ANNOUNCEMENT
 from tests.procs import NodeProcess, Nodes, run_edgebac, wait_for
 
 
 class Author:
-    """A client that signs its own chain of `Note` events (test traffic any node relays)."""
+    """A member that signs its own chain: its announcement, then `Note` events (test traffic
+    any node relays). An author's first event must be its announcement, so `events[0]` (seq 1)
+    is `announcement`, sealed here; give it with (or before) the first notes, e.g.
+    `give(node, [author.announcement, author.next()])`."""
 
-    def __init__(self) -> None:
+    def __init__(self, **announced: Any) -> None:
         self.key = SigningKey.generate()
         self.clock = HybridClock(60_000)
-        self.events: list[Event] = []
+        self.announcement = seal(
+            self.key, 1, None, self.clock.now(), "NodeAnnounced", ANNOUNCEMENT | announced
+        )
+        self.events: list[Event] = [self.announcement]
 
     @property
     def id(self) -> bytes:
@@ -48,6 +55,12 @@ class Author:
         )
         self.events.append(event)
         return event
+
+
+def new_author_events(text: str = "note") -> list[Event]:
+    """A new author's announcement and one note: a whole chain any node takes from a member."""
+    author = Author()
+    return [author.announcement, author.next(text)]
 
 
 def post_json(url: str, body: Any) -> tuple[int, Any]:

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.netfix import Author, give, host_port, info, vv, wait_converged
+from tests.netfix import give, host_port, info, new_author_events, vv, wait_converged
 from tests.procs import nodes_fixture, wait_for
 
 nodes = nodes_fixture()
@@ -35,7 +35,7 @@ def test_clocks_a_few_minutes_off_take_part_on_the_default_preset(nodes, tmp_pat
     )
     ahead = nodes.start(tmp_path / "c", *seed, *default, listen="127.0.0.4:0", env=shifted(120_000))
     for node in (a, behind, ahead):
-        give(node, [Author().next("hello")])
+        give(node, new_author_events("hello"))
     wait_converged([a, behind, ahead], timeout=60)
     assert len(vv(a)) == 6  # three nodes and three clients
     for node in (a, behind, ahead):
@@ -57,7 +57,7 @@ def test_beyond_the_tolerance_both_say_so_and_a_fixed_clock_rejoins(
     nodes, tmp_path, offset_ms, a_says, b_says
 ):
     a = nodes.start(tmp_path / "a", listen="127.0.0.2:0")
-    give(a, [Author().next("before")])
+    give(a, new_author_events("before"))
     seed = ("--peers", host_port(a))
     b = nodes.start(tmp_path / "b", *seed, listen="127.0.0.3:0", env=shifted(offset_ms))
     a_line = rf"^warning: refused gossip from 127\.0\.0\.3: {a_says}"

@@ -12,7 +12,7 @@ import time
 from nacl.signing import SigningKey
 
 from edgebac.eventlog.clock import Hlc, wall_clock_ms
-from edgebac.eventlog.encoding import seal
+from tests.announce import announced
 from tests.netfix import give, post_json
 from tests.procs import nodes_fixture, wait_for
 
@@ -25,7 +25,7 @@ def test_a_future_dated_event_does_not_stretch_a_job_s_timeout(nodes, tmp_path):
     # The default preset: its clock tolerance is what a real network allows (fast's is 5 s).
     node = nodes.start(tmp_path / "a", "--preset", "default")
     key = SigningKey.generate()
-    ahead = seal(key, 1, None, Hlc(wall_clock_ms() + AHEAD_MS), "Note", {"text": "fast clock"})
+    ahead = announced(key, Hlc(wall_clock_ms() + AHEAD_MS))  # a member with a fast clock
     assert len(give(node, [ahead])["accepted"]) == 1
     spec = {"engine": {"type": "noop"}, "timeout_s": TIMEOUT_S, "constraints": ["zone=nowhere"]}
     started = time.monotonic()

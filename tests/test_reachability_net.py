@@ -8,14 +8,13 @@ import socket
 
 import pytest
 
-from edgebac.eventlog.clock import HybridClock
-from edgebac.eventlog.encoding import seal
 from tests.netfix import (
     Author,
     give,
     host_port,
     info,
     network_key,
+    new_author_events,
     peer_envelope,
     sealed_post,
     start_network,
@@ -108,15 +107,7 @@ def test_addresses_that_cannot_be_dialled_never_enter_and_pushes_go_on(nodes, tm
     a, b = start_network(nodes, tmp_path, 2, "--network-key", str(key))
     wait_converged([a, b])
     long_name = "a" * 230 + ":7700"  # aiohttp raised UnicodeError on it, in the push loop
-    author = Author()
-    body = {
-        "addresses": [long_name],
-        "roles": ["compute"],
-        "labels": {},
-        "resources": {},
-        "executors": [],
-    }
-    announced = seal(author.key, 1, None, HybridClock(60_000).now(), "NodeAnnounced", body)
+    announced = Author(addresses=[long_name], roles=["compute"]).announcement
     assert give(a, [announced])["accepted"] == [announced.id.hex()]
     stranger = bytes(range(32))
     rumour = [[stranger, [long_name, "http://127.0.0.9:1"], 10**9]]
@@ -124,7 +115,7 @@ def test_addresses_that_cannot_be_dialled_never_enter_and_pushes_go_on(nodes, tm
     status, _ = sealed_post(a.url, envelope.seal({"t": "push", "events": [], "peers": rumour}))
     assert status == 200
     for event_number in range(3):  # the node's own events still leave by push and arrive
-        give(a, [Author().next(f"after {event_number}")])
+        give(a, new_author_events(f"after {event_number}"))
     wait_converged([a, b])
     _, listed = a.get_json("/api/v1/nodes")
     addresses = [address for row in listed["nodes"] for address in row["addresses"]]

@@ -9,6 +9,7 @@ from edgebac.eventlog.clock import Hlc
 from edgebac.eventlog.encoding import seal
 from edgebac.node.runner import RETENTION
 from edgebac.scheduler.projection import Projection
+from tests.announce import announced
 from tests.netfix import give, post_json
 from tests.procs import nodes_fixture, wait_for
 from tests.test_jobs_net import job, raw_events, submit, wait_status
@@ -44,12 +45,13 @@ def test_old_jobs_stay_complete_and_late_events_reload_them(nodes, tmp_path):
     assert status == 200
     assert [r["execution_id"] for r in results["results"]] == list(old["executions"])
     assert state_hash(node) == Projection.from_events(raw_events(node)).state_hash()
-    # A node that never spoke declines the old job, with a clock from before the job ended:
-    # the node must fold the job again from its log.
+    # A compute node that never spoke before declines the old job (after its announcement),
+    # with a clock from before the job ended: the node must fold the job again from its log.
     key = SigningKey.generate()
+    opening = announced(key, Hlc.unpack(old["ended_hlc"] - 2), roles=["compute"])
     before_end = Hlc.unpack(old["ended_hlc"] - 1)
     body = {"job_id": first, "attempt": 0, "reason": "busy", "detail": "late"}
-    give(node, [seal(key, 1, None, before_end, "BidDeclined", body)])
+    give(node, [opening, seal(key, 2, opening.id, before_end, "BidDeclined", body)])
     again = job(node, first)
     assert [d["detail"] for d in again["declines"].values()] == ["late"]
     # The runner reloads it in its next step (the projection's hash covers the decline).
