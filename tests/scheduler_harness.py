@@ -15,7 +15,7 @@ from nacl.signing import SigningKey
 
 from edgebac.eventlog.clock import ZERO, Hlc, tick
 from edgebac.eventlog.encoding import Event, seal
-from edgebac.eventlog.signed import SUBMIT, job_id_for, sign_request
+from edgebac.eventlog.signed import CANCEL, SUBMIT, job_id_for, sign_request
 from edgebac.scheduler import compute, requester
 from edgebac.scheduler.events import Planned, execution_id
 from edgebac.scheduler.projection import Projection
@@ -112,6 +112,19 @@ class World:
             "client_sig": sign_request(CLIENT, SUBMIT, requester, fields),
             "wall_ms": self.now_ms,
         }
+
+    def cancel(self, who: str, job_id: str, reason: str = "canceled by the client") -> list[Event]:
+        """As the API does for the job's client's signed cancel request: the requester's
+        planned JobCanceled, carrying the client's key, nonce and signature."""
+        fields = {"job_id": job_id, "nonce": f"cancel-{job_id}", "reason": reason}
+        requester_id = self.state.jobs[job_id].requester
+        signed = {
+            "client": bytes(CLIENT.verify_key),
+            "nonce": fields["nonce"],
+            "client_sig": sign_request(CLIENT, CANCEL, requester_id, fields),
+        }
+        planned = requester.cancel(self.state, job_id, reason)
+        return self.emit_all(who, [(kind, {**body, **signed}) for kind, body in planned])
 
     def jid(self, name: str) -> str:
         """The id of the job a test submitted as `name`."""

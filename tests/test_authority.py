@@ -12,7 +12,7 @@ from nacl.signing import SigningKey
 
 from edgebac.eventlog.clock import Hlc
 from edgebac.eventlog.encoding import seal
-from edgebac.eventlog.signed import SUBMIT, job_id_for, request_valid, sign_request
+from edgebac.eventlog.signed import CANCEL, SUBMIT, job_id_for, request_valid, sign_request
 from edgebac.scheduler import authority, ids
 from edgebac.scheduler import events as ev
 from edgebac.scheduler.authority import Announced, Announcements
@@ -43,6 +43,22 @@ def event(key: SigningKey, type_: str, body: dict, seq: int = 2):
 def created_body(requester: bytes = R, client: bytes | str = K, nonce: str = "n1") -> dict:
     body = {"spec": SPEC, "nonce": nonce, "job_id": job_id_for(requester, client, SPEC, nonce)}
     return body | ({"client": client} if isinstance(client, bytes) else {"vouched": client})
+
+
+def cancel_body(job_id: str, client: SigningKey, reason: str = "no longer needed") -> dict:
+    """A JobCanceled carrying `client`'s signed cancel request, as the requester writes it."""
+    fields = {"job_id": job_id, "nonce": "c1", "reason": reason}
+    sig = sign_request(client, CANCEL, R, fields)
+    return fields | {"client": bytes(client.verify_key), "client_sig": sig}
+
+
+def test_a_vouched_job_is_canceled_on_its_requesters_word():
+    job = create(event(REQUESTER, ev.JOB_CREATED, created_body(client="unsigned")))
+    cancel = event(REQUESTER, ev.JOB_CANCELED, {"job_id": job.id, "reason": "x"})
+    assert authority.violation(job, cancel, AS_REQUESTER) is None
+    assert "requester" in authority.violation(
+        job, event(OTHER, ev.JOB_CANCELED, cancel.body), AS_BOTH
+    )
 
 
 def open_job():
@@ -123,7 +139,11 @@ def _rows():
         (OTHER, ev.JOB_COMPLETED, {"job_id": job_id}, AS_BOTH, "requester"),
         (OTHER, ev.JOB_FAILED, {"job_id": job_id, "reason": "x"}, AS_BOTH, "requester"),
         (OTHER, ev.JOB_CANCELED, {"job_id": job_id}, AS_BOTH, "requester"),
-        (REQUESTER, ev.JOB_CANCELED, {"job_id": job_id}, AS_REQUESTER, None),
+        (REQUESTER, ev.JOB_CANCELED, {"job_id": job_id}, AS_REQUESTER, "signed request"),
+        (REQUESTER, ev.JOB_CANCELED, cancel_body(job_id, CLIENT), AS_REQUESTER, None),
+        (REQUESTER, ev.JOB_CANCELED, cancel_body(job_id, OTHER), AS_REQUESTER, "signed request"),
+        (REQUESTER, ev.JOB_CANCELED, cancel_body(job_id, CLIENT) | {"reason": "changed"},
+         AS_REQUESTER, "signed request"),
         (REQUESTER, ev.JOB_CREATED, created_body(), AS_REQUESTER, "second JobCreated"),
         (REQUESTER, ev.JOB_COMPLETED, {"job_id": job_id}, None, "never announced"),
     ]  # fmt: skip

@@ -143,7 +143,7 @@ def test_nothing_for_terminal_or_full_jobs_or_without_announcement():
     w.compute_step("other")
     w.requester_step("req")  # filled by other
     assert w.plan_compute("me") == []
-    w.emit("req", "JobCanceled", {"job_id": w.jid("j")})
+    w.cancel("req", w.jid("j"))
     assert w.plan_compute("me") == []
     w.submit("req", "k", noop_spec())
     assert w.plan_compute("stranger") == []
@@ -174,7 +174,7 @@ def test_start_and_stop():
     w.start("me", execution.id)
     assert to_start(w.state, me(w), LocalFacts()) == []
     assert to_stop(w.state, me(w), running) == []
-    w.emit("req", "JobCanceled", {"job_id": w.jid("j"), "reason": "user"})
+    w.cancel("req", w.jid("j"), "user")
     assert [e.id for e in to_stop(w.state, me(w), running)] == [execution.id]
 
 

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from scheduler_harness import BIG, World, noop_spec
 
 from edgebac.eventlog.encoding import Event
-from edgebac.scheduler import requester
 from edgebac.scheduler.compute import LocalFacts, NodePolicy
 from edgebac.scheduler.projection import Projection
 
@@ -178,7 +177,7 @@ def _act(w: World, rnd: random.Random, step: int) -> None:
     elif choice == 6 and w.state.jobs:  # by the job's requester, as its API does
         job = w.state.jobs[rnd.choice(sorted(w.state.jobs))]
         who = "req" if job.requester == w.actor("req").id else "req2"
-        w.emit_all(who, requester.cancel(w.state, job.id, "test"))
+        w.cancel(who, job.id, "test")
     elif choice == 7 and live:  # a stranger speaks out of turn: must be ignored
         execution = rnd.choice(live)
         body = {"job_id": execution.job_id, "execution_id": execution.id, "exit_code": 0}

@@ -400,7 +400,7 @@ def test_cancel():
     assert cancel(w.state, j, "user asked") == [
         ("JobCanceled", {"job_id": j, "reason": "user asked"})
     ]
-    w.emit_all("req", cancel(w.state, j, "user asked"))
+    w.cancel("req", j, "user asked")
     assert w.state.jobs[j].status == "canceled"
     assert [e.status for e in w.state.jobs[j].executions.values()] == ["canceled"]
     assert cancel(w.state, j) == []

@@ -142,7 +142,7 @@ def test_late_node_lost_is_kept_for_reloads():
     w.requester_step("req")
     lost = w.requester_step("req", lost_nodes={w.actor("a").id})
     assert [e.type for e in lost] == ["NodeLost"]
-    w.emit("req", "JobCanceled", {"job_id": j})
+    w.cancel("req", j)
     p = Projection(EAGER)
     p.apply(w.log)
     assert p.evicted[j].lost == tuple(lost)

@@ -7,7 +7,8 @@ Every rule is a pure function of the log, so every node counts the same events:
   chain, which ingest checks; here, the one in force is the newest before the event's seq);
 - `JobCreated` only by an announced requester, for the job id its content derives (see
   `edgebac.eventlog.signed.job_id_for`), so two creations can never claim one id;
-- a job's rounds, acceptances, rejections, lost nodes and end only by that job's requester;
+- a job's rounds, acceptances, rejections, lost nodes and end only by that job's requester (a
+  cancel of a client's job only with that client's signed request);
 - bids only by announced compute nodes, whose announced labels satisfy the job's constraints;
   the free resources a bid claims are capped by what its author announced (`capped_free`);
 - an execution's start, failure and result only by the node it was accepted for (a failure
@@ -24,7 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from edgebac.eventlog.encoding import Event
-from edgebac.eventlog.signed import job_id_for
+from edgebac.eventlog.signed import CANCEL, job_id_for, request_valid
 from edgebac.scheduler import events as ev
 from edgebac.scheduler import ids
 from edgebac.scheduler.state import RESOURCE_KEYS, Job
@@ -49,7 +50,7 @@ WRITERS: Mapping[str, str] = MappingProxyType(
         ev.NODE_LOST: JOB_REQUESTER,
         ev.JOB_COMPLETED: JOB_REQUESTER,
         ev.JOB_FAILED: JOB_REQUESTER,
-        ev.JOB_CANCELED: JOB_REQUESTER,
+        ev.JOB_CANCELED: f"{JOB_REQUESTER}, on the signed request of the job's client",
     }
 )
 
@@ -170,6 +171,20 @@ def _accepted(job: Job, event: Event, author: Announced) -> str | None:
     return None
 
 
+def _canceled(job: Job, event: Event, author: Announced) -> str | None:
+    """A client's job is canceled only on that client's signed request, which the requester
+    carries into the event; a job its requester vouched for, on the requester's word."""
+    problem = _by_requester(job, event, author)
+    if problem is not None or job.client is None:
+        return problem
+    body = event.body
+    fields = {"job_id": job.id, "nonce": body.get("nonce"), "reason": body.get("reason")}
+    signed = body.get("client") == job.client and request_valid(
+        job.client, body.get("client_sig"), CANCEL, job.requester, fields
+    )
+    return None if signed else "JobCanceled of a client's job without that client's signed request"
+
+
 def _bid(job: Job, event: Event, author: Announced) -> str | None:
     if COMPUTE not in author.roles:
         return f"{event.type} by a node that did not announce the compute role"
@@ -219,5 +234,5 @@ _RULES: dict[str, Callable[[Job, Event, Announced], str | None]] = {
     ev.NODE_LOST: _by_requester,
     ev.JOB_COMPLETED: _by_requester,
     ev.JOB_FAILED: _by_requester,
-    ev.JOB_CANCELED: _by_requester,
+    ev.JOB_CANCELED: _canceled,
 }
