@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import socket
 import stat
+import time
+import urllib.error
+from pathlib import Path
+from typing import Any
 
 import pytest
+from nacl.signing import SigningKey
 
-from tests.procs import nodes_fixture, run_edgebac
+from edgebac.eventlog.clock import HybridClock
+from edgebac.eventlog.encoding import seal
+from edgebac.eventlog.store import EventLog
+from tests.announce import announced
+from tests.netfix import Author, give, post_json
+from tests.procs import START_TIMEOUT_S, ProcessTimeout, nodes_fixture, run_edgebac
 
 nodes = nodes_fixture()
 
@@ -170,3 +181,76 @@ def test_errors_have_one_json_shape(nodes, tmp_path, method, path, status, code)
     assert body["error"]["code"] == code
     assert isinstance(body["error"]["message"], str)
     assert body["error"]["message"]
+
+
+def test_a_fresh_author_whose_first_event_is_not_its_announcement_is_refused(nodes, tmp_path):
+    """POST /api/v1/events: a chain must open with its author's NodeAnnounced; what does not is
+    refused (not_announced, the rest of it a gap), and the node goes on taking good chains."""
+    node = nodes.start(tmp_path / "n")
+    stranger = Author()
+    early = seal(stranger.key, 1, None, stranger.clock.now(), "Note", {"text": "me first"})
+    later = seal(stranger.key, 2, early.id, stranger.clock.now(), "Note", {"text": "and me"})
+    answer = give(node, [early, later])
+    assert answer["accepted"] == []
+    assert [r["reason"] for r in answer["rejected"]] == ["not_announced", "gap"]
+    assert "first event must be its NodeAnnounced, not Note" in answer["rejected"][0]["detail"]
+    status, info = node.get_json("/api/v1/node")
+    assert status == 200
+    assert stranger.id.hex() not in info["version_vector"]
+    # The same author, announcing first, is taken; so is anyone else's chain.
+    member = Author()
+    chains = [stranger.announcement, stranger.next(), member.announcement, member.next()]
+    assert give(node, chains)["accepted"] == [event.id.hex() for event in chains]
+    vector = node.get_json("/api/v1/node")[1]["version_vector"]
+    assert (vector[stranger.id.hex()], vector[member.id.hex()]) == (2, 2)
+    assert node.returncode is None
+    assert "Traceback" not in node.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _first_answer(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    """POST `body` from the instant the port takes connections: a tight loop, as connection
+    attempts to a port nobody listens on fail at once (a slower poll could miss the start)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            return post_json(url, body)
+        except (urllib.error.URLError, ConnectionError):
+            continue
+    raise ProcessTimeout(f"no answer from {url} within {START_TIMEOUT_S} s")
+
+
+HELD = 3000  # enough to read that the window between bind and announcement is always hit
+
+
+async def _held_announcements(data_dir: Path, count: int) -> None:
+    """A log that already holds `count` other members' announcements (and nothing of the node's
+    own): the node reads them at start, between binding its port and announcing itself."""
+    log = await EventLog.open(data_dir / "events.db", HybridClock(60_000))
+    try:
+        clock = HybridClock(60_000)
+        await log.ingest([announced(SigningKey.generate(), clock.now()).raw for _ in range(count)])
+    finally:
+        await log.close()
+
+
+def test_a_job_submitted_the_instant_the_node_listens_follows_its_announcement(nodes, tmp_path):
+    """The node's first event is its NodeAnnounced (an author's first event must be): requests
+    that arrive before it is written wait for it (a job submitted then was refused, 400)."""
+    (tmp_path / "n").mkdir(mode=0o700)
+    asyncio.run(_held_announcements(tmp_path / "n", HELD))
+    port = _free_port()
+    node = nodes.spawn(tmp_path / "n", listen=f"127.0.0.1:{port}")
+    status, body = _first_answer(
+        f"http://127.0.0.1:{port}/api/v1/jobs", {"engine": {"type": "noop"}}
+    )
+    assert status == 201, body
+    node.wait_listening()
+    _, page = node.get_json(f"/api/v1/events?after={HELD}&limit=10")  # past the held ones
+    own = [(e["seq"], e["type"]) for e in page["events"] if e["author"].startswith(node.short_id)]
+    assert own[:2] == [(1, "NodeAnnounced"), (2, "JobCreated")]

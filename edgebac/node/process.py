@@ -8,7 +8,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -69,6 +69,7 @@ class Node:
         self.policy: Policy = Policy()
         self._engines: dict[str, Executor] = {}
         self._runner: web.AppRunner | None = None
+        self._announced = asyncio.Event()
 
     async def start(self) -> None:
         """Start, or fail leaving the data dir as it was (no key, log or lock of a failed try)."""
@@ -93,9 +94,10 @@ class Node:
             self.runner = self._make_runner()
             self.runner.executions.publisher = self.content.publisher
             self.runner.held_inputs.content = self.content
-            await self._serve_http()
+            await self._serve_http()  # requests wait for the announcement: _after_announcement
             await self.gossip.start([self.advertised])
             await self._announce()
+            self._announced.set()
             await self.runner.start()
         except BaseException:
             await self.stop(discard_new=True)
@@ -119,7 +121,7 @@ class Node:
             )
         return GossipService(
             self.log,
-            self.identity.public_key,
+            self.identity.key,
             network_key,
             config.gossip,
             seeds=[str(peer) for peer in config.peers],
@@ -173,8 +175,19 @@ class Node:
     def advertised(self) -> str:
         return str(self.config.advertise or self.address)
 
+    @web.middleware
+    async def _after_announcement(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Hold requests until the node has announced itself: the announcement names the port,
+        so it follows the bind, yet it must be the node's first event (a job submitted in
+        between would be refused)."""
+        await self._announced.wait()
+        return await handler(request)
+
     async def _serve_http(self) -> None:
         app = make_app(self)
+        app.middlewares.append(self._after_announcement)
         self.gossip.add_routes(app)
         add_content_routes(app, self.content.store)
         self._runner = web.AppRunner(
