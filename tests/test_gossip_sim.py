@@ -23,6 +23,7 @@ from edgebac.eventlog.encoding import seal
 from edgebac.eventlog.store import EventLog
 from edgebac.gossip.membership import Liveness
 from edgebac.gossip.sim import MemoryLog, Simulation, SimulationStuck, VirtualLoop
+from tests.announce import announcement
 
 SIM = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
@@ -82,7 +83,8 @@ async def test_memory_log_pages_like_event_log(tmp_path: Path):
         prev = None
         clock = HybridClock(60_000)
         for seq in range(1, 4 + 3 * k):
-            event = seal(key, seq, prev, clock.now(), "BidOffered", {"job_id": "x" * 50 * seq})
+            item = ("BidOffered", {"job_id": "x" * 50 * seq}) if seq > 1 else announcement()
+            event = seal(key, seq, prev, clock.now(), *item)
             events.append(event)
             prev = event.id
     store = await EventLog.open(tmp_path / "log.db", HybridClock(60_000))
@@ -92,12 +94,17 @@ async def test_memory_log_pages_like_event_log(tmp_path: Path):
         stored, held = await store.ingest(raws), await memory.ingest(raws)
         assert [e.id for e in held.accepted] == [e.id for e in stored.accepted]
         assert [r.reason for r in held.rejections] == [r.reason for r in stored.rejections]
+        assert len(stored.accepted) == len(events)
         assert memory.version_vector() == store.version_vector()
         authors = sorted(store.version_vector())
         for remote in ({}, {authors[0]: 2}, {authors[1]: 9, authors[2]: 1}, {authors[2]: 99}):
             for max_events, max_bytes in ((1000, 1 << 20), (3, 1 << 20), (100, 400), (1, 1)):
                 want = await store.missing(remote, max_events=max_events, max_bytes=max_bytes)
                 got = await memory.missing(remote, max_events=max_events, max_bytes=max_bytes)
+                assert (got.raws, got.complete) == (want.raws, want.complete)
+                wants = [(authors[2], remote.get(authors[2], 0)), (authors[0], 1)]
+                want = await store.after(wants, max_events=max_events, max_bytes=max_bytes)
+                got = await memory.after(wants, max_events=max_events, max_bytes=max_bytes)
                 assert (got.raws, got.complete) == (want.raws, want.complete)
     finally:
         await store.close()

@@ -13,6 +13,7 @@ from nacl.signing import SigningKey
 
 from edgebac.errors import ConfigError
 from edgebac.eventlog.clock import HybridClock, wall_clock_ms
+from edgebac.gossip import heartbeats
 from edgebac.gossip.addresses import AddressError, is_address, parse_address
 from edgebac.gossip.config import PRESETS
 from edgebac.gossip.envelope import (
@@ -29,9 +30,10 @@ from edgebac.gossip.membership import (
     dead_after_ms,
     suspect_after_ms,
 )
-from edgebac.gossip.protocol import Gossiper
+from edgebac.gossip.protocol import Gossiper, ProtocolError
 from edgebac.gossip.reachability import Notices, alone_after_ms, due
 from edgebac.gossip.sim import MemoryLog
+from tests.announce import announcement
 
 KEY = bytes(range(32))
 
@@ -200,10 +202,13 @@ def test_liveness_follows_heartbeats_and_failures():
     view.learn(b.node_id, list(b.addresses), 9, 12_001, random.Random())
     assert view.liveness(a, 12_002) is Liveness.ALIVE
     assert view.liveness(b, 12_002) is Liveness.DEAD
-    # A failed direct exchange makes a member suspect at once; a success clears it.
+    # A failed direct exchange makes a member suspect at once; an answer from its own
+    # address clears it, one from another address (anyone may name any sender) does not.
     view.failed(None, c.addresses[0], 100)
     assert view.liveness(c, 101) is Liveness.SUSPECT
-    view.contacted(c.node_id, None, 102)
+    view.contacted(c.node_id, a.addresses[0], 102)
+    assert view.liveness(c, 103) is Liveness.SUSPECT
+    view.contacted(c.node_id, c.addresses[0], 102)
     assert view.liveness(c, 103) is Liveness.ALIVE
 
 
@@ -228,17 +233,49 @@ def test_push_targets_are_distinct_live_and_never_the_sender():
         assert "127.0.0.3:1" not in targets
 
 
-def test_rumours_carry_ourselves_first_and_merge_skips_garbage():
-    view = membership()
+def keyed_view(seed: int, address: str) -> Membership:
+    key = SigningKey(bytes([seed]) * 32)
+    return Membership(bytes(key.verify_key), (address,), interval_ms=1000, key=key)
+
+
+def test_rumours_carry_our_signed_entry_first_and_merge_skips_garbage():
+    view = keyed_view(1, "127.0.0.2:1")
+    peer = keyed_view(2, "127.0.0.3:1")
+    view.merge_rumours(peer.rumours(0, random.Random(1), limit=4), 0, random.Random(1))
     view.beat()
     rumours = view.rumours(1_000, random.Random(1), limit=2)
-    assert rumours[0] == [ME, ["127.0.0.2:1"], 1]
-    assert len(rumours) == 2
-    other = Membership(b"\x09" * 32, ("127.0.0.9:1",), interval_ms=1000)
-    junk = [["short", ["x"], 1], [b"\x07" * 32, "not a list", 1], [b"\x07" * 32, ["a"], "1"], 5]
-    other.merge_rumours([*rumours, *junk], 1_000, random.Random(1))
+    assert rumours[0][:3] == [view.me, ["127.0.0.2:1"], 1]
+    assert rumours[1] == peer.own_entry()  # passed on as the peer signed it
+    other = keyed_view(9, "127.0.0.9:1")
+    junk = [
+        ["short", ["x"], 1, bytes(64)],
+        [b"\x07" * 32, "not a list", 1, bytes(64)],
+        [b"\x07" * 32, ["a:1"], "1", bytes(64)],
+        [b"\x07" * 32, ["a:1"], 1],  # the unsigned entries of the past
+        5,
+    ]
+    assert other.merge_rumours([*rumours, *junk], 1_000, random.Random(1)) == 0
     other.merge_rumours("not even a list", 1_000, random.Random(1))
-    assert set(other.members) == {ME, rumours[1][0]}
+    assert set(other.members) == {view.me, peer.me}
+
+
+def test_a_rumour_cannot_speak_for_another_node():
+    """The attack of issue 13: a member naming node B with its own address and a huge
+    heartbeat redirected B at a peer for good. Only B's key can sign B's entry now."""
+    view = keyed_view(1, "127.0.0.2:1")
+    b = keyed_view(2, "127.0.0.3:1")
+    rng = random.Random(1)
+    view.merge_rumours([b.own_entry()], 0, rng)
+    attacker = SigningKey(bytes([3]) * 32)
+    forged = heartbeats.sign(attacker, ["127.0.0.66:1"], 2**62)
+    forged[0] = b.me
+    unsigned = [b.me, ["127.0.0.66:1"], 2**62, bytes(64)]
+    assert view.merge_rumours([forged, unsigned], 10, rng) == 2
+    member = view.members[b.me]
+    assert (member.addresses, member.heartbeat) == (("127.0.0.3:1",), b.heartbeat)
+    b.beat()  # ...and B's own next heartbeat still counts
+    view.merge_rumours([b.own_entry()], 20, rng)
+    assert view.members[b.me].heartbeat == b.heartbeat
 
 
 def test_bounded_view_evicts_instead_of_growing():
@@ -247,6 +284,50 @@ def test_bounded_view_evicts_instead_of_growing():
     for index, node_id in enumerate(member_ids(40)):
         view.learn(node_id, [f"h{index}:1"], 1, float(index), rng)
     assert len(view.members) == 8
+
+
+def test_minted_members_never_crowd_out_the_ones_that_answer():
+    """Thousands of identities announced in the log or heard of (the 3,000 fake members of
+    issue 13) fill only what is left of the view: members that answered us stay."""
+    view = Membership(ME, ("127.0.0.2:1",), interval_ms=1000, view_limit=16)
+    rng = random.Random(4)
+    real = member_ids(4)
+    for index, node_id in enumerate(real):
+        view.learn(node_id, [f"127.0.0.{index + 3}:1"], 1, 0.0, rng)
+        view.contacted(node_id, f"127.0.0.{index + 3}:1", 0.0)
+    for index in range(3_000):
+        fake = index.to_bytes(4, "big") + bytes(28)
+        view.announce(fake, [f"127.0.1.1:{index + 1}"], 1.0, rng)
+        view.learn(fake, [f"127.0.1.1:{index + 1}"], 5, 1.0, rng)
+    assert len(view.members) == 16
+    assert all(node_id in view.members for node_id in real)
+    # Fakes that never answered do not stretch the timeouts, nor take the pushes.
+    assert view.answered_count == 4
+    assert {m.node_id for m in view.push_members(2.0, rng, 3)} <= set(real)
+
+
+def test_announced_members_are_unknown_until_heard_and_never_lost():
+    view = Membership(ME, ("127.0.0.2:1",), interval_ms=1000)
+    node_id = member_ids(1)[0]
+    view.announce(node_id, ["127.0.0.3:1"], 0.0, random.Random(1))
+    assert view.liveness(view.members[node_id], 100_000) is Liveness.UNKNOWN
+    assert view.dead(100_000) == []  # a requester must not record it lost
+    assert view.pull_target(0.0, random.Random(1), 0.0) == "127.0.0.3:1"
+
+
+def test_unknown_message_types_are_refused_without_state():
+    """Each unknown type added a permanent counter (`/api/v1/node` grew to 3 MB)."""
+    key = SigningKey(bytes([5]) * 32)
+    gossiper = Gossiper(
+        key, ("me:1",), MemoryLog(None, HybridClock(5_000)), None, PRESETS["fast"], clock_ms=wall_ms
+    )
+    peer = keyed_view(6, "127.0.0.6:1")
+    for index in range(500):
+        message = {"t": f"type-{index}", "peers": [peer.own_entry()]}
+        with pytest.raises(ProtocolError, match="unknown message type"):
+            asyncio.run(gossiper.handle(peer.me, message))
+    assert dict(gossiper.stats) == {"refused_unknown_type": 500}
+    assert gossiper.membership.members == {}
 
 
 # ----- addresses -------------------------------------------------------------------------------
@@ -308,17 +389,18 @@ def test_every_valid_address_can_be_dialled(text):
 def test_peer_lists_and_announcements_drop_what_is_not_an_address():
     view = Membership(ME, ("127.0.0.2:1",), interval_ms=1000)
     long_name = "a" * 230 + ":7700"  # 200-255 characters: aiohttp raised UnicodeError on it
-    good, bad, url = b"\x05" * 32, b"\x06" * 32, b"\x07" * 32
+    keys = [SigningKey(bytes([i]) * 32) for i in (5, 6, 7)]
+    good, bad, url = (bytes(key.verify_key) for key in keys)
     rng = random.Random(1)
     entries = [
-        [good, [long_name, "127.0.0.5:1"], 3],
-        [bad, [long_name], 3],
-        [url, ["http://127.0.0.7:1"], 3],
+        heartbeats.sign(keys[0], [long_name, "127.0.0.5:1"], 3),
+        heartbeats.sign(keys[1], [long_name], 3),
+        heartbeats.sign(keys[2], ["http://127.0.0.7:1"], 3),
     ]
     view.merge_rumours(entries, 1_000, rng)
     assert {k: m.addresses for k, m in view.members.items()} == {good: ("127.0.0.5:1",)}
-    view.announce(bad, [long_name, 7, "127.0.0.6:1"], 1_000)
-    view.announce(url, "127.0.0.7:1", 1_000)  # not a list at all
+    view.announce(bad, [long_name, 7, "127.0.0.6:1"], 1_000, rng)
+    view.announce(url, "127.0.0.7:1", 1_000, rng)  # not a list at all
     assert view.members[bad].addresses == ("127.0.0.6:1",)
     assert url not in view.members
     view.add_seeds([long_name, "127.0.0.8:1"])
@@ -395,14 +477,15 @@ async def test_push_and_pull_loops_outlive_an_exception_in_one_exchange(error):
     key = SigningKey.generate()
     log = MemoryLog(key, HybridClock(5_000))
     good_log = MemoryLog(None, HybridClock(5_000))
-    good = Gossiper(b"\x0b" * 32, ("good:1",), good_log, None, config, clock_ms=wall_ms)
+    good = Gossiper(SigningKey.generate(), ("good:1",), good_log, None, config, clock_ms=wall_ms)
     transport = BreakingTransport(good, error)
     me = bytes(key.verify_key)
-    gossiper = Gossiper(me, ("me:1",), log, transport, config, clock_ms=wall_ms)
+    gossiper = Gossiper(key, ("me:1",), log, transport, config, clock_ms=wall_ms)
     now = wall_ms()
     gossiper.membership.learn(b"\x0a" * 32, ["bad:1"], 1, now, random.Random(1))
-    gossiper.membership.learn(b"\x0b" * 32, ["good:1"], 1, now, random.Random(1))
+    gossiper.membership.learn(good.me, ["good:1"], 1, now, random.Random(1))
     log.add_listener(gossiper.on_local)
+    log.append([announcement()])
     task = asyncio.create_task(gossiper.run())
     try:
         for round_ in range(3):  # each push also goes to the bad peer, and fails there
@@ -410,9 +493,9 @@ async def test_push_and_pull_loops_outlive_an_exception_in_one_exchange(error):
             log.append([("Note", {"text": f"round {round_}"})])
             await until(lambda n=pushes: transport.pushes_to_good > n, "the push")
             await until(lambda n=tries: transport.tries_of_bad > n, "the bad peer tried")
-        pulls = gossiper.stats["sent_sync"]
-        await until(lambda: gossiper.stats["sent_sync"] > pulls + 5, "pulls going on")
-        assert good_log.version_vector()[me] == 3
+        pulls = gossiper.stats["sent_sums"]
+        await until(lambda: gossiper.stats["sent_sums"] > pulls + 5, "pulls going on")
+        assert good_log.version_vector()[me] == 4  # the announcement and 3 notes
         assert gossiper.stats["exchange_error"] + gossiper.stats["push_failed"] > 0
         assert not task.done()
     finally:

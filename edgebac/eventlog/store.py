@@ -558,11 +558,28 @@ class EventLog:
 
         A page always holds at least one event when any is missing, so paging always advances.
         """
+        wants = [
+            (author, remote.get(author, 0))
+            for author, head in sorted(self._heads.items())
+            if head.seq > remote.get(author, 0)
+        ]
+        return await self.after(wants, max_events=max_events, max_bytes=max_bytes)
+
+    async def after(
+        self,
+        wants: Sequence[tuple[bytes, int]],
+        *,
+        max_events: int = 1000,
+        max_bytes: int = 1 << 20,
+    ) -> Page:
+        """Events of each (author, seq) in `wants`, in that order, after that seq up to the held
+        head: what a peer lacks of just those authors (gossip compares vectors a range at a
+        time). Bounded as `missing`; `complete` when nothing wanted is left out."""
         raws: list[bytes] = []
         size = 0
-        for author, head in sorted(self._heads.items()):
-            after = remote.get(author, 0)
-            if head.seq <= after:
+        for author, after in wants:
+            head = self._heads.get(author)
+            if head is None or head.seq <= after:
                 continue
             rows = await self._read(
                 "SELECT raw FROM events WHERE author = ? AND seq > ? AND seq <= ? "

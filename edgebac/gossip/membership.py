@@ -1,7 +1,8 @@
 """Who is in the network and who is alive: pure bookkeeping, time passed in, no I/O.
 
 Liveness is gossip-style heartbeating: every node counts its own heartbeat up once a pull
-interval, and the highest heartbeat heard of each member rides along every exchange. A member
+interval and signs it with its addresses; the highest signed heartbeat heard of each member
+rides along every exchange, as that member signed it (nobody can speak for another node). A member
 whose heartbeat has not moved for `suspect_after(N)` is suspect, for `dead_after(N)` dead. Both
 grow with log10(N) (Lifeguard's rule), because news of a heartbeat needs O(log N) rounds to
 cross the network. A failed direct exchange makes a member suspect at once. Nothing here is
@@ -16,15 +17,28 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from nacl.signing import SigningKey
+
+from edgebac.gossip import heartbeats
 from edgebac.gossip.addresses import is_address
 
 MAX_ADDRESSES = 8  # per member; more is a node describing itself wrongly, not a bigger reach
+# A newer heartbeat clears a failed exchange (the node restarted, say), but not for a member that
+# never answered us and failed this often: an identity minted with an address nobody answers at
+# costs each node that many failed pushes, not one for every heartbeat it signs.
+MAX_FAILURES_FORGIVEN = 3
+# Entries of a peer list looked at: twice what we send, and a bound on signature checks.
+MAX_RUMOURS = 64
 
 
 class Liveness(StrEnum):
     ALIVE = "alive"
     SUSPECT = "suspect"
     DEAD = "dead"
+    UNKNOWN = "unknown"  # known from the log, never heard from: not up, not lost either
+
+
+_REACHABLE = (Liveness.ALIVE, Liveness.SUSPECT)
 
 
 def scale(n: int) -> float:
@@ -63,14 +77,27 @@ def dead_after_ms(n: int, interval_ms: float, mult: float, dead_mult: float) -> 
 class Member:
     node_id: bytes
     addresses: tuple[str, ...]
-    heartbeat: int = 0
-    heard_ms: float = 0.0  # local time the heartbeat last moved or we last talked directly
+    heartbeat: int = 0  # the highest heartbeat it signed that we verified (0: none yet)
+    heard_ms: float | None = None  # local time its heartbeat last rose or it last answered us
     failed_ms: float | None = None  # local time of the last failed direct exchange, if newer
+    signed: list[Any] | None = None  # its own signed entry with that heartbeat, to pass on
+    answered: bool = False  # it once answered us, as itself, at its own address
+    failures: int = 0  # failed direct exchanges since it last answered
+    announced: bool = False  # its NodeAnnounced is in our log
+
+    def weight(self) -> tuple[bool, bool, float]:
+        """What backs it, for the bounded view: first-hand answers, then the log, then news."""
+        return (self.answered, self.announced, self.heard_ms or 0.0)
 
 
 @dataclass
 class Membership:
-    """This node's view of the others. Iteration orders are insertion orders: deterministic."""
+    """This node's view of the others. Iteration orders are insertion orders: deterministic.
+
+    A member enters only on its own word: its `NodeAnnounced` (the log) or a heartbeat entry it
+    signed (heartbeats.py). Second-hand news is never more than a signed heartbeat passed on:
+    it shows the member was up when it signed it, and ages like any other news.
+    """
 
     me: bytes
     my_addresses: tuple[str, ...]
@@ -79,8 +106,11 @@ class Membership:
     dead_mult: float = 3.0
     view_limit: int = 4096
     heartbeat: int = 0  # start it at the wall clock's ms: a restarted node must outbid its past
+    key: SigningKey | None = None  # signs our own entry; None: peers cannot learn us by gossip
     members: dict[bytes, Member] = field(default_factory=dict)
     seeds: dict[str, bytes | None] = field(default_factory=dict)  # address -> node id once known
+    answered_count: int = 0
+    _own: list[Any] | None = None
 
     def add_seeds(self, addresses: Iterable[str]) -> None:
         for address in addresses:
@@ -93,51 +123,69 @@ class Membership:
     # ----- learning ----------------------------------------------------------------------------
 
     def learn(
-        self, node_id: bytes, addresses: Sequence[str], heartbeat: int, now_ms: float, rng: Any
+        self,
+        node_id: bytes,
+        addresses: Sequence[str],
+        heartbeat: int,
+        now_ms: float,
+        rng: Any,
+        signed: list[Any] | None = None,
     ) -> None:
-        """Record what a peer said about a member (itself or another)."""
-        if node_id == self.me or not addresses:
-            return
-        member = self.members.get(node_id)
-        if member is None:
-            if len(self.members) >= self.view_limit:
-                self._evict(rng)
-            member = self.members[node_id] = Member(node_id, tuple(addresses), heartbeat, now_ms)
-            return
-        if tuple(addresses) != member.addresses and heartbeat >= member.heartbeat:
-            member.addresses = tuple(addresses)
-        if heartbeat > member.heartbeat:
-            member.heartbeat = heartbeat
-            member.heard_ms = now_ms
-            member.failed_ms = None
-
-    def announce(self, node_id: bytes, addresses: Sequence[str], now_ms: float) -> None:
-        """A node's own announcement in the log: its addresses are what it says they are
-        (those that are addresses at all: anyone may write an announcement)."""
+        """Record a heartbeat entry `node_id` signed (the caller verified the signature)."""
         addresses = dialable(addresses)
         if node_id == self.me or not addresses:
             return
         member = self.members.get(node_id)
         if member is None:
-            self.members[node_id] = Member(node_id, tuple(addresses), 0, now_ms)
-        else:
-            member.addresses = tuple(addresses)
+            member = self._admit(Member(node_id, tuple(addresses)), rng)
+            if member is None:
+                return
+        elif heartbeat <= member.heartbeat:
+            return
+        member.addresses = tuple(addresses)
+        member.heartbeat, member.signed, member.heard_ms = heartbeat, signed, now_ms
+        if member.answered or member.failures < MAX_FAILURES_FORGIVEN:
+            member.failed_ms = None
 
-    def _evict(self, rng: Any) -> None:
-        """Make room in a bounded view: drop the stalest of a few random members."""
-        ids = list(self.members)
-        sample = [ids[rng.randrange(len(ids))] for _ in range(min(4, len(ids)))]
-        stalest = min(sample, key=lambda node_id: self.members[node_id].heard_ms)
-        del self.members[stalest]
+    def announce(self, node_id: bytes, addresses: Sequence[str], now_ms: float, rng: Any) -> None:
+        """A node's own announcement in the log: its addresses are what it says they are
+        (those that are addresses at all). It says nothing about whether the node is up."""
+        addresses = dialable(addresses)
+        if node_id == self.me or not addresses:
+            return
+        member = self.members.get(node_id)
+        if member is None:
+            member = self._admit(Member(node_id, tuple(addresses), announced=True), rng)
+        if member is not None:
+            member.addresses, member.announced = tuple(addresses), True
 
-    def contacted(self, node_id: bytes, address: str | None, now_ms: float) -> None:
-        """A direct exchange with this member succeeded."""
-        if address is not None and address in self.seeds:
+    def _admit(self, newcomer: Member, rng: Any) -> Member | None:
+        """Add to a bounded view: evict the least backed of a few random members, never one
+        that answered us first-hand (so identities minted by the thousand cannot crowd out the
+        nodes we talk to); None when there is no room."""
+        if len(self.members) >= self.view_limit:
+            ids = list(self.members)
+            sample = [self.members[ids[rng.randrange(len(ids))]] for _ in range(min(8, len(ids)))]
+            weakest = min(sample, key=Member.weight)
+            if weakest.answered or weakest.weight()[:2] > newcomer.weight()[:2]:
+                return None
+            del self.members[weakest.node_id]
+        self.members[newcomer.node_id] = newcomer
+        return newcomer
+
+    def contacted(self, node_id: bytes, address: str, now_ms: float) -> None:
+        """We dialled `address` and `node_id` answered: first-hand news, if `address` is that
+        member's own (a peer naming another node as the answering sender proves nothing)."""
+        if address in self.seeds:
             self.seeds[address] = node_id
         member = self.members.get(node_id)
-        if member is not None:
-            member.heard_ms = now_ms
-            member.failed_ms = None
+        if member is None or not (address in member.addresses or address in self.seeds):
+            return
+        if not member.answered:
+            member.answered = True
+            self.answered_count += 1
+        member.heard_ms = now_ms
+        member.failed_ms, member.failures = None, 0
 
     def failed(self, node_id: bytes | None, address: str, now_ms: float) -> None:
         """A direct exchange failed: suspect the member at once."""
@@ -145,18 +193,24 @@ class Membership:
             node_id = self.seeds.get(address) or self._id_at(address)
         member = self.members.get(node_id) if node_id is not None else None
         if member is not None:
+            if member.failed_ms is None:  # probing a member already failed proves nothing new
+                member.failures += 1
             member.failed_ms = now_ms
 
     # ----- judging -----------------------------------------------------------------------------
 
     def _limits(self) -> tuple[float, float]:
-        """(suspect, dead) silence thresholds in ms for the current view size."""
-        suspect_ms = suspect_after_ms(len(self.members) + 1, self.interval_ms, self.suspicion_mult)
+        """(suspect, dead) silence thresholds in ms for the size of the network we have talked
+        to: members nobody vouches for first-hand must not stretch everyone's timeouts."""
+        n = self.answered_count + 1
+        suspect_ms = suspect_after_ms(n, self.interval_ms, self.suspicion_mult)
         return suspect_ms, self.dead_mult * suspect_ms
 
     def liveness(
         self, member: Member, now_ms: float, limits: tuple[float, float] | None = None
     ) -> Liveness:
+        if member.heard_ms is None:
+            return Liveness.UNKNOWN
         suspect_ms, dead_ms = limits or self._limits()
         silent = now_ms - member.heard_ms
         if silent > dead_ms:
@@ -174,13 +228,13 @@ class Membership:
         return [m for m, state in self._judged(now_ms) if state is Liveness.ALIVE]
 
     def dead(self, now_ms: float) -> list[bytes]:
-        return [
-            m.node_id for m in self.members.values() if self.liveness(m, now_ms) is Liveness.DEAD
-        ]
+        """Members heard from once and silent since: never ones we have not heard from yet
+        (a requester records these as lost)."""
+        return [m.node_id for m, state in self._judged(now_ms) if state is Liveness.DEAD]
 
     def reachable(self, now_ms: float) -> list[Member]:
         """Alive and suspect members: worth talking to every round."""
-        return [m for m, state in self._judged(now_ms) if state is not Liveness.DEAD]
+        return [m for m, state in self._judged(now_ms) if state in _REACHABLE]
 
     def _id_at(self, address: str) -> bytes | None:
         for member in self.members.values():
@@ -191,18 +245,22 @@ class Membership:
     # ----- choosing ----------------------------------------------------------------------------
 
     def pull_target(self, now_ms: float, rng: Any, dead_probe_chance: float) -> str | None:
-        """The address to pull from this round: a random live member, sometimes a dead one.
+        """The address to pull from this round: a random live member, sometimes a long shot.
 
-        Dead members and seeds never answered get an occasional try, so a healed partition or a
-        restarted node is found again without anyone's help.
+        Long shots are seeds never answered and dead members, so a healed partition or a
+        restarted node is found again without anyone's help; members never heard from at all
+        (announced in the log, say) get half of those tries, so thousands of them cannot keep
+        the others from being tried.
         """
         judged = self._judged(now_ms)
-        live = [m for m, state in judged if state is not Liveness.DEAD]
-        dead = [m for m, state in judged if state is Liveness.DEAD]
+        live = [m for m, state in judged if state in _REACHABLE]
+        unheard = [m.addresses[0] for m, state in judged if state is Liveness.UNKNOWN]
         unknown = [a for a, node_id in self.seeds.items() if node_id not in self.members]
-        long_shots = unknown + [m.addresses[0] for m in dead]
-        if long_shots and (not live or rng.random() < dead_probe_chance):
-            return long_shots[rng.randrange(len(long_shots))]
+        long_shots = unknown + [m.addresses[0] for m, state in judged if state is Liveness.DEAD]
+        if (long_shots or unheard) and (not live or rng.random() < dead_probe_chance):
+            if not unheard or (long_shots and rng.random() < 0.5):
+                return long_shots[rng.randrange(len(long_shots))]
+            return unheard[rng.randrange(len(unheard))]
         if live:
             return live[rng.randrange(len(live))].addresses[0]
         return None
@@ -217,40 +275,63 @@ class Membership:
     def push_members(
         self, now_ms: float, rng: Any, fanout: int, skip: Collection[bytes] = ()
     ) -> list[Member]:
-        """Up to `fanout` distinct live members, none of `skip` (who told us, who has it)."""
+        """Up to `fanout` distinct live members, none of `skip` (who told us, who has it):
+        those that answered us first-hand first, the others only to fill up."""
         live = [m for m in self.alive(now_ms) if m.node_id not in skip]
-        return rng.sample(live, fanout) if len(live) > fanout else live
+        if len(live) <= fanout:
+            return live
+        tried = [m for m in live if m.answered]
+        if len(tried) >= fanout:
+            return rng.sample(tried, fanout)
+        others = [m for m in live if not m.answered]
+        return tried + rng.sample(others, fanout - len(tried))
+
+    def own_entry(self) -> list[Any]:
+        """Our signed heartbeat entry (signed once per heartbeat)."""
+        own = self._own
+        if own is None or own[2] != self.heartbeat or own[1] != list(self.my_addresses):
+            if self.key is None:
+                own = [self.me, list(self.my_addresses), self.heartbeat, bytes(64)]
+            else:
+                own = heartbeats.sign(self.key, self.my_addresses, self.heartbeat)
+            self._own = own
+        return own
 
     def rumours(self, now_ms: float, rng: Any, limit: int) -> list[list[Any]]:
-        """What rides along an exchange: ourselves first, then random non-dead members."""
+        """What rides along an exchange: our own signed entry first, then the signed entries
+        of random members that are not dead (their own words, passed on as they were)."""
         want = max(limit - 1, 0)
-        members = list(self.members.values())
+        members = [m for m in self.members.values() if m.signed is not None]
         if len(members) > 2 * want:
             # Judge a random sample, not the whole view: this runs on every message, and a view
             # can hold thousands. Non-dead members of a random sample are a random sample of them.
             members = rng.sample(members, 2 * want)
         limits = self._limits()
-        others = [m for m in members if self.liveness(m, now_ms, limits) is not Liveness.DEAD]
+        others = [m for m in members if self.liveness(m, now_ms, limits) in _REACHABLE]
         if len(others) > want:
             others = rng.sample(others, want)
-        entries = [[self.me, list(self.my_addresses), self.heartbeat]]
-        entries.extend([m.node_id, list(m.addresses), m.heartbeat] for m in others)
-        return entries
+        return [self.own_entry(), *(m.signed for m in others if m.signed is not None)]
 
-    def merge_rumours(self, entries: Any, now_ms: float, rng: Any) -> None:
-        """Learn from a peer's list; malformed entries are skipped, not trusted."""
+    def merge_rumours(self, entries: Any, now_ms: float, rng: Any) -> int:
+        """Learn from a peer's list; returns how many entries had a bad signature. Malformed
+        entries are skipped, and a signature is checked only when the entry would tell us
+        something new, at most `MAX_RUMOURS` a message."""
         if not isinstance(entries, list):
-            return
-        for entry in entries[:1024]:
-            if (
-                isinstance(entry, list)
-                and len(entry) == 3
-                and isinstance(entry[0], bytes)
-                and len(entry[0]) == 32
-                and isinstance(entry[1], list)
-                and type(entry[2]) is int
-            ):
-                self.learn(entry[0], dialable(entry[1]), entry[2], now_ms, rng)
+            return 0
+        refused = 0
+        for entry in entries[:MAX_RUMOURS]:
+            parsed = heartbeats.parse(entry)
+            if parsed is None or parsed[0] == self.me:
+                continue
+            node_id, addresses, heartbeat, signature = parsed
+            member = self.members.get(node_id)
+            if member is not None and heartbeat <= member.heartbeat:
+                continue
+            if not heartbeats.verified(node_id, addresses, heartbeat, signature):
+                refused += 1
+                continue
+            self.learn(node_id, addresses, heartbeat, now_ms, rng, entry)
+        return refused
 
     def snapshot(self, now_ms: float) -> list[dict[str, Any]]:
         return [
@@ -259,7 +340,7 @@ class Membership:
                 "addresses": list(m.addresses),
                 "liveness": str(self.liveness(m, now_ms)),
                 "heartbeat": m.heartbeat,
-                "silent_ms": int(now_ms - m.heard_ms),
+                "silent_ms": None if m.heard_ms is None else int(now_ms - m.heard_ms),
             }
             for m in self.members.values()
         ]

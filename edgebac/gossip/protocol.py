@@ -3,12 +3,17 @@
 Transport-agnostic: the same `Gossiper` runs over HTTP between real nodes and over the
 simulator's in-memory transport under a virtual clock. Messages are plain msgpack-able maps:
 
-    sync  {t, vv, peers}            -> page {t, vv, events, complete, peers}
-    push  {t, events, relay, to, peers} -> ack {t, new, refused}
+    sums  {t, sums, peers}                      -> diff {t, mask, peers}
+    sync  {t, mask, lo, hi, vv, peers}          -> page {t, hi, vv, events, complete, peers}
+    push  {t, events, relay, to, peers}         -> ack {t, new, refused}
 
-An exchange is push-pull: the initiator sends its version vector, gets the events it lacks
-(paging while the reply says incomplete), then sends the events the peer's vector lacks, so
-both sides hold the union after one exchange. Events that arrive by push and are new here are
+An exchange is push-pull over the version vector in bounded pieces (vectors.py): the initiator
+sends its 256 bucket digests and learns which buckets differ; then, a range of at most 1,024
+authors of those buckets at a time, it sends its entries, gets the events it lacks (paging
+while the reply says incomplete) with the peer's entries, and pushes the events the peer lacks,
+so both sides hold the union after one exchange, and no message grows with the number of
+authors. Anything else, an unknown message type included, is refused before it changes
+anything (one fixed counter, never one per type). Events that arrive by push and are new here are
 pushed on to `fanout` other peers (rumour mongering) when the push says `relay`; what moves by
 pull (and the push half of an exchange) is never relayed, so a catch-up of a large backlog does
 not become a storm. Pull is the safety net for what pushes miss.
@@ -23,18 +28,23 @@ from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+from nacl.signing import SigningKey
+
 from edgebac.eventlog.chain import Reason
 from edgebac.eventlog.encoding import Event, decode
 from edgebac.eventlog.store import IngestReport
+from edgebac.gossip import vectors
 from edgebac.gossip.bodies import batches
 from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.membership import Membership, dead_after_ms, push_fanout
 from edgebac.gossip.reachability import Notices
+from edgebac.gossip.vectors import MASK_BYTES, MAX_ENTRIES, SUMS_BYTES, VectorIndex
 from edgebac.gossip.wire import (
     ProtocolError,
     SyncLog,
     Transport,
     TransportError,
+    check_bytes,
     check_events,
     check_vv,
 )
@@ -51,6 +61,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+KINDS = ("sums", "sync", "push")  # what we answer; anything else is refused as it arrives
 MAX_REACHED = 64  # node ids a push names as already reached; beyond it, duplicates are cheap
 
 
@@ -78,12 +89,30 @@ def _advance_raw(vv: dict[bytes, int], raws: Sequence[bytes]) -> None:
     advance(vv, [decode(raw) for raw in raws])
 
 
+def _range(message: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+    """(mask, lo, hi) of a range request."""
+    mask = check_bytes(message.get("mask"), MASK_BYTES, "mask")
+    lo = check_bytes(message.get("lo"), 32, "lo")
+    hi = check_bytes(message.get("hi"), 32, "hi")
+    if lo > hi:
+        raise ProtocolError("range ends before it starts")
+    return mask, lo, hi
+
+
+def _cut(reply: dict[str, Any], lo: bytes, hi: bytes) -> bytes:
+    """Where the peer's answer to the range lo..hi ends: within it, or the reply is wrong."""
+    cut = check_bytes(reply.get("hi"), 32, "hi")
+    if not lo <= cut <= hi:
+        raise ProtocolError("reply covers a range that was not asked for")
+    return cut
+
+
 class Gossiper:
     """One node's side of gossip: serve peers, pull every round, push what is new."""
 
     def __init__(
         self,
-        me: bytes,
+        key: SigningKey,
         addresses: Sequence[str],
         log: SyncLog,
         transport: Transport,
@@ -94,7 +123,7 @@ class Gossiper:
         seeds: Sequence[str] = (),
         notices: Notices | None = None,
     ) -> None:
-        self.me = me
+        self.me = me = bytes(key.verify_key)
         self.log = log
         self.transport = transport
         self.config = config
@@ -108,8 +137,10 @@ class Gossiper:
             dead_mult=config.dead_mult,
             view_limit=config.view_limit,
             heartbeat=int(clock_ms()),
+            key=key,
         )
         self.membership.add_seeds(seeds)
+        self.index = VectorIndex()
         self.notices = notices or Notices(logger.info, clock_ms)
         self.last_answer_ms = clock_ms()  # the last time any peer answered us or spoke to us
         self.stats: Counter[str] = Counter()
@@ -123,31 +154,49 @@ class Gossiper:
     # ----- serving ----------------------------------------------------------------------------
 
     async def handle(self, sender: bytes, message: Any) -> dict[str, Any]:
-        """Answer one message from `sender` (already authenticated by the envelope)."""
+        """Answer one message from `sender` (whom the network key vouches for, no more)."""
         if not isinstance(message, dict):
             raise ProtocolError("message is not a map")
         kind = message.get("t")
+        if kind not in KINDS:
+            self.stats["refused_unknown_type"] += 1
+            raise ProtocolError("unknown message type")
         self.stats[f"recv_{kind}"] += 1
-        self.membership.merge_rumours(message.get("peers"), self.clock_ms(), self.rng)
-        self.membership.contacted(sender, None, self.clock_ms())
+        self._merge(message.get("peers"))
         self.last_answer_ms = self.clock_ms()
+        if kind == "sums":
+            theirs = check_bytes(message.get("sums"), SUMS_BYTES, "sums")
+            self.index.update(self.log.version_vector())
+            return {"t": "diff", "mask": self.index.diff(theirs), "peers": self._rumours()}
         if kind == "sync":
-            return await self._serve_sync(check_vv(message.get("vv")))
-        if kind == "push":
-            events = check_events(message.get("events"))
-            relay = message.get("relay") is True
-            report = await self.ingest_from(sender, events, relay, _ids(message.get("to")))
-            return {"t": "ack", "new": len(report.accepted), "refused": len(report.errors)}
-        raise ProtocolError(f"unknown message type {kind!r}")
+            return await self._serve_range(message)
+        events = check_events(message.get("events"))
+        relay = message.get("relay") is True
+        report = await self.ingest_from(sender, events, relay, _ids(message.get("to")))
+        return {"t": "ack", "new": len(report.accepted), "refused": len(report.errors)}
 
-    async def _serve_sync(self, remote: dict[bytes, int]) -> dict[str, Any]:
-        page = await self.log.missing(
-            remote, max_events=self.config.max_page_events, max_bytes=self.config.max_page_bytes
+    def _merge(self, peers: Any) -> None:
+        refused = self.membership.merge_rumours(peers, self.clock_ms(), self.rng)
+        if refused:
+            self.stats["rumours_refused"] += refused
+
+    async def _serve_range(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Our entries in the asked range (cut at MAX_ENTRIES) and the events the asker's
+        entries there lack."""
+        mask, lo, hi = _range(message)
+        remote = check_vv(message.get("vv"))
+        self.index.update(self.log.version_vector())
+        mine, cut = self.index.entries(mask, lo, hi, MAX_ENTRIES)
+        page = await self.log.after(
+            self.index.ahead(remote, mask, lo, cut),
+            max_events=self.config.max_page_events,
+            max_bytes=self.config.max_page_bytes,
         )
         self.stats["events_sent"] += len(page.raws)
         return {
             "t": "page",
-            "vv": dict(self.log.version_vector()),
+            "hi": cut,
+            "vv": mine,
             "events": page.raws,
             "complete": page.complete,
             "peers": self._rumours(),
@@ -225,22 +274,37 @@ class Gossiper:
         self.notices.exchange_failed(address, exc, expected, address in self.membership.seeds)
 
     async def _exchange(self, address: str) -> None:
-        """Pull pages until caught up, then push what the peer lacks.
+        """Compare bucket digests, then pull and push each differing range in turn."""
+        self.index.update(self.log.version_vector())
+        reply = await self._ask(address, {"t": "sums", "sums": self.index.sums()}, "diff")
+        mask = check_bytes(reply.get("mask"), MASK_BYTES, "mask")
+        budget = self.config.max_pages_per_exchange
+        lo = vectors.next_start(mask, vectors.ZERO)
+        while lo is not None and budget > 0:
+            done, budget = await self._sync_range(address, mask, lo, budget)
+            lo = vectors.next_start(mask, vectors.after(done))
+
+    async def _sync_range(
+        self, address: str, mask: bytes, lo: bytes, budget: int
+    ) -> tuple[bytes, int]:
+        """Pull the range starting at `lo` until caught up, then push what the peer lacks in it;
+        (the end of the range now in step, the page budget left).
 
         Pages are pipelined: while one page is being verified and stored, the next is already
-        asked for, with our vector as it will be once this page is in. A catch-up of a large
+        asked for, with our entries as they will be once this page is in. A catch-up of a large
         backlog then costs about the verification time alone, not verification plus round trips.
         """
-        wanted = dict(self.log.version_vector())
-        reply = await self._sync(address, wanted)
-        remote = dict(check_vv(reply.get("vv")))
-        for page in range(self.config.max_pages_per_exchange):
+        self.index.update(self.log.version_vector())
+        wanted, hi = self.index.entries(mask, lo, vectors.END, MAX_ENTRIES)
+        reply = await self._range(address, mask, lo, hi, wanted)
+        hi, remote = _cut(reply, lo, hi), dict(check_vv(reply.get("vv")))
+        while budget > 0:
+            budget -= 1
             raws = check_events(reply.get("events"))
-            more = reply.get("complete") is not True and raws
             following = None
-            if more and page + 1 < self.config.max_pages_per_exchange:
+            if reply.get("complete") is not True and raws and budget > 0:
                 _advance_raw(wanted, raws)
-                following = asyncio.ensure_future(self._sync(address, dict(wanted)))
+                following = asyncio.ensure_future(self._range(address, mask, lo, hi, wanted))
                 following.add_done_callback(_retrieve)
             try:
                 report = await self.log.ingest(raws)
@@ -255,23 +319,36 @@ class Gossiper:
                 following.cancel()
                 break
             reply = await following
-        await self._push_missing(address, remote)
+            hi = min(hi, _cut(reply, lo, hi))
+        await self._push_missing(address, remote, mask, lo, hi)
+        return hi, budget
 
-    async def _sync(self, address: str, vector: dict[bytes, int]) -> dict[str, Any]:
-        request = {"t": "sync", "vv": vector, "peers": self._rumours()}
-        sender, reply = await self._request(address, request)
-        if not isinstance(reply, dict) or reply.get("t") != "page":
-            raise ProtocolError("reply to sync is not a page")
-        self.membership.merge_rumours(reply.get("peers"), self.clock_ms(), self.rng)
+    async def _range(
+        self, address: str, mask: bytes, lo: bytes, hi: bytes, entries: dict[bytes, int]
+    ) -> dict[str, Any]:
+        vv = {author: seq for author, seq in entries.items() if author <= hi}
+        message = {"t": "sync", "mask": mask, "lo": lo, "hi": hi, "vv": vv}
+        return await self._ask(address, message, "page")
+
+    async def _ask(self, address: str, message: dict[str, Any], answer: str) -> dict[str, Any]:
+        """One request of an exchange, with our peer list; the reply must be an `answer`."""
+        message["peers"] = self._rumours()
+        sender, reply = await self._request(address, message)
+        if not isinstance(reply, dict) or reply.get("t") != answer:
+            raise ProtocolError(f"reply to {message['t']} is not a {answer}")
+        self._merge(reply.get("peers"))
         self.membership.contacted(sender, address, self.clock_ms())
         self.last_answer_ms = self.clock_ms()
         return reply
 
-    async def _push_missing(self, address: str, remote: dict[bytes, int]) -> None:
-        """Send the peer every event its vector lacks, page by page."""
+    async def _push_missing(
+        self, address: str, remote: dict[bytes, int], mask: bytes, lo: bytes, hi: bytes
+    ) -> None:
+        """Send the peer every event of the range that its entries `remote` lack, page by page."""
+        self.index.update(self.log.version_vector())
         for _ in range(self.config.max_pages_per_exchange):
-            page = await self.log.missing(
-                remote,
+            page = await self.log.after(
+                self.index.ahead(remote, mask, lo, hi),
                 max_events=self.config.max_page_events,
                 max_bytes=self.config.max_page_bytes,
             )
@@ -336,11 +413,21 @@ class Gossiper:
     # ----- pushing ----------------------------------------------------------------------------
 
     def on_local(self, events: Sequence[Event]) -> None:
-        """Called with every batch of newly stored events; pushes the ones we wrote."""
+        """Called with every batch of newly stored events: pushes the ones we wrote, and learns
+        the addresses nodes announce (the log is the other place a member's own word is)."""
+        self.announced(events)
         mine = [event.raw for event in events if event.author == self.me]
         if mine:
             self._outbox.extend(mine)
             self._outbox_ready.set()
+
+    def announced(self, events: Sequence[Event]) -> None:
+        """Learn the addresses in these events' `NodeAnnounced` (the log's at start, say)."""
+        now = self.clock_ms()
+        for event in events:
+            if event.type == "NodeAnnounced" and event.author != self.me:
+                addresses = event.body.get("addresses", [])
+                self.membership.announce(event.author, addresses, now, self.rng)
 
     async def _push_loop(self) -> None:
         while True:
@@ -354,7 +441,7 @@ class Gossiper:
 
     async def _push(self, raws: list[bytes], skip: Collection[bytes] = ()) -> None:
         fanout = push_fanout(
-            len(self.membership.members) + 1, self.config.fanout, self.config.max_fanout
+            self.membership.answered_count + 1, self.config.fanout, self.config.max_fanout
         )
         targets = self.membership.push_members(self.clock_ms(), self.rng, fanout, skip)
         if targets:
@@ -371,11 +458,12 @@ class Gossiper:
                 "peers": self._rumours()[:1],
             }
             try:
-                await self._request(address, message)
+                sender, _ = await self._request(address, message)
             except Exception as exc:  # one peer must not stop the rest
                 self.stats["push_failed"] += 1
                 self._failed(address, exc)
                 return
+            self.membership.contacted(sender, address, self.clock_ms())
             self.stats["events_sent"] += len(raws)
             self.last_answer_ms = self.clock_ms()
             self.notices.answered(address)

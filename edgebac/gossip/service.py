@@ -1,8 +1,8 @@
 """Gossip as a node runs it: envelope, HTTP transport, the gossiper loop, admission, addresses.
 
-Membership is fed from two sides: the peer lists that ride along exchanges, and the addresses
-nodes announce in the log (`NodeAnnounced`), so a restarted node finds its peers again even
-when its seeds are gone.
+Membership is fed from two sides, both a node's own word: the signed heartbeats that ride along
+exchanges, and the addresses nodes announce in the log (`NodeAnnounced`), so a restarted node
+finds its peers again even when its seeds are gone.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
+from nacl.signing import SigningKey
 
 from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.eventlog.encoding import Event
@@ -38,7 +39,7 @@ class GossipService:
     def __init__(
         self,
         log: EventLog,
-        me: bytes,
+        key: SigningKey,
         network_key: bytes,
         config: GossipConfig,
         seeds: Sequence[str],
@@ -51,7 +52,7 @@ class GossipService:
         self.config = config
         self.envelope = Envelope(
             network_key,
-            me,
+            bytes(key.verify_key),
             int(config.max_body_age_s * 1000),
             config.max_body_bytes,
             max_skew_ms=max_skew_ms,
@@ -60,7 +61,7 @@ class GossipService:
             self.envelope, config.request_timeout_s, config.max_body_bytes, local_host
         )
         self.gossiper = Gossiper(
-            me,
+            key,
             (),
             log,
             self.transport,
@@ -83,8 +84,7 @@ class GossipService:
             for type_ in ADMISSION_TYPES:
                 self.admission.observe(await self.all_of_type(type_))
             self.log.is_member = self.admission.is_member
-        for event in await self.all_of_type("NodeAnnounced"):
-            self._learn_announcement(event)
+        self.gossiper.announced(await self.all_of_type("NodeAnnounced"))
         self.log.add_listener(self._on_events)
         self._task = asyncio.create_task(self.gossiper.run(), name="gossip")
 
@@ -98,18 +98,9 @@ class GossipService:
             events.extend(event for _, event in page)
             after = page[-1][0]
 
-    def _learn_announcement(self, event: Event) -> None:
-        membership = self.gossiper.membership
-        if event.author == membership.me:
-            return
-        membership.announce(event.author, event.body.get("addresses", []), wall_ms())
-
     def _on_events(self, events: list[Event]) -> None:
         if self.admission is not None:
             self.admission.observe(events)
-        for event in events:
-            if event.type == "NodeAnnounced":
-                self._learn_announcement(event)
         self.gossiper.on_local(events)
 
     async def ingest(self, raws: Sequence[bytes]) -> Any:

@@ -30,7 +30,7 @@ from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import Event, Verifier, event_id, seal
 from edgebac.eventlog.opening import open_many
 from edgebac.eventlog.store import IngestReport, Page
-from edgebac.eventlog.types import body_problem
+from edgebac.eventlog.types import FIRST_TYPES, body_problem
 from edgebac.gossip.config import PRESETS, GossipConfig
 from edgebac.gossip.membership import Liveness
 from edgebac.gossip.protocol import Gossiper, ProtocolError, TransportError
@@ -144,6 +144,9 @@ class MemoryLog:
     def chain(self, author: bytes) -> list[Event]:
         return self._chains.get(author, [])
 
+    def chains(self) -> list[list[Event]]:
+        return list(self._chains.values())
+
     def count(self) -> int:
         return sum(len(chain) for chain in self._chains.values())
 
@@ -154,10 +157,25 @@ class MemoryLog:
         self, remote: Mapping[bytes, int], *, max_events: int = 1000, max_bytes: int = 1 << 20
     ) -> Page:
         """As `EventLog.missing`: oldest first per author, authors in order, bounded."""
+        wants = [
+            (author, remote.get(author, 0))
+            for author, chain in sorted(self._chains.items())
+            if len(chain) > remote.get(author, 0)
+        ]
+        return await self.after(wants, max_events=max_events, max_bytes=max_bytes)
+
+    async def after(
+        self,
+        wants: Sequence[tuple[bytes, int]],
+        *,
+        max_events: int = 1000,
+        max_bytes: int = 1 << 20,
+    ) -> Page:
+        """As `EventLog.after`: each wanted author's events past its seq, in order, bounded."""
         raws: list[bytes] = []
         size = 0
-        for author, chain in sorted(self._chains.items()):
-            after = remote.get(author, 0)
+        for author, after in wants:
+            chain = self._chains.get(author, [])
             if len(chain) <= after:
                 continue
             rows = chain[after : after + max(max_events - len(raws), 0)]
@@ -202,6 +220,10 @@ class MemoryLog:
         author = bytes(self.key.verify_key)
         events = []
         head = self._heads.get(author)
+        if head is None and items and items[0][0] not in FIRST_TYPES:
+            raise ValueError(
+                f"this node's first event must be its NodeAnnounced, not {items[0][0]}"
+            )
         for type_, body in items:
             problem = body_problem(type_, body)
             if problem is not None:
@@ -449,7 +471,7 @@ class Simulation:
         if node.up:
             return
         node.gossiper = Gossiper(
-            node.id,
+            node.key,
             [node.address],
             node.log,
             SimTransport(self.network, node.address),
@@ -457,6 +479,9 @@ class Simulation:
             clock_ms=self.now_ms,
             rng=node.rng,
             seeds=node.seeds,
+        )
+        node.gossiper.announced(
+            [e for c in node.log.chains() for e in c if e.type == "NodeAnnounced"]
         )
         node.up = True
         node.task = self.loop.create_task(node.gossiper.run())
@@ -484,10 +509,22 @@ class Simulation:
         self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
     def append(self, i: int, type_: str = "BidOffered", body: Mapping[str, Any] | None = None):
-        """Node i writes one event, which its gossiper pushes like a real node's listener."""
+        """Node i writes one event, which its gossiper pushes like a real node's listener.
+
+        A node's first write comes after its announcement (an author's first event must be its
+        `NodeAnnounced`), in the same batch: only nodes that write hold events, so a run of
+        10,000 nodes does not carry 10,000 announcements to every node.
+        """
         self._written += 1
         item = (type_, dict(body) if body is not None else {"job_id": f"sim-{self._written}"})
-        return self.nodes[i].log.append([item])[0]
+        log = self.nodes[i].log
+        if not log.chain(self.nodes[i].id):
+            return log.append([self.announcement(i), item])[-1]
+        return log.append([item])[-1]
+
+    def announcement(self, i: int) -> tuple[str, dict[str, Any]]:
+        body = {"addresses": [self.nodes[i].address], "roles": ["compute"], "labels": {}}
+        return "NodeAnnounced", body | {"resources": {}, "executors": ["noop"]}
 
     def up(self) -> list[SimNode]:
         return [node for node in self.nodes if node.up]

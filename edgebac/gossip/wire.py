@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from edgebac.eventlog.store import IngestReport, Page
 
-MAX_VV_AUTHORS = 1_000_000
+MAX_VV_ENTRIES = 1024  # per message (gossip/vectors.py): 43 KB of vector at most
 
 
 class TransportError(Exception):
@@ -55,10 +55,11 @@ class SyncLog(Protocol):
         """Held state, from memory: never blocks."""
         ...
 
-    async def missing(
-        self, remote: Mapping[bytes, int], *, max_events: int, max_bytes: int
+    async def after(
+        self, wants: Sequence[tuple[bytes, int]], *, max_events: int, max_bytes: int
     ) -> Page:
-        """Events `remote` lacks, bounded; reads the database (does not wait for writers)."""
+        """Events of the wanted (author, seq) pairs past that seq, in order, bounded; reads the
+        database (does not wait for writers)."""
         ...
 
     async def ingest(self, raws: Sequence[bytes]) -> IngestReport:
@@ -70,8 +71,12 @@ class SyncLog(Protocol):
 
 
 def check_vv(value: Any) -> dict[bytes, int]:
-    if not isinstance(value, dict) or len(value) > MAX_VV_AUTHORS:
+    if not isinstance(value, dict):
         raise ProtocolError("vv is not a map of authors to seqs")
+    if len(value) > MAX_VV_ENTRIES:
+        raise ProtocolError(
+            f"vv has {len(value)} entries; a message carries at most {MAX_VV_ENTRIES}"
+        )
     for author, seq in value.items():
         if not (isinstance(author, bytes) and len(author) == 32 and type(seq) is int and seq >= 0):
             raise ProtocolError("vv has an entry that is not (32-byte author, seq)")
@@ -81,4 +86,10 @@ def check_vv(value: Any) -> dict[bytes, int]:
 def check_events(value: Any) -> list[bytes]:
     if not isinstance(value, list) or not all(isinstance(raw, bytes) for raw in value):
         raise ProtocolError("events is not a list of byte strings")
+    return value
+
+
+def check_bytes(value: Any, size: int, what: str) -> bytes:
+    if not (isinstance(value, bytes) and len(value) == size):
+        raise ProtocolError(f"{what} is not {size} bytes")
     return value
