@@ -63,8 +63,16 @@ def job(rng: random.Random) -> tuple[str, dict]:
     )
 
 
+# What opens every chain (an author's first event must be its announcement).
+ANNOUNCEMENT = (
+    "NodeAnnounced",
+    {"addresses": [], "roles": ["requester"], "labels": {}, "resources": {}, "executors": []},
+)
+
+
 def foreign_events(count: int, rng: random.Random) -> list[Event]:
-    """`count` events from AUTHORS other nodes, each author's chain in order, interleaved."""
+    """`count` events from AUTHORS other nodes, each author's chain (its announcement, then
+    jobs) in order, interleaved."""
     clock = HybridClock(SKEW_MS)
     chains: list[list[Event]] = []
     for _ in range(AUTHORS):
@@ -72,7 +80,7 @@ def foreign_events(count: int, rng: random.Random) -> list[Event]:
         chain: list[Event] = []
         for seq in range(1, count // AUTHORS + 1):
             prev = chain[-1].id if chain else None
-            chain.append(seal(key, seq, prev, clock.now(), *job(rng)))
+            chain.append(seal(key, seq, prev, clock.now(), *(job(rng) if prev else ANNOUNCEMENT)))
         chains.append(chain)
     # Round-robin: a batch carries several authors, like a gossip page would.
     return [event for group in zip(*chains, strict=True) for event in group]
@@ -99,6 +107,7 @@ async def timed(run: Callable[[], Awaitable[int]]) -> float:
 
 async def append_rates(path: Path, rng: random.Random, events: int) -> dict[str, float]:
     log = await EventLog.open(path, HybridClock(SKEW_MS), SigningKey.generate())
+    await log.append([ANNOUNCEMENT])  # untimed: the chain must open with it
     items = [job(rng) for _ in range(events)]
 
     async def batches(size: int, total: int) -> int:
