@@ -28,6 +28,7 @@ from edgebac.gossip.config import PRESETS, GossipConfig, largest_page_body
 from edgebac.gossip.envelope import OPEN_NETWORK_KEY, Envelope
 from edgebac.gossip.http import PATH, HttpTransport, add_gossip_routes
 from edgebac.gossip.protocol import Gossiper, TransportError
+from edgebac.gossip.vectors import whole_range
 from tests.netfix import Author
 
 FAST = PRESETS["fast"]
@@ -92,9 +93,9 @@ async def gossip_peer(tmp_path: Path, raws: list[bytes]) -> AsyncIterator[tuple[
     log = await EventLog.open(tmp_path / "peer.db", HybridClock(60_000), SigningKey.generate())
     report = await log.ingest(raws)
     assert len(report.accepted) == len(raws), report.rejections
-    me = bytes(SigningKey.generate().verify_key)
-    envelope = Envelope(OPEN_NETWORK_KEY, me, 30_000, FAST.max_body_bytes)
-    gossiper = Gossiper(me, (), log, transport=None, config=FAST, clock_ms=wall_ms)  # type: ignore[arg-type]
+    key = SigningKey.generate()
+    envelope = Envelope(OPEN_NETWORK_KEY, bytes(key.verify_key), 30_000, FAST.max_body_bytes)
+    gossiper = Gossiper(key, (), log, transport=None, config=FAST, clock_ms=wall_ms)  # type: ignore[arg-type]
     app = web.Application()
     add_gossip_routes(app, gossiper, envelope)
     try:
@@ -116,15 +117,16 @@ async def test_a_page_and_a_push_of_megabytes_open_on_the_other_side(tmp_path):
     held, pushed = Author(), Author()
     largest = note_of(held, MAX_EVENT_BYTES)
     client = transport()
-    async with gossip_peer(tmp_path, [largest.raw]) as (address, gossiper):
+    raws = [held.announcement.raw, largest.raw]
+    async with gossip_peer(tmp_path, raws) as (address, gossiper):
         try:
-            _, page = await client.request(address, {"t": "sync", "vv": {}, "peers": []})
+            _, page = await client.request(address, whole_range({held.id: 1}))
             assert page["events"] == [largest.raw]
-            events = [note_of(pushed, 1 << 20).raw for _ in range(3)]
+            events = [pushed.announcement.raw] + [note_of(pushed, 1 << 20).raw for _ in range(3)]
             _, ack = await client.request(address, {"t": "push", "events": events, "peers": []})
         finally:
             await client.close()
-    assert ack == {"t": "ack", "new": 3, "refused": 0}
+    assert ack == {"t": "ack", "new": 4, "refused": 0}
     assert not any(name.startswith("refused_body") for name in gossiper.stats)
 
 
@@ -146,7 +148,7 @@ async def test_a_reply_past_the_limit_is_a_transport_error():
     async with serving(streaming_app(FAST.max_body_bytes + 1)) as address:
         try:
             with pytest.raises(TransportError, match="larger than"):
-                await client.request(address, {"t": "sync", "vv": {}, "peers": []})
+                await client.request(address, whole_range())
         finally:
             await client.close()
 
@@ -167,7 +169,7 @@ async def test_every_page_carries_one_event_at_least_the_largest_too(tmp_path, c
     them: never empty, each body within the limit, everything delivered in order."""
     author = Author()
     sizes = [300, 200 << 10, MAX_EVENT_BYTES, 100, MAX_EVENT_BYTES - 1, 700 << 10, 50]
-    raws = [note_of(author, size).raw for size in sizes]
+    raws = [author.announcement.raw] + [note_of(author, size).raw for size in sizes]
     async with gossip_peer(tmp_path, raws) as (_, gossiper):
         gossiper.config = config
         me = bytes(SigningKey.generate().verify_key)
@@ -175,7 +177,7 @@ async def test_every_page_carries_one_event_at_least_the_largest_too(tmp_path, c
         got: list[bytes] = []
         vv: dict[bytes, int] = {}
         for _ in range(len(raws) + 1):
-            page = await gossiper.handle(me, {"t": "sync", "vv": dict(vv), "peers": []})
+            page = await gossiper.handle(me, whole_range(vv))
             missing = [raw for raw in page["events"] if decode(raw).author == author.id]
             assert page["events"], "an empty page while events are missing"
             body = envelope.seal(page)

@@ -26,11 +26,11 @@ def test_five_nodes_share_everything(nodes, tmp_path):
     network = start_network(nodes, tmp_path, 5, "--network-key", str(key))
     authors = [Author() for _ in network]
     for node, author in zip(network, authors, strict=True):
-        give(node, [author.next(f"from {node.short_id}") for _ in range(3)])
-    expect = {author.id.hex(): 3 for author in authors}
+        give(node, [author.announcement] + [author.next(f"from {node.short_id}") for _ in range(3)])
+    expect = {author.id.hex(): 4 for author in authors}
     expect.update({info(node)["id"]: 1 for node in network})  # each one's NodeAnnounced
     wait_converged(network, expect)
-    assert len(event_ids(network[0])) == 5 * 3 + 5
+    assert len(event_ids(network[0])) == 5 * 4 + 5
 
 
 def test_node_list_shows_every_node_alive(nodes, tmp_path):
@@ -60,16 +60,16 @@ def test_partition_heals_to_identical_logs(nodes, tmp_path):
     wait_converged(network)
     left, right = Author(), Author()
     with partition(hosts[:2], hosts[2:]):
-        give(network[0], [left.next() for _ in range(4)])
-        give(network[3], [right.next() for _ in range(5)])
+        give(network[0], [left.announcement] + [left.next() for _ in range(4)])
+        give(network[3], [right.announcement] + [right.next() for _ in range(5)])
         # Each side converges on its own writes, and does not see the other side's.
-        wait_converged(network[:2], {left.id.hex(): 4})
-        wait_converged(network[2:], {right.id.hex(): 5})
+        wait_converged(network[:2], {left.id.hex(): 5})
+        wait_converged(network[2:], {right.id.hex(): 6})
         time.sleep(1.0)  # several fast-preset intervals: nothing may cross the cut
         assert right.id.hex() not in info(network[0])["version_vector"]
         assert left.id.hex() not in info(network[3])["version_vector"]
     started = time.monotonic()
-    wait_converged(network, {left.id.hex(): 4, right.id.hex(): 5}, timeout=30)
+    wait_converged(network, {left.id.hex(): 5, right.id.hex(): 6}, timeout=30)
     print(f"healed in {time.monotonic() - started:.2f} s")
 
 
@@ -84,7 +84,8 @@ def test_stopped_and_killed_nodes_catch_up_on_restart(nodes, tmp_path):
             victim.kill()
         else:
             assert victim.stop(how) == 0
-        give(network[0], [author.next() for _ in range(10)])
+        first = [author.announcement] if len(author.events) == 1 else []
+        give(network[0], first + [author.next() for _ in range(10)])
         wait_converged(network[:2], {author.id.hex(): len(author.events)})
         # Restart on the same address and data dir, with no --peers: the log knows its peers.
         network[2] = nodes.start(

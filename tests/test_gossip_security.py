@@ -14,6 +14,7 @@ from nacl.signing import SigningKey
 
 from edgebac.eventlog.encoding import seal
 from edgebac.gossip.envelope import read_network_key
+from edgebac.gossip.vectors import MAX_ENTRIES, whole_range
 from tests.netfix import (
     Author,
     event_ids,
@@ -54,7 +55,8 @@ def test_nodes_without_the_key_learn_nothing_and_tell_nothing(nodes, tmp_path):
     )
     refused = "refused_body_wrong_network_key"
     wait_for(lambda: stats(members[0]).get(refused, 0) >= 4, 15, "refusals")
-    give(members[1], [Author().next("secret")])
+    secret = Author()
+    give(members[1], [secret.announcement, secret.next("secret")])
     wait_converged(members)
     member_ids = {info(node)["id"] for node in members}
     for stranger in (keyless, wrong):
@@ -72,6 +74,7 @@ def test_tampered_and_forged_events_are_refused_and_not_forwarded(nodes, tmp_pat
     wait_converged([a, b])
     envelope = peer_envelope(key)
     author = Author()
+    assert push(envelope, a, [author.announcement.raw])["new"] == 1
     good = author.next("payload")
     raw = bytearray(good.raw)
     raw[raw.index(b"payload")] ^= 0x01  # same shape, one bit different inside the signed body
@@ -86,7 +89,7 @@ def test_tampered_and_forged_events_are_refused_and_not_forwarded(nodes, tmp_pat
     assert stats(a)["refused_bad_signature"] == 2
     # The intact event goes through and is forwarded; the bad ones never were.
     assert push(envelope, a, [good.raw])["new"] == 1
-    wait_converged([a, b], {author.id.hex(): 1})
+    wait_converged([a, b], {author.id.hex(): 2})
     assert "refused_bad_signature" not in stats(b)
     assert good.id.hex() in event_ids(b)
 
@@ -95,7 +98,8 @@ def test_replayed_and_stale_bodies_are_refused(nodes, tmp_path):
     key = network_key(tmp_path)
     (a,) = start_network(nodes, tmp_path, 1, "--network-key", str(key))
     envelope = peer_envelope(key)
-    body = envelope.seal({"t": "push", "events": [Author().next().raw], "relay": False})
+    first = Author().announcement.raw
+    body = envelope.seal({"t": "push", "events": [first], "relay": False})
     assert sealed_post(a.url, body)[0] == 200
     status, answer = sealed_post(a.url, body)
     assert status == 403
@@ -123,8 +127,10 @@ def test_malformed_messages_and_oversized_bodies_get_4xx(nodes, tmp_path):
         assert (status, json.loads(answer)["error"]["code"]) == (400, code)
     for message in (
         {"t": "gimme"},
-        {"t": "sync", "vv": {b"short": 1}},
-        {"t": "sync", "vv": {bytes(32): -1}},
+        {"t": "sync", "vv": {}},  # the unbounded vector of the past: no range
+        whole_range({b"short": 1}),
+        whole_range({bytes(32): -1}),
+        whole_range({i.to_bytes(32, "big"): 1 for i in range(MAX_ENTRIES + 1)}),
         {"t": "push", "events": "nope"},
     ):
         status, answer = sealed_post(a.url, envelope.seal(message))
@@ -132,7 +138,7 @@ def test_malformed_messages_and_oversized_bodies_get_4xx(nodes, tmp_path):
     status, answer = sealed_post(a.url, b"x" * (5 << 20))
     assert status == 413
     assert a.get_json("/healthz")[0] == 200
-    assert stats(a)["refused_body_bad_message"] == 5
+    assert stats(a)["refused_body_bad_message"] == 7
 
 
 @pytest.fixture(scope="module")

@@ -245,7 +245,8 @@ class Membership:
     # ----- choosing ----------------------------------------------------------------------------
 
     def pull_target(self, now_ms: float, rng: Any, dead_probe_chance: float) -> str | None:
-        """The address to pull from this round: a random live member, sometimes a long shot.
+        """The address to pull from this round: a random live member that answered us before,
+        sometimes a long shot.
 
         Long shots are seeds never answered and dead members, so a healed partition or a
         restarted node is found again without anyone's help; members never heard from at all
@@ -261,6 +262,11 @@ class Membership:
             if not unheard or (long_shots and rng.random() < 0.5):
                 return long_shots[rng.randrange(len(long_shots))]
             return unheard[rng.randrange(len(unheard))]
+        # Every other round among those that answered us before: members heard of but never
+        # answered (minted by the thousand, perhaps) cannot take all of our pulls.
+        tried = [m for m in live if m.answered]
+        if tried and rng.random() < 0.5:
+            live = tried
         if live:
             return live[rng.randrange(len(live))].addresses[0]
         return None

@@ -28,7 +28,14 @@ MASK_BYTES = BUCKETS // 8
 MAX_ENTRIES = MAX_VV_ENTRIES
 ZERO = bytes(32)
 END = b"\xff" * 32
+ALL = b"\xff" * MASK_BYTES
 _EMPTY = bytes(SUM_BYTES)
+
+
+def whole_range(vv: Mapping[bytes, int] | None = None) -> dict[str, Any]:
+    """A `sync` over every author, with these entries (at most MAX_ENTRIES): a tool's or a
+    test's way to ask a node for what it holds."""
+    return {"t": "sync", "mask": ALL, "lo": ZERO, "hi": END, "vv": dict(vv or {}), "peers": []}
 
 
 def bucket_sum(entries: Mapping[bytes, int]) -> bytes:
