@@ -33,6 +33,7 @@ from nacl.signing import SigningKey
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import SIGNING_CONTEXT, seal
 from edgebac.eventlog.store import EventLog
+from tests.announce import announcement
 from tests.netfix import Author, give, host_port, info, network_key, vv
 from tests.procs import Nodes, wait_for
 
@@ -77,6 +78,7 @@ def spread(network: list, events: int) -> None:
     for watcher in watchers:
         watcher.start()
     author, rng = Author(), random.Random(7)
+    give(network[0], [author.announcement])  # an author's first event is its announcement
     sent: dict[str, float] = {}
     latencies: list[float] = []
     for _ in range(events):
@@ -123,7 +125,8 @@ async def write_backlog(path: Path, total: int) -> list:
     for key in keys:
         prev, chain = None, []
         for seq in range(1, total // len(keys) + 1):
-            event = seal(key, seq, prev, clock.now(), "Note", {"text": f"backlog {seq}" * 4})
+            item = announcement() if seq == 1 else ("Note", {"text": f"backlog {seq}" * 4})
+            event = seal(key, seq, prev, clock.now(), *item)
             chain.append(event.raw)
             prev = event.id
             if len(sample) < 2000:
