@@ -201,13 +201,14 @@ def test_a_lying_requester_cannot_name_paths_as_execution_ids(network, tmp_path)
     job_id = job_id_for(liar.id, "liar", spec, "n1")
     created = {"job_id": job_id, "spec": spec, "nonce": "n1", "vouched": "liar"}
     liar.push(honest, [liar.write("JobCreated", created)])
-    bidder = honest[1]
-    bidder_key = bytes.fromhex(info(bidder)["public_key"])
+    keys = {bytes.fromhex(info(node)["public_key"]): i for i, node in enumerate(honest)}
 
-    def bid_of_bidder() -> bool:
-        return f"0:{bidder_key.hex()}" in view(bidder, job_id)["bids"]
+    def an_honest_bid() -> bytes | None:  # once one node bid, the others need not
+        bids = view(honest[0], job_id)["bids"].values()
+        return next((key for b in bids if (key := bytes.fromhex(b["node"])) in keys), None)
 
-    wait_for(bid_of_bidder, 30, "the honest node to bid on the liar's job")
+    bidder_key = wait_for(an_honest_bid, 30, "an honest node to bid on the liar's job")
+    bidder_dir = tmp_path / f"n{keys[bidder_key]}"  # the network fixture's data dirs
     accepts = [
         liar.write(
             "BidAccepted",
@@ -221,5 +222,5 @@ def test_a_lying_requester_cannot_name_paths_as_execution_ids(network, tmp_path)
         assert view(node, job_id)["executions"] == {}
         assert sum(info(node)["evidence"][liar.id.hex()].values()) == len(accepts)
     assert (victim / "precious").read_text() == "keep me"
-    results = tmp_path / "n1" / "work" / "results"
+    results = bidder_dir / "work" / "results"
     assert all(ids.is_execution_id(folder.name) for folder in results.glob("*"))
