@@ -65,6 +65,13 @@ def dialable(addresses: Any) -> list[str]:
     return [a for a in addresses[:MAX_ADDRESSES] if is_address(a)]
 
 
+# Members we have not talked to count towards the network's size, but at most this many times
+# those that answered us: early on a node has talked to few of them (its timeouts must not be
+# those of a tiny network, or healthy members flap to suspect), while minted members nobody
+# vouches for first-hand stretch everyone's timeouts by at most log10 of this.
+VOUCHED_SPAN = 4
+
+
 def suspect_after_ms(n: int, interval_ms: float, mult: float) -> float:
     return mult * scale(n) * interval_ms
 
@@ -202,7 +209,8 @@ class Membership:
     def _limits(self) -> tuple[float, float]:
         """(suspect, dead) silence thresholds in ms for the size of the network we have talked
         to: members nobody vouches for first-hand must not stretch everyone's timeouts."""
-        n = self.answered_count + 1
+        answered = self.answered_count + 1
+        n = max(answered, min(len(self.members) + 1, VOUCHED_SPAN * answered))
         suspect_ms = suspect_after_ms(n, self.interval_ms, self.suspicion_mult)
         return suspect_ms, self.dead_mult * suspect_ms
 
