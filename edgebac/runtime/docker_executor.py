@@ -29,6 +29,7 @@ from edgebac.scheduler.spec import DockerEngine
 
 logger = logging.getLogger(__name__)
 NODE_LABEL = "edgebac.node"
+SIGKILLED = 128 + 9  # the exit status of a process killed by SIGKILL
 EXECUTION_LABEL = "edgebac.execution"
 PROBE_TIMEOUT_S = 5
 LOGS_JOIN_TIMEOUT_S = 30  # for the log copiers to catch up once the container has stopped
@@ -164,10 +165,18 @@ class DockerExecutor:
             raise
         await asyncio.to_thread(_join, copiers)
         status = await asyncio.to_thread(_state, container)
+        code = int(result.get("StatusCode", -1))
+        limit = task.spec.resources.memory_bytes
         if status.get("OOMKilled"):
-            limit = format_size(task.spec.resources.memory_bytes)
-            raise ExecutionError(f"out of memory: killed at its {limit} memory limit")
-        return int(result.get("StatusCode", -1))
+            raise ExecutionError(f"out of memory: killed at its {format_size(limit)} memory limit")
+        if code == SIGKILLED and limit:
+            # Docker does not always set OOMKilled (cgroup v2 reports the kill on the cgroup,
+            # not always on the container's state): a SIGKILL we did not send, under a memory
+            # limit, is the kernel's OOM killer.
+            raise ExecutionError(
+                f"out of memory (killed by signal 9 at its {format_size(limit)} memory limit)"
+            )
+        return code
 
     async def cleanup(self, task: Task) -> None:
         container = self._containers.pop(task.execution_id, None)
