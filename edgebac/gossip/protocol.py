@@ -31,12 +31,12 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from edgebac.eventlog.chain import Reason
-from edgebac.eventlog.encoding import Event, decode
+from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.store import IngestReport
-from edgebac.gossip import vectors
 from edgebac.gossip.bodies import batches
 from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.membership import Membership, dead_after_ms, push_fanout
+from edgebac.gossip.pulling import Pulling, advance
 from edgebac.gossip.reachability import Notices
 from edgebac.gossip.vectors import MASK_BYTES, MAX_ENTRIES, SUMS_BYTES, VectorIndex
 from edgebac.gossip.wire import (
@@ -65,28 +65,11 @@ KINDS = ("sums", "sync", "push")  # what we answer; anything else is refused as 
 MAX_REACHED = 64  # node ids a push names as already reached; beyond it, duplicates are cheap
 
 
-def advance(vv: dict[bytes, int], events: Sequence[Event]) -> None:
-    """A peer's vector after it received `events` (pages are contiguous per author)."""
-    for event in events:
-        if event.seq > vv.get(event.author, 0):
-            vv[event.author] = event.seq
-
-
 def _ids(value: Any) -> frozenset[bytes]:
     """The node ids of a push's `to` list; anything malformed is simply ignored."""
     if not isinstance(value, list):
         return frozenset()
     return frozenset(v for v in value[:MAX_REACHED] if isinstance(v, bytes) and len(v) == 32)
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark a prefetch's failure as seen: the exchange that dropped it already ended."""
-    if not task.cancelled():
-        task.exception()
-
-
-def _advance_raw(vv: dict[bytes, int], raws: Sequence[bytes]) -> None:
-    advance(vv, [decode(raw) for raw in raws])
 
 
 def _range(message: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
@@ -99,15 +82,7 @@ def _range(message: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
     return mask, lo, hi
 
 
-def _cut(reply: dict[str, Any], lo: bytes, hi: bytes) -> bytes:
-    """Where the peer's answer to the range lo..hi ends: within it, or the reply is wrong."""
-    cut = check_bytes(reply.get("hi"), 32, "hi")
-    if not lo <= cut <= hi:
-        raise ProtocolError("reply covers a range that was not asked for")
-    return cut
-
-
-class Gossiper:
+class Gossiper(Pulling):
     """One node's side of gossip: serve peers, pull every round, push what is new."""
 
     def __init__(
@@ -235,135 +210,6 @@ class Gossiper:
             self.stats[f"refused_{rejection.reason}"] += 1
             if rejection.reason is Reason.CLOCK_SKEW:
                 self.notices.events_refused(rejection)
-
-    # ----- pulling ----------------------------------------------------------------------------
-
-    async def exchange(self, address: str) -> bool:
-        """One push-pull exchange with the node at `address`; False if it failed.
-
-        At most one exchange per peer at a time: a long catch-up outlives many pull intervals,
-        and a second exchange would fetch and verify the very same pages again.
-        """
-        if address in self._exchanging:
-            return True
-        self._exchanging.add(address)
-        try:
-            async with self._limit:
-                await self._exchange(address)
-        except Exception as exc:  # nothing one peer does may end our loops
-            self.stats["exchange_failed"] += 1
-            self._failed(address, exc)
-            return False
-        finally:
-            self._exchanging.discard(address)
-        self.stats["exchanges"] += 1
-        self.notices.answered(address)
-        return True
-
-    def refused_body(self, peer: str, code: str, detail: str) -> None:
-        """A body we refused before reading it (the HTTP route tells us)."""
-        self.notices.body_refused(peer, code, detail)
-
-    def _failed(self, address: str, exc: Exception) -> None:
-        """Suspect the peer; say why when it is a cause the operator can fix."""
-        self.membership.failed(None, address, self.clock_ms())
-        logger.debug("exchange with %s failed", address, exc_info=exc)
-        expected = isinstance(exc, TransportError | ProtocolError)
-        if not expected:
-            self.stats["exchange_error"] += 1
-        self.notices.exchange_failed(address, exc, expected, address in self.membership.seeds)
-
-    async def _exchange(self, address: str) -> None:
-        """Compare bucket digests, then pull and push each differing range in turn."""
-        self.index.update(self.log.version_vector())
-        reply = await self._ask(address, {"t": "sums", "sums": self.index.sums()}, "diff")
-        mask = check_bytes(reply.get("mask"), MASK_BYTES, "mask")
-        budget = self.config.max_pages_per_exchange
-        lo = vectors.next_start(mask, vectors.ZERO)
-        while lo is not None and budget > 0:
-            done, budget = await self._sync_range(address, mask, lo, budget)
-            lo = vectors.next_start(mask, vectors.after(done))
-
-    async def _sync_range(
-        self, address: str, mask: bytes, lo: bytes, budget: int
-    ) -> tuple[bytes, int]:
-        """Pull the range starting at `lo` until caught up, then push what the peer lacks in it;
-        (the end of the range now in step, the page budget left).
-
-        Pages are pipelined: while one page is being verified and stored, the next is already
-        asked for, with our entries as they will be once this page is in. A catch-up of a large
-        backlog then costs about the verification time alone, not verification plus round trips.
-        """
-        self.index.update(self.log.version_vector())
-        wanted, hi = self.index.entries(mask, lo, vectors.END, MAX_ENTRIES)
-        reply = await self._range(address, mask, lo, hi, wanted)
-        hi, remote = _cut(reply, lo, hi), dict(check_vv(reply.get("vv")))
-        while budget > 0:
-            budget -= 1
-            raws = check_events(reply.get("events"))
-            following = None
-            if reply.get("complete") is not True and raws and budget > 0:
-                _advance_raw(wanted, raws)
-                following = asyncio.ensure_future(self._range(address, mask, lo, hi, wanted))
-                following.add_done_callback(_retrieve)
-            try:
-                report = await self.log.ingest(raws)
-            except BaseException:
-                if following is not None:
-                    following.cancel()
-                raise
-            self._count(report)
-            if following is None:
-                break
-            if not report.accepted:  # the page was refused: asking on would only repeat it
-                following.cancel()
-                break
-            reply = await following
-            hi = min(hi, _cut(reply, lo, hi))
-        await self._push_missing(address, remote, mask, lo, hi)
-        return hi, budget
-
-    async def _range(
-        self, address: str, mask: bytes, lo: bytes, hi: bytes, entries: dict[bytes, int]
-    ) -> dict[str, Any]:
-        vv = {author: seq for author, seq in entries.items() if author <= hi}
-        message = {"t": "sync", "mask": mask, "lo": lo, "hi": hi, "vv": vv}
-        return await self._ask(address, message, "page")
-
-    async def _ask(self, address: str, message: dict[str, Any], answer: str) -> dict[str, Any]:
-        """One request of an exchange, with our peer list; the reply must be an `answer`."""
-        message["peers"] = self._rumours()
-        sender, reply = await self._request(address, message)
-        if not isinstance(reply, dict) or reply.get("t") != answer:
-            raise ProtocolError(f"reply to {message['t']} is not a {answer}")
-        self._merge(reply.get("peers"))
-        self.membership.contacted(sender, address, self.clock_ms())
-        self.last_answer_ms = self.clock_ms()
-        return reply
-
-    async def _push_missing(
-        self, address: str, remote: dict[bytes, int], mask: bytes, lo: bytes, hi: bytes
-    ) -> None:
-        """Send the peer every event of the range that its entries `remote` lack, page by page."""
-        self.index.update(self.log.version_vector())
-        for _ in range(self.config.max_pages_per_exchange):
-            page = await self.log.after(
-                self.index.ahead(remote, mask, lo, hi),
-                max_events=self.config.max_page_events,
-                max_bytes=self.config.max_page_bytes,
-            )
-            if not page.raws:
-                return
-            message = {"t": "push", "events": page.raws, "relay": False, "peers": []}
-            await self._request(address, message)
-            self.stats["events_sent"] += len(page.raws)
-            _advance_raw(remote, page.raws)
-            if page.complete:
-                return
-
-    async def _request(self, address: str, message: dict[str, Any]) -> tuple[bytes, Any]:
-        self.stats[f"sent_{message['t']}"] += 1
-        return await self.transport.request(address, message)
 
     async def pull_once(self) -> bool | None:
         """Beat our heart and pull from one chosen peer; None if we know no one."""
