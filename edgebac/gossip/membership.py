@@ -27,6 +27,10 @@ MAX_ADDRESSES = 8  # per member; more is a node describing itself wrongly, not a
 # never answered us and failed this often: an identity minted with an address nobody answers at
 # costs each node that many failed pushes, not one for every heartbeat it signs.
 MAX_FAILURES_FORGIVEN = 3
+# ...unless its heartbeat jumped as a restart's does (a node starts counting at its wall clock's
+# ms, far past the one beat per interval it counted before): a restarted node we only ever
+# heard of second-hand is alive again at once, not suspect until we happen to dial it.
+RESTART_JUMP = 10_000
 # Entries of a peer list looked at: twice what we send, and a bound on signature checks.
 MAX_RUMOURS = 64
 
@@ -149,6 +153,8 @@ class Membership:
                 return
         elif heartbeat <= member.heartbeat:
             return
+        if heartbeat - member.heartbeat > RESTART_JUMP:
+            member.failures = 0  # failures of its past life say nothing of this one
         member.addresses = tuple(addresses)
         member.heartbeat, member.signed, member.heard_ms = heartbeat, signed, now_ms
         if member.answered or member.failures < MAX_FAILURES_FORGIVEN:
@@ -206,12 +212,16 @@ class Membership:
 
     # ----- judging -----------------------------------------------------------------------------
 
+    def size(self) -> int:
+        """The network's size as timeouts and fanout see it: ourselves, the members that
+        answered us, and the others up to `VOUCHED_SPAN` times those."""
+        answered = self.answered_count + 1
+        return max(answered, min(len(self.members) + 1, VOUCHED_SPAN * answered))
+
     def _limits(self) -> tuple[float, float]:
         """(suspect, dead) silence thresholds in ms for the size of the network we have talked
         to: members nobody vouches for first-hand must not stretch everyone's timeouts."""
-        answered = self.answered_count + 1
-        n = max(answered, min(len(self.members) + 1, VOUCHED_SPAN * answered))
-        suspect_ms = suspect_after_ms(n, self.interval_ms, self.suspicion_mult)
+        suspect_ms = suspect_after_ms(self.size(), self.interval_ms, self.suspicion_mult)
         return suspect_ms, self.dead_mult * suspect_ms
 
     def liveness(

@@ -286,9 +286,7 @@ class Gossiper(Pulling):
                 await self._guarded(self._push(batch), "push")
 
     async def _push(self, raws: list[bytes], skip: Collection[bytes] = ()) -> None:
-        fanout = push_fanout(
-            self.membership.answered_count + 1, self.config.fanout, self.config.max_fanout
-        )
+        fanout = push_fanout(self.membership.size(), self.config.fanout, self.config.max_fanout)
         targets = self.membership.push_members(self.clock_ms(), self.rng, fanout, skip)
         if targets:
             reached = sorted({self.me, *skip, *(m.node_id for m in targets)})[:MAX_REACHED]
