@@ -23,38 +23,13 @@ from edgebac.cli.options import api_option, data_dir_option, option, output_opti
 @option("--preset", default="default", show_default=True, help="Timing preset: default or fast.")
 @option("--authority", default=None, help="Public key of the network authority (admission mode).")
 @option("--policy", type=click.Path(path_type=Path), default=None, help="Operator policy file.")
-def node(
-    ctx: click.Context,
-    data_dir: Path,
-    listen: str,
-    advertise: str | None,
-    peers: str | None,
-    network_key: Path | None,
-    roles: str,
-    labels: str | None,
-    preset: str,
-    authority: str | None,
-    policy: Path | None,
-) -> None:
+def node(ctx: click.Context, **flags: Any) -> None:
     """Run a node until SIGINT or SIGTERM (or: edgebac node list)."""
     if ctx.invoked_subcommand is not None:
         return
     from edgebac import node as node_entry
 
-    node_entry.run(
-        node_entry.from_flags(
-            data_dir=data_dir,
-            listen=listen,
-            advertise=advertise,
-            peers=peers,
-            network_key=network_key,
-            roles=roles,
-            labels=labels,
-            preset=preset,
-            authority=authority,
-            policy=policy,
-        )
-    )
+    node_entry.run(node_entry.from_flags(**flags))  # it names the flag at fault
 
 
 @node.command("list")
