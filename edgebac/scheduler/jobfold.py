@@ -57,6 +57,16 @@ def create(event: Event, parsed: JobSpec | SpecError | None = None) -> Job | Non
     return job
 
 
+def parsed_before(event: Event, old: Job | None) -> JobSpec | None:
+    """The spec `old` parsed, if it came from this same JobCreated: a late event re-folds
+    its job, and parsing the spec again would be most of that cost."""
+    if old is None or old.spec is None or event.type != ev.JOB_CREATED:
+        return None
+    if old.created_hlc != event.hlc or old.requester != event.author:
+        return None
+    return old.spec if event.body.get("spec") == old.spec_dict else None
+
+
 def apply(job: Job, event: Event, author: Announced | None) -> str | None:
     """Fold one event into `job`, then refresh the status. `author` is the announcement its
     author had made when it wrote the event. Returns why the event counts for nothing, if its

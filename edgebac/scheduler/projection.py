@@ -38,7 +38,6 @@ from edgebac.scheduler import authority, jobfold
 from edgebac.scheduler import events as ev
 from edgebac.scheduler.authority import Announced, Announcements
 from edgebac.scheduler.retention import EndedJob, Retention, Seen, SortKey, job_digest
-from edgebac.scheduler.spec import JobSpec
 from edgebac.scheduler.state import RESOURCE_KEYS, Execution, Job, NodeInfo
 
 
@@ -189,7 +188,7 @@ class Projection:
         if event.type == ev.NODE_ANNOUNCED:
             self.announcements.add(event.author, Announced.of(event))
             if event.seq > info.seq:
-                _announce(info, event)
+                info.announce(event.seq, event.body)
         elif event.type == ev.NODE_LOST and self._may_declare_lost(event):
             lost = self._node(event.body["node"])
             lost.lost_hlc = max(lost.lost_hlc, event.hlc)
@@ -334,7 +333,7 @@ class Projection:
                     continue  # before its creation: judged if it sorts after one
                 problem = authority.creation_violation(event, author)
                 if problem is None:
-                    job = jobfold.create(event, _parsed(event, old))
+                    job = jobfold.create(event, jobfold.parsed_before(event, old))
             else:
                 problem = jobfold.apply(job, event, author)
             if problem is not None:
@@ -391,16 +390,6 @@ class _JobIndex:
     claims: dict[bytes, dict[str, int]] = field(default_factory=dict)  # node -> amounts
 
 
-def _parsed(event: Event, old: Job | None) -> JobSpec | None:
-    """The spec `old` parsed, if it came from this same JobCreated: a late event re-folds
-    its job, and parsing the spec again would be most of that cost."""
-    if old is None or old.spec is None or event.type != ev.JOB_CREATED:
-        return None
-    if old.created_hlc != event.hlc or old.requester != event.author:
-        return None
-    return old.spec if event.body.get("spec") == old.spec_dict else None
-
-
 def _job_ids(event: Event) -> list[str]:
     if event.type == ev.NODE_LOST:
         ids = event.body.get("job_ids")
@@ -409,13 +398,3 @@ def _job_ids(event: Event) -> list[str]:
         return []
     job_id = event.job_id
     return [job_id] if job_id is not None else []
-
-
-def _announce(info: NodeInfo, event: Event) -> None:
-    body = event.body
-    info.seq = event.seq
-    info.addresses = list(body["addresses"])
-    info.roles = list(body["roles"])
-    info.labels = {k: v for k, v in body["labels"].items() if isinstance(v, str)}
-    info.resources = {k: v for k, v in body["resources"].items() if type(v) is int}
-    info.executors = list(body["executors"])

@@ -198,6 +198,15 @@ class NodeInfo:
     def announced(self) -> bool:
         return self.seq > 0
 
+    def announce(self, seq: int, body: dict[str, Any]) -> None:
+        """Take what a `NodeAnnounced` at `seq` says (the log checked its shape)."""
+        self.seq = seq
+        self.addresses = list(body["addresses"])
+        self.roles = list(body["roles"])
+        self.labels = {k: v for k, v in body["labels"].items() if isinstance(v, str)}
+        self.resources = {k: v for k, v in body["resources"].items() if type(v) is int}
+        self.executors = list(body["executors"])
+
     @property
     def lost(self) -> bool:
         """Declared lost and not heard from since."""
