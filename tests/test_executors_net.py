@@ -93,7 +93,7 @@ def edge(tmp_path_factory, s3_server, busybox_image):
     (site_root / "readme.txt").write_bytes(README)
     (tmp / "secret.txt").write_text("not for jobs\n")
     policy = tmp / "policy.yaml"
-    policy.write_text(f"engines: [docker, wasm, noop]\npaths: [{allowed}]\n")
+    policy.write_text(f"engines: [docker, wasm, noop]\npaths: [{allowed}]\nurls: [127.0.0.1]\n")
     nodes = Nodes()
     try:
         with file_server(site_root) as site:

@@ -43,7 +43,7 @@ def stager(tmp_path, s3_server, monkeypatch):
         monkeypatch.setenv(key, value)
     allowed = tmp_path / "allowed"
     allowed.mkdir()
-    return Stager(tmp_path / "cache", (str(allowed),), S3Settings())
+    return Stager(tmp_path / "cache", (str(allowed),), S3Settings(), urls=("127.0.0.1",))
 
 
 @pytest.fixture

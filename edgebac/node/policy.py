@@ -5,6 +5,7 @@
     images: ["edgebac-test/*"]        # docker images jobs may use (fnmatch patterns)
     modules: ["*"]                    # wasm module sources jobs may use
     paths: [/srv/data]                # local folders jobs may read as inputs
+    urls: ["*", files.lan, 10.1.0.0/16]  # where http(s) inputs may connect (default: public)
     network: false                    # may jobs ask for full network access
     pull: false                       # may missing docker images be pulled (a local registry)
     cost: 1                           # advertised in bids; lower wins ties
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebac.errors import ConfigError
+from edgebac.runtime.providers.destinations import PUBLIC, Destinations
 from edgebac.scheduler.compute import NodePolicy
 from edgebac.scheduler.requester import Verdict
 from edgebac.textdata import load_json_or_yaml
@@ -45,6 +47,7 @@ _KEYS = {
     "vouched",
     "bid_hook",
     "accept_hook",
+    "urls",
 }
 
 
@@ -143,6 +146,16 @@ def _paths(data: dict[str, Any], path: Path) -> tuple[str, ...]:
     return paths
 
 
+def _urls(data: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """Checked here so a typo stops the node at start, not every http input later."""
+    urls = _strings(data, "urls", path, (PUBLIC,))
+    try:
+        Destinations.parse(urls)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: urls: {exc}") from None
+    return urls
+
+
 def _cost(data: dict[str, Any], path: Path) -> float | None:
     cost = data.get("cost")
     if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int | float)):
@@ -197,6 +210,7 @@ def load_policy(path: Path | None) -> Policy:
         images=_strings(data, "images", path, ("*",)),
         modules=_strings(data, "modules", path, ("*",)),
         paths=_paths(data, path),
+        urls=_urls(data, path),
         network=data.get("network", False),
         pull=data.get("pull", False),
         hook="bid_hook" in data,

@@ -28,7 +28,7 @@ async def offered_executors(
     offered: dict[str, Executor] = {}
     if "noop" in policy.engines:
         offered["noop"] = NoopExecutor()
-    stager = Stager(work_dir / "cache" / "inputs", policy.paths, content=content)
+    stager = Stager(work_dir / "cache" / "inputs", policy.paths, content=content, urls=policy.urls)
     if "docker" in policy.engines:
         docker = await _docker(stager, node_key, policy.network, warn, policy.pull)
         if docker is not None:

@@ -20,6 +20,7 @@ from edgebac.runtime.providers import DEFAULT_MAX_INPUT_BYTES, Fetch, InputError
 from edgebac.runtime.providers import http as http_provider
 from edgebac.runtime.providers import inline as inline_provider
 from edgebac.runtime.providers import local as local_provider
+from edgebac.runtime.providers.destinations import PUBLIC, Destinations
 from edgebac.runtime.providers.s3 import S3Provider, S3Settings
 from edgebac.scheduler.sources import Source
 
@@ -38,12 +39,14 @@ class Stager:
         s3: S3Settings | None = None,
         max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
         content: Any = None,
+        urls: tuple[str, ...] = (PUBLIC,),
     ) -> None:
         self.content = content  # the node's ContentService, for ipfs:// (content id) inputs
         self.cache_dir = cache_dir
         self.allowed_paths = allowed_paths
         self.s3 = S3Provider(s3 or S3Settings.from_env())
         self.max_bytes = max_bytes
+        self.urls = Destinations.parse(urls)  # where http(s) inputs may connect
 
     def _cap(self, task: Task) -> int:
         disk = task.spec.resources.disk_bytes
@@ -84,7 +87,7 @@ class Stager:
             if source.kind == "s3":
                 await asyncio.to_thread(self.s3.stage, fetch)
             elif source.kind == "http":
-                await http_provider.stage(fetch)
+                await http_provider.stage(fetch, self.urls)
             elif source.kind == "inline":
                 inline_provider.stage(source, fetch, name)
             elif source.kind == "ipfs" and self.content is not None:

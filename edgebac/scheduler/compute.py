@@ -70,6 +70,7 @@ class NodePolicy:
     images: tuple[str, ...] = ("*",)  # fnmatch patterns of allowed docker images
     modules: tuple[str, ...] = ("*",)  # fnmatch patterns of allowed wasm module sources
     paths: tuple[str, ...] = ()  # local directories jobs may read inputs from
+    urls: tuple[str, ...] = ("*",)  # where http(s) inputs may connect (runtime destinations)
     network: bool = False  # may jobs have full network access
     pull: bool = False  # may missing docker images be pulled (from a registry the node reaches)
     hook: bool = False  # a bid hook is configured: wait for its verdict before bidding

@@ -3,6 +3,11 @@
 A checksum rides in the URL's fragment, which is never sent to the server:
 `https://host/data.csv#sha256=HEX`. With one, the file is checked and kept in the node's cache
 under its digest, so a repeat job does not download it again.
+
+Every connection, the first and each redirect's (followed here, at most `MAX_REDIRECTS`), goes
+only where the policy's `Destinations` allow: an address in the URL is checked before the
+request, a name's resolved addresses by the session's resolver, which also serves aiohttp's
+connection, so a name cannot resolve to one address when checked and another when used.
 """
 
 from __future__ import annotations
@@ -10,17 +15,45 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import tempfile
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from edgebac.runtime.providers import Fetch, InputError, link_or_copy, too_big
+from edgebac.runtime.providers.destinations import Destinations, address_of
 
 CHUNK = 1 << 16
 TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=60)
 _SHA256 = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
+MAX_REDIRECTS = 10
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class _CheckedResolver(AbstractResolver):
+    """Resolves as aiohttp would, keeping only the addresses `allowed` lets it connect to."""
+
+    def __init__(self, allowed: Destinations) -> None:
+        self.allowed = allowed
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        why = [self.allowed.refusal(host, port, item["host"]) for item in found]
+        kept = [item for item, refused in zip(found, why, strict=True) if refused is None]
+        if not kept:
+            raise InputError(next((w for w in why if w), f"refused: {host} has no address"))
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 def file_name(url: str) -> str:
@@ -41,14 +74,14 @@ def expected_sha256(url: str) -> str | None:
     return match.group(1).lower()
 
 
-async def stage(fetch: Fetch) -> None:
+async def stage(fetch: Fetch, allowed: Destinations) -> None:
     digest = expected_sha256(fetch.url)
     dest = fetch.dest / file_name(fetch.url)
     cached = fetch.cache / "http" / digest if digest else None
     if cached is not None and cached.is_file():
         link_or_copy(cached, dest)
         return
-    got = await _download(fetch, dest)
+    got = await _download(fetch, dest, allowed)
     if digest is not None:
         if got != digest:
             _discard(dest)
@@ -70,14 +103,42 @@ def _keep(path: Path, cached: Path) -> None:
         Path(temp).unlink(missing_ok=True)
 
 
-async def _download(fetch: Fetch, dest: Path) -> str:
+def _check_literal(url: str, allowed: Destinations) -> None:
+    """aiohttp does not resolve an address written in the URL: check it here."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"refused: redirect to {url!r}, not an http(s) URL")
+    if address_of(parts.hostname) is not None:
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise InputError(f"refused: {url!r} has no valid port") from None
+        refused = allowed.refusal(parts.hostname, port, parts.hostname)
+        if refused is not None:
+            raise InputError(refused)
+
+
+async def _get(session: aiohttp.ClientSession, url: str, allowed: Destinations) -> Any:
+    """The final response, redirects followed by hand so each hop's address is checked."""
+    for _ in range(MAX_REDIRECTS + 1):
+        _check_literal(url, allowed)
+        response = await session.get(url, allow_redirects=False)
+        if response.status not in _REDIRECTS or "Location" not in response.headers:
+            return response
+        response.release()
+        url = urljoin(url, response.headers["Location"]).split("#", 1)[0]
+    raise InputError(f"more than {MAX_REDIRECTS} redirects")
+
+
+async def _download(fetch: Fetch, dest: Path, allowed: Destinations) -> str:
     """Stream the body to `dest`; returns its sha256 hex digest."""
     url = fetch.url.split("#", 1)[0]
     hasher = hashlib.sha256()
+    connector = aiohttp.TCPConnector(resolver=_CheckedResolver(allowed))
     try:
         async with (
-            aiohttp.ClientSession(timeout=TIMEOUT) as session,
-            session.get(url) as response,
+            aiohttp.ClientSession(timeout=TIMEOUT, connector=connector) as session,
+            await _get(session, url, allowed) as response,
         ):
             if response.status != 200:
                 raise InputError(f"HTTP {response.status} {response.reason or ''}".rstrip())
