@@ -9,6 +9,8 @@
     network: false                    # may jobs ask for full network access
     pull: false                       # may missing docker images be pulled (a local registry)
     cost: 1                           # advertised in bids; lower wins ties
+    capabilities: [NET_BIND_SERVICE]  # Linux capabilities docker jobs get beyond the base set
+    user: "1000:1000"                 # docker jobs run as this user (default: the image's)
     clients: [3f2a...64 hex digits]   # whose jobs run here: client ids, vouched names
     vouched: true                     # may jobs run that a requester vouched for (unsigned)
     bid_hook: {exec: /usr/local/bin/approve-job}      # spec JSON on stdin; exit 0 to bid
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,7 +51,16 @@ _KEYS = {
     "bid_hook",
     "accept_hook",
     "urls",
+    "capabilities",
+    "user",
 }
+# Every Linux capability (capabilities(7)), so a misspelt one is refused, not silently ignored.
+_CAPABILITY_NAMES = """AUDIT_CONTROL AUDIT_READ AUDIT_WRITE BLOCK_SUSPEND BPF CHECKPOINT_RESTORE
+    CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID IPC_LOCK IPC_OWNER KILL LEASE LINUX_IMMUTABLE
+    MAC_ADMIN MAC_OVERRIDE MKNOD NET_ADMIN NET_BIND_SERVICE NET_BROADCAST NET_RAW PERFMON SETFCAP
+    SETGID SETPCAP SETUID SYSLOG SYS_ADMIN SYS_BOOT SYS_CHROOT SYS_MODULE SYS_NICE SYS_PACCT
+    SYS_PTRACE SYS_RAWIO SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG WAKE_ALARM"""
+CAPABILITIES = frozenset(_CAPABILITY_NAMES.split())
 
 
 @dataclass(frozen=True)
@@ -165,6 +177,33 @@ def _cost(data: dict[str, Any], path: Path) -> float | None:
     return cost
 
 
+def _capabilities(data: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """Capability names as capabilities(7) spells them, `CAP_` prefix optional."""
+    names = []
+    for item in _strings(data, "capabilities", path, ()):
+        name = item.strip().upper().removeprefix("CAP_")
+        if name not in CAPABILITIES:
+            raise ConfigError(f"{path}: capabilities: {item!r} is not a Linux capability")
+        names.append(name)
+    return tuple(names)
+
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a user or group, as useradd allows
+
+
+def _user(data: dict[str, Any], path: Path) -> str | None:
+    """A user name or uid, with an optional `:group`, as `docker run --user` takes it."""
+    user = data.get("user")
+    if user is None:
+        return None
+    if isinstance(user, int) and not isinstance(user, bool) and user >= 0:
+        return str(user)
+    parts = user.split(":") if isinstance(user, str) else []
+    if not 1 <= len(parts) <= 2 or not all(part and _NAME.fullmatch(part) for part in parts):
+        raise ConfigError(f"{path}: user: {user!r} is not a user (a name or uid, :group optional)")
+    return user
+
+
 HEX = frozenset("0123456789abcdef")
 
 
@@ -217,6 +256,8 @@ def load_policy(path: Path | None) -> Policy:
         cost=_cost(data, path),
         clients=_clients(data, path),
         vouched=data.get("vouched", True),
+        capabilities=_capabilities(data, path),
+        user=_user(data, path),
     )
     return Policy(
         node,

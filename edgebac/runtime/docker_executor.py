@@ -5,6 +5,12 @@ folders under the results folder. No network unless the job asks for `full` and 
 allows it. Containers carry `edgebac.node=<node key>` labels, so a node that restarts removes
 what its previous run left behind. The runner enforces the timeout by cancelling `run`, which
 kills the container; `cleanup` removes it in every case.
+
+A job must not hurt the host: every container runs with `no-new-privileges`, every capability
+dropped but `BASE_CAPABILITIES` (and those the policy adds), a pids limit (a fork bomb stops at
+it), memory and CPU limits always (the job's, else the node's defaults, as Bacalhau's 500m CPU /
+512 MB), never privileged, and no mounts but its staged inputs (read-only) and outputs; as the
+policy's `user` if it names one.
 """
 
 from __future__ import annotations
@@ -33,6 +39,13 @@ SIGKILLED = 128 + 9  # the exit status of a process killed by SIGKILL
 EXECUTION_LABEL = "edgebac.execution"
 PROBE_TIMEOUT_S = 5
 LOGS_JOIN_TIMEOUT_S = 30  # for the log copiers to catch up once the container has stopped
+# What ordinary jobs need as root inside their container (own and write their files, whatever
+# their owner; switch user; signal their own processes); Docker's defaults also grant raw
+# sockets, device nodes, chroot, low ports, file capabilities and audit writes, which they do not.
+BASE_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID")
+PIDS_LIMIT = 512  # processes and threads per container: enough for builds, not for a fork bomb
+DEFAULT_CPU_MILLIS = 500  # a job that names no CPU gets half a core ...
+DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024  # ... and 512 MiB, so no job is ever unbounded
 
 
 def connect() -> tuple[Any, dict[str, Any]]:
@@ -54,7 +67,11 @@ class DockerExecutor:
         node_key: str,
         network_allowed: bool,
         pull: bool = False,
+        capabilities: tuple[str, ...] = (),
+        user: str | None = None,
     ) -> None:
+        self.capabilities = tuple(dict.fromkeys((*BASE_CAPABILITIES, *capabilities)))
+        self.user = user  # None: the image's own user
         self.pull = pull  # missing images are pulled (edge networks usually have no registry)
         self.client = client
         self.stager = stager
@@ -100,6 +117,8 @@ class DockerExecutor:
         for output in task.spec.outputs:
             folder = task.results / output.name
             folder.mkdir(parents=True, exist_ok=True)
+            if self.user is not None:
+                folder.chmod(0o777)  # the job's user is not the node's: let it write there
             mounts.append(Mount(output.path, str(folder), type="bind"))
         try:
             container = await asyncio.to_thread(self._create, task, engine, mounts)
@@ -126,13 +145,12 @@ class DockerExecutor:
         self.image_set.poke()
 
     def _create(self, task: Task, engine: DockerEngine, mounts: list[Mount]) -> Any:
-        resources = task.spec.resources
-        limits: dict[str, Any] = {}
-        if resources.memory_bytes:
-            limits["mem_limit"] = resources.memory_bytes
-            limits["memswap_limit"] = resources.memory_bytes  # no swap past the limit
-        if resources.cpu_millis and self.cpu_limits:
-            limits["nano_cpus"] = resources.cpu_millis * 1_000_000
+        memory = memory_limit(task)
+        limits: dict[str, Any] = {"mem_limit": memory, "memswap_limit": memory}  # no swap past it
+        if self.cpu_limits:
+            limits["nano_cpus"] = (task.spec.resources.cpu_millis or DEFAULT_CPU_MILLIS) * 1_000_000
+        if self.user is not None:
+            limits["user"] = self.user
         return self.client.containers.create(
             engine.image,
             command=list(engine.args) or None,
@@ -147,6 +165,11 @@ class DockerExecutor:
                 "edgebac.job": task.job_id,
             },
             name=f"edgebac-{task.execution_id}",
+            security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],
+            cap_add=list(self.capabilities),
+            pids_limit=PIDS_LIMIT,
+            privileged=False,
             **limits,
         )
 
@@ -166,13 +189,13 @@ class DockerExecutor:
         await asyncio.to_thread(_join, copiers)
         status = await asyncio.to_thread(_state, container)
         code = int(result.get("StatusCode", -1))
-        limit = task.spec.resources.memory_bytes
+        limit = memory_limit(task)
         if status.get("OOMKilled"):
             raise ExecutionError(f"out of memory: killed at its {format_size(limit)} memory limit")
-        if code == SIGKILLED and limit:
+        if code == SIGKILLED:
             # Docker does not always set OOMKilled (cgroup v2 reports the kill on the cgroup,
-            # not always on the container's state): a SIGKILL we did not send, under a memory
-            # limit, is the kernel's OOM killer.
+            # not always on the container's state): a SIGKILL we did not send, under the memory
+            # limit every container has, is the kernel's OOM killer.
             raise ExecutionError(
                 f"out of memory (killed by signal 9 at its {format_size(limit)} memory limit)"
             )
@@ -204,6 +227,11 @@ class DockerExecutor:
             _write_stream(container, which, path)
         except DockerException as exc:
             logger.warning("no %s for %s: %s", which, task.execution_id, exc)
+
+
+def memory_limit(task: Task) -> int:
+    """The job's memory, or the node's default when it names none."""
+    return task.spec.resources.memory_bytes or DEFAULT_MEMORY_BYTES
 
 
 def _join(copiers: list[threading.Thread]) -> None:

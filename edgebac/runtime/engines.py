@@ -30,7 +30,7 @@ async def offered_executors(
         offered["noop"] = NoopExecutor()
     stager = Stager(work_dir / "cache" / "inputs", policy.paths, content=content, urls=policy.urls)
     if "docker" in policy.engines:
-        docker = await _docker(stager, node_key, policy.network, warn, policy.pull)
+        docker = await _docker(stager, node_key, policy, warn)
         if docker is not None:
             offered["docker"] = docker
     if "wasm" in policy.engines:
@@ -44,7 +44,7 @@ async def offered_executors(
 
 
 async def _docker(
-    stager: Stager, node_key: str, network: bool, warn: Callable[[str], None], pull: bool
+    stager: Stager, node_key: str, policy: NodePolicy, warn: Callable[[str], None]
 ) -> Executor | None:
     try:
         from docker.errors import DockerException
@@ -56,7 +56,14 @@ async def _docker(
     try:
         client, info = await asyncio.to_thread(docker_executor.connect)
         executor = docker_executor.DockerExecutor(
-            client, info, stager, node_key, network, pull=pull
+            client,
+            info,
+            stager,
+            node_key,
+            policy.network,
+            pull=policy.pull,
+            capabilities=policy.capabilities,
+            user=policy.user,
         )
         await executor.start()
     except DockerException as exc:

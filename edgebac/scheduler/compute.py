@@ -78,6 +78,8 @@ class NodePolicy:
     # who may have jobs run here: client ids (hex) and vouched names; None: anyone
     clients: frozenset[str] | None = None
     vouched: bool = True  # may jobs run that a requester vouches for (their caller did not sign)
+    capabilities: tuple[str, ...] = ()  # Linux capabilities docker jobs get beyond the base set
+    user: str | None = None  # run docker jobs as this user (name or uid[:gid]); None: the image's
 
 
 @dataclass(frozen=True)
