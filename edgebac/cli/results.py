@@ -7,7 +7,10 @@ which `ResultPublished` recorded as the digest. Either way they land in
 `OUTPUT_DIR/<execution id>/` (or `<execution id>.car` with `--car`), OUTPUT_DIR being `./<job id>`
 unless given. Ids come from the log, which any compromised member writes to: each becomes a
 path only through `ids.child_path`, so nothing is written or deleted outside OUTPUT_DIR (a
-result with an id that is no safe name is skipped, with a warning).
+result with an id that is no safe name is skipped, with a warning). Sizes come from the log
+and the blocks, so both are bounded: a result whose recorded size passes `--max-size` is not
+fetched, nor one that would not fit on the disk; the blocks fetched stop at `--max-size`, and
+what the files declare may pass neither it nor the recorded size (see `sinks.exporter`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from edgebac.cli.options import api_option, option, output_option
 from edgebac.errors import EdgebacError
 
 PROGRESS_MIN_BYTES = 1 << 20  # smaller downloads need no progress bar
+UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 class ResultsError(EdgebacError):
@@ -74,8 +78,23 @@ class Looking:
             await asyncio.sleep(self.REPEAT_S)
 
 
+def _byte_count(ctx: click.Context, param: click.Parameter, value: Any) -> int:
+    """`1000`, `512M`, `10G` (binary units) -> bytes."""
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (text[:-1], text[-1]) if text[-1:] in UNITS else (text, "")
+    try:
+        return int(float(number) * UNITS[unit])
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a size like 1000, 512M or 10G") from None
+
+
 async def _fetch(
-    result: dict[str, Any], peers: list[str], store: Any, wait: float, looking: Looking
+    result: dict[str, Any],
+    peers: list[str],
+    store: Any,
+    wait: float,
+    looking: Looking,
+    max_bytes: int,
 ) -> Any:
     from edgebac.sinks.cid import CID
     from edgebac.sinks.fetch import Fetcher
@@ -84,7 +103,7 @@ async def _fetch(
     notice = asyncio.create_task(looking.run())
     try:
         async with Fetcher(store) as fetcher:
-            await fetcher.fetch(cid, peers, wait=wait)
+            await fetcher.fetch(cid, peers, wait=wait, max_bytes=max_bytes)
     finally:
         notice.cancel()
     return cid
@@ -118,7 +137,7 @@ def _from_s3(result: dict[str, Any], dest: Path, store: Any) -> Any:
     return cid
 
 
-def _write(store: Any, cid: Any, dest: Path, car: bool) -> None:
+def _write(store: Any, cid: Any, dest: Path, car: bool, limit: int) -> None:
     if car:
         target = dest.with_name(dest.name + ".car")
         if target.is_symlink():  # a link left there must not send the bytes elsewhere
@@ -127,7 +146,12 @@ def _write(store: Any, cid: Any, dest: Path, car: bool) -> None:
             for chunk in store.export_car(cid):
                 out.write(chunk)
     else:
-        store.export_to(cid, dest)
+        from edgebac.sinks.exporter import write_tree
+
+        try:
+            write_tree(store.get_block, cid, dest, limit)
+        except OSError as exc:
+            raise ResultsError(f"cannot write {exc.filename or dest}: {exc.strerror}") from None
 
 
 def _prepare_dir(path: Path) -> None:
@@ -141,7 +165,13 @@ def _prepare_dir(path: Path) -> None:
 
 
 def get_results(
-    api: str, job_id: str, out_dir: Path | None, car: bool, wait: float, show: bool
+    api: str,
+    job_id: str,
+    out_dir: Path | None,
+    car: bool,
+    wait: float,
+    show: bool,
+    max_bytes: int,
 ) -> tuple[str, list[dict[str, Any]]]:
     """(the full job id, what was fetched) into `out_dir`, by default `./<full job id>`."""
     from edgebac.cli.client import ApiClient
@@ -161,7 +191,7 @@ def get_results(
                 click.echo(f"warning: skipped a result: {exc}", err=True)
                 skipped += 1
                 continue
-            fetched.append(_get_one(result, api, dest, Path(blocks), car, wait, show))
+            fetched.append(_get_one(result, api, dest, Path(blocks), car, wait, show, max_bytes))
     if not fetched:
         raise ResultsError(f"job {full_id}: none of its {skipped} results has a safe id")
     return full_id, fetched
@@ -185,6 +215,7 @@ def _get_one(
     car: bool,
     wait: float,
     show: bool,
+    max_bytes: int,
 ) -> dict[str, Any]:
     """One execution's results into `dest` (a safe name inside the output folder), replacing
     what an earlier `job get` left there (a link is removed, never followed)."""
@@ -192,6 +223,7 @@ def _get_one(
         dest.unlink()
     shutil.rmtree(dest, ignore_errors=True)
     size = result["size"] or 0
+    limit = _check_size(result, dest, max_bytes)
     label = f"{result['execution_id']} ({size:,} bytes)"
     with (
         click.progressbar(length=max(size, 1), label=label, file=sys.stderr, show_pos=False)
@@ -210,10 +242,11 @@ def _get_one(
             cid = _from_s3(result, dest, store)
             if car:
                 shutil.rmtree(dest)
-                _write(store, cid, dest, car)
+                _write(store, cid, dest, car, limit)
         else:
-            cid = asyncio.run(_fetch(result, [*result["holders"], api], store, wait, looking))
-            _write(store, cid, dest, car)
+            peers = [*result["holders"], api]
+            cid = asyncio.run(_fetch(result, peers, store, wait, looking, max_bytes))
+            _write(store, cid, dest, car, limit)
     path = dest.with_name(dest.name + ".car") if car else dest
     return {
         "execution_id": result["execution_id"],
@@ -223,6 +256,23 @@ def _get_one(
         "path": str(path),
         "size": size,
     }
+
+
+def _check_size(result: dict[str, Any], dest: Path, max_bytes: int) -> int:
+    """The most the files of `result` may declare: refused at once if its recorded size passes
+    `max_bytes` or does not fit twice (blocks, then files) on the disk of `dest`."""
+    from edgebac.sinks.exporter import check_room
+
+    recorded = result.get("size")
+    if recorded is None:
+        return max_bytes
+    if recorded > max_bytes:
+        raise ResultsError(
+            f"the results of {result['execution_id']} are {recorded:,} bytes, more than "
+            f"--max-size {max_bytes:,}"
+        )
+    check_room(dest.parent, 2 * recorded)
+    return recorded
 
 
 class _Silent:
@@ -250,13 +300,29 @@ class _Silent:
     metavar="SECONDS",
     help="Seconds to look for a node holding the results (config key: find-timeout).",
 )
+@option(
+    "--max-size",
+    default="10G",
+    show_default=True,
+    callback=_byte_count,
+    metavar="BYTES",
+    help="Refuse an execution's results larger than this (512M, 10G; config key: max-size).",
+)
 @api_option
 @output_option
 def job_get(
-    job_id: str, output_dir: Path | None, car: bool, find_timeout: float, api: str, output: str
+    job_id: str,
+    output_dir: Path | None,
+    car: bool,
+    find_timeout: float,
+    max_size: int,
+    api: str,
+    output: str,
 ) -> None:
     """Download and verify every execution's results of JOB_ID."""
-    full_id, fetched = get_results(api, job_id, output_dir, car, find_timeout, output != "json")
+    full_id, fetched = get_results(
+        api, job_id, output_dir, car, find_timeout, output != "json", max_size
+    )
     if output == "json":
         click.echo(json.dumps({"job_id": full_id, "results": fetched}))
         return

@@ -3,11 +3,17 @@
 Every function takes `get(cid) -> bytes`, which must return verified blocks (the store's
 `get_block` does). Names inside a DAG are untrusted: anything that is not a plain file name
 ("", ".", "..", with "/" or NUL) is refused before it reaches a path.
+
+Sizes are untrusted too. Shared blocks let a small DAG declare, honestly, far more bytes than
+it holds (one 1 MiB leaf linked a thousand times is a 1 GiB file), and a node may declare less
+than its blocks hold; so a file's bytes never pass the size it and each of its parents declare,
+and `write_tree` sums what the files declare against a cap and the free disk before writing.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,9 +21,17 @@ from pathlib import Path
 
 from edgebac.sinks.cid import CID, DAG_PB, RAW
 from edgebac.sinks.dagpb import DIRECTORY, FILE, HAMT_SHARD, PBLink, decode_node, decode_unixfs
-from edgebac.sinks.errors import BadContent
+from edgebac.sinks.errors import BadContent, WriteFailed
 
 Get = Callable[[CID], bytes]
+DEFAULT_MAX_BYTES = 10 << 30  # larger results are rare at the edge; more takes an explicit cap
+MAX_ENTRIES = 1_000_000  # shared folders repeat entries as shared blocks repeat bytes
+
+
+class ContentTooLarge(BadContent):
+    """Content that declares more bytes (or entries) than the cap allows, or than was recorded."""
+
+    code = "content_too_large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,26 +130,75 @@ def stat(get: Get, cid: CID) -> Item:
     return Item("", "file" if kind == FILE else "directory", cid, size if kind == FILE else 0)
 
 
-def file_chunks(get: Get, cid: CID, block: bytes | None = None) -> Iterator[bytes]:
-    """A file's bytes, leaf by leaf (each at most a chunk), checked against its declared size."""
-    block = get(cid) if block is None else block
-    if cid.codec == RAW:
-        if block:
-            yield block
-        return
+def _file_node(
+    cid: CID, block: bytes, declared: int | None
+) -> tuple[list[PBLink], bytes, list[int | None], int | None]:
+    """(links, inline bytes, each link's declared size, the size to hold) of a file node, the
+    sizes it declares checked against each other and against what its parent declared."""
     links, data = decode_node(block)
     meta = decode_unixfs(data)
     if meta.type not in (FILE, 0):
         raise BadContent(f"{cid} is not a file")
-    total = len(meta.data)
-    if meta.data:
-        yield meta.data
-    for link in links:
-        for chunk in file_chunks(get, link.cid):
+    bound = meta.filesize if meta.filesize is not None else declared
+    if declared is not None and bound != declared:
+        raise BadContent(f"file {cid} is declared as {declared} bytes but declares {bound}")
+    sizes: list[int | None] = list(meta.blocksizes) or [None] * len(links)
+    if len(sizes) != len(links):
+        raise BadContent(f"file {cid} declares {len(sizes)} block sizes for {len(links)} links")
+    known = [s for s in sizes if s is not None]
+    if bound is not None and len(known) == len(sizes) and len(meta.data) + sum(known) != bound:
+        raise BadContent(f"file {cid} declares {bound} bytes but its blocks {sum(known)}")
+    return links, meta.data, sizes, bound
+
+
+def file_chunks(
+    get: Get, cid: CID, block: bytes | None = None, declared: int | None = None
+) -> Iterator[bytes]:
+    """A file's bytes, leaf by leaf (each at most a chunk); never more than the file, or the
+    parent that links it (`declared`), says it holds: a liar is refused before the excess."""
+    block = get(cid) if block is None else block
+    if cid.codec == RAW:
+        if declared is not None and len(block) != declared:
+            raise BadContent(f"block {cid} is declared as {declared} bytes but holds {len(block)}")
+        if block:
+            yield block
+        return
+    links, data, sizes, bound = _file_node(cid, block, declared)
+    parts = [iter([data])] if data else []
+    parts += [file_chunks(get, link.cid, None, n) for link, n in zip(links, sizes, strict=True)]
+    total = 0
+    for part in parts:
+        for chunk in part:
             total += len(chunk)
+            if bound is not None and total > bound:
+                raise BadContent(f"file {cid} declares {bound} bytes but holds more")
             yield chunk
-    if meta.filesize is not None and total != meta.filesize:
-        raise BadContent(f"file {cid} declares {meta.filesize} bytes but holds {total}")
+    if bound is not None and total != bound:
+        raise BadContent(f"file {cid} declares {bound} bytes but holds {total}")
+
+
+def declared_size(get: Get, root: CID, limit: int) -> int:
+    """What the files of the DAG declare, in all; ContentTooLarge as soon as it passes `limit`
+    (reads only folders and files' root blocks, so a petabyte claim costs one block)."""
+    total = 0
+    for count, item in enumerate(walk_items(get, root)):
+        total += item.size
+        if total > limit:
+            raise ContentTooLarge(f"{root} declares more than the limit of {limit:,} bytes")
+        if count >= MAX_ENTRIES:
+            raise ContentTooLarge(f"{root} has more than {MAX_ENTRIES:,} entries")
+    return total
+
+
+def check_room(dest: str | os.PathLike[str], need: int) -> None:
+    """WriteFailed unless the disk under `dest` has `need` bytes free (checked before writing,
+    so a download that cannot fit fails at once instead of filling the disk)."""
+    where = Path(dest).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise WriteFailed(f"{need:,} bytes do not fit in the {free:,} bytes free at {where}")
 
 
 def tar_stream(get: Get, root: CID) -> Iterator[bytes]:
@@ -158,8 +221,12 @@ def tar_stream(get: Get, root: CID) -> Iterator[bytes]:
     yield bytes(tarfile.BLOCKSIZE * 2)
 
 
-def write_tree(get: Get, root: CID, dest: str | os.PathLike[str]) -> int:
-    """Write a file (to `dest`) or a folder's content (into the folder `dest`); bytes written."""
+def write_tree(
+    get: Get, root: CID, dest: str | os.PathLike[str], limit: int | None = DEFAULT_MAX_BYTES
+) -> int:
+    """Write a file (to `dest`) or a folder's content (into the folder `dest`); bytes written.
+    What the files declare is checked against `limit` (None: no cap) and the free disk first."""
+    check_room(dest, declared_size(get, root, limit if limit is not None else 1 << 62))
     dest = Path(dest)
     total = 0
     for item in walk_items(get, root):
@@ -168,7 +235,7 @@ def write_tree(get: Get, root: CID, dest: str | os.PathLike[str]) -> int:
             target.mkdir(parents=True, exist_ok=True)
             continue
         with open(target, "wb") as f:
-            for chunk in file_chunks(get, item.cid, item.block):
+            for chunk in file_chunks(get, item.cid, item.block, item.size):
                 f.write(chunk)
                 total += len(chunk)
     return total

@@ -6,7 +6,9 @@ whole DAG (`HEAD /api/v1/content/{cid}`), then pulls the blocks it lacks from th
 does not hash to its CID is refused and its peer is dropped for the rest of the fetch; a
 peer that fails to answer is dropped too; the block is then asked of another holder. When no
 holder is left, peers are asked again with backoff until `wait` seconds have passed, then
-ContentUnavailable says who was asked and why each one failed.
+ContentUnavailable says who was asked and why each one failed. The blocks fetched may not pass
+`max_bytes` in all (ContentTooLarge before the block that would pass it is stored), since a peer
+chooses how large a DAG it serves.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from edgebac.gossip.bodies import read_body
 from edgebac.sinks.blockstore import MAX_BLOCK_SIZE, BlockStore
 from edgebac.sinks.cid import CID
 from edgebac.sinks.errors import ContentNotFound, ContentUnavailable, CorruptBlock
-from edgebac.sinks.exporter import links_of
+from edgebac.sinks.exporter import DEFAULT_MAX_BYTES, ContentTooLarge, links_of
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,11 @@ def normalize_peer(url: str) -> str:
 class _Run:
     """One fetch: the peers, who was dropped and why, and the blocks still to get."""
 
-    def __init__(self, fetcher: Fetcher, root: CID, peers: list[str], wait: float) -> None:
+    def __init__(
+        self, fetcher: Fetcher, root: CID, peers: list[str], wait: float, max_bytes: int | None
+    ) -> None:
         self.fetcher, self.root, self.peers = fetcher, root, peers
+        self.max_bytes = max_bytes
         self.deadline = time.monotonic() + wait
         self.result = FetchResult(root)
         self.holders: list[str] = []
@@ -120,13 +125,19 @@ class _Run:
             self.holders = [p for p in self.holders if p != peer]
             self.misses[peer] = f"lacks block {cid}"
             return None
+        fetched = self.result.bytes_fetched + len(data)
+        if self.max_bytes is not None and fetched > self.max_bytes:
+            raise ContentTooLarge(
+                f"{self.root} is more than the limit of {self.max_bytes:,} bytes of blocks"
+            )
+        self.result.bytes_fetched = fetched  # counted before storing: workers run meanwhile
         try:
             await asyncio.to_thread(self.fetcher.verify_and_put, cid, data)
         except CorruptBlock:
+            self.result.bytes_fetched -= len(data)
             self.drop(peer, f"served a corrupt block {cid}")
             return None
         self.result.blocks_fetched += 1
-        self.result.bytes_fetched += len(data)
         return data
 
     def drop(self, peer: str, why: str) -> None:
@@ -201,14 +212,19 @@ class Fetcher:
         return self._session
 
     async def fetch(
-        self, cid: CID | str, peers: Sequence[str], *, wait: float = 30.0
+        self,
+        cid: CID | str,
+        peers: Sequence[str],
+        *,
+        wait: float = 30.0,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
     ) -> FetchResult:
         """Make the store hold the whole DAG of `cid`; see the module docstring."""
         root = CID.parse(cid) if isinstance(cid, str) else cid
         urls = list(dict.fromkeys(normalize_peer(p) for p in peers))
         if await asyncio.to_thread(self.store.holds, root):
             return FetchResult(root)
-        return await _Run(self, root, urls, wait).run(self.concurrency)
+        return await _Run(self, root, urls, wait, max_bytes).run(self.concurrency)
 
     async def holds(self, peer: str, cid: CID) -> tuple[bool, str]:
         """(whether `peer` says it holds the DAG of `cid`, why not)."""
