@@ -148,3 +148,18 @@ async def test_job_get_is_bounded_and_still_gets_a_normal_result(tmp_path: Path)
         assert capped.returncode == 1
         assert "more than --max-size 1,048,576" in capped.stderr
         assert written(out) == 0
+
+
+async def test_an_input_dag_past_the_cap_is_an_input_error(tmp_path: Path) -> None:
+    """Staging an `ipfs://` input that declares more than the cap fails the execution with an
+    input error that says so, not an internal one."""
+    from edgebac.runtime.providers import InputError
+    from edgebac.sinks.service import ContentService
+
+    holder = BlockStore(tmp_path / "there")
+    huge, _ = repeated(holder, 2)  # 64 GiB declared
+    async with serving(content_app(holder)) as url:
+        service = ContentService(tmp_path / "here", lambda cid: [url], lambda: None)
+        with pytest.raises(InputError, match="limit of 10,737,418,240 bytes"):
+            await service.stage(f"ipfs://{huge}", tmp_path / "in", wait_s=2.0)
+    assert written(tmp_path / "in") == 0

@@ -15,7 +15,7 @@ from typing import Any
 from edgebac.runtime.providers import InputError
 from edgebac.sinks.blockstore import BlockStore
 from edgebac.sinks.cid import CID
-from edgebac.sinks.errors import BadCid, ContentUnavailable
+from edgebac.sinks.errors import BadCid, BadContent, ContentUnavailable, WriteFailed
 from edgebac.sinks.publish import Publisher
 
 FETCH_WAIT_S = 30.0  # how long to look for a holder before the input fails
@@ -55,11 +55,12 @@ class ContentService:
         try:
             async with Fetcher(self.store) as fetcher:
                 await fetcher.fetch(cid, list(self._holders(str(cid))), wait=wait_s)
-        except ContentUnavailable as exc:
+            item = await asyncio.to_thread(self.store.stat, cid)
+            target = dest / str(cid) if item.kind == "file" else dest  # a lone file keeps its CID
+            await asyncio.to_thread(self.store.export_to, cid, target)
+        except (ContentUnavailable, BadContent, WriteFailed) as exc:
+            # A DAG that lies about its sizes, or passes the cap, is the input's fault.
             raise InputError(str(exc)) from None
-        item = await asyncio.to_thread(self.store.stat, cid)
-        target = dest / str(cid) if item.kind == "file" else dest  # a lone file keeps its CID
-        await asyncio.to_thread(self.store.export_to, cid, target)
 
 
 def s3_client_factory() -> Callable[[], Any]:
