@@ -19,7 +19,7 @@ from edgebac.runtime.docker_executor import (
 )
 from tests.netfix import info, post_json
 from tests.procs import Nodes, wait_for
-from tests.test_executors_net import docker_ids, docker_spec, only_execution
+from tests.test_executors_net import JobClient, docker_ids, docker_spec, only_execution
 
 USER = "65534:65534"
 
@@ -42,26 +42,10 @@ def cpu_limits() -> bool:
     return done.stdout.strip() == "true"
 
 
-class Node:
+class Node(JobClient):
     def __init__(self, node, key: str) -> None:
-        self.node, self.key = node, key
-
-    def submit(self, spec: dict) -> str:
-        status, body = post_json(self.node.url + "/api/v1/jobs", {"retries": 0, **spec})
-        assert status == 201, body
-        return body["job_id"]
-
-    def view(self, job_id: str) -> dict:
-        status, body = self.node.get_json(f"/api/v1/jobs/{job_id}?events=0")
-        assert status == 200, body
-        return body
-
-    def wait(self, job_id: str, timeout: float = 30.0) -> dict:
-        return wait_for(
-            lambda: (v := self.view(job_id))["status"] in ("completed", "failed", "canceled") and v,
-            timeout,
-            f"job {job_id} to end",
-        )
+        super().__init__(node)
+        self.key = key
 
     def container_of(self, job_id: str) -> dict:
         found = wait_for(lambda: docker_ids(f"edgebac.job={job_id}"), 20, "the job's container")

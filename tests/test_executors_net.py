@@ -29,15 +29,11 @@ def inline_module(name: str) -> str:
     return "inline:base64:" + base64.b64encode((WASM / f"{name}.wasm").read_bytes()).decode()
 
 
-class Edge:
-    """One node with docker and wasm, its S3 bucket, URL server and allowed folder."""
+class JobClient:
+    """Jobs on one real node, through its API: submit (no retries), view, wait for the end."""
 
-    def __init__(self, node, bucket: str, site: str, allowed: Path, node_key: str) -> None:
-        self.node, self.bucket, self.site, self.allowed = node, bucket, site, allowed
-        self.node_key = node_key
-
-    def results(self, execution_id: str) -> Path:
-        return self.node.data_dir / "work" / "results" / execution_id
+    def __init__(self, node) -> None:
+        self.node = node
 
     def submit(self, spec: dict) -> str:
         status, body = post_json(self.node.url + "/api/v1/jobs", {"retries": 0, **spec})
@@ -55,6 +51,18 @@ class Edge:
             timeout,
             f"job {job_id} to end",
         )
+
+
+class Edge(JobClient):
+    """One node with docker and wasm, its S3 bucket, URL server and allowed folder."""
+
+    def __init__(self, node, bucket: str, site: str, allowed: Path, node_key: str) -> None:
+        super().__init__(node)
+        self.bucket, self.site, self.allowed = bucket, site, allowed
+        self.node_key = node_key
+
+    def results(self, execution_id: str) -> Path:
+        return self.node.data_dir / "work" / "results" / execution_id
 
     def containers(self) -> list[str]:
         return docker_ids(f"edgebac.node={self.node_key}")
