@@ -30,6 +30,7 @@ from edgebac.gossip.http import PATH, HttpTransport, add_gossip_routes
 from edgebac.gossip.protocol import Gossiper, TransportError
 from edgebac.gossip.vectors import whole_range
 from tests.netfix import Author
+from tests.test_content_net import serving as serving_url
 
 FAST = PRESETS["fast"]
 
@@ -40,15 +41,9 @@ def wall_ms() -> float:
 
 @contextlib.asynccontextmanager
 async def serving(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    """A real loopback server for `app`; yields HOST:PORT, as gossip dials peers."""
+    async with serving_url(app) as url:
+        yield url.removeprefix("http://")
 
 
 def note_of(author: Author, size: int) -> Event:
