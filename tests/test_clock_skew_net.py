@@ -39,7 +39,9 @@ def test_clocks_a_few_minutes_off_take_part_on_the_default_preset(nodes, tmp_pat
     wait_converged([a, behind, ahead], timeout=60)
     assert len(vv(a)) == 6  # three nodes and three clients
     for node in (a, behind, ahead):
-        assert not warnings(node, "clock|refuses|refused"), node.stderr
+        # Gossip refusals and clock warnings, not the engines' ("Connection refused" from a
+        # Docker engine that is not up yet).
+        assert not warnings(node, r"clock|refuses|refused (gossip|events|body)"), node.stderr
 
 
 @pytest.mark.parametrize(
