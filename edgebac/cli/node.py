@@ -23,6 +23,17 @@ from edgebac.cli.options import api_option, data_dir_option, option, output_opti
 @option("--preset", default="default", show_default=True, help="Timing preset: default or fast.")
 @option("--authority", default=None, help="Public key of the network authority (admission mode).")
 @option("--policy", type=click.Path(path_type=Path), default=None, help="Operator policy file.")
+@option("--access", type=click.Path(path_type=Path), default=None, help="Client access rules.")
+@option(
+    "--insecure-open-api",
+    is_flag=True,
+    default=False,
+    help="Serve every caller of the client API as an admin (no --access).",
+)
+@option("--api-listen", default=None, help="HOST:PORT of the client API (default: --listen).")
+@option("--tls", default=None, help="self-signed: TLS for the client API with a made certificate.")
+@option("--tls-cert", type=click.Path(path_type=Path), default=None, help="TLS certificate (PEM).")
+@option("--tls-key", type=click.Path(path_type=Path), default=None, help="TLS private key (PEM).")
 def node(ctx: click.Context, **flags: Any) -> None:
     """Run a node until SIGINT or SIGTERM (or: edgebac node list)."""
     if ctx.invoked_subcommand is not None:

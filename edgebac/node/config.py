@@ -5,6 +5,7 @@ Errors name the exact flag at fault. Timing presets carry a reason for every def
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,27 @@ PRESETS: Mapping[str, Timing] = MappingProxyType(
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """TLS for the client API: the operator's certificate and key, or one the node makes."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    self_signed: bool = False  # made on first start in the data dir (its fingerprint printed)
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    # A request's headers arrive within this, or the connection is closed (slowloris).
+    header_timeout_s: float = 10.0
+    # A request body arrives within this: 4 MiB at ~70 KB/s, a slow edge uplink.
+    body_timeout_s: float = 60.0
+    # In all (None: from the descriptor limit, keeping room for the log, engines and peers).
+    max_connections: int | None = None
+    # From one source address: a handful of clients behind one NAT, never the whole node.
+    max_per_source: int = 64
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     data_dir: Path = Path("~/.edgebac")
     listen: HostPort = HostPort("127.0.0.1", DEFAULT_PORT)
@@ -76,6 +98,16 @@ class NodeConfig:
     gossip: GossipConfig = GOSSIP_PRESETS["default"]
     authority: bytes | None = None  # network authority's public key: admission mode
     policy: Path | None = None  # the operator's policy file (allow-lists, hooks)
+    access: Path | None = None  # who may call the client API, and what they may do
+    insecure_open_api: bool = False  # serve every caller as an admin (a lab, never a site)
+    api_listen: HostPort | None = None  # the client API on its own address (else on listen)
+    tls: TlsConfig | None = None
+    limits: ConnectionLimits = ConnectionLimits()
+
+    @property
+    def api_address(self) -> HostPort:
+        """Where clients call: `--api-listen`, or the one `--listen` address."""
+        return self.api_listen or self.listen
 
 
 def parse_host_port(text: str, flag: str, *, allow_port_zero: bool = False) -> HostPort:
@@ -141,11 +173,19 @@ def from_flags(
     preset: str,
     authority: str | None,
     policy: Path | None,
+    access: Path | None = None,
+    insecure_open_api: bool = False,
+    api_listen: str | None = None,
+    tls: str | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
 ) -> NodeConfig:
     """The node's configuration from the `edgebac node` flags as typed; errors name the flag."""
     if network_key is not None and not network_key.is_file():
         raise ConfigError(f"--network-key: {network_key} is not a readable file")
-    return NodeConfig(
+    if access is not None and not access.is_file():
+        raise ConfigError(f"--access: {access} is not a readable file")
+    config = NodeConfig(
         data_dir=data_dir,
         listen=parse_host_port(listen, "--listen", allow_port_zero=True),
         advertise=parse_host_port(advertise, "--advertise") if advertise else None,
@@ -157,4 +197,48 @@ def from_flags(
         gossip=parse_gossip_preset(preset),
         authority=parse_public_key(authority, "--authority") if authority else None,
         policy=policy,
+        access=access,
+        insecure_open_api=insecure_open_api,
+        api_listen=parse_host_port(api_listen, "--api-listen", allow_port_zero=True)
+        if api_listen
+        else None,
+        tls=parse_tls(tls, tls_cert, tls_key),
+    )
+    _check_protected(config)
+    return config
+
+
+def parse_tls(mode: str | None, cert: Path | None, key: Path | None) -> TlsConfig | None:
+    """`--tls self-signed`, or `--tls-cert FILE --tls-key FILE` (both), or no TLS."""
+    if mode is not None and mode != "self-signed":
+        raise ConfigError(f"--tls: {mode!r} is not a mode; use --tls self-signed")
+    if mode and (cert or key):
+        raise ConfigError("--tls self-signed makes its own certificate: drop --tls-cert/--tls-key")
+    if (cert is None) != (key is None):
+        raise ConfigError("--tls-cert and --tls-key go together: give both files")
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{flag}: {path} is not a readable file")
+    if mode:
+        return TlsConfig(self_signed=True)
+    return TlsConfig(cert=cert, key=key) if cert else None
+
+
+def is_loopback_host(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _check_protected(config: NodeConfig) -> None:
+    """A client API that strangers can reach needs access rules, or the operator saying it
+    is meant to be open."""
+    address = config.api_address
+    if config.access or config.insecure_open_api or is_loopback_host(address.host):
+        return
+    flag = "--api-listen" if config.api_listen else "--listen"
+    raise ConfigError(
+        f"{flag} {address} is not a loopback address: give --access FILE (who may call the "
+        "API), or --insecure-open-api to serve anyone who can reach it"
     )
