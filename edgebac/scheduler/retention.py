@@ -57,6 +57,8 @@ class EndedJob:
     last_key: SortKey  # of the last event folded: an event sorting after it changes nothing
     contrib: tuple[tuple[bytes, int, int], ...]  # (node, completed, failed): for reputations
     lost: tuple[Event, ...]  # its NodeLost events: the log finds them by type, not by job
+    client: bytes | None = None  # who asked for it (the API shows a client its own jobs)
+    vouched: str | None = None
 
     @classmethod
     def of(
@@ -83,6 +85,8 @@ class EndedJob:
             last_key=last_key,
             contrib=contrib,
             lost=lost,
+            client=job.client,
+            vouched=job.vouched,
         )
 
 
