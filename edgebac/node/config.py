@@ -6,6 +6,7 @@ Errors name the exact flag at fault. Timing presets carry a reason for every def
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -203,6 +204,7 @@ def from_flags(
         if api_listen
         else None,
         tls=parse_tls(tls, tls_cert, tls_key),
+        limits=limits_for_tests(os.environ),
     )
     _check_protected(config)
     return config
@@ -222,6 +224,27 @@ def parse_tls(mode: str | None, cert: Path | None, key: Path | None) -> TlsConfi
     if mode:
         return TlsConfig(self_signed=True)
     return TlsConfig(cert=cert, key=key) if cert else None
+
+
+# Test-only knobs: tests cannot wait out a 10 s header timeout, nor open 20,000 sockets.
+TEST_LIMITS = {
+    "EDGEBAC_TEST_HEADER_TIMEOUT_S": ("header_timeout_s", float),
+    "EDGEBAC_TEST_BODY_TIMEOUT_S": ("body_timeout_s", float),
+    "EDGEBAC_TEST_MAX_CONNECTIONS": ("max_connections", int),
+    "EDGEBAC_TEST_MAX_PER_SOURCE": ("max_per_source", int),
+}
+
+
+def limits_for_tests(environ: Mapping[str, str]) -> ConnectionLimits:
+    """The default connection limits, with what the test-only variables override."""
+    changed: dict[str, float | int] = {}
+    for variable, (name, kind) in TEST_LIMITS.items():
+        if variable in environ:
+            try:
+                changed[name] = kind(environ[variable])
+            except ValueError:
+                raise ConfigError(f"{variable}: {environ[variable]!r} is not a number") from None
+    return ConnectionLimits(**changed)  # type: ignore[arg-type]
 
 
 def is_loopback_host(host: str) -> bool:

@@ -15,7 +15,6 @@ from aiohttp import web
 
 from edgebac import __version__
 from edgebac.api.app import make_app
-from edgebac.errors import ConfigError
 from edgebac.eventlog.clock import HybridClock, wall_clock_ms
 from edgebac.eventlog.identity import Identity, load_or_create
 from edgebac.eventlog.store import EventLog
@@ -23,8 +22,10 @@ from edgebac.gossip.envelope import OPEN_NETWORK_KEY, read_network_key
 from edgebac.gossip.service import GossipService
 from edgebac.node.config import HostPort, NodeConfig
 from edgebac.node.datadir import DataDir, open_data_dir
+from edgebac.node.listener import Listener, open_listeners, runner_options, watch_requests
 from edgebac.node.policy import Policy, load_policy, narrowed
 from edgebac.node.runner import JobRunner
+from edgebac.node.tls import ServerTls, server_tls
 from edgebac.runtime.engines import close_executors, offered_executors
 from edgebac.runtime.executor import Executor
 from edgebac.scheduler.requester import RequesterConfig
@@ -69,6 +70,8 @@ class Node:
         self.policy: Policy = Policy()
         self._engines: dict[str, Executor] = {}
         self._runner: web.AppRunner | None = None
+        self._listeners: list[Listener] = []
+        self.tls: ServerTls | None = None
         self._announced = asyncio.Event()
 
     async def start(self) -> None:
@@ -106,6 +109,8 @@ class Node:
             f"edgebac node {self.identity.node_id[:12]} listening on http://{self.address} "
             f"(data dir {self.data_dir.path})"
         )
+        for line in self._client_lines():
+            self._say(line)
 
     def _make_gossip(self) -> GossipService:
         config = self.config
@@ -190,21 +195,41 @@ class Node:
         app.middlewares.append(self._after_announcement)
         self.gossip.add_routes(app)
         add_content_routes(app, self.content.store)
+        app.middlewares.insert(0, watch_requests)  # first: it starts each body's deadline
         self._runner = web.AppRunner(
             app,
             handle_signals=False,
-            access_log=None,
             shutdown_timeout=self.config.timing.shutdown_grace_s,
+            **runner_options(),
         )
         await self._runner.setup()
-        listen = self.config.listen
-        site = web.TCPSite(self._runner, listen.host, listen.port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ConfigError(f"--listen {listen}: cannot listen: {exc.strerror}") from None
-        host, port = self._runner.addresses[0][:2]
-        self.address = HostPort(host, port)
+        self.tls = self._server_tls()
+        context = self.tls.context if self.tls else None
+        self._listeners = open_listeners(self._runner.server, self.config, context, _warn)
+        self.address = self._listeners[0].address
+
+    def _server_tls(self) -> ServerTls | None:
+        config = self.config
+        if config.tls is None:
+            return None
+        assert self.data_dir is not None
+        hosts = [config.listen.host, config.api_address.host]
+        hosts += [config.advertise.host] if config.advertise else []
+        return server_tls(config.tls, self.data_dir.path, hosts)
+
+    def _client_lines(self) -> list[str]:
+        """Where clients call, when not at the `listening on` address: the API's own address,
+        https, and the certificate's fingerprint for clients to pin."""
+        if self.config.api_listen is None and self.tls is None:
+            return []
+        scheme = "https" if self.tls else "http"
+        lines = [f"client API on {scheme}://{self._listeners[-1].address}"]
+        if self.tls is not None:
+            made = " (self-signed)" if self.tls.self_signed else ""
+            lines.append(
+                f"tls: certificate {self.tls.cert}{made} fingerprint sha256:{self.tls.fingerprint}"
+            )
+        return lines
 
     def announcement(self) -> dict[str, Any]:
         assert self.data_dir is not None
@@ -236,6 +261,7 @@ class Node:
             "events": await self.log.count(),
             "gossip": self.gossip.stats(),
             "unreachable": self.gossip.unreachable(),
+            "tls": {"fingerprint": self.tls.fingerprint} if self.tls else None,
             "evidence": {
                 author.hex(): dict(sorted(reasons.items()))
                 for author, reasons in sorted(self.runner.refresh().evidence().items())
@@ -276,6 +302,9 @@ class Node:
         await close_executors(self._engines)
         if getattr(self, "gossip", None) is not None:
             await self.gossip.stop()
+        for listener in self._listeners:
+            await listener.close()
+        self._listeners = []
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
