@@ -8,10 +8,11 @@ The routes reach the node only through `protocol.ServedNode`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from edgebac.api.auth import GUARD_KEY, Guard, auth_middleware
 from edgebac.api.gone import STATS_KEY, ApiStats, client_left, count_gone
 from edgebac.api.jobs import add_job_routes
 from edgebac.api.logs import add_log_routes
@@ -22,6 +23,7 @@ from edgebac.errors import EdgebacError
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -37,6 +39,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except EdgebacError as exc:
         response = error_response(exc.http_status, exc.code, str(exc))
+        if exc.http_status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="edgebac"'
         problems = getattr(exc, "problems", None)
         if problems:  # a bad job spec: every field at fault, for scripts
             body = {"code": exc.code, "message": str(exc)}
@@ -58,8 +62,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(500, "internal", "internal error; see the node's log")
 
 
-def make_app(node: ServedNode) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=4 << 20)
+def make_app(
+    node: ServedNode, guard: Guard | None = None, first: Sequence[Middleware] = ()
+) -> web.Application:
+    """The API app; `first` run before the front door (the node holds requests in them until
+    it has announced itself, which the front door's member check reads)."""
+    middlewares = [errors_middleware, *first, auth_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=4 << 20)
+    app[GUARD_KEY] = guard or Guard()
     app[NODE_KEY] = node
     app[STATS_KEY] = ApiStats()
     add_node_routes(app)

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from edgebac.api import clientsig
+from edgebac.api.auth import caller_of, check_cancel, check_read
 from edgebac.api.bodies import TooLarge, check_value, int_param, read_json, text_param
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, EdgebacError, NotFound
@@ -118,8 +119,10 @@ async def submit_job(request: web.Request) -> web.Response:
     if "requester" not in node.roles:
         raise NotRequester("this node is not a requester: submit jobs to one that is")
     body = await read_json(request, "the job spec")
+    caller = caller_of(request)
     try:  # SpecError names each field; what parsing made of it must be signable too
-        asked = clientsig.submission(node.identity.public_key, body)
+        asked = clientsig.submission(node.identity.public_key, body, caller.vouch_as or "unsigned")
+        _check_signer(caller, asked)
         check_value(asked.spec, "the job spec")
         created = await _create_once(node, asked)
     except EncodingError as exc:
@@ -127,6 +130,16 @@ async def submit_job(request: web.Request) -> web.Response:
     return web.json_response(
         {"job_id": asked.job_id, "created": created}, status=201 if created else 200
     )
+
+
+def _check_signer(caller: Any, asked: clientsig.Submission) -> None:
+    """A call signed by one client carries a submission signed by that client (a captured
+    signed submission of another's cannot be passed off under one's own credentials)."""
+    if caller.key is not None and asked.client is not None and asked.client != caller.key:
+        raise clientsig.NotTheJobsClient(
+            f"the submission is signed by client {asked.client.hex()[:12]}, the call by "
+            f"{caller.key.hex()[:12]}: sign both with one key"
+        )
 
 
 _CREATING: dict[bytes, dict[str, asyncio.Event]] = {}  # node -> job ids being appended now
@@ -166,6 +179,7 @@ async def get_job(request: web.Request) -> web.Response:
     node = served_node(request)
     wait_s = int_param(request, "wait_ms", 0, 0, MAX_WAIT_MS) / 1000
     job = await _job(node, request.match_info["job_id"])
+    check_read(request, job)
     deadline = asyncio.get_running_loop().time() + wait_s
     while not job.terminal and (left := deadline - asyncio.get_running_loop().time()) > 0:
         changed = await node.runner.wait_job(job.id, left)
@@ -182,7 +196,10 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = int_param(request, "limit", 50, 1, MAX_LIST)
     offset = int_param(request, "offset", 0, 0, MAX_OFFSET)
     state = node.runner.refresh()
-    jobs: list[Job | EndedJob] = [*state.jobs.values(), *state.evicted.values()]
+    caller = caller_of(request)
+    jobs: list[Job | EndedJob] = [
+        job for job in chain(state.jobs.values(), state.evicted.values()) if caller.may_read(job)
+    ]
     jobs.sort(key=lambda j: (j.created_hlc, j.id), reverse=True)
     page = jobs[offset : offset + limit]
     return web.json_response(
@@ -195,6 +212,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     "signature"}`, carried into JobCanceled), or unsigned for a job it vouched for."""
     node = served_node(request)
     job = await _job(node, request.match_info["job_id"])
+    check_cancel(request, job)
     if job.requester != node.identity.public_key:
         raise NotRequester(
             f"job {job.id} belongs to requester {job.requester.hex()[:12]}; cancel it there"
@@ -226,6 +244,7 @@ async def job_results(request: web.Request) -> web.Response:
     """Where each execution's results are, and which nodes to fetch them from."""
     node = served_node(request)
     job = await _job(node, request.match_info["job_id"])
+    check_read(request, job)
     results = []
     for execution in job.executions.values():
         if execution.reference is None:

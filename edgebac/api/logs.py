@@ -40,10 +40,14 @@ from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
+from edgebac.api.auth import caller_of, check_read
 from edgebac.api.bodies import int_param
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, EdgebacError, NotFound
+from edgebac.eventlog.callsig import HEADER, sign_call
+from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.scheduler.state import ACTIVE, Execution
 
 STREAMS = ("stdout", "stderr")
@@ -217,7 +221,7 @@ async def remote_records(
         return
     sent = False
     try:
-        async for record in _proxied(execution, query, addresses[0]):
+        async for record in _proxied(node, execution, query, addresses[0]):
             sent = True
             yield record
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
@@ -230,16 +234,21 @@ async def remote_records(
 
 
 async def _proxied(
-    execution: Execution, query: LogQuery, address: str
+    node: ServedNode, execution: Execution, query: LogQuery, address: str
 ) -> AsyncIterator[dict[str, Any]]:
     params = urlencode({**query.params(), "local": "1"})
-    url = f"http://{address}/api/v1/executions/{execution.id}/logs?{params}"
+    path = f"/api/v1/executions/{execution.id}/logs?{params}"
+    url = URL(f"http://{address}{path}", encoded=True)  # sent as signed, not re-quoted
+    signed = {HEADER: sign_call(node.identity.key, "GET", path, b"", wall_clock_ms())}
     timeout = aiohttp.ClientTimeout(
         total=None,
         sock_connect=CONNECT_TIMEOUT_S,
         sock_read=None if query.follow else READ_TIMEOUT_S,
     )
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(url, headers=signed) as resp,
+    ):
         if resp.status != 200:
             yield _error(execution.id, *await _remote_error(resp))
             return
@@ -318,6 +327,12 @@ async def execution_logs(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"no execution {execution_id!r} is known to this node")
     if local and execution.node != node.identity.public_key:
         raise NotHere(f"execution {execution_id} runs on node {execution.node.hex()[:12]}")
+    if not caller_of(request).node:  # a member relaying for its client: that client was checked
+        state = node.runner.state
+        job = state.jobs.get(execution.job_id) or state.evicted.get(execution.job_id)
+        if job is None:
+            raise NotFound(f"no job of execution {execution_id!r} is known to this node")
+        check_read(request, job)
     response = await _prepare(request)
     async for record in execution_records(node, execution, query, _gone(request)):
         await _send(response, record)
@@ -331,6 +346,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     node = served_node(request)
     query = parse_query(request)
     job = await _job(node, request.match_info["job_id"])
+    check_read(request, job)
     only = request.query.get("execution")
     if only is not None and only not in job.executions:
         raise NotFound(f"job {job.id} has no execution {only!r}")

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from edgebac.api.auth import GUARD_KEY
 from edgebac.api.bodies import int_param, read_json
 from edgebac.api.gone import STATS_KEY
 from edgebac.api.protocol import ServedNode, served_node
@@ -24,6 +25,7 @@ async def node_info(request: web.Request) -> web.Response:
     node = served_node(request)
     info = await node.describe()
     info["api"] = {"clients_gone": request.app[STATS_KEY].clients_gone}
+    info["access"] = request.app[GUARD_KEY].describe()
     if request.query.get("state_hash") == "1":  # costs a pass over the whole projection
         info["state_hash"] = node.runner.refresh().state_hash()
     return web.json_response(info)

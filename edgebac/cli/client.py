@@ -1,5 +1,10 @@
 """A small JSON client for the node's API, on the standard library so client commands stay light.
 
+Every call is signed with this client's key (`edgebac.eventlog.callsig`), or carries an API
+token (`--token`, `EDGEBAC_TOKEN`) instead; `https://` nodes are checked against `--ca FILE` or
+pinned by `--tls-fingerprint`. The command-line options land in `options.CONNECTION`, so every
+command's client has them without each command passing them on.
+
 Every failure becomes an `ApiError` with one readable line: the node's own error message when
 it answered, or what went wrong on the way when it did not.
 """
@@ -7,8 +12,10 @@ it answered, or what went wrong on the way when it did not.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from edgebac.errors import EdgebacError
@@ -27,9 +34,50 @@ class ApiError(EdgebacError):
 
 
 class ApiClient:
-    def __init__(self, base_url: str = DEFAULT_API, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str = DEFAULT_API,
+        timeout_s: float = 30.0,
+        *,
+        client_key: Path | None = None,
+        token: str | None = None,
+        ca: Path | None = None,
+        tls_fingerprint: str | None = None,
+    ) -> None:
+        from edgebac.cli.options import CONNECTION
+
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        named = CONNECTION.get("client_key") or os.environ.get("EDGEBAC_CLIENT_KEY")
+        self.client_key = client_key or (Path(named) if named else None)
+        self.token = token or CONNECTION.get("token")
+        self.ca = ca or CONNECTION.get("ca")
+        self.tls_fingerprint = tls_fingerprint or CONNECTION.get("tls_fingerprint")
+        self._key: Any = None
+        self._opener: urllib.request.OpenerDirector | None = None
+
+    def call_headers(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+        """The headers that say who this call is from: the token, or a signature of it."""
+        if self.token:
+            return {"Authorization": f"Bearer {self.token}"}
+        from edgebac.eventlog.callsig import HEADER, sign_call
+        from edgebac.eventlog.clock import wall_clock_ms
+
+        if self._key is None:
+            from edgebac.cli.identity import load_client_key
+
+            self._key = load_client_key(self.client_key).key
+        return {HEADER: sign_call(self._key, method, path, body, wall_clock_ms())}
+
+    def _open(self, request: urllib.request.Request, timeout: float | None) -> Any:
+        if self._opener is None:
+            handlers = []
+            if self.base_url.startswith("https:") and (self.ca or self.tls_fingerprint):
+                from edgebac.cli.tls import https_handler
+
+                handlers.append(https_handler(self.ca, self.tls_fingerprint))
+            self._opener = urllib.request.build_opener(*handlers)
+        return self._opener.open(request, timeout=timeout)
 
     def get(self, path: str) -> Any:
         return self._call("GET", path, None)
@@ -48,11 +96,15 @@ class ApiClient:
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", "application/json")
+        for name, value in self.call_headers(method, request.selector, data or b"").items():
+            request.add_header(name, value)
         timeout = self.timeout_s if timeout_s == -1.0 else timeout_s
         try:
-            return urllib.request.urlopen(request, timeout=timeout)
+            return self._open(request, timeout)
         except urllib.error.HTTPError as exc:
             raise _error_from(exc) from None
+        except EdgebacError:
+            raise
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiError(f"cannot reach the node API at {self.base_url}: {reason}") from None

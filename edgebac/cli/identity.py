@@ -30,10 +30,13 @@ def default_key_path() -> Path:
 
 
 def client_key_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from edgebac.cli.options import note_connection
+
     return option(
         "--client-key",
         type=click.Path(path_type=Path, dir_okay=False),
         default=None,
+        callback=note_connection,
         help=f"This client's signing key [default: {DEFAULT_CLIENT_KEY}, made on first use].",
     )(fn)
 

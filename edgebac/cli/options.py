@@ -61,10 +61,51 @@ def api_url(ctx: click.Context | None, param: click.Parameter | None, value: str
     return url.rstrip("/")
 
 
-api_option = option(
-    "--api",
-    default="http://127.0.0.1:7700",
-    show_default=True,
-    callback=api_url,
-    help="URL of a node's API (HOST:PORT means http://HOST:PORT).",
+# How every API client of this command connects, as resolved (see `cli.client.ApiClient`).
+CONNECTION: dict[str, Any] = dict.fromkeys(("client_key", "token", "ca", "tls_fingerprint"))
+
+
+def note_connection(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if param.name is not None and value is not None:
+        CONNECTION[param.name] = value
+    return value
+
+
+_connection_options = (
+    option(
+        "--api",
+        default="http://127.0.0.1:7700",
+        show_default=True,
+        callback=api_url,
+        help="URL of a node's API (HOST:PORT means http://HOST:PORT).",
+    ),
+    option(
+        "--token",
+        default=None,
+        expose_value=False,
+        callback=note_connection,
+        help="An API token (sent as Authorization: Bearer) instead of signing with a key.",
+    ),
+    option(
+        "--ca",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        default=None,
+        expose_value=False,
+        callback=note_connection,
+        help="CA certificate (PEM) that signed an https:// node's certificate.",
+    ),
+    option(
+        "--tls-fingerprint",
+        default=None,
+        expose_value=False,
+        callback=note_connection,
+        help="SHA-256 fingerprint an https:// node's certificate must have (self-signed).",
+    ),
 )
+
+
+def api_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`--api URL`, and how to reach and sign for it: `--token`, `--ca`, `--tls-fingerprint`."""
+    for decorate in reversed(_connection_options):
+        fn = decorate(fn)
+    return fn

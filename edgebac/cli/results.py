@@ -95,14 +95,16 @@ async def _fetch(
     wait: float,
     looking: Looking,
     max_bytes: int,
+    client: Any,
+    job_id: str,
 ) -> Any:
     from edgebac.sinks.cid import CID
     from edgebac.sinks.fetch import Fetcher
 
     cid = CID.parse(result["digest"] or result["reference"])
     notice = asyncio.create_task(looking.run())
-    try:
-        async with Fetcher(store) as fetcher:
+    try:  # holders serve this client blocks of the results of a job it may read
+        async with Fetcher(store, sign=client.call_headers, job_id=job_id) as fetcher:
             await fetcher.fetch(cid, peers, wait=wait, max_bytes=max_bytes)
     finally:
         notice.cancel()
@@ -176,7 +178,8 @@ def get_results(
     """(the full job id, what was fetched) into `out_dir`, by default `./<full job id>`."""
     from edgebac.cli.client import ApiClient
 
-    answer = ApiClient(api).get(f"/api/v1/jobs/{job_id}/results")
+    client = ApiClient(api)
+    answer = client.get(f"/api/v1/jobs/{job_id}/results")
     full_id = str(answer.get("job_id") or job_id)
     if not answer["results"]:
         raise ResultsError(f"job {full_id} has no published results (it is {answer['status']})")
@@ -191,7 +194,8 @@ def get_results(
                 click.echo(f"warning: skipped a result: {exc}", err=True)
                 skipped += 1
                 continue
-            fetched.append(_get_one(result, api, dest, Path(blocks), car, wait, show, max_bytes))
+            got = _get_one(result, client, full_id, dest, Path(blocks), car, wait, show, max_bytes)
+            fetched.append(got)
     if not fetched:
         raise ResultsError(f"job {full_id}: none of its {skipped} results has a safe id")
     return full_id, fetched
@@ -209,7 +213,8 @@ def _safe(folder: Path, name: Any, what: str) -> Path:
 
 def _get_one(
     result: dict[str, Any],
-    api: str,
+    client: Any,
+    job_id: str,
     dest: Path,
     blocks: Path,
     car: bool,
@@ -244,8 +249,12 @@ def _get_one(
                 shutil.rmtree(dest)
                 _write(store, cid, dest, car, limit)
         else:
-            peers = [*result["holders"], api]
-            cid = asyncio.run(_fetch(result, peers, store, wait, looking, max_bytes))
+            # An https:// API is for this client's calls; blocks come from the nodes' own
+            # addresses (verified block by block, whoever serves them).
+            api = [client.base_url] if client.base_url.startswith("http:") else []
+            peers = [*result["holders"], *api]
+            fetch = _fetch(result, peers, store, wait, looking, max_bytes, client, job_id)
+            cid = asyncio.run(fetch)
             _write(store, cid, dest, car, limit)
     path = dest.with_name(dest.name + ".car") if car else dest
     return {

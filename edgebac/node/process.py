@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import shutil
@@ -14,7 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from edgebac import __version__
+from edgebac.api.access import Access, load_access
 from edgebac.api.app import make_app
+from edgebac.api.auth import Guard
+from edgebac.errors import ConfigError
+from edgebac.eventlog.callsig import HEADER, sign_call
 from edgebac.eventlog.clock import HybridClock, wall_clock_ms
 from edgebac.eventlog.identity import Identity, load_or_create
 from edgebac.eventlog.store import EventLog
@@ -44,7 +49,14 @@ def machine_resources(data_dir: os.PathLike[str]) -> dict[str, int]:
 
 
 def _warn(line: str) -> None:
-    print(f"warning: {line}", file=sys.stderr, flush=True)
+    say_quietly(f"warning: {line}")
+
+
+def say_quietly(line: str) -> None:
+    """Print `line` to stderr if it can be written: a closed pipe (its reader died) must not
+    stop the node from running or from stopping."""
+    with contextlib.suppress(OSError, ValueError):  # EPIPE, or a stream already closed
+        print(line, file=sys.stderr, flush=True)
 
 
 def _source_host(listen_host: str) -> str | None:
@@ -68,6 +80,7 @@ class Node:
         self.runner: JobRunner
         self.content: ContentService
         self.policy: Policy = Policy()
+        self.guard = Guard()
         self._engines: dict[str, Executor] = {}
         self._runner: web.AppRunner | None = None
         self._listeners: list[Listener] = []
@@ -77,6 +90,7 @@ class Node:
     async def start(self) -> None:
         """Start, or fail leaving the data dir as it was (no key, log or lock of a failed try)."""
         self.policy = load_policy(self.config.policy)  # before anything is created
+        self.guard = self._make_guard()
         self.data_dir = open_data_dir(self.config.data_dir)
         try:
             self.identity = load_or_create(self.data_dir.path)
@@ -84,7 +98,7 @@ class Node:
             self.log = await EventLog.open(self.data_dir.log_path, clock, self.identity.key)
             self.gossip = self._make_gossip()
             self.content = ContentService(
-                self.data_dir.path / "content", self.holders, s3_client_factory()
+                self.data_dir.path / "content", self.holders, s3_client_factory(), self._sign
             )
             self._engines = await offered_executors(
                 self.policy.node,
@@ -134,6 +148,45 @@ class Node:
             local_host=_source_host(config.listen.host),
             max_skew_ms=config.timing.max_clock_skew_ms,
         )
+
+    def _make_guard(self) -> Guard:
+        config = self.config
+        if config.insecure_open_api:
+            _warn("--insecure-open-api: anyone who can reach the API is served as an admin")
+        return Guard(
+            self._read_access(),
+            open_api=config.insecure_open_api,
+            window_ms=config.timing.max_clock_skew_ms,
+            tls=config.tls is not None,
+            body_timeout_s=config.limits.body_timeout_s,
+        )
+
+    def _read_access(self) -> Access | None:
+        path = self.config.access
+        if path is None:
+            return None
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"--access: cannot read {path}: {exc.strerror}") from None
+        return load_access(text, f"--access {path}")
+
+    def reload_access(self) -> None:
+        """Read the access rules again (SIGHUP); a file that does not parse changes nothing."""
+        if self.config.access is None:
+            return
+        try:
+            access = self._read_access()
+        except ConfigError as exc:
+            _warn(f"access rules not reloaded, the old ones stay: {exc}")
+            return
+        self.guard.access = access
+        count = len(access.clients) if access is not None else 0
+        say_quietly(f"access: reloaded {self.config.access} ({count} clients)")
+
+    def _sign(self, method: str, path: str) -> dict[str, str]:
+        """Headers that sign a call of this node's to another (block fetches)."""
+        return {HEADER: sign_call(self.identity.key, method, path, b"", wall_clock_ms())}
 
     def _executors(self) -> dict[str, Executor]:
         """The engines this node runs: those the policy allows and this machine can offer."""
@@ -191,8 +244,7 @@ class Node:
         return await handler(request)
 
     async def _serve_http(self) -> None:
-        app = make_app(self)
-        app.middlewares.append(self._after_announcement)
+        app = make_app(self, self.guard, first=[self._after_announcement])
         self.gossip.add_routes(app)
         add_content_routes(app, self.content.store)
         app.middlewares.insert(0, watch_requests)  # first: it starts each body's deadline
@@ -323,9 +375,10 @@ async def run_node(config: NodeConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     node = Node(config)
+    loop.add_signal_handler(signal.SIGHUP, node.reload_access)
     await node.start()
     try:
         await stopping.wait()
     finally:
-        print("edgebac node stopping", file=sys.stderr, flush=True)
+        say_quietly("edgebac node stopping")
         await node.stop()

@@ -62,6 +62,23 @@ def walk_blocks(get: Get, root: CID) -> Iterator[tuple[CID, bytes]]:
         stack.extend(reversed(links_of(cid, block)))
 
 
+def dag_members(get: Get, root: CID, limit: int) -> frozenset[CID]:
+    """Every CID in the DAG under `root`, reading only its inner (dag-pb) blocks: leaves are
+    named by their parents. BadContent past `limit` CIDs (a DAG too large to index)."""
+    seen: set[CID] = set()
+    stack = [root]
+    while stack:
+        cid = stack.pop()
+        if cid in seen:
+            continue
+        seen.add(cid)
+        if len(seen) > limit:
+            raise BadContent(f"the DAG under {root} has more than {limit} blocks")
+        if cid.codec == DAG_PB:
+            stack.extend(links_of(cid, get(cid)))
+    return frozenset(seen)
+
+
 def _node(cid: CID, block: bytes) -> tuple[list[PBLink], int, int]:
     """(links, UnixFS type, file size) of a block."""
     if cid.codec == RAW:

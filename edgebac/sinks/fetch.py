@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+from yarl import URL
 
 from edgebac.errors import BadRequest
 from edgebac.gossip.bodies import read_body
@@ -175,6 +176,17 @@ class _Run:
         return self.result
 
 
+Sign = Callable[[str, str], dict[str, str]]
+
+
+async def _said(resp: aiohttp.ClientResponse) -> str:
+    """`: <the node's error message>` when it answered in the API's error shape."""
+    try:
+        return ": " + str((await resp.json(content_type=None))["error"]["message"])[:300]
+    except (ValueError, KeyError, TypeError, aiohttp.ClientError):
+        return ""
+
+
 class Fetcher:
     """Fetches DAGs into `store`; use as `async with Fetcher(store) as f: await f.fetch(...)`."""
 
@@ -185,8 +197,12 @@ class Fetcher:
         *,
         concurrency: int = 4,  # blocks in flight; more only adds contention on 2 cores
         request_timeout: float = 30.0,
+        sign: Sign | None = None,
+        job_id: str | None = None,
     ) -> None:
         self.store = store
+        self.sign = sign  # headers that sign a call (method, path): holders serve who they know
+        self.job_id = job_id  # the job whose results these are: what a client may read
         self._session = session
         self._own_session = session is None
         self.concurrency = concurrency
@@ -226,21 +242,31 @@ class Fetcher:
             return FetchResult(root)
         return await _Run(self, root, urls, wait, max_bytes).run(self.concurrency)
 
+    def _call(self, method: str, peer: str, path: str) -> tuple[URL, dict[str, str]]:
+        if self.job_id is not None:
+            path += "?" + urlencode({"job": self.job_id})
+        headers = self.sign(method, path) if self.sign is not None else {}
+        return URL(peer + path, encoded=True), headers  # sent as signed, not re-quoted
+
     async def holds(self, peer: str, cid: CID) -> tuple[bool, str]:
         """(whether `peer` says it holds the DAG of `cid`, why not)."""
+        url, headers = self._call("HEAD", peer, f"/api/v1/content/{cid}")
         try:
-            async with self.session.head(f"{peer}/api/v1/content/{cid}") as resp:
+            async with self.session.head(url, headers=headers) as resp:
+                if resp.status in (401, 403):  # a HEAD answer has no message to show
+                    return False, f"answered {resp.status}: its access rules refuse this caller"
                 return resp.status == 200, f"answered {resp.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             return False, f"unreachable ({exc or type(exc).__name__})"
 
     async def get_block(self, peer: str, cid: CID) -> bytes | None:
         """The bytes `peer` serves for block `cid` (unverified), None if it lacks it."""
-        async with self.session.get(f"{peer}/api/v1/blocks/{cid}") as resp:
+        url, headers = self._call("GET", peer, f"/api/v1/blocks/{cid}")
+        async with self.session.get(url, headers=headers) as resp:
             if resp.status == 404:
                 return None
             if resp.status != 200:
-                raise ValueError(f"answered {resp.status}")
+                raise ValueError(f"answered {resp.status}{await _said(resp)}")
             if resp.content_length is not None and resp.content_length > MAX_BLOCK_SIZE:
                 raise ValueError(f"block of {resp.content_length} bytes is too large")
             return await read_body(resp.content, MAX_BLOCK_SIZE)  # BodyTooLarge: a ValueError

@@ -32,10 +32,12 @@ class ContentService:
         root: Path,
         holders: Callable[[str], Sequence[str]],
         s3_client: Callable[[], Any] | None = None,
+        sign: Callable[[str, str], dict[str, str]] | None = None,
     ) -> None:
         self.store = BlockStore(root)
         self.publisher = Publisher(self.store, s3_client)
         self._holders = holders
+        self._sign = sign  # signs this node's block fetches: holders serve members
 
     def holds(self, url: str) -> bool:
         """Whether the whole DAG of an `ipfs://` source is here (a bid's data locality)."""
@@ -53,7 +55,7 @@ class ContentService:
         except (BadCid, ValueError) as exc:
             raise InputError(f"not a content id: {exc}") from None
         try:
-            async with Fetcher(self.store) as fetcher:
+            async with Fetcher(self.store, sign=self._sign) as fetcher:
                 await fetcher.fetch(cid, list(self._holders(str(cid))), wait=wait_s)
             item = await asyncio.to_thread(self.store.stat, cid)
             target = dest / str(cid) if item.kind == "file" else dest  # a lone file keeps its CID

@@ -1,0 +1,410 @@
+"""Who is calling, and may they: the API's front door, one middleware before every route.
+
+A caller is known by a signed call (`edgebac.eventlog.callsig`: edgebac's CLI signs every
+request with its client key, member nodes with their node key), or by an API token
+(`Authorization: Bearer`), against the access rules (`edgebac.api.access`). Without access rules
+the node serves loopback callers only (each as an admin); `--insecure-open-api` serves anyone.
+Each route needs one capability (`NEEDS`, a table: a route missing from it is refused, so a new
+route cannot ship unprotected); what a route shows of jobs is then limited to the caller's own
+unless its scope is `all` (`Caller.may_read`, used by the job routes).
+
+Content and blocks: a member node may fetch any (it needs them to run and replicate jobs); a
+client only the results of a job it may read, named by `?job=ID` for blocks inside them.
+Unknown callers get 401, callers without the capability 403, in the API's one error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from edgebac.api.access import Access
+from edgebac.api.clientsig import UNSIGNED
+from edgebac.api.protocol import served_node
+from edgebac.errors import BadRequest, EdgebacError
+from edgebac.eventlog.callsig import HEADER, CallRefused, NonceCache, check_call, parse_header
+from edgebac.eventlog.clock import wall_clock_ms
+from edgebac.sinks.cid import CID
+from edgebac.sinks.errors import BadContent, ContentNotFound, CorruptBlock
+from edgebac.sinks.exporter import dag_members
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PUBLIC = "public"  # liveness and the API document
+SEALED = "sealed"  # gossip: sealed by the network key, not a client route
+ANY = "any"  # any known caller (a client needs the node's key to sign for it)
+READ, SUBMIT, CANCEL, ADMIN = "read", "submit", "cancel", "admin"
+READ_ALL = "read_all"  # the raw log holds every job's spec: admins, or readers of all jobs
+CONTENT = "content"  # member nodes, or readers of the job whose results these are
+EXECUTION = "execution"  # an execution's logs: member nodes (relaying) or the job's readers
+ALL_CAPABILITIES = frozenset({READ, SUBMIT, CANCEL, ADMIN})
+
+NEEDS: dict[tuple[str, str], str] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/api/v1/openapi.json"): PUBLIC,
+    ("GET", "/api/v1/node"): ANY,
+    ("GET", "/api/v1/nodes"): ANY,
+    ("GET", "/api/v1/events"): READ_ALL,
+    ("POST", "/api/v1/events"): ADMIN,
+    ("GET", "/api/v1/authors/{author}/head"): ADMIN,
+    ("GET", "/api/v1/jobs"): READ,
+    ("POST", "/api/v1/jobs"): SUBMIT,
+    ("GET", "/api/v1/jobs/{job_id}"): READ,
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): CANCEL,
+    ("GET", "/api/v1/jobs/{job_id}/results"): READ,
+    ("GET", "/api/v1/jobs/{job_id}/logs"): READ,
+    ("GET", "/api/v1/executions/{execution_id}/logs"): EXECUTION,
+    ("GET", "/api/v1/content/{cid}"): CONTENT,
+    ("HEAD", "/api/v1/content/{cid}"): CONTENT,
+    ("GET", "/api/v1/blocks/{cid}"): CONTENT,
+    ("HEAD", "/api/v1/blocks/{cid}"): CONTENT,
+}
+# What a member node may call on another's node listener when the client API has its own
+# address (`--api-listen`): replication and relaying, nothing of the client API.
+PEER_NEEDS = frozenset({CONTENT, EXECUTION, PUBLIC, SEALED})
+
+
+class Unauthenticated(EdgebacError):
+    code = "unauthenticated"
+    http_status = 401
+
+
+class Forbidden(EdgebacError):
+    code = "forbidden"
+    http_status = 403
+
+
+class Misdirected(EdgebacError):
+    code = "use_the_api_address"
+    http_status = 421
+
+
+class Busy(EdgebacError):
+    code = "busy"
+    http_status = 503
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request is from, and what the rules let it do."""
+
+    name: str
+    can: frozenset[str]
+    scope_all: bool
+    key: bytes | None = None  # the key that signed the call (a client's or a node's)
+    vouch_as: str | None = None  # the name an unsigned submission is vouched for as
+    node: bool = False  # a member node
+
+    def may(self, capability: str) -> bool:
+        return capability in self.can
+
+    def owns(self, job: Any) -> bool:
+        """A job it asked for: signed with its key, or vouched for under its name."""
+        if job.client is not None:
+            return job.client == self.key
+        return self.vouch_as is not None and job.vouched == self.vouch_as
+
+    def may_read(self, job: Any) -> bool:
+        return READ in self.can and (self.scope_all or self.owns(job))
+
+    def may_cancel(self, job: Any) -> bool:
+        return CANCEL in self.can and (self.scope_all or self.owns(job))
+
+
+CALLER_KEY = "edgebac.caller"
+
+
+def caller_of(request: web.Request) -> Caller:
+    return request[CALLER_KEY]
+
+
+def check_read(request: web.Request, job: Any) -> None:
+    """403 unless the caller may read `job` (its own, or scope all)."""
+    caller = caller_of(request)
+    if not caller.may_read(job):
+        raise Forbidden(f"job {job.id} is not one of {caller.name}'s jobs (scope: own)")
+
+
+def check_cancel(request: web.Request, job: Any) -> None:
+    caller = caller_of(request)
+    if not caller.may_cancel(job):
+        if not caller.may(CANCEL):
+            raise Forbidden(f"{caller.name} may not cancel jobs (no cancel capability)")
+        raise Forbidden(f"job {job.id} is not one of {caller.name}'s jobs (scope: own)")
+
+
+class DagIndex:
+    """Which blocks belong to which result, for the last results asked about (bounded)."""
+
+    def __init__(self, max_cids: int = 1_000_000, max_roots: int = 256) -> None:
+        self.max_cids = max_cids
+        self.max_roots = max_roots
+        self._members: OrderedDict[CID, frozenset[CID]] = OrderedDict()
+        self._held = 0
+
+    async def contains(self, store: Any, root: CID, cid: CID) -> bool:
+        members = self._members.get(root)
+        if members is None:
+            try:
+                members = await asyncio.to_thread(dag_members, store.get_block, root, self.max_cids)
+            except (ContentNotFound, CorruptBlock, BadContent):
+                return cid == root
+            self._members[root] = members
+            self._held += len(members)
+            while self._held > self.max_cids or len(self._members) > self.max_roots:
+                self._held -= len(self._members.popitem(last=False)[1])
+        else:
+            self._members.move_to_end(root)
+        return cid in members
+
+
+class Guard:
+    """The node's front-door state: its rules (replaced on reload), nonces, the DAG index."""
+
+    def __init__(
+        self,
+        access: Access | None = None,
+        *,
+        open_api: bool = False,
+        window_ms: int = 300_000,
+        tls: bool = False,
+        body_timeout_s: float = 60.0,
+    ) -> None:
+        self.access = access
+        self.open_api = open_api
+        self.window_ms = window_ms
+        self.tls = tls
+        self.body_timeout_s = body_timeout_s
+        self.api_port: int | None = None  # set when the client API has its own listener
+        self.api_url: str | None = None
+        self.nonces = NonceCache(window_ms)
+        self.dags = DagIndex()
+        self.refused: dict[str, int] = {}  # by error code, for GET /api/v1/node
+
+    def describe(self) -> dict[str, Any]:
+        mode = "open" if self.open_api else "rules" if self.access else "loopback"
+        info: dict[str, Any] = {"mode": mode, "refused": dict(sorted(self.refused.items()))}
+        if self.access is not None:
+            info["clients"] = len(self.access.clients)
+        if self.open_api:
+            info["warning"] = "--insecure-open-api: every caller is served as an admin"
+        return info
+
+
+GUARD_KEY: web.AppKey[Guard] = web.AppKey("guard", Guard)
+
+
+def need_of(request: web.Request) -> str | None:
+    """The route's need; None for a request no route matched (its 404/405 goes through)."""
+    route = request.match_info.route
+    resource = route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return None
+    method = route.method if route.method != "*" else request.method
+    path = resource.canonical
+    if path.startswith("/gossip/"):
+        return SEALED
+    if (method, path) in NEEDS:
+        return NEEDS[(method, path)]
+    if method == "HEAD" and ("GET", path) in NEEDS:
+        return NEEDS[("GET", path)]
+    return EXTRA_NEEDS.get((method, path))
+
+
+EXTRA_NEEDS: dict[tuple[str, str], str] = {}  # routes of other modules (gossip, compat API)
+
+
+def declare(method: str, path: str, need: str) -> None:
+    """Say what a route outside this table needs (call where the route is added)."""
+    EXTRA_NEEDS[(method.upper(), path)] = need
+
+
+def _loopback(request: web.Request) -> bool:
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _on_node_listener(request: web.Request, guard: Guard) -> bool:
+    if guard.api_port is None or request.transport is None:
+        return False
+    sockname = request.transport.get_extra_info("sockname")
+    return bool(sockname) and sockname[1] != guard.api_port
+
+
+async def _body(request: web.Request, guard: Guard) -> bytes:
+    if not request.body_exists:
+        return b""
+    try:
+        async with asyncio.timeout(guard.body_timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise BadRequest(f"the body did not arrive within {guard.body_timeout_s:g} s") from None
+
+
+async def identify(request: web.Request, guard: Guard) -> Caller:
+    """The caller, or Unauthenticated saying what credentials this node takes."""
+    node = served_node(request)
+    signed = request.headers.get(HEADER)
+    if signed is not None:
+        call = parse_header(signed)
+        now = wall_clock_ms()
+        body = await _body(request, guard)
+        check_call(call, request.method, request.raw_path, body, now, guard.window_ms)
+        guard.nonces.admit(call.key, call.nonce, call.ts_ms, now)
+        return _signed_caller(request, guard, call.key, node)
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Authorization: this node takes `Bearer <token>` only")
+        if guard.tls and not request.secure and not _loopback(request):
+            raise Forbidden("a token travels only over TLS here: call the https:// address")
+        return _token_caller(request, guard, token.strip())
+    if guard.open_api:
+        return Caller("open", ALL_CAPABILITIES, True, vouch_as=UNSIGNED)
+    if guard.access is None and _loopback(request):
+        return Caller("local", ALL_CAPABILITIES, True, vouch_as=UNSIGNED)
+    raise Unauthenticated(_credentials_needed(guard))
+
+
+def _credentials_needed(guard: Guard) -> str:
+    if guard.access is None:
+        return (
+            "this node serves only loopback clients (it has no --access rules): call it from "
+            "its own machine, or ask its operator for access"
+        )
+    return (
+        "this node's API needs credentials: a signed call (edgebac's CLI signs with your "
+        "client key: give the operator `edgebac client id`) or Authorization: Bearer TOKEN"
+    )
+
+
+def _signed_caller(request: web.Request, guard: Guard, key: bytes, node: Any) -> Caller:
+    client = guard.access.client_of_key(key) if guard.access is not None else None
+    if client is not None:
+        return Caller(client.name, client.can, client.scope_all, key, client.name)
+    if key in node.runner.state.nodes:
+        return Caller(f"node {key.hex()[:12]}", frozenset(), False, key, node=True)
+    if guard.open_api:
+        return Caller("open", ALL_CAPABILITIES, True, key, UNSIGNED)
+    if guard.access is None and _loopback(request):
+        return Caller("local", ALL_CAPABILITIES, True, key, UNSIGNED)
+    if guard.access is None:
+        raise Unauthenticated(_credentials_needed(guard))
+    raise Unauthenticated(
+        f"client {key.hex()[:12]} is not in this node's access rules: give its operator your "
+        f"id ({key.hex()}) to add"
+    )
+
+
+def _token_caller(request: web.Request, guard: Guard, token: str) -> Caller:
+    client = guard.access.client_of_token(token) if guard.access is not None else None
+    if client is not None:
+        return Caller(client.name, client.can, client.scope_all, client.key, client.name)
+    if guard.open_api:
+        return Caller("open", ALL_CAPABILITIES, True, vouch_as=UNSIGNED)
+    if guard.access is None and _loopback(request):
+        return Caller("local", ALL_CAPABILITIES, True, vouch_as=UNSIGNED)
+    raise Unauthenticated("this token is not in this node's access rules (revoked, or a typo?)")
+
+
+async def allow(request: web.Request, guard: Guard, caller: Caller, need: str) -> None:
+    """Raise Forbidden unless `caller` may make this request."""
+    if need == ANY:
+        return
+    if need in (READ, SUBMIT, CANCEL, ADMIN):
+        if not caller.may(need):
+            raise Forbidden(f"{caller.name} may not {_verbs[need]} (no {need} capability)")
+        return
+    if need == READ_ALL:
+        if caller.may(ADMIN) or (caller.may(READ) and caller.scope_all):
+            return
+        raise Forbidden(f"{caller.name} may not read the raw log (admin, or read with scope: all)")
+    if caller.node or (caller.may(READ) and caller.scope_all):
+        return
+    if not caller.may(READ):
+        raise Forbidden(f"{caller.name} may not read jobs or their results (no read capability)")
+    if need == EXECUTION:
+        return  # the route checks the execution's job (it knows executions, this does not)
+    await _allow_content(request, guard, caller)
+
+
+_verbs = {READ: "read jobs", SUBMIT: "submit jobs", CANCEL: "cancel jobs", ADMIN: "do that"}
+
+
+async def _allow_content(request: web.Request, guard: Guard, caller: Caller) -> None:
+    """A result root of a job the caller may read; or, with `?job=ID`, a block inside one."""
+    node = served_node(request)
+    try:
+        cid = CID.parse(request.match_info["cid"])
+    except Exception:  # the route says what is wrong with it
+        return
+    state = node.runner.state
+    job_id = request.query.get("job")
+    if job_id is not None:
+        job = state.jobs.get(job_id) or state.evicted.get(job_id)
+        if job is None or not caller.may_read(job):
+            raise Forbidden(f"{caller.name} may not read job {job_id[:40]}'s results")
+        for root in _result_roots(state, job_id):
+            if cid == root or await guard.dags.contains(node.content.store, root, cid):
+                return
+        raise Forbidden(f"{cid} is not part of job {job_id}'s results")
+    for execution in state.executions.values():
+        if str(cid) in (execution.reference, execution.digest):
+            job = state.jobs.get(execution.job_id) or state.evicted.get(execution.job_id)
+            if job is not None and caller.may_read(job):
+                return
+    raise Forbidden(
+        f"{caller.name} may read content only of its jobs' results (blocks inside one: "
+        "add ?job=JOB_ID)"
+    )
+
+
+def _result_roots(state: Any, job_id: str) -> Iterable[CID]:
+    for execution in state.executions.values():
+        if execution.job_id != job_id:
+            continue
+        for text in {execution.reference, execution.digest} - {None}:
+            try:
+                yield CID.parse(text.removeprefix("ipfs://"))
+            except Exception:  # an S3 reference: not content of this node's store
+                continue
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    guard = request.app[GUARD_KEY]
+    need = need_of(request)
+    if need is None:
+        return await handler(request)
+    if need in (PUBLIC, SEALED):
+        return await handler(request)
+    try:
+        if _on_node_listener(request, guard) and need not in PEER_NEEDS:
+            raise Misdirected(
+                f"this is the node's peer address; the client API is at {guard.api_url}"
+            )
+        try:
+            caller = await identify(request, guard)
+        except CallRefused as exc:
+            raise _refusal(exc) from None
+        await allow(request, guard, caller, need)
+    except EdgebacError as exc:
+        guard.refused[exc.code] = guard.refused.get(exc.code, 0) + 1
+        raise
+    request[CALLER_KEY] = caller
+    return await handler(request)
+
+
+def _refusal(exc: CallRefused) -> EdgebacError:
+    error: EdgebacError = Busy(str(exc)) if exc.code == "busy" else Unauthenticated(str(exc))
+    error.code = exc.code
+    return error

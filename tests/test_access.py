@@ -1,0 +1,204 @@
+"""The front door's pure parts: access rules, signed calls, nonces, who owns a job, and that
+every route the node serves has an access rule."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from nacl.signing import SigningKey
+
+from edgebac.api.access import load_access, new_token, parse_access, token_line, token_sha256
+from edgebac.api.app import make_app
+from edgebac.api.auth import ALL_CAPABILITIES, NEEDS, Caller, need_of
+from edgebac.errors import ConfigError
+from edgebac.eventlog.callsig import (
+    CallRefused,
+    NonceCache,
+    check_call,
+    parse_header,
+    sign_call,
+)
+from edgebac.sinks.blockstore import BlockStore
+from edgebac.sinks.serve import add_content_routes
+
+ALICE = SigningKey.generate()
+ALICE_ID = bytes(ALICE.verify_key).hex()
+NOW = 1_800_000_000_000
+WINDOW = 300_000
+
+
+def rules(text: str):
+    return load_access(text, "access.yaml")
+
+
+def test_the_documented_shape_parses():
+    token = new_token()
+    access = rules(
+        f"""
+clients:
+  alice: {{key: {ALICE_ID}, can: [read, submit, cancel]}}
+{token_line("ci", token)}
+  ops:   {{key: {"ab" * 32}, can: [read, submit, cancel, admin], scope: all}}
+"""
+    )
+    alice = access.client_of_key(bytes(ALICE.verify_key))
+    assert alice is not None
+    assert alice.can == {"read", "submit", "cancel"}
+    assert not alice.scope_all
+    ci = access.client_of_token(token)
+    assert ci is not None
+    assert ci.name == "ci"
+    assert ci.can == {"read", "submit"}
+    assert access.client_of_token(token + "x") is None
+    assert access.clients["ops"].scope_all
+    assert token.startswith("ebt_")
+    assert token_sha256(token) in token_line("ci", token)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("clients: [alice]", "clients must map names"),
+        ("people: {}", "unknown key 'people'"),
+        ("clients: {alice: {can: [read]}}", "clients.alice: needs key (a client id) or token"),
+        ("clients: {alice: {key: abc, can: [read]}}", "clients.alice.key: 64 hex digits"),
+        (f"clients: {{alice: {{key: {'a' * 64}, can: [fly]}}}}", "unknown capability 'fly'"),
+        (f"clients: {{alice: {{key: {'a' * 64}, can: []}}}}", "clients.alice.can: a list"),
+        (f"clients: {{alice: {{key: {'a' * 64}, can: [read], scope: x}}}}", "scope: 'x'"),
+        (f"clients: {{alice: {{key: {'a' * 64}, can: [read], admin: 1}}}}", "unknown field"),
+        (
+            f"clients: {{a: {{key: {'a' * 64}, can: [read]}}, "
+            f"b: {{key: {'a' * 64}, can: [read]}}}}",
+            "clients.b: key is also a's",
+        ),
+        ("clients: {'bad name': {key: x, can: [read]}}", "a name is 1-64"),
+        ("clients: {alice: [}", "not valid YAML"),
+    ],
+)
+def test_a_wrong_file_says_which_client_and_field(text, said):
+    with pytest.raises(ConfigError, match=r"^access\.yaml") as caught:
+        rules(text)
+    assert said in str(caught.value)
+
+
+def test_an_empty_file_lets_nobody_in():
+    assert parse_access({}).clients == {}
+    assert rules("").clients == {}
+
+
+def signed(method="GET", path="/api/v1/jobs", body=b"", now=NOW, key=ALICE):
+    return parse_header(sign_call(key, method, path, body, now))
+
+
+def test_a_signed_call_checks_out_and_its_parts_cannot_change():
+    call = signed("POST", "/api/v1/jobs?x=1", b'{"a": 1}')
+    check_call(call, "POST", "/api/v1/jobs?x=1", b'{"a": 1}', NOW + 1000, WINDOW)
+    for method, path, body in [
+        ("GET", "/api/v1/jobs?x=1", b'{"a": 1}'),
+        ("POST", "/api/v1/jobs?x=2", b'{"a": 1}'),
+        ("POST", "/api/v1/jobs?x=1", b'{"a": 2}'),
+    ]:
+        with pytest.raises(CallRefused) as caught:
+            check_call(call, method, path, body, NOW, WINDOW)
+        assert caught.value.code == "bad_signature"
+
+
+@pytest.mark.parametrize("offset", [WINDOW + 1, -WINDOW - 1])
+def test_a_call_signed_outside_the_window_is_refused(offset):
+    with pytest.raises(CallRefused, match="check the client's clock") as caught:
+        check_call(signed(now=NOW), "GET", "/api/v1/jobs", b"", NOW + offset, WINDOW)
+    assert caught.value.code == "signature_expired"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["", "v1", "v2 key=00 ts=1 nonce=abcdefgh sig=00", "v1 key=zz ts=1 nonce=abcdefgh sig=00"],
+)
+def test_a_malformed_header_is_refused(header):
+    with pytest.raises(CallRefused, match="Edgebac-Signature: not"):
+        parse_header(header)
+
+
+def test_a_nonce_counts_once_within_the_window_and_is_forgotten_after():
+    cache = NonceCache(WINDOW)
+    cache.admit(b"k", "n1", NOW, NOW)
+    with pytest.raises(CallRefused, match="replayed"):
+        cache.admit(b"k", "n1", NOW, NOW + 10)
+    cache.admit(b"other", "n1", NOW, NOW + 10)  # nonces are per key
+    cache.admit(b"k", "n2", NOW + WINDOW, NOW + WINDOW + 1)  # k/n1's time has left the window
+    assert len(cache) == 2  # other/n1 (admitted 10 ms later) and k/n2
+    cache.admit(b"k", "n1", NOW + WINDOW, NOW + WINDOW + 1)  # forgotten: a call of its time
+    # would be refused as expired anyway
+
+
+def test_a_nonce_signed_ahead_is_remembered_until_its_own_time_leaves_the_window():
+    cache = NonceCache(WINDOW)
+    cache.admit(b"k", "ahead", NOW + WINDOW, NOW)
+    with pytest.raises(CallRefused, match="replayed"):
+        cache.admit(b"k", "ahead", NOW + WINDOW, NOW + WINDOW + WINDOW // 2)
+
+
+def test_a_full_cache_refuses_rather_than_forgets():
+    cache = NonceCache(WINDOW, capacity=2)
+    cache.admit(b"k", "a", NOW, NOW)
+    cache.admit(b"k", "b", NOW, NOW)
+    with pytest.raises(CallRefused) as caught:
+        cache.admit(b"k", "c", NOW, NOW)
+    assert caught.value.code == "busy"
+    with pytest.raises(CallRefused, match="replayed"):
+        cache.admit(b"k", "a", NOW, NOW)
+
+
+@given(st.binary(max_size=200), st.text(max_size=40))
+def test_any_body_and_query_sign_and_check(body, query):
+    path = "/api/v1/x?" + query
+    check_call(signed("PUT", path, body), "PUT", path, body, NOW, WINDOW)
+
+
+def job(client=None, vouched=None):
+    return SimpleNamespace(id="j-1", client=client, vouched=vouched)
+
+
+def test_own_means_signed_with_ones_key_or_vouched_under_ones_name():
+    alice = Caller("alice", frozenset({"read", "cancel"}), False, b"A", "alice")
+    assert alice.may_read(job(client=b"A"))
+    assert alice.may_cancel(job(client=b"A"))
+    assert not alice.may_read(job(client=b"B"))
+    assert alice.may_read(job(vouched="alice"))
+    assert not alice.may_read(job(client=b"B", vouched="alice"))  # a signed job is its signer's
+    assert not alice.may_read(job(vouched="bob"))
+    ci = Caller("ci", frozenset({"submit"}), False, None, "ci")
+    assert not ci.may_read(job(vouched="ci"))  # no read capability
+    ops = Caller("ops", ALL_CAPABILITIES, True, b"O", "ops")
+    assert ops.may_read(job(client=b"A"))
+    assert ops.may_cancel(job(vouched="bob"))
+
+
+def test_every_route_the_node_serves_has_an_access_rule(tmp_path: Path):
+    """A route added without a rule would be refused by the middleware; this names it first."""
+    app = make_app(SimpleNamespace())
+    add_content_routes(app, BlockStore(tmp_path))
+    missing = []
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is None:
+            continue
+        request = SimpleNamespace(
+            match_info=SimpleNamespace(route=route, http_exception=None), method=route.method
+        )
+        if need_of(request) is None:
+            missing.append((route.method, resource.canonical))
+    assert missing == []
+
+
+def test_every_route_in_the_api_document_has_an_access_rule():
+    doc = json.loads(files("edgebac.api").joinpath("openapi.json").read_text())
+    paths = doc["paths"].items()
+    documented = {(m.upper(), p) for p, ops in paths for m in ops if m != "parameters"}
+    assert documented - set(NEEDS) == set()
