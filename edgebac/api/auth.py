@@ -181,8 +181,10 @@ class Guard:
         self.window_ms = window_ms
         self.tls = tls
         self.body_timeout_s = body_timeout_s
-        self.api_port: int | None = None  # set when the client API has its own listener
+        # When the client API has its own listener (`--api-listen`): its URL, and which
+        # listener a request came in on ("api" or "node"), as the node's listeners know.
         self.api_url: str | None = None
+        self.listener_of: Callable[[web.Request], str] = lambda request: "api"
         self.nonces = NonceCache(window_ms)
         self.dags = DagIndex()
         self.refused: dict[str, int] = {}  # by error code, for GET /api/v1/node
@@ -233,10 +235,7 @@ def _loopback(request: web.Request) -> bool:
 
 
 def _on_node_listener(request: web.Request, guard: Guard) -> bool:
-    if guard.api_port is None or request.transport is None:
-        return False
-    sockname = request.transport.get_extra_info("sockname")
-    return bool(sockname) and sockname[1] != guard.api_port
+    return guard.api_url is not None and guard.listener_of(request) == "node"
 
 
 async def _body(request: web.Request, guard: Guard) -> bytes:

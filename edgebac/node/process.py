@@ -27,7 +27,13 @@ from edgebac.gossip.envelope import OPEN_NETWORK_KEY, read_network_key
 from edgebac.gossip.service import GossipService
 from edgebac.node.config import HostPort, NodeConfig
 from edgebac.node.datadir import DataDir, open_data_dir
-from edgebac.node.listener import Listener, open_listeners, runner_options, watch_requests
+from edgebac.node.listener import (
+    Listener,
+    listener_of,
+    open_listeners,
+    runner_options,
+    watch_requests,
+)
 from edgebac.node.policy import Policy, load_policy, narrowed
 from edgebac.node.runner import JobRunner
 from edgebac.node.tls import ServerTls, server_tls
@@ -259,6 +265,10 @@ class Node:
         context = self.tls.context if self.tls else None
         self._listeners = open_listeners(self._runner.server, self.config, context, _warn)
         self.address = self._listeners[0].address
+        if self.config.api_listen is not None:  # the node listener then serves peers only
+            scheme = "https" if self.tls else "http"
+            self.guard.api_url = f"{scheme}://{self._listeners[-1].address}"
+            self.guard.listener_of = listener_of
 
     def _server_tls(self) -> ServerTls | None:
         config = self.config
