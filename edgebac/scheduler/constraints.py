@@ -1,5 +1,6 @@
 """Label constraints: `key=value`, `key!=value`, `key in (a,b)`, `key notin (a,b)`, `key exists`,
-`!key` — the selector syntax users know from Kubernetes, parsed once into typed values.
+`!key`, `key gt 4`, `key lt 4` (or `key>4`, `key<4`) — the selector syntax users know from
+Kubernetes, parsed once into typed values.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ _NOT_EXISTS = re.compile(rf"^!\s*({_KEY})$")
 _EXISTS = re.compile(rf"^({_KEY})\s+exists$")
 _SET = re.compile(rf"^({_KEY})\s+(in|notin)\s*\((.*)\)$")
 _EQ = re.compile(rf"^({_KEY})\s*(!=|==|=)\s*({_VALUE})$")
+_CMP = re.compile(rf"^({_KEY})\s*(\s+gt\s+|\s+lt\s+|>|<)\s*(-?[0-9]+)$")
 _VALUE_RE = re.compile(rf"^{_VALUE}$")
 
 
 @dataclass(frozen=True)
 class Constraint:
-    """One selector; `op` is one of `=`, `!=`, `in`, `notin`, `exists`, `!exists`."""
+    """One selector; `op` is one of `=`, `!=`, `in`, `notin`, `exists`, `!exists`, `gt`, `lt`."""
 
     key: str
     op: str
@@ -31,6 +33,11 @@ class Constraint:
             return value is not None
         if self.op == "!exists":
             return value is None
+        if self.op in ("gt", "lt"):  # as Kubernetes: both sides integers, else no match
+            if value is None or not re.fullmatch(r"-?[0-9]+", value):
+                return False
+            diff = int(value) - int(self.values[0])
+            return diff > 0 if self.op == "gt" else diff < 0
         if self.op in ("=", "in"):
             return value is not None and value in self.values
         # `!=` and `notin` also match nodes without the label, as in Kubernetes.
@@ -43,6 +50,8 @@ class Constraint:
             return f"!{self.key}"
         if self.op in ("in", "notin"):
             return f"{self.key} {self.op} ({','.join(self.values)})"
+        if self.op in ("gt", "lt"):
+            return f"{self.key} {self.op} {self.values[0]}"
         return f"{self.key}{self.op}{self.values[0]}"
 
 
@@ -62,9 +71,12 @@ def parse_constraint(text: str) -> Constraint:
     if match := _EQ.match(text):
         op = "=" if match.group(2) == "==" else match.group(2)
         return Constraint(match.group(1), op, (match.group(3),))
+    if match := _CMP.match(text):
+        op = {">": "gt", "<": "lt"}.get(match.group(2).strip(), match.group(2).strip())
+        return Constraint(match.group(1), op, (str(int(match.group(3))),))
     raise ValueError(
         f"{text!r} is not a constraint like key=value, key!=value, key in (a,b), "
-        "key notin (a,b), key exists or !key"
+        "key notin (a,b), key exists, !key, key gt N or key lt N"
     )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgebac.errors import BadRequest
+from edgebac.scheduler.bacalhau_meta import BacalhauMeta, parse_bacalhau_meta
 from edgebac.scheduler.constraints import Constraint, parse_constraint
 from edgebac.scheduler.fieldcheck import MISSING, Checker, is_number, join
 from edgebac.scheduler.ids import is_file_name
@@ -30,22 +31,9 @@ DEFAULT_RETRIES = 2
 # Files every results folder holds: an output volume may not take their names.
 RESULT_FILES = frozenset({"stdout", "stderr", "exitCode"})
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TOP_KEYS = (
-    "name",
-    "type",
-    "count",
-    "constraints",
-    "resources",
-    "engine",
-    "inputs",
-    "outputs",
-    "publisher",
-    "env",
-    "timeout_s",
-    "network",
-    "retries",
-    "bid_window_ms",
-)
+_TOP_KEYS = ("name", "type", "count", "constraints", "resources", "engine", "inputs", "outputs")
+_TOP_KEYS += ("publisher", "env", "timeout_s", "network", "retries", "bid_window_ms")
+_TOP_KEYS += ("bacalhau",)  # see bacalhau_meta
 
 
 class SpecError(BadRequest):
@@ -192,6 +180,7 @@ class JobSpec:
     network: str = "none"
     retries: int = DEFAULT_RETRIES
     bid_window_ms: int | None = None
+    bacalhau: BacalhauMeta | None = None  # a job translated from Bacalhau's format (see there)
 
     @property
     def timeout_ms(self) -> int:
@@ -215,6 +204,8 @@ class JobSpec:
         }
         if self.bid_window_ms is not None:
             out["bid_window_ms"] = self.bid_window_ms
+        if self.bacalhau is not None:
+            out["bacalhau"] = self.bacalhau.to_dict()
         return out
 
 
@@ -258,6 +249,7 @@ def parse_spec(data: Any) -> JobSpec:
         network=network,
         retries=c.integer(d, "retries", "", 0, DEFAULT_RETRIES),
         bid_window_ms=window,
+        bacalhau=parse_bacalhau_meta(c, d.get("bacalhau"), "bacalhau"),
     )
     _check_unique(c, spec)
     if c.problems:
