@@ -1,0 +1,217 @@
+"""A real node's listener against hostile sockets: slowloris, trickled bodies, descriptors running
+out under `prlimit --nofile=1024`; and what must not be cut (long polls, streamed logs)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import select
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.netfix import post_json
+from tests.procs import LISTENING, Nodes, Process, edgebac_argv, nodes_fixture, wait_for
+
+nodes = nodes_fixture()
+WASM = Path(__file__).resolve().parent.parent / "fixtures" / "wasm"
+HEADER_S = 1.0
+BODY_S = 2.0
+FAST = {"EDGEBAC_TEST_HEADER_TIMEOUT_S": str(HEADER_S), "EDGEBAC_TEST_BODY_TIMEOUT_S": str(BODY_S)}
+
+
+def noop_policy(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text("engines: [noop]\n")
+    return path
+
+
+def host_port(url: str) -> tuple[str, int]:
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    return host, int(port)
+
+
+_OPEN: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sockets() -> Iterator[None]:
+    """Every socket a test opened is closed after it, whatever it asserted."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def open_from(source: str, address: tuple[str, int], blocking: bool = True) -> socket.socket:
+    sock = socket.socket()
+    _OPEN.append(sock)
+    sock.bind((source, 0))
+    if blocking:
+        sock.settimeout(5)
+        sock.connect(address)
+    else:
+        sock.setblocking(False)
+        sock.connect_ex(address)
+    return sock
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the node has closed this socket (EOF or reset), without blocking."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(4096, socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def trickle(socks: list[socket.socket], byte: bytes, until: float) -> dict[int, float]:
+    """Send `byte` on every open socket every 0.2 s until `until`; when each one was closed."""
+    start = time.monotonic()
+    closed: dict[int, float] = {}
+    while time.monotonic() < until and len(closed) < len(socks):
+        for index, sock in enumerate(socks):
+            if index in closed:
+                continue
+            if closed_by_peer(sock):
+                closed[index] = time.monotonic() - start
+                continue
+            try:
+                sock.send(byte)
+            except OSError:
+                closed[index] = time.monotonic() - start
+        time.sleep(0.2)
+    return closed
+
+
+def get(url: str, timeout: float = 10) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+def test_slowloris_sockets_are_closed_within_the_header_timeout(nodes, tmp_path):
+    node = nodes.start(tmp_path / "a", "--policy", str(noop_policy(tmp_path)), env=FAST)
+    address = host_port(node.url)
+    # 4 sources of 50: under the per-source cap, so every one is admitted and must time out
+    socks = [open_from(f"127.0.0.{20 + i % 4}", address) for i in range(200)]
+    for sock in socks:
+        sock.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    closed = trickle(socks, b"a", time.monotonic() + HEADER_S + 3)
+    assert len(closed) == 200, f"{200 - len(closed)} slow sockets still open"
+    assert max(closed.values()) < HEADER_S + 1.5, sorted(closed.values())[-5:]
+    assert min(closed.values()) > HEADER_S * 0.5  # admitted, then cut: not refused outright
+    assert get(node.url + "/healthz")[0] == 200
+
+
+def test_an_idle_keep_alive_connection_ends_at_the_header_timeout(nodes, tmp_path):
+    node = nodes.start(tmp_path / "a", "--policy", str(noop_policy(tmp_path)), env=FAST)
+    sock = open_from("127.0.0.1", host_port(node.url))
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b" 200 " in sock.recv(4096)
+    answered = time.monotonic()
+    wait_for(lambda: closed_by_peer(sock), HEADER_S + 2, "the idle connection to close")
+    assert time.monotonic() - answered >= HEADER_S * 0.8
+
+
+def test_a_trickled_body_is_cut_at_the_body_timeout(nodes, tmp_path):
+    node = nodes.start(tmp_path / "a", "--policy", str(noop_policy(tmp_path)), env=FAST)
+    sock = open_from("127.0.0.1", host_port(node.url))
+    sock.send(b"POST /gossip/v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    closed = trickle([sock], b"z", time.monotonic() + BODY_S + 3)
+    assert 0 in closed, "a trickled gossip body held the connection"
+    assert BODY_S * 0.8 < closed[0] < BODY_S + 1.5  # past the header timeout, cut at the body's
+
+
+def test_long_polls_and_log_streams_are_not_cut(nodes, tmp_path):
+    node = nodes.start(tmp_path / "a", env=FAST)
+    started = time.monotonic()
+    status, body = get(node.url + "/api/v1/events?after=1000000&wait_ms=3000")
+    assert (status, json.loads(body)["events"]) == (200, [])
+    assert time.monotonic() - started > 2.5  # answered at the poll's end, not cut at 1 s
+
+    module = "inline:base64:" + base64.b64encode((WASM / "loop.wasm").read_bytes()).decode()
+    spec = {"engine": {"type": "wasm", "module": module}, "timeout_s": 4, "retries": 0}
+    status, created = post_json(node.url + "/api/v1/jobs", spec)
+    assert status == 201, created
+    started = time.monotonic()
+    url = f"{node.url}/api/v1/jobs/{created['job_id']}/logs?follow=1"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        records = [json.loads(line) for line in response]
+    assert time.monotonic() - started > HEADER_S + BODY_S  # a stream that outlived both
+    assert records[-1].get("end"), records[-3:]  # and ended with the job, not with a cut
+
+
+def start_limited(nodes: Nodes, tmp_path: Path, env: dict[str, str]) -> tuple[Process, str]:
+    """A node whose process may hold 1,024 descriptors at most."""
+    argv = edgebac_argv(
+        "node",
+        "--data-dir",
+        tmp_path / "a",
+        "--listen",
+        "127.0.0.1:0",
+        "--preset",
+        "fast",
+        "--policy",
+        noop_policy(tmp_path),
+    )
+    proc = nodes.process(["prlimit", "--nofile=1024", "--", *argv], env={**FAST, **env})
+    return proc, proc.wait_for_line(LISTENING, 20).group(2)
+
+
+def flood(address: tuple[str, int]) -> list[socket.socket]:
+    """1,100 silent sockets from 11 loopback sources (127.0.0.50-60)."""
+    return [open_from(f"127.0.0.{50 + i % 11}", address, blocking=False) for i in range(1100)]
+
+
+def healthy(url: str) -> bool:
+    try:
+        return get(url + "/healthz", timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
+def descriptor_warnings(proc: Process) -> int:
+    return proc.stderr.count("out of file descriptors")
+
+
+def test_a_flood_past_the_cap_leaves_the_node_answering_others(nodes, tmp_path):
+    # per-source cap lifted: the cap in all (768 of 1,024) is what holds here
+    proc, url = start_limited(nodes, tmp_path, {"EDGEBAC_TEST_MAX_PER_SOURCE": "1000"})
+    socks = flood(host_port(url))
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert healthy(url)  # the newcomer takes the slot of a socket still silent
+        assert time.monotonic() - started < 1.0
+    finally:
+        for sock in socks:
+            sock.close()
+    assert healthy(url)
+    assert descriptor_warnings(proc) <= 1
+    assert len(proc.stderr.encode()) < 20_000, proc.stderr[-2000:]
+
+
+def test_descriptors_running_out_pause_accepting_with_one_warning(nodes, tmp_path):
+    # both caps lifted past the descriptor limit: accept itself fails with EMFILE
+    lifted = {"EDGEBAC_TEST_MAX_PER_SOURCE": "100000", "EDGEBAC_TEST_MAX_CONNECTIONS": "100000"}
+    proc, url = start_limited(nodes, tmp_path, lifted)
+    socks = flood(host_port(url))
+    try:
+        wait_for(lambda: descriptor_warnings(proc) >= 1, 10, "the descriptor warning")
+        # silent sockets time out, so descriptors come back and the node answers again
+        wait_for(lambda: healthy(url), HEADER_S + 8, "/healthz while flooded")
+        time.sleep(1.0)  # more failed accepts: still the one warning
+    finally:
+        for sock in socks:
+            sock.close()
+    wait_for(lambda: healthy(url), 10, "/healthz after the flood")
+    assert descriptor_warnings(proc) == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.encode()) < 20_000, proc.stderr[-2000:]
