@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-from edgebac.cli.identity import client_key_option
 from edgebac.cli.options import api_option, option, output_option
 
 TERMINAL = ("completed", "failed", "canceled")
@@ -75,16 +74,16 @@ def follow(api: str, job_id: str, output: str, quiet: bool = False) -> dict[str,
         delay = min(delay * 1.5, 0.5)
 
 
-def submit_and_maybe_wait(
-    api: str, spec: dict[str, Any], wait: bool, output: str, client_key: Path | None
-) -> None:
+def submit_and_maybe_wait(api: str, spec: dict[str, Any], wait: bool, output: str) -> None:
     """Sign and submit; print the job id at once; with --wait, follow it and exit 0 only if
     it completed."""
     from edgebac.cli.render import dumps, execution_line
     from edgebac.cli.signing import signed_submission
 
     client = _client(api)
-    job_id = client.post("/api/v1/jobs", signed_submission(client, client_key, spec))["job_id"]
+    job_id = client.post("/api/v1/jobs", signed_submission(client, client.client_key, spec))[
+        "job_id"
+    ]
     if not wait:
         click.echo(json.dumps({"job_id": job_id}) if output == "json" else job_id)
         return
@@ -105,14 +104,12 @@ def submit_and_maybe_wait(
 @click.argument("spec_file", type=click.Path(path_type=Path))
 @option("--concurrency", type=click.IntRange(min=1), default=None, help="Nodes to run it on.")
 @option("--wait/--no-wait", default=False, help="Follow the job until it ends.")
-@client_key_option
 @api_option
 @output_option
 def job_run(
     spec_file: Path,
     concurrency: int | None,
     wait: bool,
-    client_key: Path | None,
     api: str,
     output: str,
 ) -> None:
@@ -120,7 +117,7 @@ def job_run(
     spec = load_spec(spec_file)
     if concurrency is not None and isinstance(spec, dict):
         spec["count"] = concurrency
-    submit_and_maybe_wait(api, spec, wait, output, client_key)
+    submit_and_maybe_wait(api, spec, wait, output)
 
 
 @job.command("describe")
@@ -202,16 +199,15 @@ def job_list(limit: int, api: str, output: str) -> None:
 @job.command("cancel")
 @click.argument("job_id")
 @option("--reason", default="canceled by the client", show_default=True, help="Said in the log.")
-@client_key_option
 @api_option
 @output_option
-def job_cancel(job_id: str, reason: str, client_key: Path | None, api: str, output: str) -> None:
+def job_cancel(job_id: str, reason: str, api: str, output: str) -> None:
     """Cancel a job (signed with this client's key): running executions are stopped."""
     from edgebac.cli.signing import signed_cancel
 
     client = _client(api)
     full_id = client.get(f"/api/v1/jobs/{job_id}?events=0")["id"]  # what the signature names
-    body = signed_cancel(client, client_key, full_id, reason)
+    body = signed_cancel(client, client.client_key, full_id, reason)
     result = client.post(f"/api/v1/jobs/{full_id}/cancel", body)
     if output == "json":
         click.echo(json.dumps(result))

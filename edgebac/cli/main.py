@@ -14,6 +14,7 @@ from typing import NoReturn
 import click
 
 from edgebac import __version__
+from edgebac.cli.access import access
 from edgebac.cli.config import config_option
 from edgebac.cli.devstack import devstack_command
 from edgebac.cli.identity import client
@@ -37,6 +38,7 @@ def cli() -> None:
 
 cli.add_command(node)
 cli.add_command(client)
+cli.add_command(access)
 cli.add_command(log)
 cli.add_command(network)
 cli.add_command(devstack_command)

@@ -80,6 +80,14 @@ _connection_options = (
         help="URL of a node's API (HOST:PORT means http://HOST:PORT).",
     ),
     option(
+        "--client-key",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        expose_value=False,
+        callback=note_connection,
+        help="This client's signing key [default: ~/.config/edgebac/client.key, made if missing].",
+    ),
+    option(
         "--token",
         default=None,
         expose_value=False,
@@ -105,7 +113,8 @@ _connection_options = (
 
 
 def api_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`--api URL`, and how to reach and sign for it: `--token`, `--ca`, `--tls-fingerprint`."""
+    """`--api URL`, and how to reach it and who calls: `--client-key` (signs every call) or
+    `--token`, and `--ca` or `--tls-fingerprint` for an https:// node."""
     for decorate in reversed(_connection_options):
         fn = decorate(fn)
     return fn

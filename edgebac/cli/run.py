@@ -18,7 +18,6 @@ from typing import Any
 
 import click
 
-from edgebac.cli.identity import client_key_option
 from edgebac.cli.options import api_option, option, output_option
 from edgebac.errors import BadRequest
 
@@ -165,7 +164,6 @@ def shared_options(command: Any) -> Any:
                 help="Failed executions to retry on another node [default: 2].",
             ),
             option("--wait/--no-wait", default=False, help="Follow the job until it ends."),
-            client_key_option,
             api_option,
             output_option,
         ]
@@ -204,7 +202,6 @@ def docker_run(
         job_spec(engine, options),
         options["wait"],
         options["output"],
-        options["client_key"],
     )
 
 
@@ -238,5 +235,4 @@ def wasm_run(
         job_spec(engine, options),
         options["wait"],
         options["output"],
-        options["client_key"],
     )
