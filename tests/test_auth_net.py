@@ -281,7 +281,8 @@ def test_the_readme_flow_works_with_a_key_across_nodes(site, tmp_path):
     assert got.returncode == 0, got.stderr
     assert [p.read_text() for p in out.rglob("stdout")] == ["from b"]
     logs = site.cli("alice", "job", "logs", job_id)
-    assert logs.returncode == 0 and "from b" in logs.stdout, logs.stderr
+    assert logs.returncode == 0, logs.stderr
+    assert "from b" in logs.stdout
     # bob may not fetch alice's blocks from b, even naming her job.
     cid = next(iter(view["executions"].values()))["digest"]
     bob = site.client("bob", node=site.b)
