@@ -127,6 +127,20 @@ def test_devstack_starts_runs_a_job_and_stops_clean(nodes: Nodes, tmp_path):
         env=clean_env(),
     )
     assert ran.returncode == 0, ran.stderr
+    # Its access rules let this client in, and no other.
+    assert "access rules: " in stack.stdout
+    from edgebac.eventlog.identity import create_key_file
+
+    create_key_file(tmp_path / "stranger.key")
+    stranger = subprocess.run(
+        [*edgebac_argv("job", "list", "--api", api, "--client-key", tmp_path / "stranger.key")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert stranger.returncode != 0
+    assert "is not in this node's access rules" in stranger.stderr
     stack.send(signal.SIGINT)
     assert stack.wait(30) == 0
     wait_for(lambda: not _processes_under(root, stack.pid), 10, "no node process left")

@@ -1,8 +1,10 @@
 """`edgebac devstack`: a local private network of real node processes, for trying things out.
 
-All data lives in one folder (a network key and one data dir per node). The first node listens
-on the default API address, so client commands work without `--api`; the others pick free
-ports on loopback and find each other through it. Ctrl-C (or SIGTERM) stops them all.
+All data lives in one folder (a network key, access rules and one data dir per node). The
+first node listens on the default API address, so client commands work without `--api`; the
+others pick free ports on loopback and find each other through it. The access rules let this
+client's key (made if missing) in as an admin, as an operator would. Ctrl-C (or SIGTERM) stops
+them all.
 """
 
 from __future__ import annotations
@@ -40,6 +42,23 @@ class StackNode:
     address: str = ""
 
 
+def let_this_client_in(access: Path) -> str:
+    """Make sure the access rules admit this client's key as an admin; its id."""
+    from edgebac.api.access import load_access
+    from edgebac.cli.identity import load_client_key
+
+    named = os.environ.get("EDGEBAC_CLIENT_KEY")
+    identity = load_client_key(Path(named) if named else None)
+    text = access.read_text() if access.exists() else "clients:\n"
+    if load_access(text, str(access)).client_of_key(identity.public_key) is None:
+        name = f"devstack-{identity.node_id[:8]}"
+        line = (
+            f"  {name}: {{key: {identity.node_id}, can: [read, submit, cancel, admin], scope: all}}"
+        )
+        access.write_text(text.rstrip("\n") + "\n" + line + "\n")
+    return identity.node_id
+
+
 class Devstack:
     def __init__(self, root: Path, nodes: int, listen: str, preset: str) -> None:
         self.root = root
@@ -47,6 +66,7 @@ class Devstack:
         self.listen = listen
         self.preset = preset
         self.nodes: list[StackNode] = []
+        self.client_id = ""
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -55,10 +75,13 @@ class Devstack:
             from edgebac.gossip.envelope import write_network_key
 
             write_network_key(key)
+        access = self.root / "access.yaml"
+        self.client_id = let_this_client_in(access)
         host = self.listen.rpartition(":")[0]
         for index in range(self.count):
             listen = self.listen if index == 0 else f"{host}:0"
             flags = ["--network-key", str(key), "--preset", self.preset, "--listen", listen]
+            flags += ["--access", str(access)]
             if index:
                 flags += ["--peers", self.nodes[0].address]
             self._spawn(f"node{index + 1}", flags)
@@ -98,6 +121,9 @@ class Devstack:
     def describe(self) -> str:
         api = f"http://{self.nodes[0].address}"
         lines = [f"devstack: {len(self.nodes)} nodes, data in {self.root}"]
+        lines += [
+            f"  access rules: {self.root / 'access.yaml'} (admin: client {self.client_id[:12]})"
+        ]
         lines += [f"  {n.name}: http://{n.address} (pid {n.process.pid})" for n in self.nodes]
         lines += [
             "try:",
