@@ -51,7 +51,7 @@ from wasmtime import (
 )
 
 WASM_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "wasm"
-MODULES = ["alloc", "exit3", "hello", "io", "loop"]
+MODULES = ["alloc", "env", "exit3", "hello", "io", "loop"]
 # Enough fuel for about ten seconds of loop.wasm: the backstop if an epoch test misbehaves
 # (a guest spinning in native code cannot be stopped by pytest-timeout's signal).
 BACKSTOP_FUEL = 30_000_000_000

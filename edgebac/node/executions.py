@@ -26,6 +26,7 @@ from edgebac.node.results import (
 )
 from edgebac.runtime.executor import ExecutionError, Executor, NoopExecutor, Task
 from edgebac.scheduler import events as ev
+from edgebac.scheduler.bacalhau_env import execution_spec
 from edgebac.scheduler.ids import child_path
 from edgebac.scheduler.state import Execution, Job
 
@@ -77,13 +78,14 @@ class Executions:
                 await self.log.append([(ev.EXECUTION_FAILED, failure(execution, reason))])
                 return
             started = (ev.EXECUTION_STARTED, {"job_id": job.id, "execution_id": execution.id})
-            if instant_execution(executor, job.spec, self.publisher):
+            spec = execution_spec(job, execution)  # with BACALHAU_* variables for its jobs
+            if instant_execution(executor, spec, self.publisher):
                 # Nothing happens in between: its start and its result take one append.
-                outcome = await self._run(executor, execution, job.spec)
+                outcome = await self._run(executor, execution, spec)
                 await self.log.append([started, outcome])
                 return
             await self.log.append([started])
-            outcome = await self._run(executor, execution, job.spec)
+            outcome = await self._run(executor, execution, spec)
             await self.log.append([outcome])
         except asyncio.CancelledError:
             raise  # stopped because the log says the execution is over: nothing to add
