@@ -433,6 +433,18 @@ def test_later_spelling_wins_as_in_go():
         ),
         (job(task={"Name": ""}), "Tasks[0].Name", "required"),
         (job(task={"Oops": 1}), "Tasks[0].Oops", "unknown field"),
+        (job(task={"Engine": None}), "Tasks[0].Engine", "is required"),
+        (job(task={"Engine": {}}), "Tasks[0].Engine.Type", "is required"),
+        (
+            job(task={"InputSources": [{"Target": "/in"}]}),
+            "Tasks[0].InputSources[0].Source",
+            "is required",
+        ),
+        (
+            job(task={"InputSources": [{"Source": IPFS}]}),
+            "Tasks[0].InputSources[0].Target",
+            "is required",
+        ),
         (job(task={"Engine": {"Type": "flibble"}}), "Tasks[0].Engine.Type", "not an engine"),
         (docker(Image=""), "Tasks[0].Engine.Params.Image", "empty"),
         (docker(Imgae="b"), "Tasks[0].Engine.Params.Imgae", "unknown field"),

@@ -113,8 +113,16 @@ def job_run(
     api: str,
     output: str,
 ) -> None:
-    """Submit the job in SPEC_FILE (YAML or JSON; - for stdin), signed with this client's key."""
+    """Submit the job in SPEC_FILE (YAML or JSON; - for stdin), signed with this client's key.
+    A Bacalhau v1 job spec (its Type/Tasks keys, in any case) is translated first."""
     spec = load_spec(spec_file)
+    from edgebac.scheduler.bacalhau import looks_like_bacalhau, translate
+
+    if looks_like_bacalhau(spec):
+        translated = translate(spec)  # SpecError names each Bacalhau field at fault
+        for warning in translated.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        spec = translated.spec
     if concurrency is not None and isinstance(spec, dict):
         spec["count"] = concurrency
     submit_and_maybe_wait(api, spec, wait, output)

@@ -64,7 +64,10 @@ def read_mount(c: Checker, value: Any, path: str, warns: list[str]) -> Mount | N
     target, alias = c.text(d, "Target", path, ""), c.text(d, "Alias", path, "")
     if target.strip() == "":
         c.add(join(path, "Target"), "is required (where the input is mounted)")
-    source = fold(c, d.get("Source", "missing"), join(path, "Source"), SPEC_CONFIG)
+    if "Source" not in d:
+        c.add(join(path, "Source"), "is required")
+        return None
+    source = fold(c, d["Source"], join(path, "Source"), SPEC_CONFIG)
     kind = c.text(source, "Type", join(path, "Source"), "").strip().lower()
     params = c.get(
         source, "Params", join(path, "Source"), lambda v: isinstance(v, dict), "a map", {}

@@ -116,7 +116,10 @@ def _env_list(c: Checker, value: Any, path: str) -> dict[str, str]:
 
 
 def _engine(c: Checker, value: Any, path: str, mounts: list[Mount]) -> tuple[Any, Mount | None]:
-    d = fold(c, value if value is not None else "missing", path, SPEC_CONFIG)
+    if value is None:
+        c.add(path, "is required")
+        return None, None
+    d = fold(c, value, path, SPEC_CONFIG)
     kind = c.text(d, "Type", path, "").strip().lower()
     params = c.get(d, "Params", path, lambda v: isinstance(v, dict), "a map", {})
     where = join(path, "Params")
@@ -127,8 +130,10 @@ def _engine(c: Checker, value: Any, path: str, mounts: list[Mount]) -> tuple[Any
     if kind == "noop":
         fold(c, params, where, ())
         return {"type": "noop"}, None
-    if d:
-        c.add(join(path, "Type"), f"{d.get('Type')!r} is not an engine edgebac runs (docker, wasm)")
+    if kind == "":
+        c.add(join(path, "Type"), "is required (docker, wasm)")
+    elif isinstance(value, dict):
+        c.add(join(path, "Type"), f"{d['Type']!r} is not an engine edgebac runs (docker, wasm)")
     return None, None
 
 
