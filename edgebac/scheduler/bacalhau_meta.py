@@ -16,6 +16,7 @@ from typing import Any
 from edgebac.scheduler.fieldcheck import Checker, is_str_map, join
 
 KEYS = ("namespace", "priority", "labels", "meta", "task", "task_meta", "aliases", "names")
+KEYS += ("entry",)
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TASK = "main"
 
@@ -30,6 +31,7 @@ class BacalhauMeta:
     task_meta: Mapping[str, str] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)  # input target -> Alias
     names: Mapping[str, str] = field(default_factory=dict)  # output name -> Name as written
+    entry: str = ""  # a wasm EntryModule whose InputSource became the module (its Target)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +43,7 @@ class BacalhauMeta:
             "task_meta": dict(self.task_meta),
             "aliases": dict(self.aliases),
             "names": dict(self.names),
+            "entry": self.entry,
         }
 
 
@@ -60,5 +63,6 @@ def parse_bacalhau_meta(c: Checker, value: Any, path: str) -> BacalhauMeta | Non
         namespace=c.text(d, "namespace", path, DEFAULT_NAMESPACE),
         priority=priority,
         task=c.text(d, "task", path, DEFAULT_TASK),
+        entry=c.text(d, "entry", path, ""),
         **maps,
     )

@@ -59,6 +59,7 @@ def translate_task(
     mounts = c.each(d, "InputSources", path, lambda v, p: read_mount(c, v, p, warns))
     meta["aliases"] = {m.target: m.alias for m in mounts if m.alias}
     spec["engine"], used = _engine(c, d.get("Engine"), join(path, "Engine"), mounts)
+    meta["entry"] = used.target if used is not None else ""
     inputs = [m.edgebac(c) for m in mounts if m is not used]
     spec["inputs"] = [i for i in inputs if i is not None]
     spec["outputs"], meta["names"] = _outputs(c, d, path)
