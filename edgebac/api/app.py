@@ -41,6 +41,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(exc.http_status, exc.code, str(exc))
         if exc.http_status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="edgebac"'
+        if exc.http_status == 503:  # not ready, or busy: both pass within a second or so
+            response.headers["Retry-After"] = "1"
         problems = getattr(exc, "problems", None)
         if problems:  # a bad job spec: every field at fault, for scripts
             body = {"code": exc.code, "message": str(exc)}

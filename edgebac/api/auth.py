@@ -44,9 +44,12 @@ READ_ALL = "read_all"  # the raw log holds every job's spec: admins, or readers 
 CONTENT = "content"  # member nodes, or readers of the job whose results these are
 EXECUTION = "execution"  # an execution's logs: member nodes (relaying) or the job's readers
 ALL_CAPABILITIES = frozenset({READ, SUBMIT, CANCEL, ADMIN})
+# What answers from the projection, so waits for the node to be ready.
+NEEDS_STATE = frozenset({READ, SUBMIT, CANCEL, CONTENT, EXECUTION})
 
 NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
     ("GET", "/api/v1/openapi.json"): PUBLIC,
     ("GET", "/api/v1/node"): ANY,
     ("GET", "/api/v1/nodes"): ANY,
@@ -87,6 +90,14 @@ class Misdirected(EdgebacError):
 
 class Busy(EdgebacError):
     code = "busy"
+    http_status = 503
+
+
+class NotReady(EdgebacError):
+    """The node is still folding its log: an answer about jobs now could be wrong (a job
+    acknowledged a minute ago would be 'not found'). 503 with Retry-After; clients wait."""
+
+    code = "not_ready"
     http_status = 503
 
 
@@ -292,6 +303,8 @@ def _signed_caller(request: web.Request, guard: Guard, key: bytes, node: Any) ->
         return Caller(client.name, client.can, client.scope_all, key, client.name)
     if key in node.runner.state.nodes:
         return Caller(f"node {key.hex()[:12]}", frozenset(), False, key, node=True)
+    if not node.ready:  # perhaps a member whose announcement is not folded yet
+        raise not_ready()
     if guard.open_api:
         return Caller("open", ALL_CAPABILITIES, True, key, UNSIGNED)
     if guard.access is None and _loopback(request):
@@ -395,12 +408,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             caller = await identify(request, guard)
         except CallRefused as exc:
             raise _refusal(exc) from None
+        if need in NEEDS_STATE and not served_node(request).ready:
+            raise not_ready()
         await allow(request, guard, caller, need)
     except EdgebacError as exc:
         guard.refused[exc.code] = guard.refused.get(exc.code, 0) + 1
         raise
     request[CALLER_KEY] = caller
     return await handler(request)
+
+
+def not_ready() -> NotReady:
+    return NotReady("the node is starting: it is folding its log; retry in a moment")
 
 
 def _refusal(exc: CallRefused) -> EdgebacError:

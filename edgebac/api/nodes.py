@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from edgebac.api.auth import GUARD_KEY
+from edgebac.api.auth import GUARD_KEY, not_ready
 from edgebac.api.bodies import int_param, read_json
 from edgebac.api.gone import STATS_KEY
 from edgebac.api.protocol import ServedNode, served_node
@@ -21,11 +21,20 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "id": node.identity.node_id})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 once the node has folded its log and schedules (`/healthz` is liveness)."""
+    node = served_node(request)
+    if not node.ready:
+        raise not_ready()
+    return web.json_response({"status": "ready", "id": node.identity.node_id})
+
+
 async def node_info(request: web.Request) -> web.Response:
     node = served_node(request)
     info = await node.describe()
     info["api"] = {"clients_gone": request.app[STATS_KEY].clients_gone}
     info["access"] = request.app[GUARD_KEY].describe()
+    info["ready"] = node.ready
     if request.query.get("state_hash") == "1":  # costs a pass over the whole projection
         info["state_hash"] = node.runner.refresh().state_hash()
     return web.json_response(info)
@@ -127,6 +136,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 def add_node_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/node", node_info)
     app.router.add_get("/api/v1/events", list_events)
     app.router.add_post("/api/v1/events", post_events)

@@ -81,6 +81,11 @@ class ServedNode(Protocol):
     def roles(self) -> frozenset[str]: ...
 
     @property
+    def ready(self) -> bool:
+        """Whether the node has folded its log and is scheduling: answers about jobs are whole."""
+        ...
+
+    @property
     def advertised(self) -> str:
         """The address other nodes and clients reach this node at (HOST:PORT)."""
         ...

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import Any
 from edgebac.errors import EdgebacError
 
 DEFAULT_API = "http://127.0.0.1:7700"
+READY_WAIT_S = 600.0  # a node folding a long log (see /readyz) is waited for this long
+READY_POLL_S = 1.0
 
 
 class ApiError(EdgebacError):
@@ -55,6 +59,7 @@ class ApiClient:
         self.tls_fingerprint = tls_fingerprint or CONNECTION.get("tls_fingerprint")
         self._key: Any = None
         self._opener: urllib.request.OpenerDirector | None = None
+        self._waited = False  # said once that the node is not ready yet
 
     def call_headers(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
         """The headers that say who this call is from: the token, or a signature of it."""
@@ -90,8 +95,27 @@ class ApiClient:
     ) -> Any:
         """The raw response (a stream to read, then close); errors as one-line ApiErrors.
 
+        A node that is still starting (503 `not_ready`) is waited for, saying so once.
         `timeout_s` None waits forever (following a quiet stream); -1 means the client's own.
         """
+        deadline = time.monotonic() + READY_WAIT_S
+        while True:
+            try:
+                return self._open_once(path, method, body, timeout_s)
+            except ApiError as exc:
+                if exc.code != "not_ready" or time.monotonic() >= deadline:
+                    raise
+            if not self._waited:
+                self._waited = True
+                print(
+                    f"edgebac: waiting for the node at {self.base_url} to be ready "
+                    "(it is folding its log)...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            time.sleep(READY_POLL_S)
+
+    def _open_once(self, path: str, method: str, body: Any, timeout_s: float | None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
         if data is not None:

@@ -92,6 +92,7 @@ class Node:
         self._listeners: list[Listener] = []
         self.tls: ServerTls | None = None
         self._announced = asyncio.Event()
+        self.ready = False  # folded its log and scheduling: see /readyz
 
     async def start(self) -> None:
         """Start, or fail leaving the data dir as it was (no key, log or lock of a failed try)."""
@@ -122,6 +123,7 @@ class Node:
             await self._announce()
             self._announced.set()
             await self.runner.start()
+            self.ready = True
         except BaseException:
             await self.stop(discard_new=True)
             raise
