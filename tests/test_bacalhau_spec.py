@@ -908,3 +908,34 @@ def test_translated_specs_parse_and_round_trip(data):
     assert spec.to_dict()["bacalhau"]["task"] == data["Tasks"][0]["Name"]
     for text in spec.to_dict()["constraints"]:
         assert str(parse_constraint(text)) == text
+
+
+def test_a_huge_count_does_not_make_partitions_slow():
+    j = bacalhau_job(10**15)  # any client picks the count: nothing counts up to it
+    e = add(j, "a", 10)
+    assert partition_index(j, e) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "labels", "expected"),
+    [
+        ("cores gt 4", {"cores": "8"}, True),
+        ("cores gt 4", {"cores": "4"}, False),
+        ("cores lt 4", {"cores": "-1"}, True),
+        ("cores>4", {"cores": "many"}, False),  # as Kubernetes: both sides must be integers
+        ("cores<4", {}, False),
+    ],
+)
+def test_comparison_constraints(text, labels, expected):
+    assert parse_constraint(text).matches(labels) is expected
+
+
+@pytest.mark.parametrize("text", ["a" + " " * 200_000 + "x", "a gt" + " " * 200_000 + "x"])
+def test_comparison_constraints_parse_in_linear_time(text):
+    """A hostile client's selector of spaces must not make the regex backtrack quadratically."""
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="not a constraint"):
+        parse_constraint(text)
+    assert time.monotonic() - started < 2

@@ -26,19 +26,20 @@ def partition_index(job: Job, execution: Execution) -> int:
         return 0
     held: dict[str, int] = {}
     for other in sorted(job.executions.values(), key=lambda e: (e.accepted_hlc, e.id)):
-        free = _free_partitions(job, other, held)
-        held[other.id] = free[0] if free else _oldest_holder(job, other, held)
+        free = _free_partition(job, other, held)
+        held[other.id] = free if free is not None else _oldest_holder(job, other, held)
         if other.id == execution.id:
             return held[other.id]
     return 0
 
 
-def _free_partitions(job: Job, new: Execution, held: dict[str, int]) -> list[int]:
-    taken = {
-        index for execution_id, index in held.items() if _holds(job.executions[execution_id], new)
-    }
+def _free_partition(job: Job, new: Execution, held: dict[str, int]) -> int | None:
+    """The lowest partition no earlier execution held when `new` was accepted, if any is left
+    (found among the held ones, never by counting up to the job's count: any client picks it)."""
+    taken = {index for other, index in held.items() if _holds(job.executions[other], new)}
+    lowest = next(i for i in range(len(taken) + 1) if i not in taken)
     assert job.spec is not None
-    return [i for i in range(job.spec.count) if i not in taken]
+    return lowest if lowest < job.spec.count else None
 
 
 def _holds(execution: Execution, when: Execution) -> bool:

@@ -15,7 +15,7 @@ _NOT_EXISTS = re.compile(rf"^!\s*({_KEY})$")
 _EXISTS = re.compile(rf"^({_KEY})\s+exists$")
 _SET = re.compile(rf"^({_KEY})\s+(in|notin)\s*\((.*)\)$")
 _EQ = re.compile(rf"^({_KEY})\s*(!=|==|=)\s*({_VALUE})$")
-_CMP = re.compile(rf"^({_KEY})\s*(\s+gt\s+|\s+lt\s+|>|<)\s*(-?[0-9]+)$")
+_CMP = re.compile(rf"^({_KEY})(?:\s+(gt|lt)\s+|\s*([<>])\s*)(-?[0-9]+)$")  # linear time
 _VALUE_RE = re.compile(rf"^{_VALUE}$")
 
 
@@ -72,8 +72,8 @@ def parse_constraint(text: str) -> Constraint:
         op = "=" if match.group(2) == "==" else match.group(2)
         return Constraint(match.group(1), op, (match.group(3),))
     if match := _CMP.match(text):
-        op = {">": "gt", "<": "lt"}.get(match.group(2).strip(), match.group(2).strip())
-        return Constraint(match.group(1), op, (str(int(match.group(3))),))
+        op = match.group(2) or {">": "gt", "<": "lt"}[match.group(3)]
+        return Constraint(match.group(1), op, (str(int(match.group(4))),))
     raise ValueError(
         f"{text!r} is not a constraint like key=value, key!=value, key in (a,b), "
         "key notin (a,b), key exists, !key, key gt N or key lt N"
