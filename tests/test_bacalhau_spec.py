@@ -939,3 +939,13 @@ def test_comparison_constraints_parse_in_linear_time(text):
     with pytest.raises(ValueError, match="not a constraint"):
         parse_constraint(text)
     assert time.monotonic() - started < 2
+
+
+def test_many_result_paths_of_one_name_translate_quickly():
+    import time
+
+    paths = [{"Name": "out", "Path": f"/o/{i}"} for i in range(20_000)]
+    started = time.monotonic()
+    outputs = spec_of(job(task={"ResultPaths": paths}))["outputs"]
+    assert time.monotonic() - started < 5
+    assert len({o["name"] for o in outputs}) == 20_000

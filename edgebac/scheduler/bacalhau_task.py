@@ -202,6 +202,7 @@ def _entry_module(
 def _outputs(c: Checker, d: dict[str, Any], path: str) -> tuple[list[dict[str, str]], dict]:
     outputs: list[dict[str, str]] = []
     names: dict[str, str] = {}
+    used, suffix = set(RESULT_FILES), {}  # folders taken; the last suffix given to each name
     for i, value in enumerate(
         c.get(d, "ResultPaths", path, lambda v: isinstance(v, list), "a list", [])
     ):
@@ -215,9 +216,11 @@ def _outputs(c: Checker, d: dict[str, Any], path: str) -> tuple[list[dict[str, s
             if out_path.strip():
                 c.add(join(where, "Path"), f"{out_path!r} is not an absolute path")
             continue
-        folder, n = result_name(name), 2
-        while folder in RESULT_FILES or any(o["name"] == folder for o in outputs):
-            folder, n = f"{result_name(name)}_{n}", n + 1
+        folder = base = result_name(name)
+        while folder in used:  # `x`, `x_2`, ... (a counter per name: never quadratic)
+            suffix[base] = suffix.get(base, 1) + 1
+            folder = f"{base}_{suffix[base]}"
+        used.add(folder)
         if folder != name:
             names[folder] = name
         outputs.append({"name": folder, "path": posixpath.normpath(out_path.strip())})
