@@ -74,6 +74,46 @@ def test_a_bacalhau_wasm_spec_runs_with_its_variables_on_each_partition(nodes, t
     assert sorted(seen) == ["0", "1"]
 
 
+def test_a_bacalhau_docker_spec_writes_its_result_path(nodes, tmp_path, busybox_image):
+    """PascalCase JSON as the SDK sends it; the ResultPath named `/outputs` is the results
+    folder `outputs`, as in Bacalhau's layout."""
+    script = "env | grep ^BACALHAU_ | sort > /outputs/env; echo done"
+    task = {
+        "Name": "main",
+        "Engine": {
+            "Type": "docker",
+            "Params": {
+                "Image": busybox_image,
+                "Entrypoint": ["/bin/sh"],
+                "Parameters": ["-c", script],
+            },
+        },
+        "Publisher": {"Type": "local"},
+        "ResultPaths": [{"Name": "/outputs", "Path": "/outputs"}],
+        "Resources": {"CPU": "250m", "Memory": "64Mb"},
+        "Timeouts": {"ExecutionTimeout": 60},
+    }
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"Name": "docker env", "Type": "batch", "Tasks": [task]}))
+    (node,) = start_network(nodes, tmp_path, 1)
+    ran = run_edgebac(
+        "job", "run", spec, "--api", node.url, "--wait", "--output", "json", timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr
+    view = json.loads(ran.stdout)
+    (execution,) = view["executions"].values()
+    folder = node.data_dir / "work" / "results" / execution["id"]
+    assert (folder / "stdout").read_text() == "done\n"
+    env = environment((folder / "outputs" / "env").read_text())
+    assert env == {
+        "BACALHAU_EXECUTION_ID": execution["id"],
+        "BACALHAU_JOB_ID": view["id"],
+        "BACALHAU_JOB_TYPE": "batch",
+        "BACALHAU_PARTITION_COUNT": "1",
+        "BACALHAU_PARTITION_INDEX": "0",
+    }
+
+
 def test_a_refused_bacalhau_spec_names_its_field_and_sends_nothing(tmp_path):
     spec = tmp_path / "daemon.json"
     spec.write_text(json.dumps({"Type": "daemon", "Tasks": [{"Name": "t", "Engine": {}}]}))
