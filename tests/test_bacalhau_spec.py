@@ -604,6 +604,14 @@ def test_source_refusals_name_their_field(source, field, fragment):
     assert any(p == path and fragment in m for p, m in found), found
 
 
+def test_an_s3_partition_of_type_none_is_no_partition():
+    params = {"Bucket": "b", "Key": "k", "Partition": {"type": "none", "Pattern": ".*"}}
+    spec = spec_of(
+        job(task={"InputSources": [{"Source": {"Type": "s3", "Params": params}, "Target": "/in"}]})
+    )
+    assert spec["inputs"] == [{"source": "s3://b/k", "target": "/in"}]
+
+
 def test_inline_file_right_under_root_is_refused_unless_it_is_the_module():
     found = source_problem({"Type": "inline", "Params": {"URL": "data:,x"}}, "/x.txt")
     assert found == [("Tasks[0].InputSources[0].Target", found[0][1])]

@@ -159,9 +159,10 @@ def _inline_source(c: Checker, p: dict[str, Any], path: str) -> tuple[str, str] 
 
 
 def _partitioned(partition: Any) -> bool:
-    """Whether an S3 Partition asks for anything (its zero value is `{Type: none}`)."""
+    """Whether an S3 Partition asks for anything: its Type (any key case) is not `none`."""
     if not partition:
         return False
     if not isinstance(partition, dict):
         return True
-    return any(str(v).lower() not in ("", "none", "0") for v in partition.values())
+    kinds = [v for k, v in partition.items() if str(k).lower() == "type"]
+    return bool(kinds) and str(kinds[-1]).lower() not in ("", "none")
