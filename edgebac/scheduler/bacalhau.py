@@ -22,6 +22,7 @@ from typing import Any
 from edgebac.scheduler import bacalhau_task as task_mod
 from edgebac.scheduler.bacalhau_meta import DEFAULT_NAMESPACE
 from edgebac.scheduler.bacalhau_units import fold
+from edgebac.scheduler.constraints import parse_constraint
 from edgebac.scheduler.fieldcheck import Checker, is_str_list, is_str_map, join
 from edgebac.scheduler.spec import SpecError, parse_spec
 
@@ -35,7 +36,7 @@ RESERVED_META = "bacalhau.org/"
 # k8s selection operators as Bacalhau's LabelSelectorRequirement takes them (exact strings).
 _NO_VALUES = {"exists": "exists", "!": "!exists"}
 _SET_OPS = ("in", "notin")
-_ONE_VALUE = {"=": "=", "==": "=", "!=": "!=", "gt": "gt", "lt": "lt"}
+_ONE_VALUE = {"=": "=", "==": "=", "!=": "!=", "gt": " gt ", "lt": " lt "}  # -> separator
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,8 @@ def _constraint(c: Checker, value: Any, path: str) -> str | None:
     elif op in _SET_OPS:
         text, wanted = f"{key} {op} ({','.join(values)})", bool(values)
     elif op in _ONE_VALUE:
-        text = f"{key} {_ONE_VALUE[op]} {values[0]}" if len(values) == 1 else ""
-        text, wanted = text.replace(" = ", "=").replace(" != ", "!="), len(values) == 1
+        wanted = len(values) == 1
+        text = f"{key}{_ONE_VALUE[op]}{values[0]}" if wanted else ""
     else:
         c.add(
             join(path, "Operator"),
@@ -147,8 +148,6 @@ def _constraint(c: Checker, value: Any, path: str) -> str | None:
     if not wanted:
         c.add(join(path, "Values"), f"{values!r} is not the number of values {op!r} takes")
         return None
-    from edgebac.scheduler.constraints import parse_constraint
-
     try:
         return str(parse_constraint(text))
     except ValueError as exc:
