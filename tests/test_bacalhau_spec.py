@@ -366,7 +366,7 @@ def test_docker_engine_params():
         "image": "alpine:3",
         "entrypoint": [],
         "parameters": ["ls"],
-        "environmentVariables": ["A=1", "B=x=y"],
+        "environmentVariables": ["A=1", "B=x=y", "http_proxy=p"],
         "workingDirectory": "/work",
     }
     engine = spec_of(job(task={"Engine": {"type": "DOCKER", "params": params}}))["engine"]
@@ -374,7 +374,7 @@ def test_docker_engine_params():
         "type": "docker",
         "image": "alpine:3",
         "args": ["ls"],
-        "env": {"A": "1", "B": "x=y"},
+        "env": {"A": "1", "B": "x=y", "http_proxy": "p"},
         "workdir": "/work",
     }
 

@@ -36,7 +36,8 @@ WASM = ("EntryModule", "Entrypoint", "Parameters", "ImportModules", "Environment
 S3_PUBLISHER = ("Bucket", "Key", "Endpoint", "Region", "Encoding")
 TIMEOUTS = ("ExecutionTimeout", "QueueTimeout", "TotalTimeout")
 ENV_PREFIX = "BACALHAU_"
-_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_TASK_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")  # Bacalhau's rule for Task.Env
+_ENGINE_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # engines' `K=V` (http_proxy too)
 # Network types, case-insensitive; `Default` lets the node choose, and edgebac nodes choose none.
 NETWORKS = {"default": "none", "none": "none", "host": "full", "full": "full", "bridge": "full"}
 IPFS_WARNING = (
@@ -71,11 +72,13 @@ def translate_task(
         spec["timeout_s"] = timeout
 
 
-def _env_name_problem(name: str) -> str | None:
+def _env_name_problem(name: str, task: bool) -> str | None:
     if name.upper().startswith(ENV_PREFIX):
         return f"cannot start with {ENV_PREFIX} (the names Bacalhau sets for every execution)"
-    if not _ENV_NAME.match(name):
-        return "is not an environment variable name (upper case letters, digits, _)"
+    if task and not _TASK_ENV_NAME.match(name):
+        return "is not a task variable name (upper case letters, digits, _)"
+    if not _ENGINE_ENV_NAME.match(name):
+        return "is not an environment variable name (letters, digits, _)"
     return None
 
 
@@ -86,7 +89,7 @@ def _task_env(c: Checker, value: Any, path: str) -> dict[str, str]:
         c.add(path, f"{value!r} is not a map of strings to strings"[:120])
         return {}
     for name, text in value.items():
-        if (problem := _env_name_problem(name)) is not None:
+        if (problem := _env_name_problem(name, task=True)) is not None:
             c.add(join(path, name), problem)
         elif text == "":
             c.add(join(path, name), "has an empty value")
@@ -108,7 +111,7 @@ def _env_list(c: Checker, value: Any, path: str) -> dict[str, str]:
         return {}
     out = {}
     for i, (name, text) in enumerate(pairs):
-        problem = "is not K=V" if text is None else _env_name_problem(name)
+        problem = "is not K=V" if text is None else _env_name_problem(name, task=False)
         if problem is not None:
             c.add(join(path, i) if isinstance(value, list) else join(path, name), problem)
         else:
