@@ -107,8 +107,8 @@ def test_admission_never_exceeds_its_caps(ops):
             assert admission.of(s) == sum(v == s for v in held.values()) <= 3
 
 
-def test_phases_headers_then_body_then_answering():
-    phases = Phases(header_s=2.0, body_s=5.0)
+def test_phases_headers_then_body_then_answering_then_idle():
+    phases = Phases(header_s=2.0, body_s=5.0, idle_s=30.0)
     phases.opened(100.0)
     assert (phases.phase, phases.deadline) == ("headers", 102.0)
     assert not phases.expired(101.9, body_whole=True)
@@ -120,11 +120,17 @@ def test_phases_headers_then_body_then_answering():
     assert (phases.phase, phases.deadline) == ("answering", None)
     assert not phases.expired(10_000.0, body_whole=False)  # a long poll is never cut
     phases.answered(200.0)
-    assert (phases.phase, phases.deadline) == ("headers", 202.0)  # keep-alive: from the end
+    assert (phases.phase, phases.deadline) == ("idle", 230.0)  # kept alive, waiting
+    assert phases.received(210.0)  # the next request's first byte: its headers have 2 s
+    assert (phases.phase, phases.deadline) == ("headers", 212.0)
+    assert not phases.received(211.0)  # more bytes of the same headers change nothing
+    assert phases.deadline == 212.0
+    phases.answered(300.0)
+    assert phases.expired(330.0, body_whole=True)  # idle too long: closed
 
 
 def test_a_request_whose_body_is_in_is_answering_at_once():
-    phases = Phases(header_s=2.0, body_s=5.0)
+    phases = Phases(header_s=2.0, body_s=5.0, idle_s=30.0)
     phases.opened(0.0)
     phases.request(1.0, body_whole=True)
     assert (phases.phase, phases.deadline) == ("answering", None)

@@ -21,7 +21,12 @@ nodes = nodes_fixture()
 WASM = Path(__file__).resolve().parent.parent / "fixtures" / "wasm"
 HEADER_S = 1.0
 BODY_S = 2.0
-FAST = {"EDGEBAC_TEST_HEADER_TIMEOUT_S": str(HEADER_S), "EDGEBAC_TEST_BODY_TIMEOUT_S": str(BODY_S)}
+IDLE_S = 2.0
+FAST = {
+    "EDGEBAC_TEST_HEADER_TIMEOUT_S": str(HEADER_S),
+    "EDGEBAC_TEST_BODY_TIMEOUT_S": str(BODY_S),
+    "EDGEBAC_TEST_IDLE_TIMEOUT_S": str(IDLE_S),
+}
 
 
 def noop_policy(tmp_path: Path) -> Path:
@@ -110,14 +115,21 @@ def test_slowloris_sockets_are_closed_within_the_header_timeout(nodes, tmp_path)
     assert get(node.url + "/healthz")[0] == 200
 
 
-def test_an_idle_keep_alive_connection_ends_at_the_header_timeout(nodes, tmp_path):
+def test_kept_alive_connections_idle_then_get_the_header_timeout(nodes, tmp_path):
     node = nodes.start(tmp_path / "a", "--policy", str(noop_policy(tmp_path)), env=FAST)
-    sock = open_from("127.0.0.1", host_port(node.url))
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert b" 200 " in sock.recv(4096)
+    idle, slow = (open_from("127.0.0.1", host_port(node.url)) for _ in range(2))
+    for sock in (idle, slow):
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b" 200 " in sock.recv(4096)
     answered = time.monotonic()
-    wait_for(lambda: closed_by_peer(sock), HEADER_S + 2, "the idle connection to close")
-    assert time.monotonic() - answered >= HEADER_S * 0.8
+    time.sleep(0.5)
+    slow.send(b"GET /healthz HTTP/1.1\r\n")  # the next request starts, and stalls
+    stalled = time.monotonic()
+    closed = trickle([idle, slow], b"", answered + IDLE_S + 2)
+    assert 1 in closed, "a stalled keep-alive request held its connection"
+    assert HEADER_S * 0.8 < closed[1] < HEADER_S + 1.0, closed  # from its first byte
+    assert 0 in closed, "an idle keep-alive connection was never closed"
+    assert IDLE_S * 0.8 < closed[0] + stalled - answered < IDLE_S + 1.0, closed
 
 
 def test_a_trickled_body_is_cut_at_the_body_timeout(nodes, tmp_path):

@@ -84,6 +84,10 @@ class ConnectionLimits:
     max_connections: int | None = None
     # From one source address: a handful of clients behind one NAT, never the whole node.
     max_per_source: int = 64
+    # A kept-alive connection may idle this long between an answer and the next request's
+    # first byte: longer than aiohttp's client pool keeps one (15 s), so a peer never sends
+    # on a connection we are closing; its headers then have header_timeout_s.
+    idle_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,7 @@ TEST_LIMITS = {
     "EDGEBAC_TEST_BODY_TIMEOUT_S": ("body_timeout_s", float),
     "EDGEBAC_TEST_MAX_CONNECTIONS": ("max_connections", int),
     "EDGEBAC_TEST_MAX_PER_SOURCE": ("max_per_source", int),
+    "EDGEBAC_TEST_IDLE_TIMEOUT_S": ("idle_timeout_s", float),
 }
 
 

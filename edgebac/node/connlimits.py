@@ -99,22 +99,31 @@ class Admission(Generic[K]):
                 del self._per_source[source]
 
 
-Phase = Literal["headers", "body", "answering"]
+Phase = Literal["headers", "body", "answering", "idle"]
 
 
 @dataclass
 class Phases:
-    """One connection's deadlines: headers within `header_s` of opening or of the previous
-    answer's end, a body within `body_s` of its headers; an answer (a long poll, a log
-    stream, a slow reader of a block) has no deadline here."""
+    """One connection's deadlines: headers within `header_s` of opening, or of the first byte
+    after an answer (kept alive, a connection idles `idle_s` at most); a body within `body_s`
+    of its headers; an answer (a long poll, a log stream, a slow reader of a block) has no
+    deadline here."""
 
     header_s: float
     body_s: float
+    idle_s: float
     phase: Phase = "headers"
     deadline: float | None = None
 
     def opened(self, now: float) -> None:
         self.phase, self.deadline = "headers", now + self.header_s
+
+    def received(self, now: float) -> bool:
+        """Bytes came in; True if that started a request's header deadline (it was idle)."""
+        if self.phase != "idle":
+            return False
+        self.opened(now)
+        return True
 
     def request(self, now: float, body_whole: bool) -> None:
         """A request's headers are in; its body is whole already, or has `body_s` to come."""
@@ -124,7 +133,7 @@ class Phases:
             self.phase, self.deadline = "body", now + self.body_s
 
     def answered(self, now: float) -> None:
-        self.opened(now)
+        self.phase, self.deadline = "idle", now + self.idle_s
 
     def expired(self, now: float, body_whole: bool) -> bool:
         """At a timer: True if the connection must be cut. A body that is whole by now moves

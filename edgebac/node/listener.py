@@ -8,8 +8,9 @@ aiohttp's `web.Server` (a protocol factory) through `loop.connect_accepted_socke
 - caps in all and per source (`connlimits.Admission`); over a cap a socket is accepted and
   closed at once, so nothing piles up in the backlog;
 - a watchdog per connection (`connlimits.Phases`): headers within the header timeout of the
-  connection opening or of the previous answer's end, a body within the body timeout of its
-  headers; answers (long polls, log streams) are never cut;
+  connection opening or of the next request's first byte (kept alive, a connection idles
+  the idle timeout at most), a body within the body timeout of its headers; answers (long
+  polls, log streams) are never cut;
 - out of descriptors, accepting pauses briefly with one warning a minute at most;
 - one port for TLS and plain HTTP: with TLS on the clients' port, the first byte of each
   connection says which (0x16 opens a TLS handshake), so peers keep dialling `http://`.
@@ -99,7 +100,8 @@ class Connection(asyncio.Protocol):
         self.listener = listener
         self._guard = guard
         self._loop = asyncio.get_running_loop()
-        self.phases = Phases(guard.limits.header_timeout_s, guard.limits.body_timeout_s)
+        limits = guard.limits
+        self.phases = Phases(limits.header_timeout_s, limits.body_timeout_s, limits.idle_timeout_s)
         self.phases.opened(self._loop.time())
         self.transport: asyncio.Transport | None = None
         self.opening: asyncio.Task[None] | None = None
@@ -121,6 +123,8 @@ class Connection(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self.phases.received(self._loop.time()):
+            self._arm()
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
