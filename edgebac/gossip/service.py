@@ -8,6 +8,7 @@ finds its peers again even when its seeds are gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
 from collections.abc import Callable, Sequence
@@ -32,7 +33,9 @@ def wall_ms() -> float:
 
 
 def warn(line: str) -> None:
-    print(f"warning: {line}", file=sys.stderr, flush=True)
+    """Say `line` on stderr; a closed stderr must not end the gossip loop that said it."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 class GossipService:

@@ -20,7 +20,29 @@ def run(config: NodeConfig) -> None:
 
     from edgebac.node.process import run_node
 
-    asyncio.run(run_node(config))
+    try:
+        asyncio.run(run_node(config))
+    finally:
+        _quiet_closed_streams()
+
+
+def _quiet_closed_streams() -> None:
+    """Point stdout and stderr at /dev/null if they cannot be flushed (a closed pipe), so the
+    interpreter's own flush at exit neither fails nor turns a clean stop into exit code 120."""
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (OSError, ValueError):
+                pass
+            finally:
+                os.close(devnull)
 
 
 def log_path(data_dir: Path) -> Path:

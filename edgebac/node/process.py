@@ -10,7 +10,7 @@ import shutil
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TextIO
 
 from aiohttp import web
 
@@ -58,11 +58,11 @@ def _warn(line: str) -> None:
     say_quietly(f"warning: {line}")
 
 
-def say_quietly(line: str) -> None:
-    """Print `line` to stderr if it can be written: a closed pipe (its reader died) must not
-    stop the node from running or from stopping."""
+def say_quietly(line: str, stream: TextIO | None = None) -> None:
+    """Print `line` to `stream` (stderr) if it can be written: a closed pipe (its reader died)
+    must not stop the node from running or from stopping."""
     with contextlib.suppress(OSError, ValueError):  # EPIPE, or a stream already closed
-        print(line, file=sys.stderr, flush=True)
+        print(line, file=stream or sys.stderr, flush=True)
 
 
 def _source_host(listen_host: str) -> str | None:
@@ -77,7 +77,7 @@ def _source_host(listen_host: str) -> str | None:
 class Node:
     def __init__(self, config: NodeConfig, say: Callable[[str], None] | None = None) -> None:
         self.config = config
-        self._say = say or (lambda line: print(line, flush=True))
+        self._say = say or (lambda line: say_quietly(line, sys.stdout))
         self.data_dir: DataDir | None = None
         self.identity: Identity
         self.log: EventLog
