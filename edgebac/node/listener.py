@@ -156,11 +156,16 @@ class Connection(asyncio.Protocol):
         self._arm()
 
     def _arm(self) -> None:
+        """A timer at the deadline; one already due sooner stays (it re-arms when it fires):
+        no timer churn for each request of a kept-alive connection."""
+        deadline = self.phases.deadline
+        if deadline is None or self.transport is None:
+            return
         if self._timer is not None:
+            if self._timer.when() <= deadline:
+                return
             self._timer.cancel()
-            self._timer = None
-        if self.phases.deadline is not None and self.transport is not None:
-            self._timer = self._loop.call_at(self.phases.deadline, self._check)
+        self._timer = self._loop.call_at(deadline, self._check)
 
     def _check(self) -> None:
         self._timer = None
