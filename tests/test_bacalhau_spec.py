@@ -957,3 +957,26 @@ def test_many_result_paths_of_one_name_translate_quickly():
     outputs = spec_of(job(task={"ResultPaths": paths}))["outputs"]
     assert time.monotonic() - started < 5
     assert len({o["name"] for o in outputs}) == 20_000
+
+
+def test_submissions_as_the_go_cli_and_the_sdk_send_them():
+    from edgebac.scheduler.bacalhau import translate_submission
+
+    go_cli = {
+        "Namespace": "",
+        "Credential": None,
+        "IdempotencyToken": "",
+        "Force": False,
+        "Job": {**job(), "ID": "", "State": {"StateType": "Undefined"}, "Version": 0},
+    }
+    sdk = {"Job": job(), "namespace": "default", "idempotencyToken": "t"}
+    assert translate_submission(go_cli).spec == translate_submission(sdk).spec == spec_of(job())
+    with pytest.raises(SpecError) as caught:
+        translate_submission({"Job": job(Count=-1), "Extra": 1})
+    assert {p for p, _ in caught.value.problems} == {"Extra"}
+    with pytest.raises(SpecError) as caught:
+        translate_submission({"Job": job(Count=-1, task={"Name": ""})})
+    assert {p for p, _ in caught.value.problems} == {"Job.Count", "Job.Tasks[0].Name"}
+    with pytest.raises(SpecError) as caught:
+        translate_submission({})
+    assert caught.value.problems == [("Job", "is required")]

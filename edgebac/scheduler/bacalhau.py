@@ -32,6 +32,8 @@ JOB_FIELDS += ("Labels", "Tasks", "State", "Version", "Revision", "CreateTime", 
 # warning in an API body (the Go CLI sends `"ID": ""`, `"State": {...}` with every job).
 SERVER_FIELDS = ("ID", "State", "Version", "Revision", "CreateTime", "ModifyTime")
 CONSTRAINT_FIELDS = ("Key", "Operator", "Values")
+# A PUT /api/v1/orchestrator/jobs body: the Job, and what both clients send beside it.
+REQUEST_FIELDS = ("Job", "Namespace", "Credential", "IdempotencyToken", "Force")
 RESERVED_META = "bacalhau.org/"
 # k8s selection operators as Bacalhau's LabelSelectorRequirement takes them (exact strings).
 _NO_VALUES = {"exists": "exists", "!": "!exists"}
@@ -85,6 +87,23 @@ def translate(data: Any, from_api: bool = False) -> Translation:
         raise SpecError(c.problems)
     parse_spec(spec)  # what it still refuses is named in edgebac's terms
     return Translation(spec, tuple(warnings))
+
+
+def translate_submission(body: Any) -> Translation:
+    """A Bacalhau submission (`{"Job": {...}, "Namespace", "Credential", "IdempotencyToken",
+    "Force"}`, as the Go CLI and the Python SDK send it) translated; problems name `Job.<field>`.
+    The fields beside the Job carry nothing edgebac acts on: its clients sign requests instead."""
+    c = Checker()
+    d = fold(c, body, "", REQUEST_FIELDS)
+    if "Job" not in d and not c.problems:
+        c.add("Job", "is required")
+    if c.problems:
+        raise SpecError(c.problems)
+    try:
+        return translate(d["Job"], from_api=True)
+    except SpecError as exc:
+        problems = [(join("Job", path) if path else "Job", m) for path, m in exc.problems]
+        raise SpecError(problems) from None
 
 
 def _job_type(c: Checker, d: dict[str, Any]) -> str:
