@@ -5,6 +5,7 @@ and a property: whatever translates parses, and round-trips through the canonica
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 from typing import Any
 
@@ -980,3 +981,35 @@ def test_submissions_as_the_go_cli_and_the_sdk_send_them():
     with pytest.raises(SpecError) as caught:
         translate_submission({})
     assert caught.value.problems == [("Job", "is required")]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def slots(value: Any) -> list[tuple[Any, Any]]:
+    """Every (container, key) in a nested value, to replace one with junk."""
+    found: list[tuple[Any, Any]] = []
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        found.append((value, key))
+        if isinstance(item, dict | list):
+            found += slots(item)
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(jobs, json_values, st.data())
+def test_any_value_anywhere_is_a_spec_or_a_spec_error(data, junk, draw):
+    """Hostile input never escapes as anything but SpecError (the API's 400)."""
+    data = copy.deepcopy(data)  # hypothesis replays the drawn value: never change it
+    container, key = draw.draw(st.sampled_from(slots(data)))
+    container[key] = junk
+    for from_api in (False, True):
+        with contextlib.suppress(SpecError):
+            parse_spec(translate(copy.deepcopy(data), from_api=from_api).spec)
