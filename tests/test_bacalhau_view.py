@@ -211,3 +211,13 @@ def test_echo_of_any_translated_job_translates_back(data):
     if spec["name"] == "":
         again["name"] = ""  # Bacalhau names a nameless job by its id
     assert parse_spec(again) == parse_spec(spec)
+
+
+def test_a_spec_that_does_not_parse_is_shown_with_a_task():
+    """The log keeps what a (possibly compromised) requester wrote: the view must not fail."""
+    view, events = ran()
+    view["spec"] = {"engine": "junk", "count": "many"}
+    shown = bacalhau_job(view, events)
+    assert shown["Tasks"][0]["Engine"]["Type"] == "noop"
+    execution = next(iter(view["executions"].values()))
+    assert bacalhau_execution(view, execution)["JobID"] == view["id"]

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from edgebac.scheduler.bacalhau_meta import DEFAULT_NAMESPACE, DEFAULT_TASK
 from edgebac.scheduler.constraints import parse_constraint
+from edgebac.scheduler.spec import SpecError, parse_spec
 
 HEAD_BYTES = 1024  # what ResultPublished carries of each stream (node.results.HEAD_BYTES)
 JOB_STATES = {"pending": "Queued", "bidding": "Pending", "running": "Running"}
@@ -47,13 +48,23 @@ def rfc3339(ns: int) -> str:
     return f"{when:%Y-%m-%dT%H:%M:%S}.{ns % 1_000_000_000:09d}Z"
 
 
+def canonical_spec(raw: Any) -> dict[str, Any]:
+    """A view's spec in canonical form. The log keeps the spec a requester wrote, parsed or
+    not: one that does not parse is shown as a noop task (Bacalhau's clients need a task)."""
+    try:
+        return parse_spec(raw).to_dict()
+    except SpecError:
+        return parse_spec({"engine": {"type": "noop"}}).to_dict()
+
+
 def _meta(spec: dict[str, Any]) -> dict[str, Any]:
     return spec.get("bacalhau") or {}
 
 
 def bacalhau_job(view: dict[str, Any], events: list[dict[str, Any]] | None = None) -> dict:
     """The Bacalhau Job for a job view; `events` (the job's) give Revision and ModifyTime."""
-    spec, meta = view["spec"], _meta(view["spec"])
+    spec = canonical_spec(view["spec"])
+    meta = _meta(spec)
     created = hlc_ns(view.get("created_hlc"))
     last = max((hlc_ns(packed_hlc(e["hlc"])) for e in events or []), default=created)
     state: dict[str, Any] = {"StateType": JOB_STATES.get(view["status"], "Undefined")}
@@ -201,7 +212,7 @@ def bacalhau_execution(
 ) -> dict[str, Any]:
     """One execution as Bacalhau's Execution; `published` is its PublishedResult when the
     caller knows where its results can be downloaded (else a content id or an S3 location)."""
-    spec = view["spec"]
+    spec = canonical_spec(view["spec"])
     status = execution["status"]
     ended = status not in ("accepted", "running")
     resources = spec["resources"]
