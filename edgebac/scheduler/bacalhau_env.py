@@ -7,8 +7,10 @@ A batch job of count N has N partitions; each execution takes one. The index is 
 of the log: executions in acceptance order (hlc, id) take the lowest index that no execution
 accepted before them holds — one still running or completed when it was accepted, since a
 retry takes over the partition of the execution that failed. The requester had seen that
-failure when it accepted the retry, so its hlc is earlier. Executions past the count (surplus
-bids the requester accepted) share the partition of the earliest one still holding it.
+failure when it accepted the retry, so its hlc is earlier; but the node starting the retry
+may not have heard of it yet (gossip is not causal across authors), and then it takes another
+free partition or shares one. Executions past the count (surplus bids the requester accepted)
+share the partition of the earliest one still holding it.
 An ops job runs once per node: one partition each, index 0 and count 0 (as Bacalhau has it).
 """
 
