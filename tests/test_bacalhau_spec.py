@@ -509,6 +509,7 @@ def test_later_spelling_wins_as_in_go():
         (job(task={"Resources": {"CPU": "fast"}}), "Tasks[0].Resources.CPU", "not a CPU"),
         (job(task={"Resources": {"CPU": 2}}), "Tasks[0].Resources.CPU", "not a string"),
         (job(task={"Resources": {"GPU": "two"}}), "Tasks[0].Resources.GPU", "GPUs"),
+        (job(task={"Resources": {"GPU": "²"}}), "Tasks[0].Resources.GPU", "GPUs"),
         (
             job(task={"Timeouts": {"TotalTimeout": 10, "ExecutionTimeout": 20}}),
             "Tasks[0].Timeouts.ExecutionTimeout",
@@ -692,6 +693,7 @@ def test_looks_like_bacalhau(data, expected):
         ("1Mib", 1 << 20),
         ("lots", None),
         ("1xb", None),
+        ("9" * 30 + "gb", None),  # go-humanize: too large
         ("", None),
     ],
 )
@@ -710,6 +712,7 @@ def test_humanize_sizes(text, expected):
         ("x", None),
         ("0.0005", None),
         ("-1", None),
+        ("9" * 30, None),
     ],
 )
 def test_k8s_cpu(text, expected):

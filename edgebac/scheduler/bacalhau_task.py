@@ -289,9 +289,10 @@ def _resources(c: Checker, value: Any, path: str) -> dict[str, Any]:
                 c.add(join(path, key), small)
             out[key.lower()] = size or 0
     if gpu := c.text(d, "GPU", path, ""):
-        if not normalized_amount(gpu).isdigit():
+        count = normalized_amount(gpu)
+        if not re.fullmatch(r"[0-9]{1,6}", count):  # ASCII digits: `²`.isdigit() too
             c.add(join(path, "GPU"), f"{gpu!r} is not a number of GPUs")
-        out["gpu"] = int(gpu) if normalized_amount(gpu).isdigit() else 0
+        out["gpu"] = int(count) if re.fullmatch(r"[0-9]{1,6}", count) else 0
     return out
 
 

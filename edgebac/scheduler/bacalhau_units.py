@@ -25,6 +25,7 @@ _CPU_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(m?)$")
 _DATA_URL_RE = re.compile(r"^data:([^,]*?),(.*)$", re.DOTALL)
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 NOT_YET = "is not supported by edgebac yet"
+MAX_AMOUNT = 1 << 63  # what an event's msgpack integer (and Go's int64/uint64) can hold
 
 
 def normalized_amount(text: str) -> str:
@@ -42,9 +43,10 @@ def parse_humanize_bytes(text: str) -> int | None:
     if scale is None:
         return None
     try:
-        return int(Decimal(number) * scale)
+        size = int(Decimal(number) * scale)
     except InvalidOperation:
         return None
+    return size if size < MAX_AMOUNT else None  # as go-humanize: "too large"
 
 
 def parse_k8s_cpu(text: str) -> int | None:
@@ -54,7 +56,9 @@ def parse_k8s_cpu(text: str) -> int | None:
         return None
     number = Decimal(match.group(1))
     millis = number if match.group(2) == "m" else number * 1000
-    return int(millis) if millis == millis.to_integral_value() else None
+    if millis != millis.to_integral_value() or millis >= MAX_AMOUNT:
+        return None
+    return int(millis)
 
 
 def data_url(text: str) -> tuple[str, bytes] | None:
