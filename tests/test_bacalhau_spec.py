@@ -415,6 +415,13 @@ def test_later_spelling_wins_as_in_go():
         (job(Count=0), "Count", "0 stops"),
         (job(Type="ops", Count=2), "Count", "ops jobs"),
         (job(Count="one"), "Count", "not an integer"),
+        (job(Count=1 << 63), "Count", "int64"),
+        (job(Priority=-(1 << 64)), "Priority", "less than"),
+        (
+            job(task={"Timeouts": {"TotalTimeout": 1 << 70}}),
+            "Tasks[0].Timeouts.TotalTimeout",
+            "int64",
+        ),
         (job(Name=5), "Name", "not a string"),
         (job(Bogus=1), "Bogus", "unknown field"),
         (job(ID="j-1"), "ID", "set by the server"),

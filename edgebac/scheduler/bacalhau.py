@@ -21,7 +21,7 @@ from typing import Any
 
 from edgebac.scheduler import bacalhau_task as task_mod
 from edgebac.scheduler.bacalhau_meta import DEFAULT_NAMESPACE
-from edgebac.scheduler.bacalhau_units import fold
+from edgebac.scheduler.bacalhau_units import MAX_AMOUNT, fold, go_int
 from edgebac.scheduler.constraints import parse_constraint
 from edgebac.scheduler.fieldcheck import Checker, is_str_list, is_str_map, join
 from edgebac.scheduler.spec import SpecError, parse_spec
@@ -71,7 +71,7 @@ def translate(data: Any, from_api: bool = False) -> Translation:
     spec["constraints"] = c.each(d, "Constraints", "", lambda v, p: _constraint(c, v, p))
     meta = {
         "namespace": c.text(d, "Namespace", "", DEFAULT_NAMESPACE) or DEFAULT_NAMESPACE,
-        "priority": c.integer(d, "Priority", "", -(1 << 31), 0),
+        "priority": go_int(c, d, "Priority", "", -MAX_AMOUNT, 0),
         "labels": c.get(d, "Labels", "", is_str_map, "a map of strings to strings", {}),
         "meta": _job_meta(c, d, warnings),
     }
@@ -121,9 +121,7 @@ def _job_type(c: Checker, d: dict[str, Any]) -> str:
 
 
 def _count(c: Checker, d: dict[str, Any], job_type: str) -> int:
-    count = c.integer(d, "Count", "", 0, 1)
-    if count is None:
-        return 1
+    count = go_int(c, d, "Count", "", 0, 1)
     if job_type == "ops":
         if count > 1:
             c.add("Count", f"{count}: ops jobs run on every matching node, Count may be 0 or 1")

@@ -19,6 +19,7 @@ from edgebac.scheduler.bacalhau_sources import Mount, read_mount
 from edgebac.scheduler.bacalhau_units import (
     NOT_YET,
     fold,
+    go_int,
     normalized_amount,
     parse_humanize_bytes,
     parse_k8s_cpu,
@@ -317,7 +318,7 @@ def _network(c: Checker, value: Any, path: str) -> str:
 def _timeout(c: Checker, value: Any, path: str, warns: list[str]) -> int | None:
     """edgebac's one timeout: TotalTimeout, else ExecutionTimeout (+ QueueTimeout)."""
     d = fold(c, value, path, TIMEOUTS)
-    execution, queue, total = (c.integer(d, key, path, 0, 0) or 0 for key in TIMEOUTS)
+    execution, queue, total = (go_int(c, d, key, path, 0, 0) for key in TIMEOUTS)
     if total and execution + queue > total:
         c.add(join(path, "ExecutionTimeout"), "with QueueTimeout, is more than TotalTimeout")
     if total:

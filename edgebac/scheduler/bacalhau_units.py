@@ -108,3 +108,12 @@ def fold(c: Checker, value: Any, path: str, fields: tuple[str, ...]) -> dict[str
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def go_int(c: Checker, d: dict[str, Any], key: str, path: str, minimum: int, default: int) -> int:
+    """`d[key]` as Go decodes an int64 field: an integer from `minimum` up to 2^63 - 1."""
+    value = c.integer(d, key, path, minimum, default)
+    if value >= MAX_AMOUNT:
+        c.add(join(path, key), f"{value} is more than an int64 holds")
+        return default
+    return value
