@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgebac.eventlog.clock import Hlc
+from edgebac.eventlog.encoding import canonical_body
 from edgebac.scheduler.bacalhau import looks_like_bacalhau, translate
 from edgebac.scheduler.bacalhau_env import bacalhau_env, execution_spec, partition_index
 from edgebac.scheduler.bacalhau_units import (
@@ -1022,4 +1023,5 @@ def test_any_value_anywhere_is_a_spec_or_a_spec_error(data, junk, draw):
     container[key] = junk
     for from_api in (False, True):
         with contextlib.suppress(SpecError):
-            parse_spec(translate(copy.deepcopy(data), from_api=from_api).spec)
+            spec = parse_spec(translate(copy.deepcopy(data), from_api=from_api).spec)
+            canonical_body({"spec": spec.to_dict()})  # what parses can be signed into an event
