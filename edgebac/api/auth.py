@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,13 +25,12 @@ from aiohttp import web
 
 from edgebac.api.access import Access
 from edgebac.api.clientsig import UNSIGNED
+from edgebac.api.content_access import DagIndex, allow_content
 from edgebac.api.protocol import served_node
+from edgebac.api.refusals import Busy, Forbidden, Misdirected, NotReady, Unauthenticated
 from edgebac.errors import BadRequest, EdgebacError
 from edgebac.eventlog.callsig import HEADER, CallRefused, NonceCache, check_call, parse_header
 from edgebac.eventlog.clock import wall_clock_ms
-from edgebac.sinks.cid import CID
-from edgebac.sinks.errors import BadContent, ContentNotFound, CorruptBlock
-from edgebac.sinks.exporter import dag_members
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -71,34 +69,6 @@ NEEDS: dict[tuple[str, str], str] = {
 # What a member node may call on another's node listener when the client API has its own
 # address (`--api-listen`): replication and relaying, nothing of the client API.
 PEER_NEEDS = frozenset({CONTENT, EXECUTION, PUBLIC, SEALED})
-
-
-class Unauthenticated(EdgebacError):
-    code = "unauthenticated"
-    http_status = 401
-
-
-class Forbidden(EdgebacError):
-    code = "forbidden"
-    http_status = 403
-
-
-class Misdirected(EdgebacError):
-    code = "use_the_api_address"
-    http_status = 421
-
-
-class Busy(EdgebacError):
-    code = "busy"
-    http_status = 503
-
-
-class NotReady(EdgebacError):
-    """The node is still folding its log: an answer about jobs now could be wrong (a job
-    acknowledged a minute ago would be 'not found'). 503 with Retry-After; clients wait."""
-
-    code = "not_ready"
-    http_status = 503
 
 
 @dataclass(frozen=True)
@@ -148,31 +118,6 @@ def check_cancel(request: web.Request, job: Any) -> None:
         if not caller.may(CANCEL):
             raise Forbidden(f"{caller.name} may not cancel jobs (no cancel capability)")
         raise Forbidden(f"job {job.id} is not one of {caller.name}'s jobs (scope: own)")
-
-
-class DagIndex:
-    """Which blocks belong to which result, for the last results asked about (bounded)."""
-
-    def __init__(self, max_cids: int = 1_000_000, max_roots: int = 256) -> None:
-        self.max_cids = max_cids
-        self.max_roots = max_roots
-        self._members: OrderedDict[CID, frozenset[CID]] = OrderedDict()
-        self._held = 0
-
-    async def contains(self, store: Any, root: CID, cid: CID) -> bool:
-        members = self._members.get(root)
-        if members is None:
-            try:
-                members = await asyncio.to_thread(dag_members, store.get_block, root, self.max_cids)
-            except (ContentNotFound, CorruptBlock, BadContent):
-                return cid == root
-            self._members[root] = members
-            self._held += len(members)
-            while self._held > self.max_cids or len(self._members) > self.max_roots:
-                self._held -= len(self._members.popitem(last=False)[1])
-        else:
-            self._members.move_to_end(root)
-        return cid in members
 
 
 class Guard:
@@ -346,49 +291,10 @@ async def allow(request: web.Request, guard: Guard, caller: Caller, need: str) -
         raise Forbidden(f"{caller.name} may not read jobs or their results (no read capability)")
     if need == EXECUTION:
         return  # the route checks the execution's job (it knows executions, this does not)
-    await _allow_content(request, guard, caller)
+    await allow_content(request, guard.dags, caller)
 
 
 _verbs = {READ: "read jobs", SUBMIT: "submit jobs", CANCEL: "cancel jobs", ADMIN: "do that"}
-
-
-async def _allow_content(request: web.Request, guard: Guard, caller: Caller) -> None:
-    """A result root of a job the caller may read; or, with `?job=ID`, a block inside one."""
-    node = served_node(request)
-    try:
-        cid = CID.parse(request.match_info["cid"])
-    except Exception:  # the route says what is wrong with it
-        return
-    state = node.runner.state
-    job_id = request.query.get("job")
-    if job_id is not None:
-        job = state.jobs.get(job_id) or state.evicted.get(job_id)
-        if job is None or not caller.may_read(job):
-            raise Forbidden(f"{caller.name} may not read job {job_id[:40]}'s results")
-        for root in _result_roots(state, job_id):
-            if cid == root or await guard.dags.contains(node.content.store, root, cid):
-                return
-        raise Forbidden(f"{cid} is not part of job {job_id}'s results")
-    for execution in state.executions.values():
-        if str(cid) in (execution.reference, execution.digest):
-            job = state.jobs.get(execution.job_id) or state.evicted.get(execution.job_id)
-            if job is not None and caller.may_read(job):
-                return
-    raise Forbidden(
-        f"{caller.name} may read content only of its jobs' results (blocks inside one: "
-        "add ?job=JOB_ID)"
-    )
-
-
-def _result_roots(state: Any, job_id: str) -> Iterable[CID]:
-    for execution in state.executions.values():
-        if execution.job_id != job_id:
-            continue
-        for text in {execution.reference, execution.digest} - {None}:
-            try:
-                yield CID.parse(text.removeprefix("ipfs://"))
-            except Exception:  # an S3 reference: not content of this node's store
-                continue
 
 
 @web.middleware
