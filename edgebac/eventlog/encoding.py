@@ -76,6 +76,33 @@ def event_id(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
 
 
+_BIN_HEADERS = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # msgpack bin8/16/32: bytes of length after the tag
+_UINT_TAGS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def peek_key(raw: bytes) -> tuple[bytes, int] | None:
+    """(author, seq) read from the first bytes of a canonical event, without decoding it; None
+    when they are not laid out as a canonical event's. Trust it only to skip what is held: a
+    peek that lies says "held" of an event that would have been refused anyway."""
+    if len(raw) < 40 or raw[0] != 0x92:
+        return None
+    size = _BIN_HEADERS.get(raw[1])
+    if size is None:
+        return None
+    at = 2 + size  # the payload: [1, bin(32) author, seq, ...]
+    if raw[at : at + 4] != bytes((0x97, FORMAT_VERSION, 0xC4, KEY_BYTES)):
+        return None
+    author, tag = raw[at + 4 : at + 36], raw[at + 36 : at + 37]
+    if len(author) != KEY_BYTES or not tag:
+        return None
+    if tag[0] < 0x80:
+        return author, tag[0]
+    width = _UINT_TAGS.get(tag[0])
+    if width is None:
+        return None
+    return author, int.from_bytes(raw[at + 37 : at + 37 + width], "big")
+
+
 def _canonical(value: Any, path: str) -> Any:
     """A copy of `value` whose maps iterate in key order; refuses what msgpack can't say once."""
     if value is None or isinstance(value, bool | str | bytes):

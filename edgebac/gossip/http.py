@@ -3,6 +3,12 @@
 Anything that does not open, is stale, replayed, too large or not a protocol message gets a 4xx
 in the API's one JSON error shape, is counted, and changes nothing. Bodies, both ways, are read
 whole by `bodies.read_body` (a catch-up page is megabytes: far more than one socket buffer).
+
+Every body we send carries the header `X-Edgebac-Inflates: 1` (we read compressed bodies,
+envelope format 2); we compress a request only to a peer whose reply said so, and a reply only
+when the request was compressed or said so. The header is outside the seal: one who strips it
+only makes bodies larger, one who adds it could only break a link it can cut anyway. Bytes on
+the wire, both ways, are counted in the gossip stats (`wire_bytes_*`).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import io
 import json
 import logging
 import os
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -23,6 +30,10 @@ from edgebac.gossip.protocol import Gossiper, ProtocolError, TransportError
 logger = logging.getLogger(__name__)
 PATH = "/gossip/v1"
 CONTENT_TYPE = "application/x-edgebac-sealed"
+MAX_KNOWN = 4096  # addresses remembered as reading compressed bodies (a view's worth)
+
+
+INFLATES = "X-Edgebac-Inflates"
 
 
 def _refuse(gossiper: Gossiper, status: int, code: str, message: str) -> web.Response:
@@ -40,6 +51,7 @@ def gossip_handler(gossiper: Gossiper, envelope: Envelope, max_bytes: int) -> An
             return _refuse(gossiper, 413, "too_large", "gossip body is too large")
         except ConnectionError:  # the sender went away mid-body; nobody reads the answer
             return _refuse(gossiper, 400, "cut", "gossip body was cut off")
+        gossiper.stats["wire_bytes_received"] += len(body)
         try:
             opened = envelope.open(body)
             reply = await gossiper.handle(opened.sender, opened.message)
@@ -48,7 +60,9 @@ def gossip_handler(gossiper: Gossiper, envelope: Envelope, max_bytes: int) -> An
             return _refuse(gossiper, exc.status, exc.reason, str(exc))
         except ProtocolError as exc:
             return _refuse(gossiper, 400, "bad_message", str(exc))
-        return web.Response(body=envelope.seal(reply), content_type=CONTENT_TYPE)
+        sealed = envelope.seal(reply, opened.compressed or request.headers.get(INFLATES) == "1")
+        gossiper.stats["wire_bytes_sent"] += len(sealed)
+        return web.Response(body=sealed, content_type=CONTENT_TYPE, headers={INFLATES: "1"})
 
     return handle
 
@@ -94,6 +108,8 @@ class HttpTransport:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._inflating: set[str] = set()  # addresses whose replies said they read zlib bodies
+        self.stats: Counter[str] = Counter()  # the gossiper's, once the service wires it
 
     async def request(self, address: str, message: dict[str, Any]) -> tuple[bytes, Any]:
         if self._session is None:
@@ -101,24 +117,33 @@ class HttpTransport:
                 limit=64, limit_per_host=4, use_dns_cache=False, local_addr=self._local_addr
             )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        body = self._envelope.seal(message)
+        body = self._envelope.seal(message, address in self._inflating)
+        self.stats["wire_bytes_sent"] += len(body)
         try:
             async with self._session.post(
                 f"http://{address}{PATH}",
                 data=io.BytesIO(body),  # sent in chunks: a page of MB must not stall the loop
-                headers={"Content-Type": CONTENT_TYPE},
+                headers={"Content-Type": CONTENT_TYPE, INFLATES: "1"},
             ) as response:
                 data = await read_body(response.content, self._max_bytes)
+                inflating = response.headers.get(INFLATES) == "1"
                 if response.status != 200:
                     raise _refusal(address, response.status, data)
         except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
             raise TransportError(f"{address} unreachable: {_why(exc)}", unreachable=True) from None
         except (aiohttp.ClientError, BodyTooLarge, ValueError) as exc:
             raise TransportError(f"{address}: {exc or type(exc).__name__}") from None
+        self.stats["wire_bytes_received"] += len(data)
         try:
             opened = self._envelope.open(data)
         except EnvelopeError as exc:
             raise TransportError(f"{address}: reply refused: {exc}") from None
+        if inflating:
+            if len(self._inflating) >= MAX_KNOWN:  # addresses come and go: stay bounded
+                self._inflating.clear()
+            self._inflating.add(address)
+        else:
+            self._inflating.discard(address)  # downgraded since: back to format 1
         return opened.sender, opened.message
 
     async def close(self) -> None:

@@ -38,6 +38,7 @@ from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.membership import Membership, dead_after_ms, push_fanout
 from edgebac.gossip.pulling import Pulling, advance
 from edgebac.gossip.reachability import Notices
+from edgebac.gossip.thin import Leases, Recent, split_held
 from edgebac.gossip.vectors import MASK_BYTES, MAX_ENTRIES, SUMS_BYTES, VectorIndex
 from edgebac.gossip.wire import (
     ProtocolError,
@@ -125,6 +126,9 @@ class Gossiper(Pulling):
         self._tasks: dict[asyncio.Task[Any], None] = {}
         self._limit = asyncio.Semaphore(16)
         self._exchanging: set[str] = set()  # peers we are in an exchange with right now
+        # What a push may carry: events that came by push within ten rounds, and our own.
+        self.recent = Recent(me, 10 * config.pull_interval_s * 1000)
+        self.leases = Leases()  # buckets some exchange is pulling now
 
     # ----- serving ----------------------------------------------------------------------------
 
@@ -144,7 +148,7 @@ class Gossiper(Pulling):
             self.index.update(self.log.version_vector())
             return {"t": "diff", "mask": self.index.diff(theirs), "peers": self._rumours()}
         if kind == "sync":
-            return await self._serve_range(message)
+            return await self._serve_range(sender, message)
         events = check_events(message.get("events"))
         relay = message.get("relay") is True
         report = await self.ingest_from(sender, events, relay, _ids(message.get("to")))
@@ -155,12 +159,16 @@ class Gossiper(Pulling):
         if refused:
             self.stats["rumours_refused"] += refused
 
-    async def _serve_range(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _serve_range(self, sender: bytes, message: dict[str, Any]) -> dict[str, Any]:
         """Our entries in the asked range (cut at MAX_ENTRIES) and the events the asker's
-        entries there lack."""
+        entries there lack. When the asker holds what we lack, we pull it from the asker: it
+        pushes us only what is new there, never a backlog."""
         mask, lo, hi = _range(message)
         remote = check_vv(message.get("vv"))
-        self.index.update(self.log.version_vector())
+        vv = self.log.version_vector()
+        if any(seq > vv.get(author, 0) for author, seq in remote.items()):
+            self._pull_from(sender)
+        self.index.update(vv)
         mine, cut = self.index.entries(mask, lo, hi, MAX_ENTRIES)
         page = await self.log.after(
             self.index.ahead(remote, mask, lo, cut),
@@ -192,16 +200,26 @@ class Gossiper(Pulling):
         `reached` are the nodes the pusher sent the same events to: relaying to them would only
         make duplicates, so the relay picks among the others.
         """
-        report = await self.log.ingest(raws)
+        report = await self.ingest(raws)
         self._count(report)
+        self.recent.stored(report.accepted, self.clock_ms())
         if relay and report.accepted:
             skip = reached | {sender} if sender is not None else reached
             self._spawn(self._guarded(self._push([e.raw for e in report.accepted], skip), "relay"))
         if sender is not None and any(r.reason is Reason.GAP for r in report.rejections):
-            # We are behind the pusher: catch up from it now rather than at a random later round.
-            member = self.membership.members.get(sender)
-            if member is not None:
-                self._spawn(self.exchange(member.addresses[0]))
+            self._pull_from(sender)  # we are behind it: catch up now, not some later round
+        return report
+
+    def _pull_from(self, node_id: bytes) -> None:
+        member = self.membership.members.get(node_id)
+        if member is not None and member.addresses[0] not in self._exchanging:
+            self._spawn(self._guarded(self.exchange(member.addresses[0]), "pull"))
+
+    async def ingest(self, raws: Sequence[bytes]) -> IngestReport:
+        """`log.ingest`, after dropping what we hold by (author, seq) alone, unverified."""
+        fresh, held = split_held(raws, self.log.version_vector(), self.log.head)
+        report = await self.log.ingest(fresh) if fresh else IngestReport()
+        report.rejections.extend(held)
         return report
 
     def _count(self, report: IngestReport) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from edgebac.eventlog.encoding import Event, decode
@@ -16,6 +16,7 @@ from edgebac.gossip import vectors
 from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.membership import Membership
 from edgebac.gossip.reachability import Notices
+from edgebac.gossip.thin import Leases, Recent
 from edgebac.gossip.vectors import MASK_BYTES, MAX_ENTRIES, VectorIndex
 from edgebac.gossip.wire import (
     ProtocolError,
@@ -74,6 +75,9 @@ class Pulling:
     _rumours: Callable[[], list[list[Any]]]
     _merge: Callable[[Any], None]
     _count: Callable[[IngestReport], None]
+    ingest: Callable[[Sequence[bytes]], Awaitable[IngestReport]]
+    recent: Recent
+    leases: Leases
 
     # ----- pulling ----------------------------------------------------------------------------
 
@@ -113,15 +117,20 @@ class Pulling:
         self.notices.exchange_failed(address, exc, expected, address in self.membership.seeds)
 
     async def _exchange(self, address: str) -> None:
-        """Compare bucket digests, then pull and push each differing range in turn."""
+        """Compare bucket digests, then pull and push each differing range in turn: those
+        ranges no other exchange is pulling now (each bucket is ours until we are past it)."""
         self.index.update(self.log.version_vector())
         reply = await self._ask(address, {"t": "sums", "sums": self.index.sums()}, "diff")
-        mask = check_bytes(reply.get("mask"), MASK_BYTES, "mask")
-        budget = self.config.max_pages_per_exchange
-        lo = vectors.next_start(mask, vectors.ZERO)
-        while lo is not None and budget > 0:
-            done, budget = await self._sync_range(address, mask, lo, budget)
-            lo = vectors.next_start(mask, vectors.after(done))
+        mask, taken = self.leases.take(check_bytes(reply.get("mask"), MASK_BYTES, "mask"))
+        try:
+            budget = self.config.max_pages_per_exchange
+            lo = vectors.next_start(mask, vectors.ZERO)
+            while lo is not None and budget > 0:
+                done, budget = await self._sync_range(address, mask, lo, budget)
+                lo = vectors.next_start(mask, vectors.after(done))
+                self.leases.give_back(b for b in taken if lo is None or b < lo[0])
+        finally:
+            self.leases.give_back(taken)
 
     async def _sync_range(
         self, address: str, mask: bytes, lo: bytes, budget: int
@@ -146,7 +155,7 @@ class Pulling:
                 following = asyncio.ensure_future(self._range(address, mask, lo, hi, wanted))
                 following.add_done_callback(_retrieve)
             try:
-                report = await self.log.ingest(raws)
+                report = await self.ingest(raws)
             except BaseException:
                 if following is not None:
                     following.cancel()
@@ -183,11 +192,15 @@ class Pulling:
     async def _push_missing(
         self, address: str, remote: dict[bytes, int], mask: bytes, lo: bytes, hi: bytes
     ) -> None:
-        """Send the peer every event of the range that its entries `remote` lack, page by page."""
-        self.index.update(self.log.version_vector())
+        """Send the peer the events of the range that its entries `remote` lack and that are
+        new here (`thin.Recent`), page by page. A backlog it lacks it pulls from us: serving
+        our `sync`, it saw that we hold more."""
+        vv = self.log.version_vector()
+        self.index.update(vv)
         for _ in range(self.config.max_pages_per_exchange):
+            ahead = self.index.ahead(remote, mask, lo, hi)
             page = await self.log.after(
-                self.index.ahead(remote, mask, lo, hi),
+                self.recent.wants(ahead, vv, self.clock_ms()),
                 max_events=self.config.max_page_events,
                 max_bytes=self.config.max_page_bytes,
             )

@@ -74,6 +74,7 @@ class GossipService:
             seeds=seeds,
             notices=Notices(say, wall_ms),
         )
+        self.transport.stats = self.gossiper.stats
         self.admission = Admission(authority) if authority is not None else None
         self._task: asyncio.Task[None] | None = None
 

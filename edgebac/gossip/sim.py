@@ -141,6 +141,9 @@ class MemoryLog:
     def version_vector(self) -> Mapping[bytes, int]:
         return self._vv
 
+    def head(self, author: bytes) -> Head | None:
+        return self._heads.get(author)
+
     def chain(self, author: bytes) -> list[Event]:
         return self._chains.get(author, [])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from edgebac.eventlog.chain import Head
 from edgebac.eventlog.store import IngestReport, Page
 
 MAX_VV_ENTRIES = 1024  # per message (gossip/vectors.py): 43 KB of vector at most
@@ -53,6 +54,10 @@ class SyncLog(Protocol):
 
     def version_vector(self) -> Mapping[bytes, int]:
         """Held state, from memory: never blocks."""
+        ...
+
+    def head(self, author: bytes) -> Head | None:
+        """The author's last held event (seq, id), from memory: never blocks."""
         ...
 
     async def after(

@@ -1,0 +1,110 @@
+"""What keeps each event crossing a link about once (#17): the pure parts, no I/O, no clock.
+
+- Held events are recognised from the (author, seq) their first bytes carry, against the
+  version vector, before any decoding or signature check (`split_held`). The one exception is
+  an event at an author's head whose id differs: a fork of the tip, which goes on to the log to
+  be recorded as evidence (older forks arrive only by push, and are refused unrecorded here).
+- A push carries only what is new here: events stored within the last `window` (pushed on as
+  they arrived) and our own. A backlog a peer lacks is left for it to pull (`Recent`).
+- A backlog is pulled from one peer at a time per bucket of authors (`Leases`): two exchanges
+  at once do not fetch and verify the same ranges.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from edgebac.eventlog.chain import Head, Reason, Rejection
+from edgebac.eventlog.encoding import Event, event_id, peek_key
+from edgebac.gossip.vectors import BUCKETS, in_mask, make_mask
+
+HELD = "event is already held"
+
+
+def split_held(
+    raws: Sequence[bytes],
+    vv: Mapping[bytes, int],
+    head: Callable[[bytes], Head | None],
+) -> tuple[list[bytes], list[Rejection]]:
+    """(the raws to verify and store, duplicate rejections of those already held)."""
+    fresh: list[bytes] = []
+    held: list[Rejection] = []
+    for raw in raws:
+        key = peek_key(raw)
+        if key is None or key[1] > vv.get(key[0], 0):
+            fresh.append(raw)
+            continue
+        author, seq = key
+        top = head(author) if seq == vv[author] else None
+        if top is not None and top.id != event_id(raw):
+            fresh.append(raw)  # a second event at the tip: the log records the fork
+        else:
+            held.append(Rejection(Reason.DUPLICATE, HELD))
+    return fresh, held
+
+
+class Recent:
+    """Per author, the seq up to which its events here are old (stored before the window).
+
+    `stored` is told of every batch the log stores; `floor` says from which seq a push may
+    carry an author's events. Our own events are always new to push (we are their source), and
+    an author not stored within the window has only old events.
+    """
+
+    def __init__(self, me: bytes, window_ms: float) -> None:
+        self.me = me
+        self.window_ms = window_ms
+        self._marks: dict[bytes, deque[tuple[float, int, int]]] = {}  # (when, first, last)
+
+    def stored(self, events: Iterable[Event], now_ms: float) -> None:
+        spans: dict[bytes, tuple[int, int]] = {}
+        for event in events:
+            first, _ = spans.get(event.author, (event.seq, event.seq))
+            spans[event.author] = (min(first, event.seq), event.seq)
+        for author, (first, last) in spans.items():
+            if author != self.me:
+                self._marks.setdefault(author, deque()).append((now_ms, first, last))
+
+    def floor(self, author: bytes, held_seq: int, now_ms: float) -> int:
+        """Seqs of `author` above this are new here; `held_seq` is what we hold of it."""
+        if author == self.me:
+            return 0
+        marks = self._marks.get(author)
+        oldest = now_ms - self.window_ms
+        while marks and marks[0][0] < oldest:
+            marks.popleft()
+        if not marks:
+            self._marks.pop(author, None)
+            return held_seq
+        return marks[0][1] - 1
+
+    def wants(
+        self, ahead: Sequence[tuple[bytes, int]], vv: Mapping[bytes, int], now_ms: float
+    ) -> list[tuple[bytes, int]]:
+        """`ahead` (author, the peer's seq) cut to the events that are new here."""
+        out = []
+        for author, theirs in ahead:
+            start = max(theirs, self.floor(author, vv.get(author, 0), now_ms))
+            if start < vv.get(author, 0):
+                out.append((author, start))
+        return out
+
+
+class Leases:
+    """Buckets being pulled by some exchange right now: another exchange leaves them alone."""
+
+    def __init__(self) -> None:
+        self._held: set[int] = set()
+
+    def take(self, mask: bytes) -> tuple[bytes, list[int]]:
+        """(the part of `mask` that is free, now ours; its buckets, to `give_back` later)."""
+        taken = [b for b in range(BUCKETS) if in_mask(mask, b) and b not in self._held]
+        self._held.update(taken)
+        return make_mask(taken), taken
+
+    def give_back(self, buckets: Iterable[int]) -> None:
+        self._held.difference_update(buckets)
+
+    def __contains__(self, bucket: int) -> bool:
+        return bucket in self._held

@@ -1,0 +1,154 @@
+"""Thin links (#17), the pure parts: held events known from their first bytes, what a push may
+carry, leases on buckets, compressed bodies inside the seal with a hard cap on inflating."""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from nacl.secret import SecretBox
+from nacl.signing import SigningKey
+
+from edgebac.eventlog.chain import Head, Reason
+from edgebac.eventlog.clock import HybridClock
+from edgebac.eventlog.encoding import decode, peek_key, seal
+from edgebac.gossip.envelope import ZLIB_TAG, Envelope, EnvelopeError, inflate
+from edgebac.gossip.thin import Leases, Recent, split_held
+from edgebac.gossip.vectors import make_mask
+
+KEY = SigningKey.generate()
+CLOCK = HybridClock(60_000)
+
+
+def event(seq: int, text: str = "note", key: SigningKey = KEY):
+    return seal(key, seq, None if seq == 1 else bytes(32), CLOCK.now(), "Note", {"text": text})
+
+
+@given(st.integers(1, 2**64 - 1), st.text(max_size=300))
+def test_peek_reads_what_decode_reads(seq, text):
+    e = event(seq, text)
+    assert peek_key(e.raw) == (e.author, e.seq) == (decode(e.raw).author, decode(e.raw).seq)
+
+
+def test_peek_of_a_large_event_reads_past_a_bin32_header():
+    e = event(7, "x" * 70_000)
+    assert e.raw[1] == 0xC6
+    assert peek_key(e.raw) == (e.author, 7)
+
+
+@given(st.binary(max_size=120))
+def test_peek_never_raises_on_garbage(data):
+    key = peek_key(data)
+    assert key is None or (len(key[0]) == 32 and key[1] >= 0)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"\x92", msgpack.packb([b"x" * 50, b"s" * 64]), msgpack.packb([1, 2])]
+)
+def test_peek_says_nothing_of_what_is_not_laid_out_as_an_event(raw):
+    assert peek_key(raw) is None
+
+
+def heads_of(*events):
+    heads = {e.author: Head(e.seq, e.id, e.hlc) for e in events}
+    return {a: h.seq for a, h in heads.items()}, heads.get
+
+
+def test_held_events_are_dropped_by_author_and_seq_and_new_ones_kept():
+    one, two, three = event(1), event(2), event(3)
+    vv, head = heads_of(two)  # we hold 1..2, head is `two`
+    fresh, held = split_held([one.raw, two.raw, three.raw], vv, head)
+    assert fresh == [three.raw]
+    assert [r.reason for r in held] == [Reason.DUPLICATE, Reason.DUPLICATE]
+
+
+def test_a_second_event_at_the_head_goes_on_to_be_recorded_as_a_fork():
+    held_two, fork_two = event(2, "mine"), event(2, "other")
+    vv, head = heads_of(held_two)
+    fresh, held = split_held([fork_two.raw], vv, head)
+    assert fresh == [fork_two.raw]
+    assert held == []
+
+
+def test_unknown_authors_and_unreadable_bytes_go_on_to_full_checks():
+    stranger = event(5, key=SigningKey.generate())
+    vv, head = heads_of(event(9))
+    fresh, held = split_held([stranger.raw, b"garbage"], vv, head)
+    assert fresh == [stranger.raw, b"garbage"]
+    assert held == []
+
+
+def test_a_push_carries_only_what_came_within_the_window_and_our_own():
+    me, other = bytes(32), b"\x01" * 32
+    recent = Recent(me, window_ms=1000)
+    backlog = [event(seq) for seq in range(1, 101)]
+    author = backlog[0].author
+    vv = {author: 100, me: 50, other: 10}
+    # Nothing came by push: a peer lacking all of it gets only our own events.
+    ahead = [(author, 0), (me, 20), (other, 0)]
+    assert recent.wants(ahead, vv, now_ms=0) == [(me, 20)]
+    recent.stored(backlog[95:], now_ms=5000)  # 96..100 came by push just now
+    assert recent.wants(ahead, vv, now_ms=5500) == [(author, 95), (me, 20)]
+    assert recent.wants([(author, 98)], vv, now_ms=5500) == [(author, 98)]
+    assert recent.wants(ahead, vv, now_ms=6500) == [(me, 20)]  # the window has passed
+
+
+def test_a_bucket_is_pulled_by_one_exchange_at_a_time():
+    leases = Leases()
+    first, taken = leases.take(make_mask([1, 2, 3]))
+    second, also = leases.take(make_mask([2, 3, 4]))
+    assert first == make_mask([1, 2, 3])
+    assert taken == [1, 2, 3]
+    assert second == make_mask([4])
+    assert also == [4]
+    leases.give_back(taken)
+    assert leases.take(make_mask([2]))[1] == [2]
+
+
+def envelope(max_bytes: int = 4 << 20) -> Envelope:
+    return Envelope(bytes(32), bytes(32), 60_000, max_bytes)
+
+
+def test_compressed_bodies_open_to_the_same_message_and_are_smaller():
+    sender, receiver = envelope(), envelope()
+    page = {"t": "page", "events": [event(seq).raw for seq in range(1, 200)]}
+    plain, packed = sender.seal(page), sender.seal(page, compress=True)
+    assert len(packed) < len(plain)
+    opened = receiver.open(packed)
+    assert opened.message == page
+    assert opened.compressed
+    assert not receiver.open(plain).compressed  # format 1 still opens: mixed networks talk
+
+
+def zip_bomb(inflated: int) -> bytes:
+    """`inflated` bytes of zeros deflated, made a MiB at a time (never held whole)."""
+    deflater, chunk = zlib.compressobj(9), bytes(1 << 20)
+    return b"".join([deflater.compress(chunk) for _ in range(inflated >> 20)] + [deflater.flush()])
+
+
+def test_a_members_zip_bomb_is_refused_without_inflating_past_the_cap():
+    bomb = bytes((ZLIB_TAG,)) + zip_bomb(256 << 20)  # 256 MiB inflated, ~250 KB sealed
+    sealed = bytes(SecretBox(bytes(32)).encrypt(bomb))  # sealed with the key: a member's
+    with pytest.raises(EnvelopeError) as refused:
+        envelope(1 << 20).open(sealed)
+    assert refused.value.reason == "too_large_inflated"
+    assert refused.value.status == 413
+
+
+def test_inflate_holds_at_most_the_cap():
+    with pytest.raises(EnvelopeError) as refused:
+        inflate(zlib.compress(os.urandom(10) * 100_000), 4096)
+    assert refused.value.reason == "too_large_inflated"
+
+
+@pytest.mark.parametrize(
+    "data", [b"not zlib", zlib.compress(b"x" * 1000)[:-3], zlib.compress(b"x") + b"tail"]
+)
+def test_broken_compressed_bodies_are_malformed(data):
+    with pytest.raises(EnvelopeError) as refused:
+        inflate(data, 1 << 20)
+    assert refused.value.reason == "malformed"
