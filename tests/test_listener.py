@@ -136,6 +136,20 @@ def test_a_request_whose_body_is_in_is_answering_at_once():
     assert (phases.phase, phases.deadline) == ("answering", None)
 
 
+def test_a_reader_that_stalls_an_answer_is_cut_one_that_reads_never():
+    phases = Phases(header_s=2.0, body_s=5.0, idle_s=30.0)
+    phases.opened(0.0)
+    phases.request(1.0, body_whole=True)
+    phases.writes_paused(10.0)  # our send buffer is full: the client reads nothing
+    assert phases.next_check == 15.0
+    assert not phases.expired(14.9, body_whole=True)
+    phases.writes_resumed()  # it read some
+    assert phases.next_check is None
+    assert not phases.expired(100.0, body_whole=True)
+    phases.writes_paused(200.0)
+    assert phases.expired(205.0, body_whole=True)
+
+
 def test_rate_limited_says_once_per_interval_and_counts_the_rest():
     rate = RateLimited(60.0)
     assert rate.allow(0.0) == 0

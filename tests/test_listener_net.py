@@ -3,6 +3,7 @@ out under `prlimit --nofile=1024`; and what must not be cut (long polls, streame
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -12,7 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from edgebac.node.config import ConnectionLimits, HostPort, NodeConfig
+from edgebac.node.listener import open_listeners, runner_options, watch_requests
 from tests.netfix import post_json
 from tests.procs import LISTENING, Nodes, Process, edgebac_argv, nodes_fixture, wait_for
 
@@ -154,6 +158,47 @@ def test_long_polls_and_log_streams_are_not_cut(nodes, tmp_path):
         records = [json.loads(line) for line in response]
     assert time.monotonic() - started > HEADER_S + BODY_S  # a stream that outlived both
     assert records[-1].get("end"), records[-3:]  # and ended with the job, not with a cut
+
+
+async def test_a_client_that_reads_nothing_of_an_answer_is_cut(tmp_path):
+    """In-process, on a real loopback socket: a 64 MiB answer to a client that never reads."""
+    chunk = b"x" * (1 << 16)
+    ended: list[tuple[str, float]] = []
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        try:
+            for _ in range(1024):
+                await response.write(chunk)
+        except ConnectionError:
+            ended.append(("cut", time.monotonic()))
+            raise
+        ended.append(("sent", time.monotonic()))
+        return response
+
+    app = web.Application()
+    app.router.add_get("/big", big)
+    app.middlewares.insert(0, watch_requests)
+    runner = web.AppRunner(app, shutdown_timeout=1.0, **runner_options())
+    await runner.setup()
+    limits = ConnectionLimits(header_timeout_s=HEADER_S, body_timeout_s=BODY_S)
+    config = NodeConfig(listen=HostPort("127.0.0.1", 0), limits=limits)
+    (listener,) = open_listeners(runner.server, config, None, print)
+    try:
+        sock = open_from("127.0.0.1", ("127.0.0.1", listener.address.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.send(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        for _ in range(100):
+            if ended:
+                break
+            await asyncio.sleep(0.1)
+        assert [what for what, _ in ended] == ["cut"]
+        assert ended[0][1] - started < BODY_S + 2.0
+    finally:
+        await listener.close()
+        await runner.cleanup()
 
 
 def start_limited(nodes: Nodes, tmp_path: Path, env: dict[str, str]) -> tuple[Process, str]:

@@ -106,14 +106,27 @@ Phase = Literal["headers", "body", "answering", "idle"]
 class Phases:
     """One connection's deadlines: headers within `header_s` of opening, or of the first byte
     after an answer (kept alive, a connection idles `idle_s` at most); a body within `body_s`
-    of its headers; an answer (a long poll, a log stream, a slow reader of a block) has no
-    deadline here."""
+    of its headers; an answer (a long poll, a log stream) has no deadline, but a client that
+    reads nothing of it while it waits to be sent has `body_s` (a stalled reader holds a
+    connection as surely as a trickled body)."""
 
     header_s: float
     body_s: float
     idle_s: float
     phase: Phase = "headers"
     deadline: float | None = None
+    stalled_until: float | None = None  # writes paused (the client reads nothing) until then
+
+    @property
+    def next_check(self) -> float | None:
+        times = [t for t in (self.deadline, self.stalled_until) if t is not None]
+        return min(times) if times else None
+
+    def writes_paused(self, now: float) -> None:
+        self.stalled_until = now + self.body_s
+
+    def writes_resumed(self) -> None:
+        self.stalled_until = None
 
     def opened(self, now: float) -> None:
         self.phase, self.deadline = "headers", now + self.header_s
@@ -138,6 +151,8 @@ class Phases:
     def expired(self, now: float, body_whole: bool) -> bool:
         """At a timer: True if the connection must be cut. A body that is whole by now moves
         the connection on to answering."""
+        if self.stalled_until is not None and now >= self.stalled_until:
+            return True
         if self.deadline is None or now < self.deadline:
             return False
         if self.phase == "body" and body_whole:

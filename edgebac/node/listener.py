@@ -10,7 +10,8 @@ aiohttp's `web.Server` (a protocol factory) through `loop.connect_accepted_socke
 - a watchdog per connection (`connlimits.Phases`): headers within the header timeout of the
   connection opening or of the next request's first byte (kept alive, a connection idles
   the idle timeout at most), a body within the body timeout of its headers; answers (long
-  polls, log streams) are never cut;
+  polls, log streams) are never cut, unless the client reads nothing of them for the body
+  timeout while they wait to be sent;
 - out of descriptors, accepting pauses briefly with one warning a minute at most;
 - one port for TLS and plain HTTP: with TLS on the clients' port, the first byte of each
   connection says which (0x16 opens a TLS handshake), so peers keep dialling `http://`.
@@ -131,9 +132,12 @@ class Connection(asyncio.Protocol):
         return self.inner.eof_received()
 
     def pause_writing(self) -> None:
+        self.phases.writes_paused(self._loop.time())
+        self._arm()
         self.inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self.phases.writes_resumed()
         self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -158,7 +162,7 @@ class Connection(asyncio.Protocol):
     def _arm(self) -> None:
         """A timer at the deadline; one already due sooner stays (it re-arms when it fires):
         no timer churn for each request of a kept-alive connection."""
-        deadline = self.phases.deadline
+        deadline = self.phases.next_check
         if deadline is None or self.transport is None:
             return
         if self._timer is not None:
