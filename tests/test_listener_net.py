@@ -113,6 +113,7 @@ def test_slowloris_sockets_are_closed_within_the_header_timeout(nodes, tmp_path)
     assert max(closed.values()) < HEADER_S + 1.5, sorted(closed.values())[-5:]
     assert min(closed.values()) > HEADER_S * 0.5  # admitted, then cut: not refused outright
     assert get(node.url + "/healthz")[0] == 200
+    assert "Traceback" not in node.stderr, node.stderr[-3000:]
 
 
 def test_kept_alive_connections_idle_then_get_the_header_timeout(nodes, tmp_path):
@@ -139,6 +140,7 @@ def test_a_trickled_body_is_cut_at_the_body_timeout(nodes, tmp_path):
     closed = trickle([sock], b"z", time.monotonic() + BODY_S + 3)
     assert 0 in closed, "a trickled gossip body held the connection"
     assert BODY_S * 0.8 < closed[0] < BODY_S + 1.5  # past the header timeout, cut at the body's
+    assert "Traceback" not in node.stderr, node.stderr[-3000:]
 
 
 def test_long_polls_and_log_streams_are_not_cut(nodes, tmp_path):
@@ -158,6 +160,7 @@ def test_long_polls_and_log_streams_are_not_cut(nodes, tmp_path):
         records = [json.loads(line) for line in response]
     assert time.monotonic() - started > HEADER_S + BODY_S  # a stream that outlived both
     assert records[-1].get("end"), records[-3:]  # and ended with the job, not with a cut
+    assert "Traceback" not in node.stderr, node.stderr[-3000:]
 
 
 async def test_a_client_that_reads_nothing_of_an_answer_is_cut(tmp_path):
