@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -259,3 +260,22 @@ def test_docker_job_on_three_nodes_from_the_pyz(pyz, cluster, busybox_image, tmp
         assert (results / "stdout").read_bytes() == b""
         assert (results / "stderr").read_bytes() == b""
         assert (results / "exitCode").read_text() == "0\n"
+
+
+def test_a_pyz_node_makes_and_serves_a_self_signed_certificate(pyz, tmp_path):
+    """cryptography's native half loads from the unpacked pyz: the node makes its certificate,
+    serves it, and the pyz's own CLI pins it by the printed fingerprint."""
+    data_dir = tmp_path / "tls"
+    args = ["node", "--data-dir", data_dir, "--listen", "127.0.0.9:0", "--preset", "fast"]
+    nodes = Nodes()
+    try:
+        node = PyzNode(pyz.argv(*args, "--tls", "self-signed"), data_dir)
+        nodes.started.append(node)
+        node.wait_listening(60)
+        line = node.wait_for_line(re.compile(r"fingerprint sha256:([0-9a-f]{64})"), 10)
+        api = node.url.replace("http://", "https://")
+        listed = pyz.run("node", "list", "--api", api, "--tls-fingerprint", line.group(1))
+        assert listed.returncode == 0, listed.stderr
+        assert node.short_id in listed.stdout
+    finally:
+        nodes.kill_all()
