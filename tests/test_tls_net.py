@@ -216,6 +216,9 @@ def test_api_listen_with_tls_is_https_only_and_listen_stays_plain(nodes, tmp_pat
         fetch(
             node.url.replace("http://", "https://") + "/healthz", https_handler(None, fingerprint)
         )
+    assert node.stop() == 0
+    assert "Traceback" not in node.stderr
+    assert "SSL" not in node.stderr  # a failed handshake is the client's business, not a log line
 
 
 # ----- in-process: request.secure and listener_of, on real loopback sockets ----------------

@@ -52,7 +52,7 @@ BACKLOG = 1024
 PAUSE_S = 0.25  # out of descriptors: try again this soon (closing connections free some)
 WARN_EVERY_S = 60.0
 TLS_RECORD = 0x16  # a TLS handshake record: the first byte of every ClientHello
-_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 _LIVE: dict[RequestHandler, Connection] = {}  # aiohttp's handler -> our connection
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -210,13 +210,14 @@ class ConnectionGuard:
         self._warn = warn
         self._warning = RateLimited(WARN_EVERY_S)
 
-    def warn_out_of_descriptors(self, exc: OSError, now: float) -> None:
+    def warn_accept_failed(self, exc: OSError, now: float) -> None:
         held = self._warning.allow(now)
         if held is None:
             return
+        what = "out of file descriptors" if exc.errno in _OUT_OF_DESCRIPTORS else "accept failed"
         more = f" ({held} more since the last warning)" if held else ""
         self._warn(
-            f"out of file descriptors ({exc.strerror}; limit {self.nofile}): not accepting "
+            f"{what} ({exc.strerror}; descriptor limit {self.nofile}): not accepting "
             f"connections for {PAUSE_S} s; {self.admission.total} connections open{more}"
         )
 
@@ -260,9 +261,9 @@ class Listener:
             self._admit(sock, peer[0])
 
     def _pause(self, exc: OSError) -> None:
-        """Out of descriptors (or another accept failure): stop reading the listening socket
-        for a moment instead of spinning on it; say so once a minute at most."""
-        self._guard.warn_out_of_descriptors(exc, self._loop.time())
+        """Out of descriptors (or memory, or another accept failure): stop reading the
+        listening socket for a moment instead of spinning on it; say so once a minute at most."""
+        self._guard.warn_accept_failed(exc, self._loop.time())
         self._loop.remove_reader(self._sock.fileno())
         self._paused = self._loop.call_later(PAUSE_S, self._resume)
 
