@@ -1,13 +1,19 @@
-"""Gossip between real node processes on loopback: spread latency and catch-up speed.
+"""Gossip between real node processes on loopback: spread latency, catch-up speed, link cost.
 
-    python bench/gossip_net.py [--nodes 10] [--events 200] [--backlog 100000] [--preset default]
+    python bench/gossip_net.py [--quick] [--nodes 10] [--events 200] [--backlog 100000]
+                               [--preset default]
 
-Spread: events are handed to a random node one at a time; every node is watched with a long
-poll, and an event's latency is from hand-over until the last node stored it (p50, p99).
-Targets: p50 <= 50 ms, p99 <= 200 ms for 10 nodes.
+Spread (steady state): events are handed to a random node one at a time; every node is watched
+with a long poll, and an event's latency is from hand-over until the last node stored it (p50,
+p99). Targets: p50 <= 50 ms, p99 <= 200 ms for 10 nodes. From the nodes' gossip stats over the
+same time: deliveries per new event per node (copies received, new or duplicate, / events /
+nodes; target <= 1.3) and bytes on the wire per event per node relative to the event's raw size
+(every gossip byte sent, idle pulls included, / events / nodes / mean raw size; target <= 1.0).
 
-Catch-up: a node joins a network whose log holds `--backlog` events; its rate until caught up is
-printed beside the raw PyNaCl verify rate measured in the same run. Target: >= 0.5 x verify.
+Catch-up: a node joins a network of three nodes whose logs hold `--backlog` events; its rate
+until caught up is printed beside the raw PyNaCl verify rate measured in the same run (target
+>= 0.5 x verify), with its deliveries per new event (target <= 1.3) and the bytes it received
+relative to the backlog's raw size. `--quick`: 5 nodes, 50 events, a backlog of 10,000.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -73,16 +80,65 @@ def start_nodes(nodes: Nodes, tmp: Path, count: int, preset: str, key: Path) -> 
     return started
 
 
+def gossip_stats(network: list) -> list[dict[str, int]]:
+    return [info(node)["gossip"] for node in network]
+
+
+def deliveries(stats: dict[str, int]) -> int:
+    """Event copies a node received: new ones, and those refused (duplicates above all)."""
+    refused = sum(v for k, v in stats.items() if k.startswith("refused_") and "body" not in k)
+    return stats.get("events_new", 0) + refused - stats.get("refused_unknown_type", 0)
+
+
+def job_like(i: int) -> dict:
+    """A body shaped like a job's events (a spec with image, command, inputs, labels): what
+    an edge network carries, and what compression is for."""
+    return {
+        "job_id": f"job-{i:08d}",
+        "spec": {
+            "engine": "docker",
+            "image": "ghcr.io/example/sensor-pipeline:1.4.2",
+            "entrypoint": ["python", "-m", "pipeline", "--window", "60s", "--format", "parquet"],
+            "env": {"REGION": "north-sea", "SHIP": "MV Aurora", "LOG_LEVEL": "info"},
+            "inputs": [{"source": f"file:///data/sensors/2026-12-01/{i}/", "target": "/inputs"}],
+            "outputs": [{"name": "results", "path": "/outputs"}],
+            "resources": {"cpu": "500m", "memory": "256Mi", "disk": "1Gi"},
+            "constraints": [{"key": "site", "op": "in", "values": ["ship-7", "ship-9"]}],
+            "publisher": {"type": "local"},
+            "timeout_s": 600,
+            "count": 1,
+        },
+    }
+
+
+def link_cost(
+    before: list, after: list, events: int, raw_size: float
+) -> tuple[float, float, float]:
+    """(deliveries per event per node, wire bytes sent per event per node / raw size, the same
+    for the pushes that carried the events alone)."""
+    nodes = len(before)
+
+    def total(key: str) -> int:
+        return sum(a.get(key, 0) - b.get(key, 0) for a, b in zip(after, before, strict=True))
+
+    got = sum(deliveries(a) - deliveries(b) for a, b in zip(after, before, strict=True))
+    per = events * nodes * raw_size
+    return got / events / nodes, total("wire_bytes_sent") / per, total("wire_bytes_push") / per
+
+
 def spread(network: list, events: int) -> None:
     watchers = [Watcher(node.url) for node in network]
     for watcher in watchers:
         watcher.start()
     author, rng = Author(), random.Random(7)
     give(network[0], [author.announcement])  # an author's first event is its announcement
+    wait_for(lambda: len({json.dumps(vv(n), sort_keys=True) for n in network}) == 1, 30, "it")
+    before, sizes = gossip_stats(network), []
     sent: dict[str, float] = {}
     latencies: list[float] = []
     for _ in range(events):
-        event = author.next("tick")
+        event = author.next("tick", **job_like(len(sizes)))
+        sizes.append(len(event.raw))
         sent[event.id.hex()] = time.monotonic()
         give(rng.choice(network), [event])
         event_id = event.id.hex()
@@ -91,6 +147,7 @@ def spread(network: list, events: int) -> None:
         )
         latencies.append(max(w.arrived[event_id] for w in watchers) - sent[event_id])
         time.sleep(0.01)
+    per_node, wire, push = link_cost(before, gossip_stats(network), events, statistics.mean(sizes))
     for watcher in watchers:
         watcher.stop = True
     for watcher in watchers:
@@ -100,6 +157,12 @@ def spread(network: list, events: int) -> None:
         f"spread to {len(network)} nodes over {events} events: p50 {percentile(ms, 0.5):.1f} ms,"
         f" p99 {percentile(ms, 0.99):.1f} ms, mean {statistics.mean(ms):.1f} ms"
         f"  (targets: p50 <= 50, p99 <= 200)"
+    )
+    print(
+        f"steady state on {len(network)} nodes: {per_node:.2f} deliveries per new event per node"
+        f" (target <= 1.3); on the wire per node {push:.2f} x the event's raw size"
+        f" ({statistics.mean(sizes):.0f} B) in the pushes that carry it (target <= 1.0),"
+        f" {wire:.2f} x with idle anti-entropy (pulls, membership) at this event rate"
     )
 
 
@@ -115,19 +178,21 @@ def raw_verify_rate(samples: list) -> float:
     return len(signed) / (time.perf_counter() - started)
 
 
-async def write_backlog(path: Path, total: int) -> list:
-    """A log holding `total` events of 10 client authors, written in-process (fast)."""
+async def write_backlog(path: Path, total: int) -> tuple[list, int]:
+    """A log holding `total` events of 10 client authors, written in-process (fast); (a sample
+    of them, the raw bytes of all)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     log = await EventLog.open(path, HybridClock(300_000), SigningKey.generate())
     keys = [SigningKey.generate() for _ in range(10)]
     clock = HybridClock(300_000)
-    sample = []
+    sample, raw_bytes = [], 0
     for key in keys:
         prev, chain = None, []
         for seq in range(1, total // len(keys) + 1):
             item = announcement() if seq == 1 else ("Note", {"text": f"backlog {seq}" * 4})
             event = seal(key, seq, prev, clock.now(), *item)
             chain.append(event.raw)
+            raw_bytes += len(event.raw)
             prev = event.id
             if len(sample) < 2000:
                 sample.append(event)
@@ -136,24 +201,34 @@ async def write_backlog(path: Path, total: int) -> list:
                 chain = []
         await log.ingest(chain)
     await log.close()
-    return sample
+    return sample, raw_bytes
 
 
 def catch_up(nodes: Nodes, tmp: Path, key: Path, backlog: int, preset: str) -> None:
-    sample = asyncio.run(write_backlog(tmp / "big" / "events.db", backlog))
+    sample, raw_bytes = asyncio.run(write_backlog(tmp / "big0" / "events.db", backlog))
     verify = raw_verify_rate(sample)
-    holder = nodes.start(tmp / "big", "--network-key", str(key), "--preset", preset)
-    target = vv(holder)
-    started = time.monotonic()
-    joiner = nodes.start(
-        tmp / "joiner", "--network-key", str(key), "--preset", preset, "--peers", host_port(holder)
-    )
-    wait_for(lambda: all(vv(joiner).get(a) == s for a, s in target.items()), 600, "catch-up")
+    for copy in (1, 2):  # three holders: a joiner meets several peers, as it does in a network
+        (tmp / f"big{copy}").mkdir()
+        shutil.copy(tmp / "big0" / "events.db", tmp / f"big{copy}" / "events.db")
+    flags = ("--network-key", str(key), "--preset", preset)
+    holders = [nodes.start(tmp / "big0", *flags)]
+    for copy in (1, 2):
+        holders.append(nodes.start(tmp / f"big{copy}", *flags, "--peers", host_port(holders[0])))
+    wait_for(lambda: all(vv(h) == vv(holders[0]) for h in holders), 60, "holders")
+    target = vv(holders[0])
+    peers = ",".join(host_port(h) for h in holders)
+    joiner = nodes.start(tmp / "joiner", *flags, "--peers", peers)
+    started = time.monotonic()  # from when it listens: its start-up is not catching up
+    wait_for(lambda: all(vv(joiner).get(a) == s for a, s in target.items()), 900, "catch-up")
     elapsed = time.monotonic() - started
-    rate = info(joiner)["events"] / elapsed
+    stats = info(joiner)["gossip"]
+    new = stats.get("events_new", 0)
+    rate = new / elapsed
     print(
-        f"catch-up of {backlog} events: {elapsed:.1f} s, {rate:,.0f} events/s; raw verify "
-        f"{verify:,.0f}/s; ratio {rate / verify:.2f} (target >= 0.5)"
+        f"catch-up of {backlog} events from 3 peers: {elapsed:.1f} s, {rate:,.0f} events/s; raw "
+        f"verify {verify:,.0f}/s; ratio {rate / verify:.2f} (target >= 0.5); "
+        f"{deliveries(stats) / max(new, 1):.2f} deliveries per new event (target <= 1.3); "
+        f"received {stats.get('wire_bytes_received', 0) / raw_bytes:.2f} x the backlog's raw size"
     )
 
 
@@ -163,7 +238,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--preset", default="default")
+    parser.add_argument("--quick", action="store_true", help="5 nodes, 50 events, 10,000 backlog")
     args = parser.parse_args()
+    if args.quick:
+        args.nodes, args.events, args.backlog = 5, 50, 10_000
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         key = network_key(tmp)

@@ -8,7 +8,8 @@ Every body we send carries the header `X-Edgebac-Inflates: 1` (we read compresse
 envelope format 2); we compress a request only to a peer whose reply said so, and a reply only
 when the request was compressed or said so. The header is outside the seal: one who strips it
 only makes bodies larger, one who adds it could only break a link it can cut anyway. Bytes on
-the wire, both ways, are counted in the gossip stats (`wire_bytes_*`).
+the wire, both ways, are counted in the gossip stats (`wire_bytes_*`; `wire_bytes_push`: pushes
+we sent and their acks).
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ class HttpTransport:
         except (aiohttp.ClientError, BodyTooLarge, ValueError) as exc:
             raise TransportError(f"{address}: {exc or type(exc).__name__}") from None
         self.stats["wire_bytes_received"] += len(data)
+        if message.get("t") == "push":  # what carrying events costs, apart from anti-entropy
+            self.stats["wire_bytes_push"] += len(body) + len(data)
         try:
             opened = self._envelope.open(data)
         except EnvelopeError as exc:
