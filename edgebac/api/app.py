@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from edgebac.api.auth import GUARD_KEY, Guard, auth_middleware
+from edgebac.api.bacalhau import add_bacalhau_routes
 from edgebac.api.gone import STATS_KEY, ApiStats, client_left, count_gone
 from edgebac.api.jobs import add_job_routes
 from edgebac.api.logs import add_log_routes
@@ -77,4 +78,5 @@ def make_app(
     add_node_routes(app)
     add_job_routes(app)
     add_log_routes(app)
+    add_bacalhau_routes(app)
     return app

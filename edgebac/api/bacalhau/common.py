@@ -1,0 +1,136 @@
+"""What the compat routes share: finding a job as Bacalhau names one (id, unique prefix or
+Name), query parameters as its clients spell them, paging tokens, and Bacalhau views of jobs."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from itertools import chain
+from typing import Any
+
+from aiohttp import web
+
+from edgebac.api import auth
+from edgebac.api.bodies import int_param
+from edgebac.api.jobs import _job
+from edgebac.api.protocol import ServedNode, served_node
+from edgebac.errors import BadRequest, NotFound
+from edgebac.eventlog.view import event_json
+from edgebac.scheduler.bacalhau_view import bacalhau_execution
+from edgebac.scheduler.state import Execution, Job
+
+MAX_LIMIT = 1000
+MAX_EVENTS = 10_000  # of one job's, as GET /api/v1/jobs/{id} reads them
+RESULTS_PATH = "/api/v1/bacalhau/results/{execution_id}.tar.gz"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def route(app: web.Application, method: str, path: str, handler: Handler, need: str) -> None:
+    """Add a route and say to the front door what it needs (`auth.declare`)."""
+    app.router.add_route(method, path, handler)
+    auth.declare(method, path, need)
+
+
+def flag(request: web.Request, name: str) -> bool:
+    """A boolean as either client sends it: Go `true`/`false`, Python `True`/`False`, or none."""
+    text = request.query.get(name, "").strip().lower()
+    if text in ("", "false", "0"):
+        return False
+    if text in ("true", "1"):
+        return True
+    raise BadRequest(f"query parameter {name!r} must be true or false")
+
+
+def limit_of(request: web.Request, default: int = 0) -> int:
+    """`limit` (0: no limit, as Bacalhau takes it)."""
+    return int_param(request, "limit", default, 0, MAX_LIMIT) or MAX_LIMIT
+
+
+def offset_of(request: web.Request) -> int:
+    """The offset a `next_token` of ours stands for (0 without one)."""
+    token = request.query.get("next_token", "")
+    if not token:
+        return 0
+    try:
+        kind, _, number = base64.urlsafe_b64decode(token.encode() + b"==").decode().partition(":")
+        if kind == "offset" and number.isascii() and number.isdigit() and len(number) < 19:
+            return int(number)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise BadRequest("next_token: not a token this node gave")
+
+
+def token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+
+
+def page(items: list[Any], request: web.Request, default_limit: int = 0) -> tuple[list, str]:
+    """One page of `items` and the token of the next ("" when this is the last)."""
+    offset, limit = offset_of(request), limit_of(request, default_limit)
+    shown = items[offset : offset + limit]
+    return shown, token(offset + limit) if offset + limit < len(items) else ""
+
+
+async def find_job(request: web.Request) -> Job:
+    """The job the path names, that the caller may read: by id, unique prefix or Name."""
+    node = served_node(request)
+    text = request.match_info["job_id"]
+    try:
+        job = await _job(node, text)
+    except NotFound:
+        job = await _job_by_name(node, text)
+    auth.check_read(request, job)
+    return job
+
+
+async def _job_by_name(node: ServedNode, name: str) -> Job:
+    state = node.runner.state
+    named = sorted(
+        job.id
+        for job in chain(state.jobs.values(), state.evicted.values())
+        if name and _name(job) == name
+    )
+    if len(named) != 1:
+        said = "no job" if not named else f"{len(named)} jobs"
+        raise NotFound(f"{said} with ID, ID prefix or Name {name[:80]!r} is known to this node")
+    return await _job(node, named[0])
+
+
+def _name(job: Any) -> str | None:
+    if isinstance(job, Job):
+        return job.spec.name if job.spec else None
+    return getattr(job, "name", None)
+
+
+async def job_events(node: ServedNode, job: Job) -> list[dict[str, Any]]:
+    return [event_json(event) for event in await node.log.by_job(job.id, limit=MAX_EVENTS)]
+
+
+def results_url(request: web.Request, execution: Execution) -> str | None:
+    """Where Bacalhau's `job get` downloads an execution's results: a `.tar.gz` from a node
+    that holds them (this one if it does, else the one that published them)."""
+    node = served_node(request)
+    if not execution.digest or (execution.reference or "").startswith("s3://"):
+        return None
+    if node.content.holds(f"ipfs://{execution.digest}"):
+        scheme = "https" if request.app[auth.GUARD_KEY].tls else "http"
+        base = f"{scheme}://{node.advertised}"
+    else:
+        holders = node.holders(execution.digest)
+        if not holders:
+            return None
+        base = holders[0]
+    return base + RESULTS_PATH.format(execution_id=execution.id)
+
+
+def published(request: web.Request, execution: Execution) -> dict[str, Any] | None:
+    url = results_url(request, execution)
+    return {"Type": "urlDownload", "Params": {"URL": url}} if url else None
+
+
+def executions_of(request: web.Request, job: Job, view: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's executions as Bacalhau's, in acceptance order."""
+    ordered = sorted(job.executions.values(), key=lambda e: (e.accepted_hlc, e.id))
+    return [
+        bacalhau_execution(view, view["executions"][e.id], published(request, e)) for e in ordered
+    ]
