@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -181,6 +182,20 @@ def test_a_bad_certificate_or_key_file_names_its_flag(nodes, tmp_path, flags, na
     assert node.wait(20) != 0
     assert named in node.stderr.strip().splitlines()[-1], node.stderr
     assert "Traceback" not in node.stderr
+
+
+def test_a_stalled_tls_handshake_is_cut_at_the_header_timeout(nodes, tmp_path):
+    env = {"EDGEBAC_TEST_HEADER_TIMEOUT_S": "1"}
+    node = nodes.start(tmp_path / "a", "--tls", "self-signed", env=env)
+    host, _, port = node.url.removeprefix("http://").rpartition(":")
+    silent, hello = (socket.create_connection((host, int(port)), timeout=5) for _ in range(2))
+    with silent, hello:
+        hello.send(b"\x16\x03\x01\x02\x00")  # a ClientHello's first bytes, then nothing
+        started = time.monotonic()
+        for sock in (silent, hello):
+            sock.settimeout(5)
+            assert sock.recv(1) == b""  # closed by the node (a TLS alert would be bytes)
+        assert time.monotonic() - started < 3.0
 
 
 def test_a_plain_peer_gossips_with_a_tls_node_on_its_one_port(nodes, tmp_path):
