@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -19,6 +20,7 @@ from typing import Any
 from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.store import EventLog
+from edgebac.node.checkpoints import Checkpoints
 from edgebac.node.executions import Executions, failure
 from edgebac.node.policy import Policy
 from edgebac.runtime.engines import present_images
@@ -96,6 +98,7 @@ class JobRunner:
         self._claimed: dict[str, int] = {}  # what my executions and bids claimed, as last seen
         self.held_inputs = HeldInputs(policy.node.paths)
         self.executions = Executions(log, me, executors, work_dir)
+        self.checkpoints = Checkpoints(log, RETENTION)
 
     # ----- lifecycle ----------------------------------------------------------------------------
 
@@ -104,10 +107,15 @@ class JobRunner:
         # snapshot was being taken would otherwise be in neither (and this node's projection
         # would lack it for good). Events in both are folded once.
         self.log.add_listener(self._on_events)
-        after = 0
+        began = time.monotonic()
+        loaded, after = await self.checkpoints.load()  # then only the events after it fold
+        if loaded is not None:
+            self.state = loaded
+        start, folded = after, 0
         while rows := await self.log.since(after, 5000):
             self.state.apply(event for _, event in rows)
-            after = rows[-1][0]
+            after, folded = rows[-1][0], folded + len(rows)
+        self.checkpoints.started(start, folded, began)
         await self._reload()
         await self._recover()
         self._loop_task = asyncio.create_task(self._loop(), name="job-runner")
@@ -136,6 +144,7 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.executions.close()
+        await self.checkpoints.close(self.refresh)  # a clean stop starts fast next time
 
     def _on_events(self, events: list[Event]) -> None:
         self._pending.extend(events)
@@ -148,6 +157,8 @@ class JobRunner:
             self._wake.clear()
             try:
                 await self.step()
+                if self.checkpoints.due():
+                    self.checkpoints.take(self.refresh())
             except asyncio.CancelledError:
                 raise
             except Exception:  # one bad step must not stop the node's scheduling for good
@@ -165,6 +176,7 @@ class JobRunner:
         if self._pending:
             events, self._pending = self._pending, []
             changed = self.state.apply(events)
+            self.checkpoints.since += len(events)
             if any(event.type in SHARED_TYPES for event in events):
                 self._attention.everything()
             self._changed(changed)

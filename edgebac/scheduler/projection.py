@@ -76,6 +76,9 @@ class Projection:
         self._active: dict[bytes, dict[str, Execution]] = {}  # node -> accepted/running
         self._claimed: dict[bytes, dict[str, int]] = {}  # node -> resources claimed
         self._job_index: dict[str, _JobIndex] = {}
+        # Jobs let go of or taken back since a checkpoint last looked (`checkpoint.snapshot`),
+        # so it rewrites only those rows. Bookkeeping, not state.
+        self.ended_changed: set[str] = set()
 
     @classmethod
     def from_events(cls, events: Iterable[Event]) -> Projection:
@@ -103,6 +106,7 @@ class Projection:
         self.needs_reload.discard(job_id)
         if ended is None:  # held (reloaded already): its events fold as usual
             return self.apply(events)
+        self.ended_changed.add(job_id)
         bucket = {}
         for event in (*events, *ended.lost, *self._late_lost.pop(job_id, ())):
             if job_id in _job_ids(event):
@@ -154,12 +158,14 @@ class Projection:
     def state_hash(self) -> str:
         """sha256 of the canonical msgpack of every job's digest (held or evicted alike), the
         nodes and their reputations: equal states, equal hashes."""
+        return hash_state(self.hash_input())
+
+    def hash_input(self) -> dict[str, Any]:
+        """What `state_hash` hashes, as fresh plain data: `hash_state` may run on another
+        thread while the projection moves on (checkpoints)."""
         digests = {job_id: ended.digest for job_id, ended in self.evicted.items()}
         digests.update((job_id, job_digest(job)) for job_id, job in self.jobs.items())
-        packed = msgpack.packb(
-            canonical_body({"jobs": digests, **self._shared()}), use_bin_type=True
-        )
-        return hashlib.sha256(packed).hexdigest()
+        return {"jobs": digests, **self._shared()}
 
     def _shared(self) -> dict[str, Any]:
         return {
@@ -315,6 +321,7 @@ class Projection:
         job.requester = same(job.requester)
         last = bucket[-1][0]
         self.evicted[job_id] = EndedJob.of(job, (last[0], same(last[1]), last[2]), contrib, lost)
+        self.ended_changed.add(job_id)
         self.released[job_id] = job
 
     def _fold(
@@ -380,6 +387,12 @@ class Projection:
 
 
 _EMPTY: Mapping[str, Execution] = MappingProxyType({})
+
+
+def hash_state(hash_input: dict[str, Any]) -> str:
+    """The state hash of `Projection.hash_input()`."""
+    packed = msgpack.packb(canonical_body(hash_input), use_bin_type=True)
+    return hashlib.sha256(packed).hexdigest()
 
 
 @dataclass(slots=True)

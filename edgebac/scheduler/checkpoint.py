@@ -1,0 +1,323 @@
+"""Checkpoints of the projection: its state as plain data, so a node starts from the newest
+one and folds only the events after it, not the whole log.
+
+Plain data only (lists, maps, bytes, ints, floats, str) packed with msgpack: a checkpoint can
+never run code, whatever its bytes say. What the projection derives (live jobs, active
+executions, claims, reputations, the heap of ended jobs) is not saved: `load` rebuilds it by
+indexing each held job as the fold does. A loaded state must give the state hash saved with
+it, or `load` refuses it (the node then folds the whole log).
+
+The ended jobs held as summaries are rows of their own (`Packed.rows`), so a checkpoint
+rewrites only those let go of or taken back since the last one (`Projection.ended_changed`).
+This module is the projection's own serializer, kept apart for size: it reads and sets the
+projection's private fields, and nothing else may.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any
+
+import msgpack
+
+from edgebac.eventlog.clock import Hlc
+from edgebac.eventlog.encoding import Event, decode
+from edgebac.scheduler.authority import Announced
+from edgebac.scheduler.projection import Projection, hash_state, sort_key
+from edgebac.scheduler.retention import EndedJob, Retention
+from edgebac.scheduler.spec import SpecError, parse_spec
+from edgebac.scheduler.state import Bid, Decline, Execution, Job, NodeInfo
+
+FORMAT_NUMBER = 1  # bump when what a checkpoint holds changes meaning, not only its shape
+# The field names of every class saved: any change to one makes older checkpoints refused,
+# without anyone having to remember to bump FORMAT_NUMBER.
+_CLASSES = (Job, Execution, Bid, Decline, NodeInfo, EndedJob, Announced)
+_SHAPE = ";".join(f"{c.__name__}:{','.join(f.name for f in fields(c))}" for c in _CLASSES)
+FORMAT = f"{FORMAT_NUMBER}:{hashlib.sha256(_SHAPE.encode()).hexdigest()[:16]}"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that must not be trusted (the node folds the whole log instead)."""
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What `snapshot` took on the loop: copies of what may change, and references to what
+    cannot (summaries of ended jobs and their executions change only by being replaced)."""
+
+    core: dict[str, Any]
+    ended: list[tuple[EndedJob, list[Execution], dict[bytes, tuple[bytes, str]]]]
+    deleted: list[str]
+    full: bool  # the rows replace all stored ones (else: they update them)
+    hash_input: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Packed:
+    core: bytes
+    rows: list[tuple[str, bytes]]  # (job id, row) of ended jobs to store
+    deleted: list[str]  # job ids whose rows go
+    full: bool
+    state_hash: str
+
+
+def snapshot(p: Projection, full: bool) -> Snapshot:
+    """The projection as it is now, cheaply: the held jobs copied to plain data, the ended
+    ones (all with `full`, else those changed since the last snapshot) by reference."""
+    changed = set(p.evicted) if full else p.ended_changed
+    p.ended_changed = set()
+    ended, deleted = [], []
+    for job_id in sorted(changed):
+        summary = p.evicted.get(job_id)
+        if summary is None:
+            deleted.append(job_id)
+            continue
+        executions = [p.executions[i] for i in summary.executions if i in p.executions]
+        ended.append((summary, executions, p._evidence.get(job_id, {})))
+    return Snapshot(_core(p), ended, deleted, full, p.hash_input())
+
+
+def pack(s: Snapshot) -> Packed:
+    """The bytes of a snapshot and its state hash: pure, for the writer's thread."""
+    rows = [(summary.id, _pack(_ended(summary, ex, evidence))) for summary, ex, evidence in s.ended]
+    return Packed(_pack(s.core), rows, s.deleted, s.full, hash_state(s.hash_input))
+
+
+def load(
+    core: bytes, rows: list[tuple[str, bytes]], state_hash: str, retention: Retention | None
+) -> Projection:
+    """The projection a checkpoint holds, refused (CheckpointError) unless it gives the state
+    hash saved with it. Pure: may run on a thread of its own."""
+    try:
+        p = _from_core(_unpack(core), retention)
+        for _, row in rows:
+            _add_ended(p, _unpack(row))
+        for job in list(p.jobs.values()):
+            p._index(job)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # any shape it should not have: not ours to trust
+        raise CheckpointError(f"does not decode ({type(exc).__name__}: {exc})") from None
+    got = p.state_hash()
+    if got != state_hash:
+        raise CheckpointError(f"state hash {got[:12]} is not the {state_hash[:12]} saved")
+    p.ended_changed = set()
+    return p
+
+
+# ----- packing ------------------------------------------------------------------------------
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+
+
+def _hlc_fields(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
+    names = tuple(f.name for f in fields(cls))
+    return names, frozenset(f.name for f in fields(cls) if "Hlc" in str(f.type))
+
+
+_FLAT = {cls: _hlc_fields(cls) for cls in (Execution, Bid, Decline, NodeInfo)}
+
+
+def _flat(obj: Any) -> list[Any]:
+    """A dataclass of plain fields as a list, its Hlc fields packed into ints."""
+    names, hlcs = _FLAT[type(obj)]
+    out = []
+    for name in names:
+        value = getattr(obj, name)
+        out.append(value.pack() if name in hlcs and value is not None else value)
+    return out
+
+
+def _unflat(cls: type, values: list[Any]) -> Any:
+    names, hlcs = _FLAT[cls]
+    if len(values) != len(names):
+        raise CheckpointError(f"a {cls.__name__} of {len(values)} fields, not {len(names)}")
+    args = [
+        Hlc.unpack(v) if name in hlcs and v is not None else v
+        for name, v in zip(names, values, strict=True)
+    ]
+    return cls(*args)
+
+
+def _evidence(evidence: dict[bytes, tuple[bytes, str]]) -> list[list[Any]]:
+    return [[event_id, author, reason] for event_id, (author, reason) in evidence.items()]
+
+
+def _core(p: Projection) -> dict[str, Any]:
+    """Everything but the ended rows, copied (the projection moves on while this is packed)."""
+    return {
+        "jobs": [_job(job) for job in p.jobs.values()],
+        "buckets": [[job_id, [e.raw for _, e in b]] for job_id, b in p._buckets.items()],
+        "evidence": [
+            [job_id, _evidence(ev)] for job_id, ev in p._evidence.items() if job_id not in p.evicted
+        ],
+        "nodes": [_flat(info) for info in p.nodes.values()],
+        "announcements": [
+            [author, [[a.seq, sorted(a.roles), dict(a.labels), dict(a.resources)] for a in history]]
+            for author, history in p.announcements._by_author.items()
+        ],
+        "seen": [list(p._seen._upto.items()), [[a, sorted(s)] for a, s in p._seen._above.items()]],
+        "newest": p._newest.pack(),
+        "late_lost": [[job_id, [e.raw for e in lost]] for job_id, lost in p._late_lost.items()],
+        "needs_reload": sorted(p.needs_reload),
+    }
+
+
+def _job(job: Job) -> list[Any]:
+    return [
+        job.id,
+        job.requester,
+        job.spec_dict,
+        job.created_hlc.pack(),
+        job.client,
+        job.vouched,
+        job.nonce,
+        job.client_sig,
+        job.status,
+        job.reason,
+        job.attempt,
+        job.round_hlc.pack(),
+        job.round_ms,
+        [_flat(bid) for bid in job.bids.values()],
+        [_flat(decline) for decline in job.declines.values()],
+        [[attempt, node, reason] for (attempt, node), reason in job.rejected.items()],
+        [_flat(execution) for execution in job.executions.values()],
+        job.attempts,
+        job.ended_hlc.pack() if job.ended_hlc is not None else None,
+    ]
+
+
+def _ended(
+    summary: EndedJob, executions: list[Execution], evidence: dict[bytes, tuple[bytes, str]]
+) -> list[Any]:
+    return [
+        summary.id,
+        summary.requester,
+        summary.created_hlc.pack(),
+        summary.status,
+        summary.reason,
+        summary.name,
+        summary.engine,
+        list(summary.executions),
+        [list(pair) for pair in summary.execution_counts],
+        summary.digest,
+        list(summary.last_key),
+        [list(c) for c in summary.contrib],
+        [event.raw for event in summary.lost],
+        [_flat(execution) for execution in executions],
+        _evidence(evidence),
+    ]
+
+
+# ----- loading ------------------------------------------------------------------------------
+
+
+def _events(raws: list[bytes]) -> list[Event]:
+    return [decode(raw) for raw in raws]
+
+
+def _from_core(core: dict[str, Any], retention: Retention | None) -> Projection:
+    p = Projection(retention)
+    for values in core["nodes"]:
+        info = _unflat(NodeInfo, values)
+        p.nodes[info.id] = info
+    for author, history in core["announcements"]:
+        for seq, roles, labels, resources in history:
+            announced = Announced(
+                seq, frozenset(roles), MappingProxyType(labels), MappingProxyType(resources)
+            )
+            p.announcements.add(author, announced)
+    upto, above = core["seen"]
+    p._seen._upto = dict(upto)
+    p._seen._above = {author: set(seqs) for author, seqs in above}
+    p._newest = Hlc.unpack(core["newest"])
+    for values in core["jobs"]:
+        job = _job_from(values, p._same_id)
+        p.jobs[job.id] = job
+    for job_id, raws in core["buckets"]:
+        p._buckets[job_id] = [(sort_key(e), e) for e in _events(raws)]
+    for job_id, evidence in core["evidence"]:
+        p._evidence[job_id] = {event_id: (author, why) for event_id, author, why in evidence}
+    p._late_lost = {job_id: _events(raws) for job_id, raws in core["late_lost"]}
+    p.needs_reload = set(core["needs_reload"])
+    return p
+
+
+def _job_from(values: list[Any], same: Any) -> Job:
+    (job_id, requester, spec_dict, created, client, vouched, nonce, client_sig, status) = values[:9]
+    (reason, attempt, round_hlc, round_ms, bids, declines, rejected) = values[9:16]
+    executions, attempts, ended = values[16:]
+    try:
+        spec = parse_spec(spec_dict)
+    except SpecError:
+        spec = None  # as the fold left it: a failed job
+    job = Job(
+        job_id,
+        same(requester),
+        spec_dict,
+        spec,
+        Hlc.unpack(created),
+        client,
+        vouched,
+        nonce,
+        client_sig,
+        status,
+        reason,
+        attempt,
+        Hlc.unpack(round_hlc),
+        round_ms,
+        attempts=attempts,
+        ended_hlc=Hlc.unpack(ended) if ended is not None else None,
+    )
+    for bid in (_unflat(Bid, b) for b in bids):
+        bid.node = same(bid.node)
+        job.bids[(bid.attempt, bid.node)] = bid
+    for decline in (_unflat(Decline, d) for d in declines):
+        decline.node = same(decline.node)
+        job.declines[(decline.attempt, decline.node)] = decline
+    job.rejected = {(a, same(node)): why for a, node, why in rejected}
+    for execution in (_unflat(Execution, e) for e in executions):
+        execution.node = same(execution.node)
+        job.executions[execution.id] = execution
+    return job
+
+
+def _add_ended(p: Projection, row: list[Any]) -> None:
+    """One ended job's summary, its executions, evidence and part of the reputations."""
+    (job_id, requester, created, status, reason, name, engine, execution_ids) = row[:8]
+    (counts, digest, last_key, contrib, lost, executions, evidence) = row[8:]
+    same = p._same_id
+    summary = EndedJob(
+        job_id,
+        same(requester),
+        Hlc.unpack(created),
+        status,
+        reason,
+        name,
+        engine,
+        tuple(execution_ids),
+        tuple((s, n) for s, n in counts),
+        digest,
+        (last_key[0], same(last_key[1]), last_key[2]),
+        tuple((same(node), c, f) for node, c, f in contrib),
+        tuple(_events(lost)),
+    )
+    p.evicted[job_id] = summary
+    for values in executions:
+        execution = _unflat(Execution, values)
+        execution.node = same(execution.node)
+        p.executions[execution.id] = execution
+    if evidence:
+        p._evidence[job_id] = {event_id: (author, why) for event_id, author, why in evidence}
+    for node, completed, failed in summary.contrib:
+        rep = p._rep.setdefault(node, [0, 0])
+        rep[0] += completed
+        rep[1] += failed

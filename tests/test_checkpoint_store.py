@@ -1,0 +1,101 @@
+"""The log's checkpoint tables on real files: atomic replacement, incremental rows, and every
+way a stored checkpoint can stop matching what was written is refused when it is read."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from test_store import open_log
+
+from edgebac.eventlog.store import BadCheckpoint, CheckpointWrite, EventLog
+
+
+def write(rows: dict[str, bytes], deleted: tuple[str, ...] = (), full: bool = False):
+    """What `write_checkpoint` is handed: a callable that packs (here: made-up bytes)."""
+    rows_list = sorted(rows.items())
+    return lambda: CheckpointWrite("1:test", "ab" * 32, b"core", rows_list, [*deleted], full)
+
+
+@pytest.fixture
+async def log(tmp_path):
+    log = await open_log(tmp_path / "a.db")
+    await log.append([("Note", {"text": f"n{i}"}) for i in range(3)])
+    yield log
+    await log.close()
+
+
+def edit(log: EventLog, sql: str, *params) -> None:
+    """Change the file behind the node's back, as a crash, a bug or an operator might."""
+    with sqlite3.connect(log.path) as conn:
+        conn.execute(sql, params)
+
+
+async def test_no_checkpoint_then_the_newest_one_with_its_rows(log):
+    assert await log.read_checkpoint() is None
+    await log.write_checkpoint(2, write({"j-1": b"one", "j-2": b"two"}, full=True))
+    await log.write_checkpoint(4, write({"j-3": b"three", "j-1": b"ONE"}, deleted=("j-2",)))
+    stored = await log.read_checkpoint()
+    assert (stored.pos, stored.format, stored.state_hash, stored.body) == (
+        4,
+        "1:test",
+        "ab" * 32,
+        b"core",
+    )
+    assert sorted(stored.rows) == [("j-1", b"ONE"), ("j-3", b"three")]
+    await log.write_checkpoint(4, write({"j-9": b"nine"}, full=True))  # replaces every row
+    assert (await log.read_checkpoint()).rows == [("j-9", b"nine")]
+
+
+async def test_an_incremental_checkpoint_needs_one_to_build_on(log):
+    with pytest.raises(Exception, match="no checkpoint to build on"):
+        await log.write_checkpoint(2, write({"j-1": b"one"}))
+    assert await log.read_checkpoint() is None
+
+
+async def test_a_write_that_fails_midway_leaves_the_last_checkpoint_whole(log):
+    await log.write_checkpoint(2, write({"j-1": b"one"}, full=True))
+
+    def broken() -> CheckpointWrite:
+        raise RuntimeError("packing failed")
+
+    with pytest.raises(RuntimeError):
+        await log.write_checkpoint(3, broken)
+    with pytest.raises(Exception, match="no event there"):  # refused inside the transaction
+        await log.write_checkpoint(99, write({"j-2": b"two"}, deleted=("j-1",)))
+    stored = await log.read_checkpoint()
+    assert (stored.pos, stored.rows) == (2, [("j-1", b"one")])
+
+
+@pytest.mark.parametrize(
+    ("sql", "why"),
+    [
+        ("UPDATE checkpoint SET body = X'00'", "checksum"),
+        ("UPDATE checkpoint_ended SET row = X'00' WHERE job_id = 'j-1'", "ended-job rows"),
+        ("DELETE FROM checkpoint_ended WHERE job_id = 'j-2'", "ended-job rows"),
+        ("INSERT INTO checkpoint_ended VALUES ('j-3', X'00', X'00')", "ended-job rows"),
+        ("UPDATE checkpoint SET event_id = X'00'", "not the one it was taken at"),
+        ("UPDATE checkpoint SET pos = 99", "not the one it was taken at"),
+    ],
+)
+async def test_a_checkpoint_changed_behind_the_writer_is_refused(log, sql, why):
+    await log.write_checkpoint(3, write({"j-1": b"one", "j-2": b"two"}, full=True))
+    edit(log, sql)
+    with pytest.raises(BadCheckpoint, match=why):
+        await log.read_checkpoint()
+
+
+async def test_a_log_without_the_tables_gets_them_on_open(tmp_path):
+    """A data dir written before checkpoints existed (same schema version) opens as it is."""
+    log = await open_log(tmp_path / "old.db")
+    await log.close()
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("DROP TABLE checkpoint")
+        conn.execute("DROP TABLE checkpoint_ended")
+    log = await open_log(tmp_path / "old.db")
+    try:
+        assert await log.read_checkpoint() is None
+        await log.write_checkpoint(1, write({}, full=True))
+        assert (await log.read_checkpoint()).pos == 1
+    finally:
+        await log.close()
