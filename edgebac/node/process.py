@@ -36,7 +36,7 @@ from edgebac.node.listener import (
 )
 from edgebac.node.policy import Policy, load_policy, narrowed
 from edgebac.node.runner import JobRunner
-from edgebac.node.tls import ServerTls, server_tls
+from edgebac.node.tls import ServerTls, client_lines, node_tls
 from edgebac.runtime.engines import close_executors, offered_executors
 from edgebac.runtime.executor import Executor
 from edgebac.scheduler.requester import RequesterConfig
@@ -131,7 +131,7 @@ class Node:
             f"edgebac node {self.identity.node_id[:12]} listening on http://{self.address} "
             f"(data dir {self.data_dir.path})"
         )
-        for line in self._client_lines():
+        for line in client_lines(self.config.api_listen, self._listeners[-1].address, self.tls):
             self._say(line)
 
     def _make_gossip(self) -> GossipService:
@@ -263,7 +263,8 @@ class Node:
             **runner_options(),
         )
         await self._runner.setup()
-        self.tls = self._server_tls()
+        assert self.data_dir is not None
+        self.tls = node_tls(self.config, self.data_dir.path)
         context = self.tls.context if self.tls else None
         self._listeners = open_listeners(self._runner.server, self.config, context, _warn)
         self.address = self._listeners[0].address
@@ -271,29 +272,6 @@ class Node:
             scheme = "https" if self.tls else "http"
             self.guard.api_url = f"{scheme}://{self._listeners[-1].address}"
             self.guard.listener_of = listener_of
-
-    def _server_tls(self) -> ServerTls | None:
-        config = self.config
-        if config.tls is None:
-            return None
-        assert self.data_dir is not None
-        hosts = [config.listen.host, config.api_address.host]
-        hosts += [config.advertise.host] if config.advertise else []
-        return server_tls(config.tls, self.data_dir.path, hosts)
-
-    def _client_lines(self) -> list[str]:
-        """Where clients call, when not at the `listening on` address: the API's own address,
-        https, and the certificate's fingerprint for clients to pin."""
-        if self.config.api_listen is None and self.tls is None:
-            return []
-        scheme = "https" if self.tls else "http"
-        lines = [f"client API on {scheme}://{self._listeners[-1].address}"]
-        if self.tls is not None:
-            made = " (self-signed)" if self.tls.self_signed else ""
-            lines.append(
-                f"tls: certificate {self.tls.cert}{made} fingerprint sha256:{self.tls.fingerprint}"
-            )
-        return lines
 
     def announcement(self) -> dict[str, Any]:
         assert self.data_dir is not None

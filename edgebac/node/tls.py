@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgebac.errors import ConfigError
-from edgebac.node.config import TlsConfig
+from edgebac.node.config import HostPort, NodeConfig, TlsConfig
 
 if TYPE_CHECKING:  # cryptography loads only on a node that serves TLS
     from cryptography import x509
@@ -38,6 +38,27 @@ class ServerTls:
 
 def fingerprint_of(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
+
+
+def node_tls(config: NodeConfig, data_dir: Path) -> ServerTls | None:
+    """The node's TLS, if any; a certificate it makes names every address it listens on."""
+    if config.tls is None:
+        return None
+    hosts = [config.listen.host, config.api_address.host]
+    hosts += [config.advertise.host] if config.advertise else []
+    return server_tls(config.tls, data_dir, hosts)
+
+
+def client_lines(api_listen: HostPort | None, api: HostPort, tls: ServerTls | None) -> list[str]:
+    """What the node says after its `listening on` line when clients call elsewhere or over
+    https: the client API's URL, and the certificate's fingerprint for clients to pin."""
+    if api_listen is None and tls is None:
+        return []
+    lines = [f"client API on {'https' if tls else 'http'}://{api}"]
+    if tls is not None:
+        made = " (self-signed)" if tls.self_signed else ""
+        lines.append(f"tls: certificate {tls.cert}{made} fingerprint sha256:{tls.fingerprint}")
+    return lines
 
 
 def server_tls(config: TlsConfig, data_dir: Path, hosts: list[str]) -> ServerTls:
