@@ -1,0 +1,73 @@
+"""A real node starts from its checkpoint, and refolds its log when the checkpoint was changed
+behind its back, reaching the same state hash either way."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sqlite3
+
+from biglog import write_history
+
+from edgebac.eventlog.encoding import decode
+from edgebac.scheduler.projection import Projection
+from tests.procs import nodes_fixture
+
+nodes = nodes_fixture()
+JOBS = 500  # about 3,000 events
+STARTED = re.compile(r"checkpoint: started from log position (\d+), folded (\d+) events after it")
+REFUSED = re.compile(r"checkpoint refused \((.+)\): folding the whole log")
+
+
+def state_hash(node) -> str:
+    status, info = node.get_json("/api/v1/node?state_hash=1")
+    assert status == 200, info
+    return info["state_hash"]
+
+
+def folded_whole(data_dir) -> str:
+    """The state hash of a fold of the node's whole log, read from its file."""
+    with sqlite3.connect(data_dir / "events.db") as conn:
+        raws = [raw for (raw,) in conn.execute("SELECT raw FROM events ORDER BY pos")]
+    return Projection.from_events(decode(raw) for raw in raws).state_hash()
+
+
+def run_once(nodes, data_dir) -> tuple[str, str]:
+    """Start the node, read its state hash, stop it cleanly: (state hash, its stderr). An
+    idle lone node writes nothing after it listens, so that hash is its whole log's."""
+    node = nodes.start(data_dir)
+    got = state_hash(node)
+    assert node.stop(signal.SIGTERM) == 0, node.stderr
+    assert got == folded_whole(data_dir)
+    return got, node.stderr
+
+
+def test_a_restart_starts_from_the_checkpoint_and_a_changed_one_is_refused(nodes, tmp_path):
+    data_dir = tmp_path / "n"
+    data_dir.mkdir(mode=0o700)
+    held = asyncio.run(write_history(data_dir, JOBS))
+    assert held >= JOBS * 6
+
+    _, said = run_once(nodes, data_dir)  # folds everything, then saves at its stop
+    assert not STARTED.search(said), said
+    assert not REFUSED.search(said), said
+
+    _, said = run_once(nodes, data_dir)  # each start re-announces: its free disk moved
+    started = STARTED.search(said)
+    assert started, said
+    assert int(started.group(1)) >= held
+    assert int(started.group(2)) <= 5  # only what the node itself wrote since, if anything
+
+    with sqlite3.connect(data_dir / "events.db") as conn:  # a bit flipped in one ended job
+        job_id, row = conn.execute("SELECT job_id, row FROM checkpoint_ended LIMIT 1").fetchone()
+        flipped = bytes([row[0] ^ 1]) + row[1:]
+        conn.execute("UPDATE checkpoint_ended SET row = ? WHERE job_id = ?", (flipped, job_id))
+    _, said = run_once(nodes, data_dir)
+    assert REFUSED.search(said), said
+    assert not STARTED.search(said), said
+
+    with sqlite3.connect(data_dir / "events.db") as conn:  # rewritten whole at that stop
+        conn.execute("UPDATE checkpoint SET format = '0:older'")
+    _, said = run_once(nodes, data_dir)  # (its rows would be refused first, had they stayed)
+    assert "format 0:older" in REFUSED.search(said).group(1), said
