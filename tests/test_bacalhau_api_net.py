@@ -180,7 +180,8 @@ def test_every_route_answers_in_go_shapes(pair):
     check_history(history["Items"], job_id)
     _, results = call(a, "GET", f"{ORC}/jobs/{job_id}/results")
     assert results["Items"][0]["Type"] == "urlDownload"
-    assert results["Items"][0]["Params"]["URL"].endswith(f"/{execution['ID']}.tar.gz")
+    link = results["Items"][0]["Params"]["URL"]
+    assert f"/api/v1/bacalhau/shared/{execution['ID']}.tar.gz?by=" in link
 
     _, listed = call(a, "GET", f"{ORC}/jobs?labels=bacalhau_canary+%21%3D+true&limit=10")
     assert job_id in [j["ID"] for j in listed["Items"]]
@@ -359,16 +360,24 @@ def test_tokens_own_jobs_and_the_login_handshake(nodes, tmp_path):
     assert "BACALHAU_API_KEY" in error["Hint"]
     job_id = submit(node, wasm_job(), alice)
     got = wait_state(node, job_id, token=alice)
-    url = got["Executions"]["Items"][0]["PublishedResult"]["Params"]["URL"]
-    path = url.removeprefix(node.url)
+    (execution,) = got["Executions"]["Items"]
+    link = execution["PublishedResult"]["Params"]["URL"].removeprefix(node.url)
+    path = f"/api/v1/bacalhau/results/{execution['ID']}.tar.gz"  # with credentials
     assert call(node, "GET", f"{ORC}/jobs/{job_id}", token=bob)[1]["Code"] == "Forbidden"
     assert job_id not in [j["ID"] for j in call(node, "GET", f"{ORC}/jobs", token=bob)[1]["Items"]]
     assert job_id in [j["ID"] for j in call(node, "GET", f"{ORC}/jobs", token=alice)[1]["Items"]]
     assert call(node, "DELETE", f"{ORC}/jobs/{job_id}", {}, bob)[0] == 403
     assert call(node, "GET", path, token=bob)[0] == 403
     assert call(node, "GET", path)[0] == 401
-    status, _, _ = node.request(path)  # urllib without a token: 401 too
-    assert status == 401
+    assert call(node, "GET", path, token=alice)[0] == 200
+    status, body, ctype = node.request(link)  # the signed link, as Go's downloader fetches it
+    assert (status, ctype) == (200, "application/gzip")
+    assert len(body) > 20
+    other = link.replace(execution["ID"], execution["ID"] + "x")
+    tampered = link.replace("until=", "until=9")
+    for bad in (other, tampered, link.split("?")[0]):
+        status, error = call(node, "GET", bad)
+        assert (status, error["Code"]) == (403, "Forbidden"), bad
 
     _, offered = call(node, "GET", "/api/v1/auth")
     assert offered["Methods"]["token"]["type"] == "ask"

@@ -5,11 +5,15 @@ Bacalhau's (its errors would change shape)."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from aiohttp.test_utils import make_mocked_request
+from nacl.signing import SigningKey
 
 from edgebac.api import auth
 from edgebac.api.app import make_app
 from edgebac.api.bacalhau import is_compat
+from edgebac.api.bacalhau.links import SKEW_MS, TTL_MS, link_problem, sign_link
 
 ORC = "/api/v1/orchestrator"
 EXPECTED = {
@@ -26,6 +30,7 @@ EXPECTED = {
     ("GET", f"{ORC}/nodes/{{node_id}}"): auth.ANY,
     ("PUT", f"{ORC}/nodes/{{node_id}}"): auth.ADMIN,
     ("GET", "/api/v1/bacalhau/results/{execution_id}.tar.gz"): auth.EXECUTION,
+    ("GET", "/api/v1/bacalhau/shared/{execution_id}.tar.gz"): auth.PUBLIC,  # a signed link
     ("GET", "/api/v1/agent/alive"): auth.PUBLIC,
     ("GET", "/api/v1/agent/version"): auth.ANY,
     ("GET", "/api/v1/agent/node"): auth.ANY,
@@ -69,3 +74,27 @@ async def test_edgebac_routes_are_not_compat_routes():
             assert not is_compat(path), path
     assert not is_compat("/api/v1/authors/{author}/head")
     assert is_compat("/api/v1/auth")
+
+
+# ----- signed links to results (pure) -----------------------------------------------------------
+
+
+def link_query(key: SigningKey, execution_id: str, until: int) -> dict[str, str]:
+    return dict(parse_qsl(sign_link(key, execution_id, until)))
+
+
+def test_a_signed_link_opens_only_as_signed_by_a_member_and_in_time():
+    member, stranger = SigningKey.generate(), SigningKey.generate()
+    members = {bytes(member.verify_key)}
+    now = 1_800_000_000_000
+    good = link_query(member, "e-1", now + TTL_MS)
+    assert link_problem(members, "e-1", good, now) is None
+    assert "signature" in link_problem(members, "e-2", good, now)  # another execution
+    assert "member" in link_problem(members, "e-1", link_query(stranger, "e-1", now + 1), now)
+    assert "expired" in link_problem(members, "e-1", good, now + TTL_MS + 1)
+    too_long = link_query(member, "e-1", now + TTL_MS + SKEW_MS + 1)
+    assert "longer" in link_problem(members, "e-1", too_long, now)
+    moved = {**good, "until": str(now + 5)}
+    assert "signature" in link_problem(members, "e-1", moved, now)
+    for broken in ({}, {**good, "sig": "zz"}, {**good, "until": "-1"}, {**good, "until": "\u0661"}):
+        assert link_problem(members, "e-1", broken, now) is not None

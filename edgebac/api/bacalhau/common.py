@@ -11,17 +11,17 @@ from typing import Any
 from aiohttp import web
 
 from edgebac.api import auth
+from edgebac.api.bacalhau.links import published
 from edgebac.api.bodies import int_param
 from edgebac.api.jobs import _job
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, NotFound
 from edgebac.eventlog.view import event_json
 from edgebac.scheduler.bacalhau_view import bacalhau_execution
-from edgebac.scheduler.state import Execution, Job
+from edgebac.scheduler.state import Job
 
 MAX_LIMIT = 1000
 MAX_EVENTS = 10_000  # of one job's, as GET /api/v1/jobs/{id} reads them
-RESULTS_PATH = "/api/v1/bacalhau/results/{execution_id}.tar.gz"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -104,28 +104,6 @@ def _name(job: Any) -> str | None:
 
 async def job_events(node: ServedNode, job: Job) -> list[dict[str, Any]]:
     return [event_json(event) for event in await node.log.by_job(job.id, limit=MAX_EVENTS)]
-
-
-def results_url(request: web.Request, execution: Execution) -> str | None:
-    """Where Bacalhau's `job get` downloads an execution's results: a `.tar.gz` from a node
-    that holds them (this one if it does, else the one that published them)."""
-    node = served_node(request)
-    if not execution.digest or (execution.reference or "").startswith("s3://"):
-        return None
-    if node.content.holds(f"ipfs://{execution.digest}"):
-        scheme = "https" if request.app[auth.GUARD_KEY].tls else "http"
-        base = f"{scheme}://{node.advertised}"
-    else:
-        holders = node.holders(execution.digest)
-        if not holders:
-            return None
-        base = holders[0]
-    return base + RESULTS_PATH.format(execution_id=execution.id)
-
-
-def published(request: web.Request, execution: Execution) -> dict[str, Any] | None:
-    url = results_url(request, execution)
-    return {"Type": "urlDownload", "Params": {"URL": url}} if url else None
 
 
 def executions_of(request: web.Request, job: Job, view: dict[str, Any]) -> list[dict[str, Any]]:
