@@ -92,8 +92,10 @@ def load(
     hash saved with it. Pure: may run on a thread of its own."""
     try:
         p = _from_core(_unpack(core), retention)
-        for _, row in rows:
-            _add_ended(p, _unpack(row))
+        # In the order they were created, as the fold let them go (nearly): listing jobs sorts
+        # them by creation, and sorting what is sorted already costs a pass, not a sort.
+        for row in sorted((_unpack(row) for _, row in rows), key=lambda r: (r[2], r[0])):
+            _add_ended(p, row)
         for job in list(p.jobs.values()):
             p._index(job)
     except CheckpointError:
