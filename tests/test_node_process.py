@@ -215,13 +215,17 @@ def _free_port() -> int:
 
 def _first_answer(url: str, body: dict[str, Any]) -> tuple[int, Any]:
     """POST `body` from the instant the port takes connections: a tight loop, as connection
-    attempts to a port nobody listens on fail at once (a slower poll could miss the start)."""
+    attempts to a port nobody listens on fail at once (a slower poll could miss the start).
+    A node not ready yet answers 503 `not_ready` (nothing written): that is asked again."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
-            return post_json(url, body)
+            status, answer = post_json(url, body)
         except (urllib.error.URLError, ConnectionError):
             continue
+        if status == 503 and answer["error"]["code"] == "not_ready":
+            continue
+        return status, answer
     raise ProcessTimeout(f"no answer from {url} within {START_TIMEOUT_S} s")
 
 
