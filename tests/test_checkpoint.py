@@ -175,7 +175,8 @@ def test_the_format_names_the_fields_it_saves():
 
 def test_taking_a_snapshot_resets_what_changed_and_a_checkpoint_never_runs_code():
     p, stored = checkpointed()
-    assert not p.ended_changed  # the snapshot took them
+    assert p.ended_changed == set()  # the snapshot took them, and tracks them from now on
+    assert Projection(EAGER).ended_changed is None  # not before: a fold alone keeps no list
     assert stored.packed is not None
     for blob in [stored.packed.core, *stored.rows.values()]:
         msgpack.unpackb(blob, strict_map_key=False, ext_hook=_no_ext)  # plain data only

@@ -66,6 +66,7 @@ class Packed:
 def snapshot(p: Projection, full: bool) -> Snapshot:
     """The projection as it is now, cheaply: the held jobs copied to plain data, the ended
     ones (all with `full`, else those changed since the last snapshot) by reference."""
+    full = full or p.ended_changed is None  # nothing was tracked: all of them
     changed = set(p.evicted) if full else p.ended_changed
     p.ended_changed = set()
     ended, deleted = [], []

@@ -77,8 +77,8 @@ class Projection:
         self._claimed: dict[bytes, dict[str, int]] = {}  # node -> resources claimed
         self._job_index: dict[str, _JobIndex] = {}
         # Jobs let go of or taken back since a checkpoint last looked (`checkpoint.snapshot`),
-        # so it rewrites only those rows. Bookkeeping, not state.
-        self.ended_changed: set[str] = set()
+        # so it rewrites only those rows; None until one does. Bookkeeping, not state.
+        self.ended_changed: set[str] | None = None
 
     @classmethod
     def from_events(cls, events: Iterable[Event]) -> Projection:
@@ -106,7 +106,8 @@ class Projection:
         self.needs_reload.discard(job_id)
         if ended is None:  # held (reloaded already): its events fold as usual
             return self.apply(events)
-        self.ended_changed.add(job_id)
+        if self.ended_changed is not None:
+            self.ended_changed.add(job_id)
         bucket = {}
         for event in (*events, *ended.lost, *self._late_lost.pop(job_id, ())):
             if job_id in _job_ids(event):
@@ -321,7 +322,8 @@ class Projection:
         job.requester = same(job.requester)
         last = bucket[-1][0]
         self.evicted[job_id] = EndedJob.of(job, (last[0], same(last[1]), last[2]), contrib, lost)
-        self.ended_changed.add(job_id)
+        if self.ended_changed is not None:
+            self.ended_changed.add(job_id)
         self.released[job_id] = job
 
     def _fold(
