@@ -158,7 +158,7 @@ def pair(tmp_path_factory):
 
 def test_every_route_answers_in_go_shapes(pair):
     a, b = pair
-    job_id = submit(a, wasm_job(Labels={"team": "x"}))
+    job_id = submit(a, wasm_job(Name="shape-check", Labels={"team": "x"}))
     got = wait_state(a, job_id)
     check_job(got["Job"])
     assert got["Job"]["State"]["StateType"] == "Completed"
@@ -171,6 +171,8 @@ def test_every_route_answers_in_go_shapes(pair):
     assert set(plain) == {"Job"}
     _, on_b = call(b, "GET", f"{ORC}/jobs/{job_id[:10]}")  # any node, a unique prefix
     assert on_b["Job"]["ID"] == job_id
+    _, by_name = call(b, "GET", f"{ORC}/jobs/shape-check")  # or its Name, as Bacalhau's
+    assert by_name["Job"]["ID"] == job_id
 
     _, executions = call(
         a, "GET", f"{ORC}/jobs/{job_id}/executions?limit=5&reverse=False&order_by="
@@ -189,8 +191,18 @@ def test_every_route_answers_in_go_shapes(pair):
         check_job(job)
     _, selected = call(a, "GET", f"{ORC}/jobs?labels=team%3Dy")
     assert job_id not in [j["ID"] for j in selected["Items"]]
-    _, reverse = call(a, "GET", f"{ORC}/jobs?reverse=true&limit=1")
-    assert len(reverse["Items"]) == 1
+    submit(a, wasm_job())
+    paged, next_token = [], ""
+    while True:  # one job a page, as far as the tokens go
+        _, one_page = call(a, "GET", f"{ORC}/jobs?limit=1&next_token={next_token}")
+        paged += [j["ID"] for j in one_page["Items"]]
+        next_token = one_page["NextToken"]
+        if not next_token:
+            break
+    assert job_id in paged
+    assert len(paged) == len(set(paged)) >= 2
+    _, reverse = call(a, "GET", f"{ORC}/jobs?reverse=true&limit=100")
+    assert [j["ID"] for j in reverse["Items"]] == paged[::-1]
 
     _, node_list = call(a, "GET", f"{ORC}/nodes")
     assert node_list["Nodes"] == node_list["nodes"]  # Go reads Nodes, the apiclient nodes

@@ -53,13 +53,13 @@ async def agent_config(request: web.Request) -> web.Response:
     """What a Bacalhau config would say of this node: roles, labels, address; no secrets."""
     node = served_node(request)
     host, _, port = node.advertised.rpartition(":")
-    info = await node.describe()
+    announced = node.runner.state.nodes.get(node.identity.public_key)
     config: dict[str, Any] = {
         "API": {"Host": host, "Port": int(port) if port.isdigit() else 0},
         "NameProvider": "edgebac",
         "Orchestrator": {"Enabled": "requester" in node.roles},
         "Compute": {"Enabled": "compute" in node.roles},
-        "Labels": info.get("labels", {}),
+        "Labels": dict(announced.labels) if announced else {},
     }
     return web.json_response({"config": config})
 

@@ -23,6 +23,7 @@ from edgebac.scheduler.state import Job
 MAX_LIMIT = 1000
 MAX_EVENTS = 10_000  # of one job's, as GET /api/v1/jobs/{id} reads them
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Check = Callable[[web.Request, Any], None]
 
 
 def route(app: web.Application, method: str, path: str, handler: Handler, need: str) -> None:
@@ -71,28 +72,29 @@ def page(items: list[Any], request: web.Request, default_limit: int = 0) -> tupl
     return shown, token(offset + limit) if offset + limit < len(items) else ""
 
 
-async def find_job(request: web.Request) -> Job:
-    """The job the path names, that the caller may read: by id, unique prefix or Name."""
+async def find_job(request: web.Request, check: Check = auth.check_read) -> Job:
+    """The job the path names, by id, unique prefix or Name; `check` says the caller may."""
     node = served_node(request)
     text = request.match_info["job_id"]
     try:
         job = await _job(node, text)
-    except NotFound:
-        job = await _job_by_name(node, text)
-    auth.check_read(request, job)
+    except (NotFound, BadRequest) as exc:  # not an id, nor a prefix of one: perhaps a Name
+        job = await _job_by_name(node, text, exc)
+    check(request, job)
     return job
 
 
-async def _job_by_name(node: ServedNode, name: str) -> Job:
+async def _job_by_name(node: ServedNode, name: str, not_an_id: Exception) -> Job:
     state = node.runner.state
     named = sorted(
         job.id
         for job in chain(state.jobs.values(), state.evicted.values())
         if name and _name(job) == name
     )
-    if len(named) != 1:
-        said = "no job" if not named else f"{len(named)} jobs"
-        raise NotFound(f"{said} with ID, ID prefix or Name {name[:80]!r} is known to this node")
+    if len(named) > 1:
+        raise BadRequest(f"{len(named)} jobs are named {name[:80]!r}: give the ID of one")
+    if not named:
+        raise not_an_id
     return await _job(node, named[0])
 
 
