@@ -202,3 +202,34 @@ def test_every_route_in_the_api_document_has_an_access_rule():
     paths = doc["paths"].items()
     documented = {(m.upper(), p) for p, ops in paths for m in ops if m != "parameters"}
     assert documented - set(NEEDS) == set()
+
+
+def test_access_token_prints_a_token_once_and_the_line_that_admits_it():
+    from click.testing import CliRunner
+
+    from edgebac.cli import cli
+
+    made = CliRunner().invoke(
+        cli, ["access", "token", "ci", "--can", "read,cancel", "--output", "json"]
+    )
+    assert made.exit_code == 0, made.output
+    answer = json.loads(made.output)
+    access = rules("clients:\n" + answer["line"] + "\n")
+    client = access.client_of_token(answer["token"])
+    assert client is not None
+    assert client.name == "ci"
+    assert client.can == {"read", "cancel"}
+    assert answer["token"] not in answer["line"]  # the file holds only its hash
+
+
+def test_access_key_refuses_an_id_that_is_not_one():
+    from click.testing import CliRunner
+
+    from edgebac.cli import cli
+
+    refused = CliRunner().invoke(cli, ["access", "key", "alice", "abc"])
+    assert isinstance(refused.exception, ConfigError)  # main() prints it as one line
+    assert "clients.alice.key: 64 hex digits" in str(refused.exception)
+    made = CliRunner().invoke(cli, ["access", "key", "alice", ALICE_ID, "--scope", "all"])
+    assert made.exit_code == 0
+    assert rules("clients:\n" + made.output).clients["alice"].scope_all

@@ -68,10 +68,7 @@ def access_token(name: str, can: tuple[str, ...], scope: str, output: str) -> No
 @output_option
 def access_key(name: str, client_id: str, can: tuple[str, ...], scope: str, output: str) -> None:
     """Print the access-file line for a client that signs with key CLIENT_ID."""
-    from edgebac.api.access import parse_access
-
     entry = {"key": client_id.strip().lower(), "can": list(can)}
-    parse_access({"clients": {name: entry}}, "the client")  # a bad name or id is said here
     _show(name, entry, scope, output)
 
 
@@ -80,7 +77,7 @@ def _show(name: str, entry: dict, scope: str, output: str, token: str | None = N
 
     if scope != "own":
         entry["scope"] = scope
-    parse_access({"clients": {name: entry}}, "the client")
+    parse_access({"clients": {name: entry}}, "the client")  # a bad name or id is said here
     fields = ", ".join(
         f"{key}: [{', '.join(value)}]" if isinstance(value, list) else f"{key}: {value}"
         for key, value in entry.items()
