@@ -191,7 +191,8 @@ def test_every_route_answers_in_go_shapes(pair):
         check_job(job)
     _, selected = call(a, "GET", f"{ORC}/jobs?labels=team%3Dy")
     assert job_id not in [j["ID"] for j in selected["Items"]]
-    submit(a, wasm_job())
+    status, posted = call(a, "POST", f"{ORC}/jobs", wasm_job())  # POST is PUT's twin
+    assert (status, set(posted)) == (200, {"JobID", "EvaluationID", "Warnings"})
     paged, next_token = [], ""
     while True:  # one job a page, as far as the tokens go
         _, one_page = call(a, "GET", f"{ORC}/jobs?limit=1&next_token={next_token}")

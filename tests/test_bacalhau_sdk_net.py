@@ -127,7 +127,10 @@ def test_a_docker_job_through_the_sdk(jobs, network, busybox_image):
         "outputs/answer": b"42\n",  # one folder per output, as Bacalhau's layout has it
     }
     recorded = edgebac_view(network[0], job_id)["executions"][execution.id]
-    assert cid == recorded["digest"]  # what the node served is the content the log names
+    assert cid == recorded["digest"]
+    holder = result.params["URL"].split("/api/")[0]  # the content the log names, as edgebac
+    with urllib.request.urlopen(f"{holder}/api/v1/content/{cid}?format=tar", timeout=10) as got:
+        assert untar(got.read(), "r:") == files  # serves it (verified block by block)
 
     assert job_id in [j.id for j in jobs.list(limit=100).items]
     history = jobs.history(job_id, event_type="all")
@@ -139,8 +142,8 @@ def test_a_docker_job_through_the_sdk(jobs, network, busybox_image):
     assert {item.execution_id for item in execution_level.items} == {execution.id}
 
 
-def untar(body: bytes) -> dict[str, bytes]:
-    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+def untar(body: bytes, mode: str = "r:gz") -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(body), mode=mode) as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
 
 
