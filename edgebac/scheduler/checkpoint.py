@@ -16,6 +16,7 @@ projection's private fields, and nothing else may.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any
@@ -93,10 +94,12 @@ def load(
     hash saved with it. Pure: may run on a thread of its own."""
     try:
         p = _from_core(_unpack(core), retention)
+        ended = [_ended_from(_unpack(row), p._same_id) for _, row in rows]
         # In the order they were created, as the fold let them go (nearly): listing jobs sorts
         # them by creation, and sorting what is sorted already costs a pass, not a sort.
-        for row in sorted((_unpack(row) for _, row in rows), key=lambda r: (r[2], r[0])):
-            _add_ended(p, row)
+        ended.sort(key=lambda item: (item[0].created_hlc, item[0].id))
+        for summary, executions, evidence in ended:
+            _add_ended(p, summary, executions, evidence)
         for job in list(p.jobs.values()):
             p._index(job)
     except CheckpointError:
@@ -293,33 +296,56 @@ def _job_from(values: list[Any], same: Any) -> Job:
     return job
 
 
-def _add_ended(p: Projection, row: list[Any]) -> None:
-    """One ended job's summary, its executions, evidence and part of the reputations."""
+def _ended_from(
+    row: list[Any], same: Any
+) -> tuple[EndedJob, list[Execution], dict[bytes, tuple[bytes, str]]]:
+    """One ended job's summary, executions and evidence, sharing what the fold would share
+    (node ids, job ids, the few status words): these are most of a long-lived node's memory."""
     (job_id, requester, created, status, reason, name, engine, execution_ids) = row[:8]
     (counts, digest, last_key, contrib, lost, executions, evidence) = row[8:]
-    same = p._same_id
+    by_id: dict[str, Execution] = {}
+    for values in executions:
+        execution = _unflat(Execution, values)
+        execution.node, execution.job_id = same(execution.node), job_id
+        execution.status = _word(execution.status)
+        execution.reason = _word(execution.reason)
+        by_id[execution.id] = execution
     summary = EndedJob(
         job_id,
         same(requester),
         Hlc.unpack(created),
-        status,
-        reason,
-        name,
-        engine,
-        tuple(execution_ids),
-        tuple((s, n) for s, n in counts),
+        _word(status),
+        _word(reason),
+        _word(name),
+        _word(engine),
+        tuple(by_id[i].id if i in by_id else i for i in execution_ids),
+        tuple((_word(s), n) for s, n in counts),
         digest,
         (last_key[0], same(last_key[1]), last_key[2]),
         tuple((same(node), c, f) for node, c, f in contrib),
         tuple(_events(lost)),
     )
-    p.evicted[job_id] = summary
-    for values in executions:
-        execution = _unflat(Execution, values)
-        execution.node = same(execution.node)
+    table = {event_id: (author, why) for event_id, author, why in evidence}
+    return summary, list(by_id.values()), table
+
+
+def _word(value: Any) -> Any:
+    """Short strings repeated across jobs (statuses, reasons, engines) as one object."""
+    return sys.intern(value) if isinstance(value, str) and len(value) <= 64 else value
+
+
+def _add_ended(
+    p: Projection,
+    summary: EndedJob,
+    executions: list[Execution],
+    evidence: dict[bytes, tuple[bytes, str]],
+) -> None:
+    """Put one ended job back: its summary, executions, evidence, part of the reputations."""
+    p.evicted[summary.id] = summary
+    for execution in executions:
         p.executions[execution.id] = execution
     if evidence:
-        p._evidence[job_id] = {event_id: (author, why) for event_id, author, why in evidence}
+        p._evidence[summary.id] = evidence
     for node, completed, failed in summary.contrib:
         rep = p._rep.setdefault(node, [0, 0])
         rep[0] += completed
