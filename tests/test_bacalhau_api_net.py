@@ -227,6 +227,7 @@ def test_every_route_answers_in_go_shapes(pair):
 
 def test_errors_have_bacalhaus_shape(pair):
     a, _ = pair
+    job_id = submit(a, wasm_job())
     cases = [
         ("GET", f"{ORC}/jobs/j-0000ffff", None, 404, "NotFound"),
         ("GET", f"{ORC}/jobs?next_token=zz", None, 400, "BadRequest"),
@@ -234,6 +235,17 @@ def test_errors_have_bacalhaus_shape(pair):
         ("GET", f"{ORC}/nodes/ffffffffff", None, 404, "NotFound"),
         ("PUT", f"{ORC}/nodes/{info(a)['id']}", {"Action": "approve"}, 501, "NotImplemented"),
         ("GET", "/api/v1/bacalhau/results/e-nope.tar.gz", None, 404, "NotFound"),
+        ("GET", f"{ORC}/jobs?limit=-1", None, 400, "BadRequest"),
+        ("GET", f"{ORC}/jobs?limit=99999999999999999999999", None, 400, "BadRequest"),
+        ("GET", f"{ORC}/jobs?reverse=maybe", None, 400, "BadRequest"),
+        ("GET", f"{ORC}/jobs?labels=a+in+%28", None, 400, "BadRequest"),
+        ("GET", f"{ORC}/jobs/{job_id}?include=everything", None, 400, "BadRequest"),
+        ("GET", f"{ORC}/jobs/{job_id}/history?event_type=x", None, 400, "BadRequest"),
+        ("GET", f"{ORC}/nodes/ab", None, 400, "BadRequest"),
+        ("POST", "/api/v1/auth/ClientKey", {"MethodData": "%%%"}, 400, "BadRequest"),
+        ("POST", "/api/v1/auth/ClientKey", {"MethodData": "W1tbW1s="}, 400, "BadRequest"),
+        ("PATCH", f"{ORC}/jobs", {}, 405, "BadRequest"),
+        ("GET", f"{ORC}/jobs/{job_id}/versions", None, 404, "NotFound"),
     ]
     for method, path, body, status, code in cases:
         got_status, error = call(a, method, path, body)
