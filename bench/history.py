@@ -38,8 +38,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from biglog import EVENTS_PER_JOB, write_history  # noqa: E402
 
+from edgebac.eventlog.checkpoints import CheckpointWrite  # noqa: E402
 from edgebac.eventlog.clock import HybridClock  # noqa: E402
-from edgebac.eventlog.store import CheckpointWrite, EventLog  # noqa: E402
+from edgebac.eventlog.store import EventLog  # noqa: E402
 from edgebac.node.runner import RETENTION  # noqa: E402
 from edgebac.scheduler import checkpoint  # noqa: E402
 from edgebac.scheduler.projection import Projection  # noqa: E402

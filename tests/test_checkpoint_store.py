@@ -8,7 +8,8 @@ import sqlite3
 import pytest
 from test_store import open_log
 
-from edgebac.eventlog.store import BadCheckpoint, CheckpointWrite, EventLog
+from edgebac.eventlog.checkpoints import BadCheckpoint, CheckpointWrite
+from edgebac.eventlog.store import EventLog
 
 
 def write(rows: dict[str, bytes], deleted: tuple[str, ...] = (), full: bool = False):

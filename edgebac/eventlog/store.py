@@ -1,5 +1,5 @@
-"""The SQLite event log: with `offline` (read-only access for `edgebac log`), the only module
-that speaks SQL.
+"""The SQLite event log: with `offline` (read-only access for `edgebac log`) and `checkpoints`
+(the projection saved beside the log), the only module that speaks SQL.
 
 One writer task owns every write and commits each group of requests in one transaction, so
 concurrent appends share an fsync (group commit) and the chain never sees two writers. The
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 import os
 import sqlite3
@@ -30,6 +29,13 @@ from nacl.signing import SigningKey
 
 from edgebac.errors import LogStoreError
 from edgebac.eventlog.chain import Fork, Head, Reason, Rejection, Verdict, check_chains
+from edgebac.eventlog.checkpoints import (
+    CHECKPOINT_SCHEMA,
+    Checkpoint,
+    CheckpointWrite,
+    check_checkpoint,
+    write_checkpoint,
+)
 from edgebac.eventlog.clock import Hlc, HybridClock
 from edgebac.eventlog.encoding import EncodingError, Event, decode, event_id, seal
 from edgebac.eventlog.opening import open_batch
@@ -73,30 +79,6 @@ CREATE TRIGGER IF NOT EXISTS forks_no_update BEFORE UPDATE ON forks
 BEGIN SELECT RAISE(ABORT, 'fork evidence is append-only: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS forks_no_delete BEFORE DELETE ON forks
 BEGIN SELECT RAISE(ABORT, 'fork evidence is append-only: DELETE refused'); END;
-"""
-
-# The projection saved at a position of this log (see `scheduler.checkpoint`), so a node starts
-# from it and folds only what follows. Not part of the log: created on any open (an older
-# edgebac ignores these tables, and folding the events it appended after `pos` is still right),
-# rewritten freely, and checked before it is trusted (`read_checkpoint`).
-CHECKPOINT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS checkpoint (
-    id INTEGER PRIMARY KEY CHECK (id = 1),  -- the newest only
-    pos INTEGER NOT NULL,           -- the state folds events 1..pos (local arrival order)
-    event_id BLOB NOT NULL,         -- of the event at pos: a checkpoint of another log is refused
-    format TEXT NOT NULL,           -- of the body: the code that reads it must know it
-    state_hash TEXT NOT NULL,       -- of the state: the loaded one must give it again
-    body BLOB NOT NULL,
-    checksum BLOB NOT NULL,         -- sha256 of body
-    ended_rows INTEGER NOT NULL,    -- how many checkpoint_ended rows belong to it
-    ended_sum BLOB NOT NULL,        -- their digests' sum mod 2^256 (rows are rewritten apart)
-    written_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS checkpoint_ended (
-    job_id TEXT PRIMARY KEY,
-    digest BLOB NOT NULL,           -- sha256 of job id and row
-    row BLOB NOT NULL
-);
 """
 
 INSERT_EVENT = (
@@ -185,7 +167,7 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
             f"BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID};"
             f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         )
-    conn.executescript(f"BEGIN; {CHECKPOINT_SCHEMA} COMMIT;")
+    conn.executescript(f"BEGIN; {CHECKPOINT_SCHEMA} COMMIT;")  # on every open: see there
 
 
 def _read_heads(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], int | None]:
@@ -224,111 +206,6 @@ def _write_group(
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointWrite:
-    """A checkpoint to store: `rows` replace the ended rows of those job ids and `deleted`
-    rows go (with `full`, the rows replace every stored one)."""
-
-    format: str
-    state_hash: str
-    body: bytes
-    rows: list[tuple[str, bytes]]
-    deleted: list[str]
-    full: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """The stored checkpoint, its body, rows and position checked (`read_checkpoint`)."""
-
-    pos: int
-    format: str
-    state_hash: str
-    body: bytes
-    rows: list[tuple[str, bytes]]
-
-
-class BadCheckpoint(LogStoreError):
-    """The stored checkpoint is not what was written, or not of this log."""
-
-
-_SUM_MOD = 1 << 256
-_CHUNK = 500  # ids per IN (...) list
-
-
-def _row_digest(job_id: str, row: bytes) -> int:
-    packed = len(job_id).to_bytes(2, "big") + job_id.encode() + row
-    return int.from_bytes(hashlib.sha256(packed).digest(), "big")
-
-
-def _write_checkpoint(
-    conn: sqlite3.Connection, pos: int, written_ms: int, prepare: Callable[[], CheckpointWrite]
-) -> None:
-    """One checkpoint's transaction; `prepare` (the packing) runs here too, off the loop."""
-    data = prepare()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        event_id = conn.execute("SELECT id FROM events WHERE pos = ?", (pos,)).fetchone()
-        if event_id is None:
-            raise LogStoreError(f"checkpoint at position {pos}: no event there")
-        held = conn.execute("SELECT ended_rows, ended_sum FROM checkpoint").fetchone()
-        if data.full:
-            conn.execute("DELETE FROM checkpoint_ended")
-            count, total = 0, 0
-        elif held is None:
-            raise LogStoreError("an incremental checkpoint with no checkpoint to build on")
-        else:
-            count, total = held[0], int.from_bytes(held[1], "big")
-        gone = [*data.deleted, *(job_id for job_id, _ in data.rows)]
-        for at in range(0, len(gone), _CHUNK):
-            chunk = gone[at : at + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            where = f"FROM checkpoint_ended WHERE job_id IN ({marks})"
-            for (digest,) in conn.execute(f"SELECT digest {where}", chunk):
-                count, total = count - 1, total - int.from_bytes(digest, "big")
-            conn.execute(f"DELETE {where}", chunk)
-        new = [(job_id, _row_digest(job_id, row), row) for job_id, row in data.rows]
-        conn.executemany(
-            "INSERT INTO checkpoint_ended (job_id, digest, row) VALUES (?, ?, ?)",
-            [(job_id, digest.to_bytes(32, "big"), row) for job_id, digest, row in new],
-        )
-        count += len(new)
-        total = (total + sum(digest for _, digest, _ in new)) % _SUM_MOD
-        conn.execute(
-            "INSERT OR REPLACE INTO checkpoint (id, pos, event_id, format, state_hash, body,"
-            " checksum, ended_rows, ended_sum, written_ms) VALUES (1,?,?,?,?,?,?,?,?,?)",
-            (
-                pos,
-                event_id[0],
-                data.format,
-                data.state_hash,
-                data.body,
-                hashlib.sha256(data.body).digest(),
-                count,
-                total.to_bytes(32, "big"),
-                written_ms,
-            ),
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def _check_checkpoint(
-    header: tuple[Any, ...], rows: list[tuple[str, bytes]], event_id: bytes | None
-) -> None:
-    """Raise BadCheckpoint unless the stored body, rows and position are what was written."""
-    pos, held_id, _, _, body, checksum, count, total = header
-    if event_id != held_id:
-        raise BadCheckpoint(f"the event at position {pos} is not the one it was taken at")
-    if hashlib.sha256(body).digest() != checksum:
-        raise BadCheckpoint("its body does not match its checksum")
-    got = sum(_row_digest(job_id, row) for job_id, row in rows) % _SUM_MOD
-    if len(rows) != count or got.to_bytes(32, "big") != total:
-        raise BadCheckpoint(f"its {len(rows)} ended-job rows are not the {count} it wrote")
 
 
 @dataclass
@@ -787,7 +664,7 @@ class EventLog:
         """Replace the stored checkpoint, atomically, with `prepare()`'s: the state after
         the events up to `pos`. Runs on the writer's thread between two groups of events, and
         so does `prepare` (the packing): the loop only waits."""
-        await self._writer.run(_write_checkpoint, pos, self.clock.wall_ms(), prepare)
+        await self._writer.run(write_checkpoint, pos, self.clock.wall_ms(), prepare)
 
     async def read_checkpoint(self) -> Checkpoint | None:
         """The stored checkpoint, or None; BadCheckpoint if it is not what was written (a
@@ -801,7 +678,7 @@ class EventLog:
         header = tuple(headers[0])
         rows = [tuple(r) for r in await self._read("SELECT job_id, row FROM checkpoint_ended")]
         at = await self._read("SELECT id FROM events WHERE pos = ?", (header[0],))
-        await asyncio.to_thread(_check_checkpoint, header, rows, at[0][0] if at else None)
+        await asyncio.to_thread(check_checkpoint, header, rows, at[0][0] if at else None)
         return Checkpoint(header[0], header[2], header[3], header[4], rows)  # type: ignore[arg-type]
 
     async def count(self) -> int:

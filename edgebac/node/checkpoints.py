@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edgebac.eventlog.store import BadCheckpoint, CheckpointWrite, EventLog
+from edgebac.eventlog.checkpoints import BadCheckpoint, CheckpointWrite
+from edgebac.eventlog.store import EventLog
 from edgebac.scheduler import checkpoint
 from edgebac.scheduler.projection import Projection
 from edgebac.scheduler.retention import Retention
