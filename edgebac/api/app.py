@@ -19,6 +19,7 @@ from edgebac.api.jobs import add_job_routes
 from edgebac.api.logs import add_log_routes
 from edgebac.api.nodes import add_node_routes
 from edgebac.api.protocol import NODE_KEY, ServedNode
+from edgebac.api.uploads import add_upload_routes
 from edgebac.errors import EdgebacError
 
 log = logging.getLogger(__name__)
@@ -78,5 +79,6 @@ def make_app(
     add_node_routes(app)
     add_job_routes(app)
     add_log_routes(app)
+    add_upload_routes(app)
     add_bacalhau_routes(app)
     return app

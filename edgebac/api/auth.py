@@ -29,7 +29,14 @@ from edgebac.api.content_access import DagIndex, allow_content
 from edgebac.api.protocol import served_node
 from edgebac.api.refusals import Busy, Forbidden, Misdirected, NotReady, Unauthenticated
 from edgebac.errors import BadRequest, EdgebacError
-from edgebac.eventlog.callsig import HEADER, CallRefused, NonceCache, check_call, parse_header
+from edgebac.eventlog.callsig import (
+    DIGEST_HEADER,
+    HEADER,
+    CallRefused,
+    NonceCache,
+    check_call,
+    parse_header,
+)
 from edgebac.eventlog.clock import wall_clock_ms
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,6 +63,7 @@ NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/authors/{author}/head"): ADMIN,
     ("GET", "/api/v1/jobs"): READ,
     ("POST", "/api/v1/jobs"): SUBMIT,
+    ("POST", "/api/v1/content"): SUBMIT,  # a client's upload (api/uploads.py)
     ("GET", "/api/v1/jobs/{job_id}"): READ,
     ("POST", "/api/v1/jobs/{job_id}/cancel"): CANCEL,
     ("GET", "/api/v1/jobs/{job_id}/results"): READ,
@@ -176,11 +184,28 @@ def need_of(request: web.Request) -> str | None:
 
 
 EXTRA_NEEDS: dict[tuple[str, str], str] = {}  # routes of other modules (gossip, compat API)
+# Routes whose body the handler streams (uploads, past the app's 4 MiB body limit): a signed
+# call signs the sha256 it names in DIGEST_HEADER instead, and the handler refuses a body that
+# does not hash to it.
+STREAMED = frozenset({("POST", "/api/v1/content")})
 
 
 def declare(method: str, path: str, need: str) -> None:
     """Say what a route outside this table needs (call where the route is added)."""
     EXTRA_NEEDS[(method.upper(), path)] = need
+
+
+def _streamed(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and (request.method, resource.canonical) in STREAMED
+
+
+def claimed_digest(request: web.Request) -> bytes:
+    """The sha256 a streamed body must have, from DIGEST_HEADER."""
+    text = request.headers.get(DIGEST_HEADER, "")
+    if len(text) != 64 or text.strip("0123456789abcdef"):
+        raise CallRefused("bad_signature", f"{DIGEST_HEADER}: the body's sha256, 64 lowercase hex")
+    return bytes.fromhex(text)
 
 
 def _loopback(request: web.Request) -> bool:
@@ -211,8 +236,13 @@ async def identify(request: web.Request, guard: Guard) -> Caller:
     if signed is not None:
         call = parse_header(signed)
         now = wall_clock_ms()
-        body = await _body(request, guard)
-        check_call(call, request.method, request.raw_path, body, now, guard.window_ms)
+        if _streamed(request):  # the route checks the body as it streams it
+            body, digest = b"", claimed_digest(request)
+        else:
+            body, digest = await _body(request, guard), None
+        check_call(
+            call, request.method, request.raw_path, body, now, guard.window_ms, digest=digest
+        )
         guard.nonces.admit(call.key, call.nonce, call.ts_ms, now)
         return _signed_caller(request, guard, call.key, node)
     authorization = request.headers.get("Authorization")

@@ -26,6 +26,8 @@ from nacl.signing import SigningKey
 from edgebac.eventlog.encoding import KEY_BYTES, SIG_BYTES
 
 HEADER = "Edgebac-Signature"
+# A streamed body's sha256 (64 hex), signed in its place: the route checks the body against it.
+DIGEST_HEADER = "Edgebac-Content-Sha256"
 CALL_CONTEXT = b"edgebac/api-call/v1\x00"
 MAX_NONCE_CHARS = 64
 _HEADER_SHAPE = re.compile(
@@ -55,10 +57,19 @@ def call_message(method: str, path_qs: str, body_digest: bytes, ts_ms: int, nonc
     return CALL_CONTEXT + packed
 
 
-def sign_call(key: SigningKey, method: str, path_qs: str, body: bytes, now_ms: int) -> str:
-    """The header value that signs this call."""
+def sign_call(
+    key: SigningKey,
+    method: str,
+    path_qs: str,
+    body: bytes,
+    now_ms: int,
+    *,
+    digest: bytes | None = None,
+) -> str:
+    """The header value that signs this call; `digest` (the body's sha256) stands for a body
+    too big to hold, which the caller streams (an upload: see `edgebac.api.uploads`)."""
     nonce = secrets.token_hex(16)
-    digest = hashlib.sha256(body).digest()
+    digest = digest if digest is not None else hashlib.sha256(body).digest()
     sig = key.sign(call_message(method, path_qs, digest, now_ms, nonce)).signature
     public = bytes(key.verify_key).hex()
     return f"v1 key={public} ts={now_ms} nonce={nonce} sig={sig.hex()}"
@@ -77,10 +88,18 @@ def parse_header(value: str) -> SignedCall:
 
 
 def check_call(
-    call: SignedCall, method: str, path_qs: str, body: bytes, now_ms: int, window_ms: int
+    call: SignedCall,
+    method: str,
+    path_qs: str,
+    body: bytes,
+    now_ms: int,
+    window_ms: int,
+    *,
+    digest: bytes | None = None,
 ) -> None:
     """Raise CallRefused unless `call` signs exactly this request within the clock window
-    (the nonce is the caller's to remember: `NonceCache.admit`)."""
+    (the nonce is the caller's to remember: `NonceCache.admit`). A streamed body is checked
+    by its claimed `digest` here, and against it by the route as it arrives."""
     skew = call.ts_ms - now_ms
     if abs(skew) > window_ms:
         side = "ahead of" if skew > 0 else "behind"
@@ -91,7 +110,8 @@ def check_call(
         )
     assert len(call.key) == KEY_BYTES, "parse_header checks the sizes"
     assert len(call.sig) == SIG_BYTES
-    message = call_message(method, path_qs, hashlib.sha256(body).digest(), call.ts_ms, call.nonce)
+    digest = digest if digest is not None else hashlib.sha256(body).digest()
+    message = call_message(method, path_qs, digest, call.ts_ms, call.nonce)
     try:
         crypto_sign_open(call.sig + message, call.key)
     except (BadSignatureError, ValueError, TypeError):

@@ -4,8 +4,9 @@ Layout under the root folder the node gives (e.g. DATA_DIR/content):
 `blocks/XY/<cid>` holds each block once (XY = the two characters before the CID's last one,
 as go-ds-flatfs shards), written to `tmp/` and renamed into place so a block file is always
 whole; `complete/<cid>` marks a DAG known to be held entirely (after an import or a verified
-fetch; a cache that `holds` can rebuild by walking the DAG). Every block read is checked
-against its CID: a damaged file is moved to `corrupt/` and reported, never served.
+fetch; a cache that `holds` can rebuild by walking the DAG); `pinned/<cid>` marks a DAG a
+client put here (`POST /api/v1/content`) that garbage collection must keep. Every block read
+is checked against its CID: a damaged file is moved to `corrupt/` and reported, never served.
 
 Methods block on disk I/O: call them from a thread (`asyncio.to_thread`) in async code.
 """
@@ -24,7 +25,7 @@ from typing import BinaryIO
 from edgebac.sinks import exporter, unixfs
 from edgebac.sinks.car import block_prefix, car_header, read_car
 from edgebac.sinks.cid import CID
-from edgebac.sinks.errors import BadContent, ContentNotFound, CorruptBlock, WriteFailed
+from edgebac.sinks.errors import BadCid, BadContent, ContentNotFound, CorruptBlock, WriteFailed
 
 MAX_BLOCK_SIZE = 2 * 1024 * 1024  # ipfs-car blocks hold at most 1 MiB of data plus a header
 _SYNCFS = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
@@ -56,7 +57,8 @@ class BlockStore:
         self._tmp = self.root / "tmp"
         self._complete = self.root / "complete"
         self._corrupt = self.root / "corrupt"
-        for folder in (self._blocks, self._tmp, self._complete, self._corrupt):
+        self._pinned = self.root / "pinned"
+        for folder in (self._blocks, self._tmp, self._complete, self._corrupt, self._pinned):
             folder.mkdir(parents=True, exist_ok=True)
         for leftover in self._tmp.iterdir():  # a crash mid-write leaves only temp files
             leftover.unlink(missing_ok=True)
@@ -168,6 +170,56 @@ class BlockStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+    def temp_path(self) -> Path:
+        """A fresh name in the store's temp folder (emptied at every start: crash-safe)."""
+        return self._tmp / f"upload.{uuid.uuid4().hex}"
+
+    def import_upload(self, path: Path, name: str | None = None) -> unixfs.DagLink:
+        """Import an uploaded file, wrapped in a folder as `name` if given, and pin it."""
+        written: list[Path] = []
+        put = self._putter(written)
+        pool = self._import_pool() if _larger_than(path, SMALL_IMPORT_BYTES) else None
+        link = unixfs.import_file(path, put, pool=pool)
+        if name is not None:
+            link = unixfs.wrap(name, link, put)
+        self._sync(written)
+        self.mark_complete(link.cid)
+        self.pin(link.cid)
+        return link
+
+    def import_car_upload(self, path: Path) -> CID:
+        """Import an uploaded CAR of one whole DAG and pin its root. A CAR that lacks blocks
+        of its DAG is refused; the blocks it did bring stay unpinned (collectable)."""
+        with open(path, "rb") as stream:
+            roots = self.import_car(stream)
+        if len(roots) != 1:
+            raise BadContent(f"an uploaded CAR has one root, not {len(roots)}")
+        if not self.holds(roots[0]):
+            raise BadContent(f"the CAR lacks blocks of the DAG under its root {roots[0]}")
+        self.pin(roots[0])
+        return roots[0]
+
+    def pin(self, cid: CID) -> None:
+        """Mark a DAG as kept whatever retention says (its blocks are on disk already)."""
+        marker = self._pinned / str(cid)
+        if not marker.exists():
+            marker.touch()
+            fd = os.open(self._pinned, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def pinned(self) -> list[CID]:
+        """The DAGs clients put here: roots that garbage collection keeps, with their blocks."""
+        roots = []
+        for marker in sorted(self._pinned.iterdir()):
+            try:
+                roots.append(CID.parse(marker.name))
+            except BadCid:
+                continue  # not ours: a stray file names nothing to keep
+        return roots
 
     def mark_complete(self, cid: CID) -> None:
         marker = self._complete / str(cid)

@@ -165,6 +165,15 @@ def import_files(files: Mapping[str, bytes], put: Put) -> DagLink:
     return _directory({name: import_bytes(data, put) for name, data in files.items()}, put)
 
 
+def wrap(name: str, link: DagLink, put: Put) -> DagLink:
+    """A folder holding `link` as the file `name`: what `ipfs-car pack FILE` makes of a lone
+    file (without `--no-wrap`), so an input staged from it arrives under its own name."""
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise BadContent(f"{name!r} is not a file name")
+    _check_name(name, "")
+    return _directory({name: link}, put)
+
+
 def _build_folder(folder: _Folder, put: Put, pool: Executor | None) -> DagLink:
     links = {name: import_file(p, put, pool=pool) for name, p in folder.files.items()}
     for name, sub in folder.folders.items():

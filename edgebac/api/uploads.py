@@ -1,0 +1,159 @@
+"""`POST /api/v1/content`: a client puts a file (or a CAR of a folder) into this node's store.
+
+So that a wasm module or a large input travels as content, fetched block-verified by the
+compute nodes, instead of inline in a `JobCreated` that every node keeps forever. The body
+streams to a temp file in the store (never held in memory), hashed as it comes; only a body
+that hashes to the sha256 the caller named (`Edgebac-Content-Sha256`; a signed call signs that
+digest in place of the body, see `auth.STREAMED`) is imported, so a refused upload stores no
+block. What is put here is pinned: retention keeps it.
+
+- `Content-Type: application/octet-stream` (or none): one file; `?name=FILE` wraps it in a
+  folder as FILE (what `ipfs-car pack FILE` gives; without a name, `ipfs-car pack --no-wrap`).
+- `Content-Type: application/vnd.ipld.car`: a CAR of one whole DAG, its root pinned.
+
+The node's cap (`EDGEBAC_MAX_UPLOAD`, default 1 GiB) and its free disk (twice the body:
+the temp file and its blocks) are checked against Content-Length before a byte is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from aiohttp import web
+
+from edgebac.api import auth
+from edgebac.api.protocol import served_node
+from edgebac.errors import BadRequest, ConfigError, EdgebacError
+from edgebac.eventlog.callsig import DIGEST_HEADER, CallRefused
+from edgebac.scheduler.quantities import format_size, parse_size
+from edgebac.sinks.serve import CAR_TYPE
+
+PATH = "/api/v1/content"
+DEFAULT_MAX_UPLOAD = 1 << 30
+FREE_RESERVE = 256 << 20  # left free after an upload: the log and running jobs need disk too
+CHUNK = 1 << 20
+MAX_UPLOAD_KEY: web.AppKey[int] = web.AppKey("max_upload_bytes", int)
+FILE_TYPES = ("application/octet-stream", "")
+
+
+class TooLarge(EdgebacError):
+    code = "too_large"
+    http_status = 413
+
+
+class NoSpace(EdgebacError):
+    code = "no_space"
+    http_status = 507
+
+
+class LengthRequired(EdgebacError):
+    code = "length_required"
+    http_status = 411
+
+
+class DigestMismatch(BadRequest):
+    code = "digest_mismatch"
+
+
+def max_upload(environ: Any = os.environ) -> int:
+    """The node's cap on one upload: `EDGEBAC_MAX_UPLOAD` (a size: `64Mi`, `2G`) or 1 GiB."""
+    text = environ.get("EDGEBAC_MAX_UPLOAD")
+    if not text:
+        return DEFAULT_MAX_UPLOAD
+    size = parse_size(text)
+    if not size:
+        raise ConfigError(f"EDGEBAC_MAX_UPLOAD: {text!r} is not a size (e.g. 512Mi, 2G)")
+    return size
+
+
+def add_upload_routes(app: web.Application, max_bytes: int | None = None) -> None:
+    app[MAX_UPLOAD_KEY] = max_bytes if max_bytes is not None else max_upload()
+    app.router.add_post(PATH, post_content)  # its rule: auth.NEEDS (submit), auth.STREAMED
+
+
+def upload_name(request: web.Request) -> str | None:
+    """`?name=`: one file name (the importer refuses what is not), or None."""
+    name = request.query.get("name")
+    if name is not None and (len(name.encode()) > 255 or name in ("", ".", "..") or "/" in name):
+        raise BadRequest(f"name {name[:80]!r}: one file name, at most 255 bytes, no '/'")
+    return name
+
+
+def check_room(length: int | None, limit: int, root: Path) -> int:
+    """The body's length, once it is known to fit the cap and the disk."""
+    if length is None:
+        raise LengthRequired("an upload says its size in Content-Length (no chunked bodies)")
+    if length > limit:
+        raise TooLarge(
+            f"the upload is {format_size(length)}, more than this node takes "
+            f"({format_size(limit)}, EDGEBAC_MAX_UPLOAD)"
+        )
+    free = shutil.disk_usage(root).free
+    if free < 2 * length + FREE_RESERVE:
+        raise NoSpace(
+            f"this node has {format_size(free)} free, too little for an upload of "
+            f"{format_size(length)} (it needs twice that, and {format_size(FREE_RESERVE)} spare)"
+        )
+    return length
+
+
+def expected_digest(request: web.Request) -> bytes | None:
+    """The sha256 the body must have: required of a signed call (the front door checked its
+    shape and signature), optional for a token's or a loopback caller's."""
+    if DIGEST_HEADER not in request.headers:
+        return None
+    try:
+        return auth.claimed_digest(request)
+    except CallRefused as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def receive(request: web.Request, dest: Path) -> tuple[int, bytes]:
+    """Stream the body into `dest`: (bytes, sha256)."""
+    digest = hashlib.sha256()
+    stream: BinaryIO = await asyncio.to_thread(open, dest, "wb")
+    size = 0
+    try:
+        async for chunk in request.content.iter_chunked(CHUNK):
+            size += len(chunk)
+            digest.update(chunk)
+            await asyncio.to_thread(stream.write, chunk)
+    finally:
+        await asyncio.to_thread(stream.close)
+    return size, digest.digest()
+
+
+async def post_content(request: web.Request) -> web.Response:
+    store = served_node(request).content.store
+    car = request.content_type == CAR_TYPE
+    if not car and request.content_type not in FILE_TYPES:
+        raise BadRequest(f"Content-Type: {FILE_TYPES[0]} (a file) or {CAR_TYPE} (a CAR)")
+    name = upload_name(request)
+    if car and name is not None:
+        raise BadRequest("?name wraps a file; a CAR names its own root")
+    expected = expected_digest(request)
+    length = check_room(request.content_length, request.app[MAX_UPLOAD_KEY], store.root)
+    temp = store.temp_path()
+    try:
+        size, digest = await receive(request, temp)
+        if size != length:  # aiohttp ends the body at Content-Length; a cut one is shorter
+            raise BadRequest(f"the body ended after {size} of {length} bytes")
+        if expected is not None and digest != expected:
+            raise DigestMismatch(
+                f"the body's sha256 is {digest.hex()}, not {expected.hex()} as "
+                f"{DIGEST_HEADER} said (altered on the way?): nothing was stored"
+            )
+        if car:
+            cid = await asyncio.to_thread(store.import_car_upload, temp)
+            answer: dict[str, Any] = {"cid": str(cid)}
+        else:
+            link = await asyncio.to_thread(store.import_upload, temp, name)
+            answer = {"cid": str(link.cid), "size": link.size}
+    finally:
+        temp.unlink(missing_ok=True)
+    return web.json_response({**answer, "sha256": digest.hex(), "pinned": True}, status=201)
