@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any
@@ -31,7 +32,7 @@ from edgebac.scheduler.retention import EndedJob, Retention
 from edgebac.scheduler.spec import SpecError, parse_spec
 from edgebac.scheduler.state import Bid, Decline, Execution, Job, NodeInfo
 
-FORMAT_NUMBER = 1  # bump when what a checkpoint holds changes meaning, not only its shape
+FORMAT_NUMBER = 2  # bump when what a checkpoint holds changes meaning, not only its shape
 # The field names of every class saved: any change to one makes older checkpoints refused,
 # without anyone having to remember to bump FORMAT_NUMBER.
 _CLASSES = (Job, Execution, Bid, Decline, NodeInfo, EndedJob, Announced)
@@ -177,50 +178,54 @@ def _core(p: Projection) -> dict[str, Any]:
     }
 
 
+# Fields of Job and EndedJob that are not plain data, and how each is saved; every other field
+# is saved as it is, by name order, so a field added to either class travels without a change
+# here (and FORMAT, which names the fields, refuses checkpoints taken before it).
+def _keyed_flat(items: dict[tuple[int, bytes], Any]) -> list[list[Any]]:
+    return [_flat(item) for item in items.values()]
+
+
+_JOB_OUT: dict[str, Callable[[Any], Any]] = {
+    "spec": lambda spec: None,  # parsed again from spec_dict
+    "created_hlc": Hlc.pack,
+    "round_hlc": Hlc.pack,
+    "ended_hlc": lambda hlc: hlc.pack() if hlc is not None else None,
+    "bids": _keyed_flat,
+    "declines": _keyed_flat,
+    "rejected": lambda rejected: [[a, node, why] for (a, node), why in rejected.items()],
+    "executions": lambda executions: [_flat(e) for e in executions.values()],
+}
+_ENDED_OUT: dict[str, Callable[[Any], Any]] = {
+    "created_hlc": Hlc.pack,
+    "executions": list,
+    "execution_counts": lambda counts: [list(pair) for pair in counts],
+    "last_key": list,
+    "contrib": lambda contrib: [list(c) for c in contrib],
+    "lost": lambda lost: [event.raw for event in lost],
+}
+_JOB_FIELDS = tuple(f.name for f in fields(Job))
+_ENDED_FIELDS = tuple(f.name for f in fields(EndedJob))
+
+
+def _plain(obj: Any, names: tuple[str, ...], out: dict[str, Callable[[Any], Any]]) -> list[Any]:
+    return [out[name](getattr(obj, name)) if name in out else getattr(obj, name) for name in names]
+
+
+def _named(values: list[Any], names: tuple[str, ...], what: str) -> dict[str, Any]:
+    if len(values) != len(names):
+        raise CheckpointError(f"a {what} of {len(values)} fields, not {len(names)}")
+    return dict(zip(names, values, strict=True))
+
+
 def _job(job: Job) -> list[Any]:
-    return [
-        job.id,
-        job.requester,
-        job.spec_dict,
-        job.created_hlc.pack(),
-        job.client,
-        job.vouched,
-        job.nonce,
-        job.client_sig,
-        job.status,
-        job.reason,
-        job.attempt,
-        job.round_hlc.pack(),
-        job.round_ms,
-        [_flat(bid) for bid in job.bids.values()],
-        [_flat(decline) for decline in job.declines.values()],
-        [[attempt, node, reason] for (attempt, node), reason in job.rejected.items()],
-        [_flat(execution) for execution in job.executions.values()],
-        job.attempts,
-        job.ended_hlc.pack() if job.ended_hlc is not None else None,
-    ]
+    return _plain(job, _JOB_FIELDS, _JOB_OUT)
 
 
 def _ended(
     summary: EndedJob, executions: list[Execution], evidence: dict[bytes, tuple[bytes, str]]
 ) -> list[Any]:
-    return [
-        summary.id,
-        summary.requester,
-        summary.created_hlc.pack(),
-        summary.status,
-        summary.reason,
-        summary.name,
-        summary.engine,
-        list(summary.executions),
-        [list(pair) for pair in summary.execution_counts],
-        summary.digest,
-        list(summary.last_key),
-        [list(c) for c in summary.contrib],
-        [event.raw for event in summary.lost],
-        [_flat(execution) for execution in executions],
-        _evidence(evidence),
-    ]
+    ended = _plain(summary, _ENDED_FIELDS, _ENDED_OUT)
+    return [ended, [_flat(execution) for execution in executions], _evidence(evidence)]
 
 
 # ----- loading ------------------------------------------------------------------------------
@@ -258,40 +263,27 @@ def _from_core(core: dict[str, Any], retention: Retention | None) -> Projection:
 
 
 def _job_from(values: list[Any], same: Any) -> Job:
-    (job_id, requester, spec_dict, created, client, vouched, nonce, client_sig, status) = values[:9]
-    (reason, attempt, round_hlc, round_ms, bids, declines, rejected) = values[9:16]
-    executions, attempts, ended = values[16:]
+    kw = _named(values, _JOB_FIELDS, "Job")
     try:
-        spec = parse_spec(spec_dict)
+        kw["spec"] = parse_spec(kw["spec_dict"])
     except SpecError:
-        spec = None  # as the fold left it: a failed job
-    job = Job(
-        job_id,
-        same(requester),
-        spec_dict,
-        spec,
-        Hlc.unpack(created),
-        client,
-        vouched,
-        nonce,
-        client_sig,
-        status,
-        reason,
-        attempt,
-        Hlc.unpack(round_hlc),
-        round_ms,
-        attempts=attempts,
-        ended_hlc=Hlc.unpack(ended) if ended is not None else None,
-    )
+        kw["spec"] = None  # as the fold left it: a failed job
+    kw["requester"] = same(kw["requester"])
+    for name in ("created_hlc", "round_hlc"):
+        kw[name] = Hlc.unpack(kw[name])
+    kw["ended_hlc"] = Hlc.unpack(kw["ended_hlc"]) if kw["ended_hlc"] is not None else None
+    bids, declines, executions = kw["bids"], kw["declines"], kw["executions"]
+    kw["rejected"] = {(a, same(node)): why for a, node, why in kw["rejected"]}
+    kw["bids"], kw["declines"], kw["executions"] = {}, {}, {}
+    job = Job(**kw)
     for bid in (_unflat(Bid, b) for b in bids):
         bid.node = same(bid.node)
         job.bids[(bid.attempt, bid.node)] = bid
     for decline in (_unflat(Decline, d) for d in declines):
         decline.node = same(decline.node)
         job.declines[(decline.attempt, decline.node)] = decline
-    job.rejected = {(a, same(node)): why for a, node, why in rejected}
     for execution in (_unflat(Execution, e) for e in executions):
-        execution.node = same(execution.node)
+        execution.node, execution.job_id = same(execution.node), job.id
         job.executions[execution.id] = execution
     return job
 
@@ -301,32 +293,28 @@ def _ended_from(
 ) -> tuple[EndedJob, list[Execution], dict[bytes, tuple[bytes, str]]]:
     """One ended job's summary, executions and evidence, sharing what the fold would share
     (node ids, job ids, the few status words): these are most of a long-lived node's memory."""
-    (job_id, requester, created, status, reason, name, engine, execution_ids) = row[:8]
-    (counts, digest, last_key, contrib, lost, executions, evidence) = row[8:]
+    values, executions, evidence = row
+    kw = _named(values, _ENDED_FIELDS, "EndedJob")
+    job_id = kw["id"]
     by_id: dict[str, Execution] = {}
-    for values in executions:
-        execution = _unflat(Execution, values)
+    for flat in executions:
+        execution = _unflat(Execution, flat)
         execution.node, execution.job_id = same(execution.node), job_id
         execution.status = _word(execution.status)
         execution.reason = _word(execution.reason)
         by_id[execution.id] = execution
-    summary = EndedJob(
-        job_id,
-        same(requester),
-        Hlc.unpack(created),
-        _word(status),
-        _word(reason),
-        _word(name),
-        _word(engine),
-        tuple(by_id[i].id if i in by_id else i for i in execution_ids),
-        tuple((_word(s), n) for s, n in counts),
-        digest,
-        (last_key[0], same(last_key[1]), last_key[2]),
-        tuple((same(node), c, f) for node, c, f in contrib),
-        tuple(_events(lost)),
-    )
+    for name in ("status", "reason", "name", "engine"):
+        kw[name] = _word(kw[name])
+    kw["requester"] = same(kw["requester"])
+    kw["created_hlc"] = Hlc.unpack(kw["created_hlc"])
+    kw["executions"] = tuple(by_id[i].id if i in by_id else i for i in kw["executions"])
+    kw["execution_counts"] = tuple((_word(s), n) for s, n in kw["execution_counts"])
+    hlc, author, seq = kw["last_key"]
+    kw["last_key"] = (hlc, same(author), seq)
+    kw["contrib"] = tuple((same(node), c, f) for node, c, f in kw["contrib"])
+    kw["lost"] = tuple(_events(kw["lost"]))
     table = {event_id: (author, why) for event_id, author, why in evidence}
-    return summary, list(by_id.values()), table
+    return EndedJob(**kw), list(by_id.values()), table
 
 
 def _word(value: Any) -> Any:
