@@ -16,9 +16,10 @@ from nacl.signing import SigningKey
 from edgebac.eventlog.chain import Head, Reason
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import decode, peek_key, seal
-from edgebac.gossip.envelope import ZLIB_TAG, Envelope, EnvelopeError, inflate
-from edgebac.gossip.thin import Leases, Recent, split_held
+from edgebac.gossip.envelope import ZLIB_TAG, Envelope, EnvelopeError, deflate, inflate
+from edgebac.gossip.thin import Leases, Recent, my_share, split_held
 from edgebac.gossip.vectors import make_mask
+from edgebac.gossip.zdict import ZDICT_V1
 
 KEY = SigningKey.generate()
 CLOCK = HybridClock(60_000)
@@ -110,7 +111,7 @@ def test_a_bucket_is_pulled_by_one_exchange_at_a_time():
 
 
 def envelope(max_bytes: int = 4 << 20) -> Envelope:
-    return Envelope(bytes(32), bytes(32), 60_000, max_bytes)
+    return Envelope(bytes(32), os.urandom(32), 60_000, max_bytes)
 
 
 def test_compressed_bodies_open_to_the_same_message_and_are_smaller():
@@ -122,11 +123,13 @@ def test_compressed_bodies_open_to_the_same_message_and_are_smaller():
     assert opened.message == page
     assert opened.compressed
     assert not receiver.open(plain).compressed  # format 1 still opens: mixed networks talk
+    noise = {"t": "ack", "pad": os.urandom(64)}  # deflate would only make it larger
+    assert not receiver.open(sender.seal(noise, compress=True)).compressed
 
 
 def zip_bomb(inflated: int) -> bytes:
     """`inflated` bytes of zeros deflated, made a MiB at a time (never held whole)."""
-    deflater, chunk = zlib.compressobj(9), bytes(1 << 20)
+    deflater, chunk = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=ZDICT_V1), bytes(1 << 20)
     return b"".join([deflater.compress(chunk) for _ in range(inflated >> 20)] + [deflater.flush()])
 
 
@@ -141,14 +144,25 @@ def test_a_members_zip_bomb_is_refused_without_inflating_past_the_cap():
 
 def test_inflate_holds_at_most_the_cap():
     with pytest.raises(EnvelopeError) as refused:
-        inflate(zlib.compress(os.urandom(10) * 100_000), 4096)
+        inflate(deflate(os.urandom(10) * 100_000), 4096)
     assert refused.value.reason == "too_large_inflated"
 
 
 @pytest.mark.parametrize(
-    "data", [b"not zlib", zlib.compress(b"x" * 1000)[:-3], zlib.compress(b"x") + b"tail"]
+    "data", [b"\xff not deflate", deflate(os.urandom(1000))[:-3], deflate(b"x") + b"tail"]
 )
 def test_broken_compressed_bodies_are_malformed(data):
     with pytest.raises(EnvelopeError) as refused:
         inflate(data, 1 << 20)
     assert refused.value.reason == "malformed"
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=8, unique=True))
+def test_each_node_falls_to_exactly_one_of_the_relayers(relayers):
+    salt = os.urandom(32)
+    for _ in range(20):
+        candidate = os.urandom(32)
+        by_id = [r for r in relayers if my_share(r, relayers, candidate, salt)]
+        by_prefix = [r for r in relayers if my_share(r, [p[:8] for p in relayers], candidate, salt)]
+        assert len(by_id) == 1
+        assert by_prefix == by_id

@@ -2,7 +2,7 @@
 
     sealed = SecretBox(network_key).encrypt(plain)
     plain  = msgpack([sender: bin(32), sent_ms: uint, message])              (format 1: 0x93...)
-           | b"Z" + zlib(msgpack([sender: bin(32), sent_ms: uint, message]))  (format 2)
+           | b"Z" + deflate(msgpack([...]), ZDICT_V1)                       (format 2)
 
 Without the key a body can be neither read nor forged. Each body carries its sender and send
 time, and each nonce is accepted once within the window a body may be dated in: from `max_age`
@@ -15,8 +15,9 @@ nodes.
 Compression happens inside the seal (compress, then seal; open, then inflate), so a body is
 inflated only once it is known to come from a member, and never past `max_bytes`, the limit of
 an uncompressed body: a member's zip bomb is refused (`too_large_inflated`), never held in
-memory. The first byte tells the formats apart. Nodes before format 2 read only format 1, so a
-node compresses only to a peer that said it can inflate (`z` in its messages, see gossip/http),
+memory. Format 2 is raw deflate with a preset dictionary (gossip/zdict.py), used only when it
+is the smaller. The first byte tells the formats apart. Nodes before format 2 read only format
+1, so a node compresses only to a peer that said it can inflate (a header, see gossip/http),
 and answers in the format it was asked in: a network upgrading node by node keeps talking.
 """
 
@@ -37,6 +38,7 @@ from nacl.secret import SecretBox
 
 from edgebac.errors import ConfigError
 from edgebac.eventlog.clock import wall_clock_ms
+from edgebac.gossip.zdict import ZDICT_V1
 
 KEY_BYTES = SecretBox.KEY_SIZE
 NONCE_BYTES = SecretBox.NONCE_SIZE
@@ -44,6 +46,12 @@ OPEN_NETWORK_KEY = hashlib.sha256(b"edgebac/open-network/v1").digest()
 DEFAULT_SKEW_MS = 30_000  # for envelopes not told the node's tolerance (tests, tools)
 ZLIB_TAG = ord("Z")  # format 2; format 1 starts with 0x93, msgpack's 3-element array
 ZLIB_LEVEL = 6  # a 1 MiB page of job events in ~10 ms, several-fold smaller
+RAW_DEFLATE = -15  # wbits: no zlib header and checksum (the seal's MAC covers the bytes)
+
+
+def deflate(plain: bytes) -> bytes:
+    deflater = zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, RAW_DEFLATE, zdict=ZDICT_V1)
+    return deflater.compress(plain) + deflater.flush()
 
 
 class EnvelopeError(ValueError):
@@ -82,7 +90,7 @@ class Opened:
 
 def inflate(data: bytes, limit: int) -> bytes:
     """`data` inflated, refused past `limit` bytes without ever holding more than that."""
-    inflater = zlib.decompressobj()
+    inflater = zlib.decompressobj(RAW_DEFLATE, zdict=ZDICT_V1)
     try:
         out = inflater.decompress(data, limit + 1)
     except zlib.error:
@@ -149,7 +157,8 @@ class Envelope:
     def seal(self, message: Any, compress: bool = False) -> bytes:
         plain = msgpack.packb([self._sender, self._clock_ms(), message], use_bin_type=True)
         if compress:
-            plain = bytes((ZLIB_TAG,)) + zlib.compress(plain, ZLIB_LEVEL)
+            packed = bytes((ZLIB_TAG,)) + deflate(plain)
+            plain = packed if len(packed) < len(plain) else plain
         return bytes(self._box.encrypt(plain))
 
     def open(self, body: bytes) -> Opened:

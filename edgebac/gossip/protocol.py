@@ -5,7 +5,7 @@ simulator's in-memory transport under a virtual clock. Messages are plain msgpac
 
     sums  {t, sums, peers}                      -> diff {t, mask, peers}
     sync  {t, mask, lo, hi, vv, peers}          -> page {t, hi, vv, events, complete, peers}
-    push  {t, events, relay, to, peers}         -> ack {t, new, refused}
+    push  {t, events, relay, to, k, peers}      -> ack {t, new, refused}
 
 An exchange is push-pull over the version vector in bounded pieces (vectors.py): the initiator
 sends its 256 bucket digests and learns which buckets differ; then, a range of at most 1,024
@@ -31,14 +31,14 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from edgebac.eventlog.chain import Reason
-from edgebac.eventlog.encoding import Event
+from edgebac.eventlog.encoding import Event, event_id
 from edgebac.eventlog.store import IngestReport
 from edgebac.gossip.bodies import batches
 from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.membership import Membership, dead_after_ms, push_fanout
 from edgebac.gossip.pulling import Pulling, advance
 from edgebac.gossip.reachability import Notices
-from edgebac.gossip.thin import Leases, Recent, split_held
+from edgebac.gossip.thin import Leases, Recent, my_share, split_held
 from edgebac.gossip.vectors import MASK_BYTES, MAX_ENTRIES, SUMS_BYTES, VectorIndex
 from edgebac.gossip.wire import (
     ProtocolError,
@@ -64,13 +64,31 @@ __all__ = [
 logger = logging.getLogger(__name__)
 KINDS = ("sums", "sync", "push")  # what we answer; anything else is refused as it arrives
 MAX_REACHED = 64  # node ids a push names as already reached; beyond it, duplicates are cheap
+ID_PREFIX = 8  # bytes of a node id a push's `to` names it by: a quarter of the id's cost
+
+
+def _named(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) in (ID_PREFIX, 32)
 
 
 def _ids(value: Any) -> frozenset[bytes]:
-    """The node ids of a push's `to` list; anything malformed is simply ignored."""
+    """The node ids (or their prefixes) of a push's `to` list; anything malformed is ignored."""
     if not isinstance(value, list):
         return frozenset()
-    return frozenset(v for v in value[:MAX_REACHED] if isinstance(v, bytes) and len(v) == 32)
+    return frozenset(v for v in value[:MAX_REACHED] if _named(v))
+
+
+def _is(prefix: bytes, node_id: bytes) -> bool:
+    return node_id[: len(prefix)] == prefix
+
+
+def _relayers(message: dict[str, Any]) -> tuple[bytes, ...]:
+    """The first `k` nodes of a push's `to`: those it went to, who split the relaying."""
+    to, k = message.get("to"), message.get("k")
+    if not (isinstance(to, list) and type(k) is int and 0 < k <= min(len(to), MAX_REACHED)):
+        return ()
+    relayers = tuple(to[:k])
+    return relayers if all(_named(v) for v in relayers) else ()
 
 
 def _range(message: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
@@ -151,7 +169,8 @@ class Gossiper(Pulling):
             return await self._serve_range(sender, message)
         events = check_events(message.get("events"))
         relay = message.get("relay") is True
-        report = await self.ingest_from(sender, events, relay, _ids(message.get("to")))
+        split = (_relayers(message), event_id(events[0])) if events else None
+        report = await self.ingest_from(sender, events, relay, _ids(message.get("to")), split)
         return {"t": "ack", "new": len(report.accepted), "refused": len(report.errors)}
 
     def _merge(self, peers: Any) -> None:
@@ -194,18 +213,21 @@ class Gossiper(Pulling):
         raws: Sequence[bytes],
         relay: bool = True,
         reached: frozenset[bytes] = frozenset(),
+        split: tuple[tuple[bytes, ...], bytes] | None = None,
     ) -> IngestReport:
         """Store events pushed to us (or given by a client) and push on what was new.
 
         `reached` are the nodes the pusher sent the same events to: relaying to them would only
-        make duplicates, so the relay picks among the others.
+        make duplicates, so the relay picks among the others; `split` (the nodes the push went
+        to, a salt) says which of those others fall to us (`thin.my_share`).
         """
         report = await self.ingest(raws)
         self._count(report)
         self.recent.stored(report.accepted, self.clock_ms())
         if relay and report.accepted:
-            skip = reached | {sender} if sender is not None else reached
-            self._spawn(self._guarded(self._push([e.raw for e in report.accepted], skip), "relay"))
+            skip = self._known(reached) | ({sender} if sender is not None else set())
+            raws = [e.raw for e in report.accepted]
+            self._spawn(self._guarded(self._push(raws, self._not_mine(skip, split)), "relay"))
         if sender is not None and any(r.reason is Reason.GAP for r in report.rejections):
             self._pull_from(sender)  # we are behind it: catch up now, not some later round
         return report
@@ -303,20 +325,48 @@ class Gossiper(Pulling):
             for batch in batches(raws, self.config.max_page_events, self.config.max_page_bytes):
                 await self._guarded(self._push(batch), "push")
 
+    def _known(self, named: frozenset[bytes]) -> frozenset[bytes]:
+        """The ids of the members that `named` names, in full or by prefix."""
+        if not named:
+            return named
+        return frozenset(
+            node_id
+            for node_id in self.membership.members
+            if node_id in named or node_id[:ID_PREFIX] in named
+        )
+
+    def _not_mine(
+        self, skip: frozenset[bytes], split: tuple[tuple[bytes, ...], bytes] | None
+    ) -> frozenset[bytes]:
+        """`skip`, and the live members whose relay falls to another of the push's relayers."""
+        if split is None or not any(_is(r, self.me) for r in split[0]):
+            return skip
+        relayers, salt = split
+        others = {
+            m.node_id
+            for m in self.membership.alive(self.clock_ms())
+            if m.node_id not in skip and not my_share(self.me, relayers, m.node_id, salt)
+        }
+        return skip | others
+
     async def _push(self, raws: list[bytes], skip: Collection[bytes] = ()) -> None:
         fanout = push_fanout(self.membership.size(), self.config.fanout, self.config.max_fanout)
         targets = self.membership.push_members(self.clock_ms(), self.rng, fanout, skip)
         if targets:
-            reached = sorted({self.me, *skip, *(m.node_id for m in targets)})[:MAX_REACHED]
-            await asyncio.gather(*(self._push_to(m.addresses[0], raws, reached) for m in targets))
+            ids = sorted(m.node_id[:ID_PREFIX] for m in targets)  # first: they split the relay
+            rest = sorted({n[:ID_PREFIX] for n in (self.me, *skip)} - set(ids))
+            reached = (ids + rest)[:MAX_REACHED]
+            pushes = (self._push_to(m.addresses[0], raws, reached, len(ids)) for m in targets)
+            await asyncio.gather(*pushes)
 
-    async def _push_to(self, address: str, raws: list[bytes], reached: list[bytes]) -> None:
+    async def _push_to(self, address: str, raws: list[bytes], reached: list[bytes], k: int) -> None:
         async with self._limit:
             message = {
                 "t": "push",
                 "events": raws,
                 "relay": True,
                 "to": reached,
+                "k": k,
                 "peers": self._rumours()[:1],
             }
             try:
