@@ -16,6 +16,7 @@ Unknown callers get 401, callers without the capability 403, in the API's one er
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -188,6 +189,7 @@ EXTRA_NEEDS: dict[tuple[str, str], str] = {}  # routes of other modules (gossip,
 # call signs the sha256 it names in DIGEST_HEADER instead, and the handler refuses a body that
 # does not hash to it.
 STREAMED = frozenset({("POST", "/api/v1/content")})
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 def declare(method: str, path: str, need: str) -> None:
@@ -201,8 +203,8 @@ def _streamed(request: web.Request) -> bool:
 
 
 def claimed_digest(request: web.Request) -> bytes:
-    """The sha256 a streamed body must have, from DIGEST_HEADER."""
-    text = request.headers.get(DIGEST_HEADER, "")
+    """The sha256 a streamed body must have, from DIGEST_HEADER (an empty body's without it)."""
+    text = request.headers.get(DIGEST_HEADER, EMPTY_SHA256)
     if len(text) != 64 or text.strip("0123456789abcdef"):
         raise CallRefused("bad_signature", f"{DIGEST_HEADER}: the body's sha256, 64 lowercase hex")
     return bytes.fromhex(text)

@@ -61,8 +61,11 @@ class ApiClient:
         self._opener: urllib.request.OpenerDirector | None = None
         self._waited = False  # said once that the node is not ready yet
 
-    def call_headers(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
-        """The headers that say who this call is from: the token, or a signature of it."""
+    def call_headers(
+        self, method: str, path: str, body: bytes = b"", digest: bytes | None = None
+    ) -> dict[str, str]:
+        """The headers that say who this call is from: the token, or a signature of it (of
+        the body, or of `digest`, the sha256 of a body streamed from a file)."""
         if self.token:
             return {"Authorization": f"Bearer {self.token}"}
         from edgebac.eventlog.callsig import HEADER, sign_call
@@ -72,7 +75,7 @@ class ApiClient:
             from edgebac.cli.identity import load_client_key
 
             self._key = load_client_key(self.client_key).key
-        return {HEADER: sign_call(self._key, method, path, body, wall_clock_ms())}
+        return {HEADER: sign_call(self._key, method, path, body, wall_clock_ms(), digest=digest)}
 
     def _open(self, request: urllib.request.Request, timeout: float | None) -> Any:
         if self._opener is None:
@@ -122,6 +125,10 @@ class ApiClient:
             request.add_header("Content-Type", "application/json")
         for name, value in self.call_headers(method, request.selector, data or b"").items():
             request.add_header(name, value)
+        return self.send(request, timeout_s)
+
+    def send(self, request: urllib.request.Request, timeout_s: float | None = -1.0) -> Any:
+        """Open a request made and signed by the caller; errors as one-line ApiErrors."""
         timeout = self.timeout_s if timeout_s == -1.0 else timeout_s
         try:
             return self._open(request, timeout)

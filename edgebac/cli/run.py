@@ -6,23 +6,22 @@
 
 `-i SRC:TARGET` splits at the last colon that starts an absolute path (`s3://b/k:/in`,
 `http://host:8080/x:/in`); without one the target is `/inputs`. A wasm MODULE that is a file
-here is uploaded inline in the spec (up to 512 KiB); anything else is a source the compute node
-fetches (s3://, http(s)://, file:///path on the node).
+here, a relative `-i` path here (a file or a folder) and inline data of more than 16 KiB are
+uploaded to the API node's content store and named `ipfs://CID` in the spec (`cli.content`);
+anything else is a source the compute node fetches (s3://, http(s)://, file:///path on it).
 """
 
 from __future__ import annotations
 
-import base64
-from pathlib import Path
 from typing import Any
 
 import click
 
+from edgebac.cli.content import Uploader, module_source, upload_input
 from edgebac.cli.options import api_option, option, output_option
 from edgebac.errors import BadRequest
 
 DEFAULT_INPUT_TARGET = "/inputs"
-INLINE_MODULE_MAX = 512 << 10  # base64 grows it by a third; an event holds at most 1 MiB
 
 
 def split_input(text: str) -> dict[str, str]:
@@ -63,11 +62,15 @@ def split_env(items: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
-def job_spec(engine: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """The spec around an engine from the flags both commands share."""
+def job_spec(
+    engine: dict[str, Any], options: dict[str, Any], upload: Uploader | None = None
+) -> dict[str, Any]:
+    """The spec around an engine from the flags both commands share; with `upload`, local
+    and big inline inputs go to the content store first."""
+    inputs = [named_input(text) for text in options["inputs"]]
     spec: dict[str, Any] = {
         "engine": engine,
-        "inputs": [named_input(text) for text in options["inputs"]],
+        "inputs": [upload_input(item, upload) for item in inputs] if upload else inputs,
         "outputs": [split_output(text) for text in options["outputs"]],
         "env": split_env(options["env"]),
         "network": options["network"],
@@ -79,49 +82,6 @@ def job_spec(engine: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
         if options.get(flag) is not None:
             spec[key] = options[flag]
     return spec
-
-
-WASM_MAGIC = b"\0asm"
-
-
-def module_source(module: str) -> str:
-    """A local module file becomes inline content; anything else is a source URL as given.
-
-    What can only fail on every node is refused here: a relative name that is no file here
-    (an absolute path may be a file on the compute nodes), a file that is not wasm.
-    """
-    path = Path(module)
-    if "://" in module or module.startswith("inline:"):
-        return module
-    if not path.is_file():
-        if module.startswith("/") or _is_cid(module):
-            return module
-        what = "is a directory" if path.is_dir() else "no such file"
-        raise BadRequest(f"{module}: {what} (a module is a .wasm file here or a source URL)")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BadRequest(f"{module}: {exc.strerror}") from None
-    if not data.startswith(WASM_MAGIC):
-        raise BadRequest(
-            f"{module}: not a WebAssembly module (a .wasm file starts with \\0asm); "
-            "compile it first, e.g. clang --target=wasm32-wasi"
-        )
-    if len(data) > INLINE_MODULE_MAX:
-        raise BadRequest(
-            f"{module}: {len(data)} bytes is too big to send inline (max {INLINE_MODULE_MAX}); "
-            "put it where the compute nodes can fetch it (s3://, http(s)://, file:///)"
-        )
-    return "inline:base64:" + base64.b64encode(data).decode()
-
-
-def _is_cid(text: str) -> bool:
-    from edgebac.scheduler.sources import parse_source
-
-    try:
-        return parse_source(text).kind == "ipfs"
-    except ValueError:
-        return False
 
 
 def shared_options(command: Any) -> Any:
@@ -175,6 +135,12 @@ def shared_options(command: Any) -> Any:
 _NO_INTERSPERSE = {"allow_interspersed_args": False}
 
 
+def _uploader(api: str) -> Uploader:
+    from edgebac.cli.client import ApiClient
+
+    return Uploader(ApiClient(api))
+
+
 @click.group("docker")
 def docker_group() -> None:
     """Run Docker jobs."""
@@ -199,7 +165,7 @@ def docker_run(
         engine["workdir"] = workdir
     submit_and_maybe_wait(
         options["api"],
-        job_spec(engine, options),
+        job_spec(engine, options, _uploader(options["api"])),
         options["wait"],
         options["output"],
     )
@@ -222,9 +188,10 @@ def wasm_run(
     """Run MODULE (a local .wasm file or a source URL) with ARGS... as a job."""
     from edgebac.cli.job import submit_and_maybe_wait
 
+    upload = _uploader(options["api"])
     engine: dict = {
         "type": "wasm",
-        "module": module_source(module),
+        "module": module_source(module, upload),
         "entrypoint": entrypoint,
         "args": list(args),
     }
@@ -232,7 +199,7 @@ def wasm_run(
         engine["fuel"] = fuel
     submit_and_maybe_wait(
         options["api"],
-        job_spec(engine, options),
+        job_spec(engine, options, upload),
         options["wait"],
         options["output"],
     )

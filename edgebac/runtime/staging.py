@@ -91,7 +91,7 @@ class Stager:
             elif source.kind == "inline":
                 inline_provider.stage(source, fetch, name)
             elif source.kind == "ipfs" and self.content is not None:
-                await self.content.stage(source.url, dest)
+                await self.content.stage(source.url, dest, max_bytes=cap)
             else:
                 raise InputError(f"{source.kind} sources are not supported yet")
         except InputError as exc:

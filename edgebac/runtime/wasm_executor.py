@@ -35,7 +35,7 @@ from edgebac.runtime.wasm_cache import ModuleCache, engine_config
 from edgebac.scheduler.quantities import format_size
 from edgebac.scheduler.spec import WasmEngine
 
-MODULE_CAP_BYTES = 256 << 20
+MODULE_CAP_BYTES = 256 << 20  # from any source: an inline one, a URL, blocks by content id
 BACKSTOP_S = 2.0  # past the job's timeout, the guest interrupts itself
 OOM_MARGIN = 4 << 20  # a failed run this close to its memory limit ran out of memory
 
@@ -88,7 +88,10 @@ class WasmExecutor:
         wasm = await self.stager.stage_file(
             source, task.scratch / "module", MODULE_CAP_BYTES, "module"
         )
-        return wasm.stem, await asyncio.to_thread(_artifact_of_file, cache, wasm)
+        # A module by content id (what `wasm run FILE` uploads past a small size) is named
+        # like an inline one: the CLI's choice between the two must not change what runs.
+        name = "module" if source.kind == "ipfs" else wasm.stem
+        return name, await asyncio.to_thread(_artifact_of_file, cache, wasm)
 
     async def run(self, task: Task) -> int:
         guest = Guest(self, self._plans[task.execution_id], task)

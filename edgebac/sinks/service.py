@@ -16,6 +16,7 @@ from edgebac.runtime.providers import InputError
 from edgebac.sinks.blockstore import BlockStore
 from edgebac.sinks.cid import CID
 from edgebac.sinks.errors import BadCid, BadContent, ContentUnavailable, WriteFailed
+from edgebac.sinks.exporter import DEFAULT_MAX_BYTES, ContentTooLarge
 from edgebac.sinks.publish import Publisher
 
 FETCH_WAIT_S = 30.0  # how long to look for a holder before the input fails
@@ -46,8 +47,15 @@ class ContentService:
         except (BadCid, ValueError):
             return False
 
-    async def stage(self, url: str, dest: Path, wait_s: float = FETCH_WAIT_S) -> None:
-        """Fetch the DAG of `url` from its holders (verified) and write it out under `dest`."""
+    async def stage(
+        self,
+        url: str,
+        dest: Path,
+        wait_s: float = FETCH_WAIT_S,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+    ) -> None:
+        """Fetch the DAG of `url` from its holders (verified) and write it out under `dest`;
+        its blocks may not pass `max_bytes` (the input's or the module's cap)."""
         from edgebac.sinks.fetch import Fetcher
 
         try:
@@ -56,8 +64,11 @@ class ContentService:
             raise InputError(f"not a content id: {exc}") from None
         try:
             async with Fetcher(self.store, sign=self._sign) as fetcher:
-                await fetcher.fetch(cid, list(self._holders(str(cid))), wait=wait_s)
+                holders = list(self._holders(str(cid)))
+                await fetcher.fetch(cid, holders, wait=wait_s, max_bytes=max_bytes)
             item = await asyncio.to_thread(self.store.stat, cid)
+            if max_bytes is not None and item.size > max_bytes:  # held here already, unfetched
+                raise ContentTooLarge(f"{cid} holds {item.size:,} bytes, more than {max_bytes:,}")
             target = dest / str(cid) if item.kind == "file" else dest  # a lone file keeps its CID
             await asyncio.to_thread(self.store.export_to, cid, target)
         except (ContentUnavailable, BadContent, WriteFailed) as exc:
