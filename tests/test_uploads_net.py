@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -112,6 +113,27 @@ def test_a_module_past_512_kib_runs_on_another_node_by_cid_and_the_log_stays_sma
     (execution,) = view["executions"].values()
     listing = compute.data_dir / "work" / "results" / execution["id"] / "out" / "listing.txt"
     assert listing.read_text().startswith(f"data.txt {len(data)} "), listing.read_text()
+
+    # A local folder (packed as a CAR) and a local file, named relative to the CLI's folder.
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("a")
+    (tree / "sub" / "b.txt").write_text("bb")
+    (tmp_path / "c.txt").write_text("ccc")
+    here = os.path.relpath(tmp_path)  # the CLI runs in the test's folder
+    ran = run_edgebac(
+        "wasm", "run", "--api", requester.url, "--wait", "--output", "json", "--retries", "0",
+        "-i", f"{here}/tree:/in/tree", "-i", f"{here}/c.txt:/in",
+        "-o", "out:/out", WASM / "io.wasm", "/in", "/out",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    view = json.loads(ran.stdout)
+    tree_cid = BlockStore(tmp_path / "expected").import_path(tree).cid
+    assert view["spec"]["inputs"][0] == {"source": f"ipfs://{tree_cid}", "target": "/in/tree"}
+    (execution,) = view["executions"].values()
+    listing = compute.data_dir / "work" / "results" / execution["id"] / "out" / "listing.txt"
+    names = [line.split()[:2] for line in listing.read_text().splitlines()]
+    assert names == [["c.txt", "3"], ["tree/a.txt", "1"], ["tree/sub/b.txt", "2"]], names
 
 
 def info_id(node: NodeProcess) -> str:
