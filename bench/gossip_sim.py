@@ -12,7 +12,9 @@ warm-up, one node at a time writes an event; we time how long until 100% of node
   copies    copies of the event sent per node (by push and by pull pages)
   push-only the same after every pull loop is stopped: the share of nodes push alone reaches
 
-Targets: p99 rounds <= 10 at N=1,000 and <= 13 at N=10,000; <= 20 messages per event per node.
+Targets: p99 rounds <= 10 at N=1,000 and <= 13 at N=10,000; <= 20 messages per event per node;
+copies (deliveries per new event per node) <= 1.3 without loss (#17; printed, not enforced: at
+20% loss, pull pages carry the copies pushes lost, and some twice).
 Every run is seeded; the seeds are printed and any of them replays exactly.
 """
 
@@ -162,6 +164,7 @@ def main() -> int:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(run, jobs))
     ok = report(results)
+    print("copies: deliveries per new event per node, target <= 1.3 without loss")
     cpu = sum(r.cpu_s for r in results)
     verdict = "met" if ok else "MISSED"
     print(f"{time.monotonic() - started:.0f} s wall, {cpu:.0f} s cpu; targets {verdict}")
