@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +22,7 @@ from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.sinks.blockstore import BlockStore
 from edgebac.sinks.cid import encode_varint
 from tests.netfix import host_port
-from tests.procs import NodeProcess, nodes_fixture, run_edgebac
+from tests.procs import NodeProcess, nodes_fixture, run_edgebac, wait_for
 from tests.test_catchup_net import raw_sizes
 
 nodes = nodes_fixture()
@@ -153,6 +154,14 @@ def test_an_upload_that_does_not_hash_to_its_signed_digest_stores_nothing(nodes,
     status, answer = upload(node, body, headers)
     assert (status, answer["error"]["code"]) == (401, "bad_signature"), answer
     assert stored(node) == before
+    # A body cut short (the client goes away) leaves no temp file and no block behind.
+    host, port = host_port(node).split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 3000000\r\n\r\n"
+        sock.sendall(head.encode() + bytes(1 << 20))
+        wait_for(lambda: any(f.startswith("tmp/") for f in stored(node)), 10, "it to start")
+    wait_for(lambda: stored(node) == before, 10, "the cut upload's temp file to go")
+    assert "Traceback" not in node.stderr
     status, answer = upload(node, body, signed(path, body))
     assert status == 201, answer
     assert answer["sha256"] == hashlib.sha256(body).hexdigest()

@@ -18,19 +18,22 @@ the temp file and its blocks) are checked against Content-Length before a byte i
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from edgebac.api import auth
 from edgebac.api.protocol import served_node
 from edgebac.errors import BadRequest, ConfigError, EdgebacError
 from edgebac.eventlog.callsig import DIGEST_HEADER, HEADER, CallRefused
 from edgebac.scheduler.quantities import format_size, parse_size
+from edgebac.sinks.blockstore import BlockStore
+from edgebac.sinks.errors import WriteFailed
 from edgebac.sinks.serve import CAR_TYPE
 
 PATH = "/api/v1/content"
@@ -114,18 +117,42 @@ def expected_digest(request: web.Request) -> bytes | None:
 
 
 async def receive(request: web.Request, dest: Path) -> tuple[int, bytes]:
-    """Stream the body into `dest`: (bytes, sha256)."""
+    """Stream the body into `dest`: (bytes, sha256). A body cut short or a disk that fills
+    up is the upload's failure, said in the one error shape (not a 500)."""
     digest = hashlib.sha256()
-    stream: BinaryIO = await asyncio.to_thread(open, dest, "wb")
     size = 0
     try:
-        async for chunk in request.content.iter_chunked(CHUNK):
-            size += len(chunk)
-            digest.update(chunk)
-            await asyncio.to_thread(stream.write, chunk)
-    finally:
-        await asyncio.to_thread(stream.close)
+        stream: BinaryIO = await asyncio.to_thread(open, dest, "wb")
+        try:
+            async for chunk in request.content.iter_chunked(CHUNK):
+                size += len(chunk)
+                digest.update(chunk)
+                await asyncio.to_thread(stream.write, chunk)
+        finally:
+            await asyncio.to_thread(stream.close)
+    except ClientPayloadError:
+        raise BadRequest(f"the body was cut short after {size} bytes") from None
+    except OSError as exc:
+        if isinstance(exc, ConnectionError):
+            raise  # the client left: counted, not reported (api/gone.py)
+        raise storage_error(exc) from None
     return size, digest.digest()
+
+
+def storage_error(exc: OSError) -> EdgebacError:
+    error = NoSpace if exc.errno in (errno.ENOSPC, errno.EDQUOT) else WriteFailed
+    return error(f"cannot store the upload: {exc.strerror or exc}")
+
+
+def import_into(store: BlockStore, temp: Path, car: bool, name: str | None) -> dict[str, Any]:
+    """Import the received body (in a thread): its CID (and a file's size)."""
+    try:
+        if car:
+            return {"cid": str(store.import_car_upload(temp))}
+        link = store.import_upload(temp, name)
+    except OSError as exc:
+        raise storage_error(exc) from None
+    return {"cid": str(link.cid), "size": link.size}
 
 
 async def post_content(request: web.Request) -> web.Response:
@@ -148,12 +175,7 @@ async def post_content(request: web.Request) -> web.Response:
                 f"the body's sha256 is {digest.hex()}, not {expected.hex()} as "
                 f"{DIGEST_HEADER} said (altered on the way?): nothing was stored"
             )
-        if car:
-            cid = await asyncio.to_thread(store.import_car_upload, temp)
-            answer: dict[str, Any] = {"cid": str(cid)}
-        else:
-            link = await asyncio.to_thread(store.import_upload, temp, name)
-            answer = {"cid": str(link.cid), "size": link.size}
+        answer = await asyncio.to_thread(import_into, store, temp, car, name)
     finally:
         temp.unlink(missing_ok=True)
     return web.json_response({**answer, "sha256": digest.hex(), "pinned": True}, status=201)
