@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from types import SimpleNamespace
 
 import msgpack
 import pytest
@@ -17,7 +18,7 @@ from edgebac.eventlog.chain import Head, Reason
 from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import decode, peek_key, seal
 from edgebac.gossip.envelope import ZLIB_TAG, Envelope, EnvelopeError, deflate, inflate
-from edgebac.gossip.thin import Leases, Recent, my_share, split_held
+from edgebac.gossip.thin import SWEEP_AT, Leases, Recent, my_share, split_held
 from edgebac.gossip.vectors import make_mask
 from edgebac.gossip.zdict import ZDICT_V1
 
@@ -166,3 +167,13 @@ def test_each_node_falls_to_exactly_one_of_the_relayers(relayers):
         by_prefix = [r for r in relayers if my_share(r, [p[:8] for p in relayers], candidate, salt)]
         assert len(by_id) == 1
         assert by_prefix == by_id
+
+
+def test_recent_marks_of_many_authors_are_swept_once_old():
+    """Minted authors pushed once and never asked about must not pile up in memory."""
+    recent = Recent(bytes(32), window_ms=1000)
+    once = [SimpleNamespace(author=i.to_bytes(32, "big"), seq=1) for i in range(1, SWEEP_AT + 1)]
+    recent.stored(once, now_ms=0)  # type: ignore[arg-type]
+    assert len(recent) == SWEEP_AT
+    recent.stored([event(1)], now_ms=5000)  # past the window: the old marks go
+    assert len(recent) == 1

@@ -22,6 +22,7 @@ from edgebac.eventlog.encoding import Event, event_id, peek_key
 from edgebac.gossip.vectors import BUCKETS, in_mask, make_mask
 
 HELD = "event is already held"
+SWEEP_AT = 1 << 16  # authors with recent marks before the expired ones are swept out
 
 
 def split_held(
@@ -67,6 +68,14 @@ class Recent:
         for author, (first, last) in spans.items():
             if author != self.me:
                 self._marks.setdefault(author, deque()).append((now_ms, first, last))
+        if len(self._marks) > SWEEP_AT:  # authors pushed once and never asked about since
+            oldest = now_ms - self.window_ms
+            for author in [a for a, marks in self._marks.items() if marks[-1][0] < oldest]:
+                del self._marks[author]
+
+    def __len__(self) -> int:
+        """Authors with marks (memory held)."""
+        return len(self._marks)
 
     def floor(self, author: bytes, held_seq: int, now_ms: float) -> int:
         """Seqs of `author` above this are new here; `held_seq` is what we hold of it."""
