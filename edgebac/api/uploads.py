@@ -41,6 +41,17 @@ DEFAULT_MAX_UPLOAD = 1 << 30
 FREE_RESERVE = 256 << 20  # left free after an upload: the log and running jobs need disk too
 CHUNK = 1 << 20
 MAX_UPLOAD_KEY: web.AppKey[int] = web.AppKey("max_upload_bytes", int)
+
+
+class InFlight:
+    """Disk promised to uploads still arriving: concurrent uploads each pass the free-disk
+    check only with room for all of them (one event loop: no lock)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+IN_FLIGHT_KEY: web.AppKey[InFlight] = web.AppKey("uploads_in_flight", InFlight)
 FILE_TYPES = ("application/octet-stream", "")
 
 
@@ -76,6 +87,7 @@ def max_upload(environ: Any = os.environ) -> int:
 
 def add_upload_routes(app: web.Application, max_bytes: int | None = None) -> None:
     app[MAX_UPLOAD_KEY] = max_bytes if max_bytes is not None else max_upload()
+    app[IN_FLIGHT_KEY] = InFlight()
     app.router.add_post(PATH, post_content)  # its rule: auth.NEEDS (submit), auth.STREAMED
 
 
@@ -87,8 +99,9 @@ def upload_name(request: web.Request) -> str | None:
     return name
 
 
-def check_room(length: int | None, limit: int, root: Path) -> int:
-    """The body's length, once it is known to fit the cap and the disk."""
+def check_room(length: int | None, limit: int, root: Path, promised: int = 0) -> int:
+    """The body's length, once it is known to fit the cap and the disk (less what uploads
+    under way were `promised`)."""
     if length is None:
         raise LengthRequired("an upload says its size in Content-Length (no chunked bodies)")
     if length > limit:
@@ -96,10 +109,11 @@ def check_room(length: int | None, limit: int, root: Path) -> int:
             f"the upload is {format_size(length)}, more than this node takes "
             f"({format_size(limit)}, EDGEBAC_MAX_UPLOAD)"
         )
-    free = shutil.disk_usage(root).free
+    free = shutil.disk_usage(root).free - promised
     if free < 2 * length + FREE_RESERVE:
         raise NoSpace(
-            f"this node has {format_size(free)} free, too little for an upload of "
+            f"this node has {format_size(max(free, 0))} free (less uploads under way), too "
+            f"little for an upload of "
             f"{format_size(length)} (it needs twice that, and {format_size(FREE_RESERVE)} spare)"
         )
     return length
@@ -164,8 +178,11 @@ async def post_content(request: web.Request) -> web.Response:
     if car and name is not None:
         raise BadRequest("?name wraps a file; a CAR names its own root")
     expected = expected_digest(request)
-    length = check_room(request.content_length, request.app[MAX_UPLOAD_KEY], store.root)
+    in_flight = request.app[IN_FLIGHT_KEY]
+    limit = request.app[MAX_UPLOAD_KEY]
+    length = check_room(request.content_length, limit, store.root, in_flight.bytes)
     temp = store.temp_path()
+    in_flight.bytes += 2 * length
     try:
         size, digest = await receive(request, temp)
         if size != length:  # aiohttp ends the body at Content-Length; a cut one is shorter
@@ -177,5 +194,6 @@ async def post_content(request: web.Request) -> web.Response:
             )
         answer = await asyncio.to_thread(import_into, store, temp, car, name)
     finally:
+        in_flight.bytes -= 2 * length
         temp.unlink(missing_ok=True)
     return web.json_response({**answer, "sha256": digest.hex(), "pinned": True}, status=201)
