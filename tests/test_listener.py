@@ -185,3 +185,18 @@ def test_fingerprints_in_any_usual_spelling(text):
 def test_bad_fingerprints_name_the_flag(text):
     with pytest.raises(ConfigError, match="--tls-fingerprint"):
         parse_fingerprint(text)
+
+
+def test_a_body_that_keeps_moving_keeps_its_connection_and_a_trickle_does_not():
+    """An upload over a slow link (at the minimum rate) outlives the body timeout; a body that
+    trickles below it is cut about when the timeout says."""
+    moving = Phases(header_s=2.0, body_s=5.0, idle_s=30.0, min_body_rate=1000)
+    moving.request(100.0, body_whole=False)
+    for second in range(1, 60):  # 1,000 bytes a second for a minute
+        assert moving.received(100.0 + second, 1000)
+        assert not moving.expired(100.0 + second + 0.5, body_whole=False)
+    trickle = Phases(header_s=2.0, body_s=5.0, idle_s=30.0, min_body_rate=1000)
+    trickle.request(100.0, body_whole=False)
+    for second in range(1, 5):
+        trickle.received(100.0 + second, 1)  # a byte a second
+    assert trickle.expired(105.1, body_whole=False)

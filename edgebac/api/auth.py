@@ -140,12 +140,14 @@ class Guard:
         window_ms: int = 300_000,
         tls: bool = False,
         body_timeout_s: float = 60.0,
+        min_body_rate: int = 16 << 10,
     ) -> None:
         self.access = access
         self.open_api = open_api
         self.window_ms = window_ms
         self.tls = tls
         self.body_timeout_s = body_timeout_s
+        self.min_body_rate = min_body_rate  # a body moving this fast has more time
         # When the client API has its own listener (`--api-listen`): its URL, and which
         # listener a request came in on ("api" or "node"), as the node's listeners know.
         self.api_url: str | None = None
@@ -224,11 +226,13 @@ def _on_node_listener(request: web.Request, guard: Guard) -> bool:
 async def _body(request: web.Request, guard: Guard) -> bytes:
     if not request.body_exists:
         return b""
+    declared = request.content_length or 0  # the app caps it (client_max_size)
+    allowed = guard.body_timeout_s + declared / guard.min_body_rate
     try:
-        async with asyncio.timeout(guard.body_timeout_s):
+        async with asyncio.timeout(allowed):
             return await request.read()
     except TimeoutError:
-        raise BadRequest(f"the body did not arrive within {guard.body_timeout_s:g} s") from None
+        raise BadRequest(f"the body did not arrive within {allowed:g} s") from None
 
 
 async def identify(request: web.Request, guard: Guard) -> Caller:

@@ -82,6 +82,9 @@ class ConnectionLimits:
     body_timeout_s: float = 60.0
     # In all (None: from the descriptor limit, keeping room for the log, engines and peers).
     max_connections: int | None = None
+    # A body that moves at least this fast (bytes/s) keeps its connection past the body
+    # timeout: a 128 kbit/s satellite uplink still uploads a module; a trickle is cut.
+    min_body_rate: int = 16 << 10
     # From one source address: a handful of clients behind one NAT, never the whole node.
     max_per_source: int = 64
     # A kept-alive connection may idle this long between an answer and the next request's

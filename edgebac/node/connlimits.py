@@ -102,19 +102,27 @@ class Admission(Generic[K]):
 Phase = Literal["headers", "body", "answering", "idle"]
 
 
+MIN_BODY_RATE = 16 << 10  # bytes/s: a slow satellite uplink (128 kbit/s) still uploads
+
+
 @dataclass
 class Phases:
     """One connection's deadlines: headers within `header_s` of opening, or of the first byte
     after an answer (kept alive, a connection idles `idle_s` at most); a body within `body_s`
-    of its headers; an answer (a long poll, a log stream) has no deadline, but a client that
-    reads nothing of it while it waits to be sent has `body_s` (a stalled reader holds a
-    connection as surely as a trickled body)."""
+    of its headers, plus a second for every `min_body_rate` bytes that came (a large upload
+    over a slow link keeps its connection while it moves; a trickle does not); an answer (a
+    long poll, a log stream) has no deadline, but a client that reads nothing of it while it
+    waits to be sent has `body_s` (a stalled reader holds a connection as surely as a trickled
+    body)."""
 
     header_s: float
     body_s: float
     idle_s: float
+    min_body_rate: int = MIN_BODY_RATE
     phase: Phase = "headers"
     deadline: float | None = None
+    body_started: float = 0.0
+    body_bytes: int = 0
     stalled_until: float | None = None  # writes paused (the client reads nothing) until then
 
     @property
@@ -131,8 +139,13 @@ class Phases:
     def opened(self, now: float) -> None:
         self.phase, self.deadline = "headers", now + self.header_s
 
-    def received(self, now: float) -> bool:
-        """Bytes came in; True if that started a request's header deadline (it was idle)."""
+    def received(self, now: float, size: int = 0) -> bool:
+        """`size` bytes came in; True if that moved the deadline later (a request's headers
+        began on an idle connection, or a body is moving)."""
+        if self.phase == "body" and size:
+            self.body_bytes += size
+            self.deadline = self.body_started + self.body_s + self.body_bytes / self.min_body_rate
+            return True
         if self.phase != "idle":
             return False
         self.opened(now)
@@ -144,6 +157,7 @@ class Phases:
             self.phase, self.deadline = "answering", None
         else:
             self.phase, self.deadline = "body", now + self.body_s
+            self.body_started, self.body_bytes = now, 0
 
     def answered(self, now: float) -> None:
         self.phase, self.deadline = "idle", now + self.idle_s

@@ -102,7 +102,12 @@ class Connection(asyncio.Protocol):
         self._guard = guard
         self._loop = asyncio.get_running_loop()
         limits = guard.limits
-        self.phases = Phases(limits.header_timeout_s, limits.body_timeout_s, limits.idle_timeout_s)
+        self.phases = Phases(
+            limits.header_timeout_s,
+            limits.body_timeout_s,
+            limits.idle_timeout_s,
+            limits.min_body_rate,
+        )
         self.phases.opened(self._loop.time())
         self.transport: asyncio.Transport | None = None
         self.opening: asyncio.Task[None] | None = None
@@ -124,7 +129,7 @@ class Connection(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if self.phases.received(self._loop.time()):
+        if self.phases.received(self._loop.time(), len(data)):
             self._arm()
         self.inner.data_received(data)
 

@@ -167,6 +167,7 @@ class Node:
             window_ms=config.timing.max_clock_skew_ms,
             tls=config.tls is not None,
             body_timeout_s=config.limits.body_timeout_s,
+            min_body_rate=config.limits.min_body_rate,
         )
 
     def _read_access(self) -> Access | None:
