@@ -1,0 +1,194 @@
+"""Bacalhau's own example job specs (fixtures/bacalhau/examples, verbatim from its repository
+and docs) run against a real 3-node edgebac network (issue 15): each supported one through
+`edgebac job run FILE` and through `PUT /api/v1/orchestrator/jobs`, with real Docker, the real
+S3 server and a loopback HTTP server; each one using what edgebac refuses gets a 400 naming the
+field, and nothing is stored.
+
+Offline, only values change, never a spec's shape: the public images it names are the busybox
+test image tagged so (with /bin/bash linked to busybox's sh, as the examples call bash), its
+buckets are buckets of the loopback S3 server, its URL and CID are a loopback server's and an
+upload's."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edgebac.cli.content import CAR, UPLOAD_PATH, pack_car
+from tests.httpfix import file_server
+from tests.netfix import info, network_key, start_network, wait_converged
+from tests.procs import NodeProcess, Nodes, run_edgebac, wait_for
+from tests.test_bacalhau_api_net import ORC, call
+from tests.test_uploads_net import signed, upload
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "bacalhau" / "examples"
+# The public images the examples name, all the offline busybox image with a bash link.
+IMAGES = ("ubuntu:latest", "ubuntu", "busybox:1.37.0")
+SET1 = {"integration-tests-do-not-delete/set1/a.txt": b"a\n"}
+SET1["integration-tests-do-not-delete/set1/b.txt"] = b"b\n"
+CSV = b"id,name\n1,one\n2,two\n"
+IPFS_FILE = b"from the content store\n"
+DOCS_CID = "QmZ4tDuvesekSs4qM5ZBKpXiZGun7S2CYtEZRB3DYXkjGx"
+DOCS_URL = "https://example.com/data.csv"
+
+
+@dataclass
+class Net:
+    nodes: list[NodeProcess]
+    site: str  # the loopback HTTP server's base URL
+    cid: str  # a folder holding file.txt, uploaded to the first node's store
+    s3: Any  # boto3 client of the S3 server
+
+    @property
+    def by_id(self) -> dict[str, NodeProcess]:
+        return {info(n)["id"]: n for n in self.nodes}
+
+
+def tag_offline_images(base: str, tmp: Path) -> None:
+    """`docker build` from the local busybox image only (no registry): bash is its sh (a
+    script, since busybox has no `bash` applet)."""
+    bash = "printf '#!/bin/sh\\nexec /bin/sh \"$@\"\\n' > /bin/bash && chmod +x /bin/bash"
+    (tmp / "Dockerfile").write_text(f"FROM {base}\nRUN {bash}\n")
+    tags = [arg for image in IMAGES for arg in ("-t", image)]
+    subprocess.run(
+        ["docker", "build", "-q", "--pull=false", *tags, str(tmp)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory, s3_server, busybox_image):
+    tmp = tmp_path_factory.mktemp("bacalhau-examples")
+    tag_offline_images(busybox_image, tmp)
+    s3 = s3_server.client()
+    for bucket in ("bacalhau-test-datasets", "my-bucket"):
+        s3.create_bucket(Bucket=bucket)
+    for key, body in SET1.items():
+        s3.put_object(Bucket="bacalhau-test-datasets", Key=key, Body=body)
+    s3.put_object(Bucket="my-bucket", Key="datasets/sample.csv", Body=CSV)
+    site = tmp / "site"
+    site.mkdir()
+    (site / "data.csv").write_bytes(CSV)
+    policy = tmp / "policy.yaml"
+    policy.write_text("engines: [docker, wasm, noop]\nurls: [127.0.0.1]\n")
+    nodes = Nodes()
+    try:
+        with file_server(site) as site_url, pytest.MonkeyPatch.context() as env:
+            for name, value in s3_server.env.items():  # the nodes' S3 is the loopback server
+                env.setenv(name, value)
+            extra = ("--network-key", str(network_key(tmp)), "--policy", str(policy))
+            started = start_network(nodes, tmp, 3, *extra)
+            wait_converged(started, {info(n)["id"]: 1 for n in started})
+            yield Net(started, site_url, upload_folder(started[0], tmp), s3)
+    finally:
+        nodes.kill_all()
+
+
+def upload_folder(node: NodeProcess, tmp: Path) -> str:
+    """The CID of a folder holding file.txt, as the IPFS example's CID holds it."""
+    folder = tmp / "ipfs"
+    folder.mkdir()
+    (folder / "file.txt").write_bytes(IPFS_FILE)
+    car = io.BytesIO()
+    pack_car(folder, car)
+    body = car.getvalue()
+    status, answer = upload(node, body, signed(UPLOAD_PATH, body) | {"Content-Type": CAR})
+    assert status == 201, answer
+    return answer["cid"]
+
+
+def offline(net: Net, name: str, tmp: Path) -> Path:
+    """The example with its internet values (URL, CID) pointed at loopback; shape untouched."""
+    text = (EXAMPLES / name).read_text()
+    for theirs, ours in ((DOCS_URL, f"{net.site}/data.csv"), (DOCS_CID, net.cid)):
+        text = text.replace(theirs, ours)
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+def view(node: NodeProcess, job_id: str) -> dict[str, Any]:
+    status, body = node.get_json(f"/api/v1/jobs/{job_id}?events=0")
+    assert status == 200, body
+    return body
+
+
+def ended(node: NodeProcess, job_id: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        got = view(node, job_id)
+        return got if got["status"] in ("completed", "failed", "canceled") else None
+
+    return wait_for(done, 60, f"job {job_id} to end")
+
+
+def run_cli(net: Net, path: Path) -> str:
+    """`edgebac job run FILE` as a Bacalhau user types it; the job's id."""
+    ran = run_edgebac("job", "run", path, "--api", net.nodes[0].url, "--output", "json")
+    assert ran.returncode == 0, ran.stderr
+    return json.loads(ran.stdout)["job_id"]
+
+
+def run_put(net: Net, path: Path) -> str:
+    """The file as Bacalhau's clients PUT it: `{"Job": <the file's job>}`."""
+    job = yaml.safe_load(path.read_text())
+    status, answer = call(net.nodes[1], "PUT", f"{ORC}/jobs", {"Job": job})
+    assert status == 200, answer
+    return answer["JobID"]
+
+
+def both(net: Net, path: Path) -> list[tuple[dict[str, Any], list[Path]]]:
+    """Run the example both ways at once; each ended job's view and its results folders."""
+    with ThreadPoolExecutor(2) as pool:
+        ids = list(pool.map(lambda run: run(net, path), (run_cli, run_put)))
+    by_id, out = net.by_id, []
+    for job_id in ids:
+        job = ended(net.nodes[0], job_id)
+        folders = [
+            by_id[e["node"]].data_dir / "work" / "results" / e["id"]
+            for e in job["executions"].values()
+            if e.get("status") == "completed"
+        ]
+        out.append((job, folders))
+    return out
+
+
+def stdout_of(folder: Path) -> str:
+    return (folder / "stdout").read_text()
+
+
+def results(folder: Path, path: str) -> str:
+    return (folder / path).read_text()
+
+
+# (example, what each execution's stdout is, {file in its results folder: content})
+RUNS = [
+    ("docker.yaml", "15\n", {}),
+    ("docker-hello.yaml", "Hello Bacalhau!\n", {}),  # lower-case keys
+    ("docker-output.yaml", "", {"output_custom/output.txt": "15\n"}),
+    ("docker-output.json", "", {"output_custom/output.txt": "15\n"}),
+    ("docker-s3.yaml", "a.txt\nb.txt\n", {}),  # an S3 prefix, its Region a warning
+    ("docs-input-ipfs.yaml", IPFS_FILE.decode(), {}),
+    ("docs-publish-local.yaml", "", {"outputs/results.txt": "results\n"}),
+    ("docs-publish-ipfs.yaml", "", {"outputs/results.txt": "results\n"}),
+    ("noop.yaml", "", {}),
+]
+
+
+@pytest.mark.parametrize(("example", "stdout", "files"), RUNS, ids=[r[0] for r in RUNS])
+def test_an_example_runs_through_job_run_and_the_api(net, tmp_path, example, stdout, files):
+    for job, folders in both(net, offline(net, example, tmp_path)):
+        assert job["status"] == "completed", (job["reason"], job["executions"])
+        (folder,) = folders
+        assert stdout_of(folder) == stdout
+        for name, content in files.items():
+            assert results(folder, name) == content
