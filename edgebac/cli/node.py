@@ -34,6 +34,7 @@ from edgebac.cli.options import api_option, data_dir_option, option, output_opti
 @option("--tls", default=None, help="self-signed: TLS for the client API with a made certificate.")
 @option("--tls-cert", type=click.Path(path_type=Path), default=None, help="TLS certificate (PEM).")
 @option("--tls-key", type=click.Path(path_type=Path), default=None, help="TLS private key (PEM).")
+@option("--retain", default=None, help="Drop results and content older than this (30m, 7d).")
 def node(ctx: click.Context, **flags: Any) -> None:
     """Run a node until SIGINT or SIGTERM (or: edgebac node list)."""
     if ctx.invoked_subcommand is not None:
@@ -41,6 +42,27 @@ def node(ctx: click.Context, **flags: Any) -> None:
     from edgebac import node as node_entry
 
     node_entry.run(node_entry.from_flags(**flags))  # it names the flag at fault
+
+
+@node.command("gc")
+@data_dir_option
+@option("--retain", required=True, help="Keep results and content younger than this (1h, 7d).")
+@option("--dry-run", is_flag=True, default=False, help="Say what would go; remove nothing.")
+@output_option
+def node_gc(data_dir: Path, retain: str, dry_run: bool, output: str) -> None:
+    """Remove a stopped node's results folders and content older than --retain (what a node
+    started with --retain does as it runs); --dry-run shows what would go."""
+    from edgebac import node as node_entry
+
+    done = node_entry.gc(data_dir, retain, dry_run)
+    if output == "json":
+        click.echo(json.dumps(done))
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {done['results_folders']} results folders, {done['dags']} content DAGs and "
+        f"{done['blocks']} blocks ({done['bytes']:,} bytes)"
+    )
 
 
 @node.command("list")

@@ -7,11 +7,12 @@ line imports: it stays light (nothing here loads aiohttp or an engine SDK until 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from edgebac.node.config import NodeConfig, from_flags, parse_host_port, parse_preset
 from edgebac.node.datadir import LOG_FILE
 
-__all__ = ["NodeConfig", "from_flags", "log_path", "parse_host_port", "parse_preset", "run"]
+__all__ = ["NodeConfig", "from_flags", "gc", "log_path", "parse_host_port", "parse_preset", "run"]
 
 
 def run(config: NodeConfig) -> None:
@@ -43,6 +44,14 @@ def _quiet_closed_streams() -> None:
                 pass
             finally:
                 os.close(devnull)
+
+
+def gc(data_dir: Path, retain: str, dry_run: bool) -> dict[str, Any]:
+    """Sweep a stopped node's results and content older than `retain` (see node/retain.py)."""
+    from edgebac.node.config import parse_duration
+    from edgebac.node.retain import collect_offline
+
+    return collect_offline(data_dir.expanduser(), parse_duration(retain), dry_run)
 
 
 def log_path(data_dir: Path) -> Path:

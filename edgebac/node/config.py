@@ -111,6 +111,7 @@ class NodeConfig:
     api_listen: HostPort | None = None  # the client API on its own address (else on listen)
     tls: TlsConfig | None = None
     limits: ConnectionLimits = ConnectionLimits()
+    retain_s: float | None = None  # results and content older than this go (None: kept)
 
     @property
     def api_address(self) -> HostPort:
@@ -187,6 +188,7 @@ def from_flags(
     tls: str | None = None,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
+    retain: str | None = None,
 ) -> NodeConfig:
     """The node's configuration from the `edgebac node` flags as typed; errors name the flag."""
     if network_key is not None and not network_key.is_file():
@@ -211,10 +213,23 @@ def from_flags(
         if api_listen
         else None,
         tls=parse_tls(tls, tls_cert, tls_key),
+        retain_s=parse_duration(retain) if retain else None,
         limits=limits_for_tests(os.environ),
     )
     _check_protected(config)
     return config
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, flag: str = "--retain") -> float:
+    """`90s`, `30m`, `1h`, `7d` -> seconds."""
+    match = _DURATION.match(text)
+    if match is None or float(match[1]) <= 0:
+        raise ConfigError(f"{flag}: {text!r} is not a duration like 30m, 1h or 7d")
+    return float(match[1]) * _SECONDS[match[2]]
 
 
 def parse_tls(mode: str | None, cert: Path | None, key: Path | None) -> TlsConfig | None:

@@ -35,6 +35,7 @@ from edgebac.node.listener import (
     watch_requests,
 )
 from edgebac.node.policy import Policy, load_policy, narrowed
+from edgebac.node.retain import Retainer
 from edgebac.node.runner import JobRunner
 from edgebac.node.tls import ServerTls, client_lines, node_tls
 from edgebac.runtime.engines import close_executors, offered_executors
@@ -93,6 +94,7 @@ class Node:
         self.tls: ServerTls | None = None
         self._announced = asyncio.Event()
         self.ready = False  # folded its log and scheduling: see /readyz
+        self.retainer: Retainer | None = None
 
     async def start(self) -> None:
         """Start, or fail leaving the data dir as it was (no key, log or lock of a failed try)."""
@@ -124,6 +126,7 @@ class Node:
             self._announced.set()
             await self.runner.start()
             self.ready = True
+            self._start_retention()
         except BaseException:
             await self.stop(discard_new=True)
             raise
@@ -156,6 +159,16 @@ class Node:
             local_host=_source_host(config.listen.host),
             max_skew_ms=config.timing.max_clock_skew_ms,
         )
+
+    def _start_retention(self) -> None:
+        if self.config.retain_s is None:
+            return
+        assert self.data_dir is not None
+        results = self.data_dir.path / "work" / "results"
+        self.retainer = Retainer(
+            self.config.retain_s, self.runner.refresh, self.content.store, results, _warn
+        )
+        self.retainer.start()
 
     def _make_guard(self) -> Guard:
         config = self.config
@@ -305,6 +318,7 @@ class Node:
             "gossip": self.gossip.stats(),
             "unreachable": self.gossip.unreachable(),
             "tls": {"fingerprint": self.tls.fingerprint} if self.tls else None,
+            "retention": self.retainer.describe() if self.retainer else None,
             "evidence": {
                 author.hex(): dict(sorted(reasons.items()))
                 for author, reasons in sorted(self.runner.refresh().evidence().items())
@@ -340,6 +354,8 @@ class Node:
     async def stop(self, discard_new: bool = False) -> None:
         """Stop serving, finish every queued append, close the log, release the data dir
         (removing what this node created in it, with `discard_new`: a start that failed)."""
+        if self.retainer is not None:
+            await self.retainer.stop()
         if getattr(self, "runner", None) is not None:
             await self.runner.stop()
         await close_executors(self._engines)

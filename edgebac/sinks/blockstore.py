@@ -13,6 +13,7 @@ Methods block on disk I/O: call them from a thread (`asyncio.to_thread`) in asyn
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -82,6 +83,8 @@ class BlockStore:
             cid.verify(data)
         path = self._path(cid)
         if path.exists():
+            with contextlib.suppress(OSError):  # a block used again is young again: a
+                os.utime(path)  # retention sweep never takes one a new DAG is being built of
             return False
         shard = path.parent.name
         if shard not in self._shards:

@@ -1,0 +1,238 @@
+"""Retention (`--retain DURATION`): results and content go once nobody needs them any more.
+
+What is kept is decided from the log alone (`keep_roots`, pure): the results of executions
+that ended within the retention, the content of the inputs and modules of jobs that have not
+ended, and what clients pinned (`POST /api/v1/content`). Everything else may go:
+
+- results folders in `work/results/` of executions that ended before the horizon (their
+  content, if published here, is in the store until it goes in turn);
+- content DAGs no kept root names: their `complete` markers first (so the store never claims
+  to hold a DAG it is deleting), then every block outside the kept DAGs that is older than the
+  horizon itself (a block being written or fetched right now is new, so never swept).
+
+Crash-safe by order: a sweep cut short has removed only what nothing needed. The log itself is
+not pruned here (see the README's plan for a signed horizon).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgebac.sinks.blockstore import BlockStore
+from edgebac.sinks.cid import CID
+from edgebac.sinks.errors import BadCid, BadContent, ContentNotFound, CorruptBlock
+from edgebac.sinks.exporter import dag_members
+
+MAX_DAG_BLOCKS = 10_000_000  # a kept DAG larger than this is kept whole, unindexed
+
+
+def _cid(text: str | None) -> CID | None:
+    if not text:
+        return None
+    try:
+        return CID.parse(text.removeprefix("ipfs://").strip("/"))
+    except (BadCid, ValueError):
+        return None  # an S3 prefix, a URL: not this store's
+
+
+def keep_roots(state: Any, horizon_ms: int) -> set[CID]:
+    """The DAGs the log says someone may still want: recent results, and the content inputs
+    and modules of jobs not ended. Pure: from the projection and the horizon only."""
+    keep: set[CID] = set()
+    for execution in state.executions.values():
+        ended = execution.ended_hlc.ms if execution.ended_hlc is not None else None
+        if ended is None or ended >= horizon_ms:
+            keep |= {c for c in (_cid(execution.reference), _cid(execution.digest)) if c}
+    for job in state.jobs.values():
+        if job.terminal or job.spec is None:
+            continue
+        sources = [i.source.url for i in job.spec.inputs]
+        module = getattr(job.spec.engine, "module", None)
+        if module is not None:
+            sources.append(module.url)
+        keep |= {c for c in map(_cid, (s for s in sources if s.startswith("ipfs://"))) if c}
+    return keep
+
+
+def ended_at(state: Any) -> dict[str, int | None]:
+    """When each execution the log knows ended (ms; None: not yet)."""
+    return {
+        eid: e.ended_hlc.ms if e.ended_hlc is not None else None
+        for eid, e in state.executions.items()
+    }
+
+
+def old_results(ended: dict[str, int | None], names: Iterable[str], horizon_ms: int) -> list[str]:
+    """Which results folders (named by execution id) may go: their execution ended before the
+    horizon. A folder of an execution the log does not know is left to `plan`'s age check."""
+    return sorted(name for name in names if (ms := ended.get(name)) is not None and ms < horizon_ms)
+
+
+@dataclass
+class Sweep:
+    """What a sweep removes (or, dry, would)."""
+
+    folders: list[Path] = field(default_factory=list)
+    markers: list[Path] = field(default_factory=list)
+    blocks: list[Path] = field(default_factory=list)
+    bytes: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "results_folders": len(self.folders),
+            "dags": len(self.markers),
+            "blocks": len(self.blocks),
+            "bytes": self.bytes,
+        }
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What the log says, taken on the event loop so the disk work can run in a thread."""
+
+    horizon_ms: int
+    roots: frozenset[CID]
+    ended: dict[str, int | None]
+
+    @classmethod
+    def of(cls, state: Any, now_s: float, retain_s: float) -> Decided:
+        horizon_ms = int((now_s - retain_s) * 1000)
+        return cls(horizon_ms, frozenset(keep_roots(state, horizon_ms)), ended_at(state))
+
+
+def plan(decided: Decided, store: BlockStore, results: Path) -> Sweep:
+    """What may go now (reads the disk; changes nothing)."""
+    sweep = Sweep()
+    _plan_folders(decided, results, sweep)
+    roots = set(decided.roots) | set(store.pinned())
+    kept: set[CID] = set()
+    for root in roots:
+        try:
+            kept |= dag_members(store.get_block, root, MAX_DAG_BLOCKS)
+        except (ContentNotFound, CorruptBlock, BadContent):
+            kept.add(root)  # not (all) here, or too large to index: keep what there is
+    complete = store.root / "complete"
+    for marker in sorted(complete.iterdir()) if complete.is_dir() else []:
+        if _cid(marker.name) not in roots:
+            sweep.markers.append(marker)
+    horizon_s = decided.horizon_ms / 1000
+    for block in sorted((store.root / "blocks").rglob("*")):
+        if block.is_file() and _cid(block.name) not in kept and _mtime(block) < horizon_s:
+            sweep.blocks.append(block)
+            sweep.bytes += block.stat().st_size
+    return sweep
+
+
+def _plan_folders(decided: Decided, results: Path, sweep: Sweep) -> None:
+    if not results.is_dir():
+        return
+    paths = list(results.iterdir())
+    old = set(old_results(decided.ended, [p.name for p in paths], decided.horizon_ms))
+    for path in paths:
+        unknown = path.name not in decided.ended  # not in the log: by its age alone
+        if path.name in old or (unknown and _mtime(path) < decided.horizon_ms / 1000):
+            sweep.folders.append(path)
+            sweep.bytes += _tree_size(path)
+
+
+def apply(sweep: Sweep) -> None:
+    """Remove in the crash-safe order: folders, then markers, then blocks."""
+    for folder in sweep.folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    for path in [*sweep.markers, *sweep.blocks]:
+        path.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return time.time()
+
+
+def _tree_size(path: Path) -> int:
+    if path.is_file() or path.is_symlink():
+        return path.lstat().st_size
+    total = 0
+    for folder, _, files in os.walk(path):
+        total += sum(Path(folder, f).lstat().st_size for f in files)
+    return total
+
+
+class Retainer:
+    """Sweeps a running node's results and store every so often (a thread does the disk)."""
+
+    def __init__(
+        self,
+        retain_s: float,
+        state: Callable[[], Any],
+        store: BlockStore,
+        results: Path,
+        say: Callable[[str], None],
+    ) -> None:
+        self.retain_s = retain_s
+        self.interval_s = min(max(retain_s / 4, 1.0), 600.0)
+        self._state, self._store, self._results = state, store, results
+        self._say = say
+        self._task: asyncio.Task[None] | None = None
+        self.last: dict[str, Any] = {}
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="retention")
+
+    def describe(self) -> dict[str, Any]:
+        return {"retain_s": self.retain_s, "every_s": self.interval_s, "last_sweep": self.last}
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.sweep_once()
+            except OSError as exc:  # a disk error: said, and tried again next time
+                self._say(f"retention sweep failed: {exc}")
+
+    async def sweep_once(self) -> dict[str, Any]:
+        decided = Decided.of(self._state(), time.time(), self.retain_s)
+        sweep = await asyncio.to_thread(plan, decided, self._store, self._results)
+        await asyncio.to_thread(apply, sweep)
+        self.last = {**sweep.summary(), "at_ms": int(time.time() * 1000)}
+        return self.last
+
+
+def collect_offline(data_dir: Path, retain_s: float, dry_run: bool) -> dict[str, Any]:
+    """`edgebac node gc`: the same sweep on a stopped node's data dir (its lock held), from a
+    fold of its whole log. What went (or, dry, would go)."""
+    from edgebac.eventlog import offline
+    from edgebac.eventlog.encoding import decode
+    from edgebac.node.datadir import LOG_FILE, open_data_dir
+    from edgebac.scheduler.projection import Projection
+
+    folder = open_data_dir(data_dir)  # refuses a data dir a running node holds
+    try:
+        conn = offline.open_readonly(folder.path / LOG_FILE)
+        try:
+            rows = offline.stored_by_pos(conn)
+            state = Projection.from_events(decode(raw) for _, raw in rows)
+        finally:
+            conn.close()
+        store = BlockStore(folder.path / "content")
+        decided = Decided.of(state, time.time(), retain_s)
+        sweep = plan(decided, store, folder.path / "work" / "results")
+        if not dry_run:
+            apply(sweep)
+    finally:
+        folder.release(False)
+    return {**sweep.summary(), "dry_run": dry_run}
