@@ -181,6 +181,7 @@ RUNS = [
     ("docs-publish-local.yaml", "", {"outputs/results.txt": "results\n"}),
     ("docs-publish-ipfs.yaml", "", {"outputs/results.txt": "results\n"}),
     ("noop.yaml", "", {}),
+    ("wasm.yaml", "Hello, world!\n", {}),  # its inline module, mounted at EntryModule
 ]
 
 
@@ -192,3 +193,87 @@ def test_an_example_runs_through_job_run_and_the_api(net, tmp_path, example, std
         assert stdout_of(folder) == stdout
         for name, content in files.items():
             assert results(folder, name) == content
+
+
+@pytest.mark.parametrize(
+    ("example", "count", "stdouts"),
+    [
+        ("19-basic-hello-world-v1.yml", 2, ["hello bacalhau world1\n"] * 2),
+        ("docs-partitioning.yaml", 3, [f"Partition={i}\n" for i in range(3)]),
+    ],
+)
+def test_a_counted_example_runs_one_partition_per_node(net, tmp_path, example, count, stdouts):
+    for job, folders in both(net, offline(net, example, tmp_path)):
+        assert job["status"] == "completed", (job["reason"], job["executions"])
+        nodes = {e["node"] for e in job["executions"].values() if e["status"] == "completed"}
+        assert len(folders) == len(nodes) == count
+        assert sorted(stdout_of(f) for f in folders) == stdouts
+
+
+def test_the_s3_publisher_example_uploads_its_result_path(net, tmp_path):
+    """docs' Publisher s3 {Bucket: my-bucket, Key: bacalhau-outputs}: each execution's results
+    under the key, then JOB/EXECUTION/ (the warning the submission gives says so)."""
+    for job, _ in both(net, offline(net, "docs-publish-s3.yaml", tmp_path)):
+        assert job["status"] == "completed", (job["reason"], job["executions"])
+        (execution,) = job["executions"].values()
+        prefix = f"bacalhau-outputs/{job['id']}/{execution['id']}/"
+        listed = net.s3.list_objects_v2(Bucket="my-bucket", Prefix=prefix)
+        keys = sorted(o["Key"].removeprefix(prefix) for o in listed.get("Contents", []))
+        assert "outputs/results.txt" in keys, keys
+        got = net.s3.get_object(Bucket="my-bucket", Key=prefix + "outputs/results.txt")
+        assert got["Body"].read() == b"results\n"
+
+
+@pytest.mark.parametrize(
+    ("example", "error"),
+    [("docs-input-url.yaml", "head: /data/data.csv: "), ("docs-input-s3.yaml", "Is a directory")],
+)
+def test_a_file_target_example_fails_as_on_bacalhau(net, tmp_path, example, error):
+    """The docs mount a URL or an S3 object at a file's path (`Target: /data/data.csv`) and
+    read that path; Bacalhau v1.9.3's code mounts a folder there (urlDownload: the file at
+    Target/<name>; s3: the objects in a folder bound at Target), and so does edgebac: the
+    command reads a folder and fails, here as there."""
+    for job, _ in both(net, offline(net, example, tmp_path)):
+        assert job["status"] == "failed"
+        for execution in job["executions"].values():
+            assert execution["exit_code"] == 1
+            assert error in execution["stderr_head"]
+
+
+def job_count(net: Net) -> list[int]:
+    counts = []
+    for node in net.nodes:
+        status, listed = call(node, "GET", f"{ORC}/jobs?limit=1000")
+        assert status == 200, listed
+        counts.append(len(listed["Items"]))
+    return counts
+
+
+REFUSED = [
+    ("19-basic-daemon-job-v1.yml", "Type", "daemon jobs (long-running) are not supported"),
+    ("20-s3managed-publisher.yml", "Tasks[0].Publisher.Type", "s3managed publishing is not"),
+    ("custom-task-type.yaml", "Tasks[0].Engine.Type", "'flibble' is not an engine"),
+    ("docs-input-local.yaml", "Tasks[0].InputSources[0].Source.Params.Path", "unknown field"),
+    (
+        "docs-s3-partitioning.yaml",
+        "Tasks[0].InputSources[0].Source.Params.Partition",
+        "S3 partitioning is not supported",
+    ),
+]
+
+
+@pytest.mark.parametrize(("example", "field", "why"), REFUSED, ids=[r[0] for r in REFUSED])
+def test_a_refused_example_names_its_field_both_ways_and_stores_nothing(
+    net, tmp_path, example, field, why
+):
+    before = job_count(net)
+    path = offline(net, example, tmp_path)
+    ran = run_edgebac("job", "run", path, "--api", net.nodes[0].url)
+    assert ran.returncode != 0
+    assert f"{field}: {why}" in ran.stderr
+    job = yaml.safe_load(path.read_text())
+    status, error = call(net.nodes[1], "PUT", f"{ORC}/jobs", {"Job": job})
+    assert status == 400, error
+    assert error["Code"] == "ValidationError"
+    assert f"Job.{field}: {why}" in error["Message"]
+    assert job_count(net) == before
