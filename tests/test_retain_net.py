@@ -8,26 +8,19 @@ import json
 import time
 import urllib.request
 
-from tests.netfix import post_json
 from tests.procs import nodes_fixture, run_edgebac, wait_for
+from tests.test_executors_net import JobClient
 
 nodes = nodes_fixture()
-WITH_FOLDER = {"outputs": [{"name": "out", "path": "/outputs"}], "retries": 0}
+WITH_FOLDER = {"outputs": [{"name": "out", "path": "/outputs"}]}
 
 
 def run(node, text: str) -> dict:
-    spec = {"engine": {"type": "noop", "stdout": text}, **WITH_FOLDER}
-    status, body = post_json(node.url + "/api/v1/jobs", spec)
-    assert status == 201, body
-    job_id = body["job_id"]
-    view = wait_for(
-        lambda: (
-            (v := node.get_json(f"/api/v1/jobs/{job_id}?events=0")[1])["status"] == "completed"
-            and v
-        ),
-        30,
-        "the job",
-    )
+    """A noop job with an output volume (so a results folder), run to completion: its
+    execution."""
+    jobs = JobClient(node)
+    view = jobs.wait(jobs.submit({"engine": {"type": "noop", "stdout": text}, **WITH_FOLDER}))
+    assert view["status"] == "completed", view
     return next(iter(view["executions"].values()))
 
 
