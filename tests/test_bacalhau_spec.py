@@ -637,8 +637,21 @@ def test_every_problem_reported_at_once():
 def test_api_bodies_may_carry_server_fields_which_are_ignored_with_a_warning():
     data = job(ID="", State={"StateType": "Undefined"}, Version=3, CreateTime=0)
     translation = translate(data, from_api=True)
-    assert translation.warnings == ("job Version is ignored when submitting a job",)
+    assert translation.warnings == ("job version is ignored when submitting a job",)
     assert {p for p, _ in problems(data)} == {"ID", "State", "Version", "CreateTime"}
+
+
+def test_server_field_warnings_are_bacalhaus_words():
+    """As models.Job.SanitizeSubmission says them (Bacalhau's API docs quote `create time`)."""
+    data = job(ID="j-1", State={"StateType": "Running"}, Revision=2, CreateTime=1234)
+    translation = translate(data | {"ModifyTime": 5}, from_api=True)
+    assert translation.warnings == (
+        "job ID is ignored when submitting a batch job",
+        "job state is ignored when submitting a job",
+        "job revision is ignored when submitting a job",
+        "job create time is ignored when submitting a job",
+        "job modify time is ignored when submitting a job",
+    )
 
 
 def test_warnings_for_what_runs_differently():

@@ -31,6 +31,10 @@ JOB_FIELDS += ("Labels", "Tasks", "State", "Version", "Revision", "CreateTime", 
 # Set by the server: refused in a spec file (as `bacalhau job run` does), ignored with a
 # warning in an API body (the Go CLI sends `"ID": ""`, `"State": {...}` with every job).
 SERVER_FIELDS = ("ID", "State", "Version", "Revision", "CreateTime", "ModifyTime")
+# Their warnings in Bacalhau's words (models.Job.SanitizeSubmission), which its docs quote.
+SERVER_FIELD_WORDS = {"ID": "ID", "State": "state", "Version": "version"}
+SERVER_FIELD_WORDS |= {"Revision": "revision", "CreateTime": "create time"}
+SERVER_FIELD_WORDS |= {"ModifyTime": "modify time"}
 CONSTRAINT_FIELDS = ("Key", "Operator", "Values")
 # A PUT /api/v1/orchestrator/jobs body: the Job, and what both clients send beside it.
 REQUEST_FIELDS = ("Job", "Namespace", "Credential", "IdempotencyToken", "Force")
@@ -64,7 +68,8 @@ def translate(data: Any, from_api: bool = False) -> Translation:
         if name in d and not from_api:
             c.add(name, "is set by the server, not in a job spec: remove it")
         elif name in d and d[name] not in ("", 0, {}, {"StateType": "Undefined"}):
-            warnings.append(f"job {name} is ignored when submitting a job")
+            kind = "a batch job" if name == "ID" else "a job"  # batch or ops, as Bacalhau says
+            warnings.append(f"job {SERVER_FIELD_WORDS[name]} is ignored when submitting {kind}")
     job_type = _job_type(c, d)
     spec: dict[str, Any] = {"type": job_type, "count": _count(c, d, job_type)}
     spec["name"] = c.text(d, "Name", "", "")
