@@ -194,6 +194,17 @@ def test_an_example_runs_through_job_run_and_the_api(net, tmp_path, example, std
             assert results(folder, name) == content
 
 
+def test_the_log_emitter_example_writes_odd_lines_to_stdout_and_even_ones_to_stderr(net, tmp_path):
+    for job, folders in both(net, offline(net, "log_emitter.yml", tmp_path)):
+        assert job["status"] == "completed", (job["reason"], job["executions"])
+        (folder,) = folders
+        for name, parity in (("stdout", 1), ("stderr", 0)):
+            lines = results(folder, name).splitlines()
+            numbers = [n for n in range(1, 11) if n % 2 == parity]
+            assert [line.split()[:2] for line in lines] == [[name.upper(), str(n)] for n in numbers]
+            assert all(line.endswith(" UTC " + line.split()[-1]) for line in lines)  # $(date)
+
+
 @pytest.mark.parametrize(
     ("example", "count", "stdouts"),
     [
@@ -275,6 +286,43 @@ def test_a_refused_example_names_its_field_both_ways_and_stores_nothing(
     assert status == 400, error
     assert error["Code"] == "ValidationError"
     assert f"Job.{field}: {why}" in error["Message"]
+    assert job_count(net) == before
+
+
+def test_the_api_docs_submission_runs_and_warns_as_bacalhau_does(net, tmp_path):
+    """docs/api/jobs.md's PUT body, CreateTime and all: the same Warnings as Bacalhau's."""
+    body = json.loads(offline(net, "docs-api-put-job-createtime.json", tmp_path).read_text())
+    status, answer = call(net.nodes[1], "PUT", f"{ORC}/jobs", body)
+    assert status == 200, answer
+    assert answer["Warnings"] == ["job create time is ignored when submitting a job"]
+    job = ended(net.nodes[0], answer["JobID"])
+    assert job["status"] == "completed", (job["reason"], job["executions"])
+    (execution,) = job["executions"].values()
+    assert execution["stdout_head"] == "hello\n"
+
+
+@pytest.mark.parametrize(
+    ("example", "field", "why"),
+    [
+        ("docs-api-put-job.json", "Job.Tasks[0].ResourcesConfig", "unknown field"),
+        (
+            "wasm_legacy.yaml",
+            "Job.Tasks[0].Engine.Params.EntryModule",
+            "the older form with a Source inside is not accepted",
+        ),
+    ],
+)
+def test_a_refused_api_body_names_its_field(net, tmp_path, example, field, why):
+    """The API docs' first body spells `Resources` as the Go field (`ResourcesConfig`, JSON
+    `Resources`), which Go's decoder drops silently and edgebac refuses; the legacy wasm spec
+    has a Source inside EntryModule, which Bacalhau v1.9 refuses too."""
+    before = job_count(net)
+    body = yaml.safe_load(offline(net, example, tmp_path).read_text())
+    status, error = call(
+        net.nodes[0], "PUT", f"{ORC}/jobs", body if "Job" in body else {"Job": body}
+    )
+    assert status == 400, error
+    assert f"{field}: {why}" in error["Message"]
     assert job_count(net) == before
 
 
