@@ -186,12 +186,20 @@ RUNS = [
 
 @pytest.mark.parametrize(("example", "stdout", "files"), RUNS, ids=[r[0] for r in RUNS])
 def test_an_example_runs_through_job_run_and_the_api(net, tmp_path, example, stdout, files):
-    for job, folders in both(net, offline(net, example, tmp_path)):
+    ran = both(net, offline(net, example, tmp_path))
+    for job, folders in ran:
         assert job["status"] == "completed", (job["reason"], job["executions"])
         (folder,) = folders
         assert stdout_of(folder) == stdout
         for name, content in files.items():
             assert results(folder, name) == content
+    put_id = ran[1][0]["id"]  # and as Bacalhau's clients read it back
+    status, got = call(net.nodes[1], "GET", f"{ORC}/jobs/{put_id}?include=executions")
+    assert status == 200, got
+    assert got["Job"]["State"]["StateType"] == "Completed"
+    (execution,) = got["Executions"]["Items"]
+    assert execution["RunOutput"]["Stdout"] == stdout
+    assert execution["RunOutput"]["ExitCode"] == 0
 
 
 def test_the_log_emitter_example_writes_odd_lines_to_stdout_and_even_ones_to_stderr(net, tmp_path):
