@@ -5,7 +5,7 @@ S3 server and a loopback HTTP server; each one using what edgebac refuses gets a
 field, and nothing is stored.
 
 Offline, only values change, never a spec's shape: the public images it names are the busybox
-test image tagged so (with /bin/bash linked to busybox's sh, as the examples call bash), its
+test image tagged so (with a /bin/bash that runs busybox's sh, as the examples call bash), its
 buckets are buckets of the loopback S3 server, its URL and CID are a loopback server's and an
 upload's."""
 
@@ -30,7 +30,7 @@ from tests.test_bacalhau_api_net import ORC, call
 from tests.test_uploads_net import signed, upload
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "bacalhau" / "examples"
-# The public images the examples name, all the offline busybox image with a bash link.
+# The public images the examples name: all the offline busybox image, plus a /bin/bash.
 IMAGES = ("ubuntu:latest", "ubuntu", "busybox:1.37.0")
 SET1 = {"integration-tests-do-not-delete/set1/a.txt": b"a\n"}
 SET1["integration-tests-do-not-delete/set1/b.txt"] = b"b\n"
@@ -123,9 +123,9 @@ def ended(node: NodeProcess, job_id: str) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         status, got = node.get_json(f"/api/v1/jobs/{job_id}?events=0")
         assert status in (200, 404), got
-        return (
-            got if status == 200 and got["status"] in ("completed", "failed", "canceled") else None
-        )
+        if status == 404 or got["status"] not in ("completed", "failed", "canceled"):
+            return None
+        return got
 
     return wait_for(done, 60, f"job {job_id} to end")
 
@@ -230,7 +230,7 @@ def test_a_counted_example_runs_one_partition_per_node(net, tmp_path, example, c
 
 def test_the_s3_publisher_example_uploads_its_result_path(net, tmp_path):
     """docs' Publisher s3 {Bucket: my-bucket, Key: bacalhau-outputs}: each execution's results
-    under the key, then JOB/EXECUTION/ (the warning the submission gives says so)."""
+    under the key, then JOB/EXECUTION/ (as the submission's warning says)."""
     for job, _ in both(net, offline(net, "docs-publish-s3.yaml", tmp_path)):
         assert job["status"] == "completed", (job["reason"], job["executions"])
         (execution,) = job["executions"].values()
@@ -259,6 +259,8 @@ def test_a_file_target_example_fails_as_on_bacalhau(net, tmp_path, example, erro
 
 
 def job_count(net: Net) -> list[int]:
+    """Jobs each node lists, once gossip has settled (a past test's events may still travel)."""
+    wait_converged(net.nodes)
     counts = []
     for node in net.nodes:
         status, listed = call(node, "GET", f"{ORC}/jobs?limit=1000")
