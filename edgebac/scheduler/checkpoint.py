@@ -27,7 +27,7 @@ import msgpack
 from edgebac.eventlog.clock import Hlc
 from edgebac.eventlog.encoding import Event, decode
 from edgebac.scheduler.authority import Announced
-from edgebac.scheduler.projection import Projection, hash_state, sort_key
+from edgebac.scheduler.projection import HashParts, Projection, hash_state, sort_key
 from edgebac.scheduler.retention import EndedJob, Retention
 from edgebac.scheduler.spec import SpecError, parse_spec
 from edgebac.scheduler.state import Bid, Decline, Execution, Job, NodeInfo
@@ -55,7 +55,7 @@ class Snapshot:
     evidence: dict[str, dict[bytes, tuple[bytes, str]]]  # theirs, at least (a copy too)
     deleted: list[str]
     full: bool  # the rows replace all stored ones (else: they update them)
-    hash_input: dict[str, Any]
+    hash_parts: HashParts
 
 
 @dataclass(slots=True)
@@ -82,7 +82,7 @@ def snapshot(p: Projection, full: bool) -> Snapshot:
         deleted = sorted(job_id for job_id in changed if job_id not in p.evicted)
         executions = {i: p.executions[i] for e in ended for i in e.executions if i in p.executions}
         evidence = {e.id: p._evidence[e.id] for e in ended if e.id in p._evidence}
-    return Snapshot(_core(p), ended, executions, evidence, deleted, full, p.hash_input())
+    return Snapshot(_core(p), ended, executions, evidence, deleted, full, p.hash_parts())
 
 
 def pack(s: Snapshot) -> Packed:
@@ -92,7 +92,7 @@ def pack(s: Snapshot) -> Packed:
         executions = [s.executions[i] for i in summary.executions if i in s.executions]
         row = _ended(summary, executions, s.evidence.get(summary.id, {}))
         rows.append((summary.id, _pack(row)))
-    return Packed(_pack(s.core), rows, s.deleted, s.full, hash_state(s.hash_input))
+    return Packed(_pack(s.core), rows, s.deleted, s.full, hash_state(s.hash_parts))
 
 
 def load(

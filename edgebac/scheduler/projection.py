@@ -159,14 +159,14 @@ class Projection:
     def state_hash(self) -> str:
         """sha256 of the canonical msgpack of every job's digest (held or evicted alike), the
         nodes and their reputations: equal states, equal hashes."""
-        return hash_state(self.hash_input())
+        return hash_state(self.hash_parts())
 
-    def hash_input(self) -> dict[str, Any]:
-        """What `state_hash` hashes, as fresh plain data: `hash_state` may run on another
-        thread while the projection moves on (checkpoints)."""
-        digests = {job_id: ended.digest for job_id, ended in self.evicted.items()}
-        digests.update((job_id, job_digest(job)) for job_id, job in self.jobs.items())
-        return {"jobs": digests, **self._shared()}
+    def hash_parts(self) -> HashParts:
+        """What `state_hash` hashes, cheaply copied: `hash_state` may run on another thread
+        while the projection moves on (checkpoints). Summaries never change once let go of,
+        so a copy of the dict is enough; held jobs are digested here."""
+        held = {job_id: job_digest(job) for job_id, job in self.jobs.items()}
+        return dict(self.evicted), held, self._shared()
 
     def _shared(self) -> dict[str, Any]:
         return {
@@ -391,9 +391,16 @@ class Projection:
 _EMPTY: Mapping[str, Execution] = MappingProxyType({})
 
 
-def hash_state(hash_input: dict[str, Any]) -> str:
-    """The state hash of `Projection.hash_input()`."""
-    packed = msgpack.packb(canonical_body(hash_input), use_bin_type=True)
+# (evicted jobs, held jobs' digests, nodes and reputations): see `Projection.hash_parts`.
+HashParts = tuple[dict[str, EndedJob], dict[str, bytes], dict[str, Any]]
+
+
+def hash_state(parts: HashParts) -> str:
+    """The state hash of `Projection.hash_parts()`."""
+    evicted, held, shared = parts
+    digests = {job_id: ended.digest for job_id, ended in evicted.items()}
+    digests.update(held)
+    packed = msgpack.packb(canonical_body({"jobs": digests, **shared}), use_bin_type=True)
     return hashlib.sha256(packed).hexdigest()
 
 
