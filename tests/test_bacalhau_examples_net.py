@@ -349,7 +349,6 @@ def test_a_templated_example_reaches_the_api_as_written(net, tmp_path):
     assert execution["stdout_head"] == "{{.greeting}} {{.name}}\n"
 
 
-@pytest.mark.xfail(strict=True, reason="edgebac job run has no -V/--template-vars yet (#15)")
 def test_a_templated_example_renders_its_template_vars_in_job_run(net, tmp_path):
     path = offline(net, TEMPLATED, tmp_path)
     ran = run_edgebac(
@@ -359,3 +358,13 @@ def test_a_templated_example_renders_its_template_vars_in_job_run(net, tmp_path)
     assert ran.returncode == 0, ran.stderr
     (execution,) = json.loads(ran.stdout)["executions"].values()
     assert execution["stdout_head"] == "Hello World\n"
+
+
+def test_a_templated_example_without_its_vars_is_refused_naming_the_missing_one(net, tmp_path):
+    """As Bacalhau's CLI (missingkey=error): nothing is sent."""
+    path = offline(net, TEMPLATED, tmp_path)
+    before = job_count(net)
+    ran = run_edgebac("job", "run", path, "-V", "greeting=Hello", "--api", net.nodes[0].url)
+    assert ran.returncode != 0
+    assert "template: no value for {{.name}} (give -V name=VALUE" in ran.stderr
+    assert job_count(net) == before

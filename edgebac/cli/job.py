@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,18 +27,22 @@ def _client(api: str) -> Any:
     return ApiClient(api)
 
 
-def load_spec(path: Path) -> dict[str, Any]:
-    """A spec file as a dict; shape errors are for the requester to name, field by field."""
+def read_spec_text(path: Path) -> str:
     from edgebac.errors import BadRequest
 
     try:
-        text = path.read_text() if str(path) != "-" else sys.stdin.read()
+        return path.read_text() if str(path) != "-" else sys.stdin.read()
     except OSError as exc:
         raise BadRequest(f"{path}: {exc.strerror}") from None
+
+
+def load_spec(path: Path, text: str | None = None) -> dict[str, Any]:
+    """A spec file as a dict; shape errors are for the requester to name, field by field."""
+    from edgebac.errors import BadRequest
     from edgebac.textdata import load_json_or_yaml
 
     try:
-        return load_json_or_yaml(text)
+        return load_json_or_yaml(read_spec_text(path) if text is None else text)
     except ValueError as exc:
         raise BadRequest(f"{path}: {exc}") from None
 
@@ -104,21 +109,37 @@ def submit_and_maybe_wait(api: str, spec: dict[str, Any], wait: bool, output: st
 @click.argument("spec_file", type=click.Path(path_type=Path))
 @option("--concurrency", type=click.IntRange(min=1), default=None, help="Nodes to run it on.")
 @option("--wait/--no-wait", default=False, help="Follow the job until it ends.")
+@click.option(
+    "-V", "--template-vars", multiple=True, metavar="NAME=VALUE", help="Render {{.NAME}}."
+)
+@click.option("-E", "--template-envs", default=None, metavar="REGEX", help="Env vars to render.")
+@click.option("--no-template", is_flag=True, default=False, help="Send {{...}} as written.")
 @api_option
 @output_option
 def job_run(
     spec_file: Path,
     concurrency: int | None,
     wait: bool,
+    template_vars: tuple[str, ...],
+    template_envs: str | None,
+    no_template: bool,
     api: str,
     output: str,
 ) -> None:
     """Submit the job in SPEC_FILE (YAML or JSON; - for stdin), signed with this client's key.
-    A Bacalhau v1 job spec (its Type/Tasks keys, in any case) is translated first."""
-    spec = load_spec(spec_file)
+    A Bacalhau v1 job spec (its Type/Tasks keys, in any case) is translated first, after its
+    template is rendered as Bacalhau's CLI does (-V, -E; any spec with -V or -E)."""
     from edgebac.scheduler.bacalhau import looks_like_bacalhau, translate
 
-    if looks_like_bacalhau(spec):
+    text = read_spec_text(spec_file)
+    spec = load_spec(spec_file, text)
+    bacalhau = looks_like_bacalhau(spec)
+    if not no_template and (bacalhau or template_vars or template_envs):
+        from edgebac.cli.templating import render, template_values
+
+        values = template_values(template_vars, template_envs, os.environ)
+        spec = load_spec(spec_file, render(text, values, str(spec_file)))
+    if bacalhau:
         translated = translate(spec)  # SpecError names each Bacalhau field at fault
         for warning in translated.warnings:
             click.echo(f"warning: {warning}", err=True)
