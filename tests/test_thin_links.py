@@ -94,21 +94,29 @@ def test_a_push_carries_only_what_came_within_the_window_and_our_own():
     ahead = [(author, 0), (me, 20), (other, 0)]
     assert recent.wants(ahead, vv, now_ms=0) == [(me, 20)]
     recent.stored(backlog[95:], now_ms=5000)  # 96..100 came by push just now
-    assert recent.wants(ahead, vv, now_ms=5500) == [(author, 95), (me, 20)]
+    assert recent.wants(ahead, vv, now_ms=5500) == [(me, 20)]  # it lacks 1..95 too: it pulls
+    assert recent.wants([(author, 95)], vv, now_ms=5500) == [(author, 95)]
     assert recent.wants([(author, 98)], vv, now_ms=5500) == [(author, 98)]
-    assert recent.wants(ahead, vv, now_ms=6500) == [(me, 20)]  # the window has passed
+    assert recent.wants([(author, 95)], vv, now_ms=6500) == []  # the window has passed
 
 
 def test_a_bucket_is_pulled_by_one_exchange_at_a_time():
-    leases = Leases()
-    first, taken = leases.take(make_mask([1, 2, 3]))
-    second, also = leases.take(make_mask([2, 3, 4]))
-    assert first == make_mask([1, 2, 3])
-    assert taken == [1, 2, 3]
-    assert second == make_mask([4])
-    assert also == [4]
-    leases.give_back(taken)
-    assert leases.take(make_mask([2]))[1] == [2]
+    leases, first, second = Leases(first_ms=1000, ttl_ms=1000), object(), object()
+    leases.take(first, make_mask([1, 2, 3, 9]), 1, 3, now_ms=0)
+    assert leases.free(make_mask([2, 3, 4, 9]), now_ms=10) == make_mask([4, 9])
+    leases.take(second, make_mask([2, 3, 4]), 0, 255, now_ms=10)  # takes 4 only
+    leases.give_back(first)
+    assert leases.free(make_mask([2, 4]), now_ms=20) == make_mask([2])
+
+
+def test_a_lease_lapses_a_round_after_it_was_taken_unless_a_page_renews_it():
+    leases, stalled, paging = Leases(first_ms=200, ttl_ms=5000), object(), object()
+    leases.take(stalled, make_mask([5]), 5, 5, now_ms=0)
+    leases.take(paging, make_mask([6]), 6, 6, now_ms=0)
+    leases.renew(paging, now_ms=100)  # its first page came
+    assert leases.free(make_mask([5, 6]), now_ms=150) == make_mask([])
+    assert leases.free(make_mask([5, 6]), now_ms=300) == make_mask([5])  # the stalled lapsed
+    assert leases.free(make_mask([6]), now_ms=5200) == make_mask([6])
 
 
 def envelope(max_bytes: int = 4 << 20) -> Envelope:

@@ -146,7 +146,8 @@ class Gossiper(Pulling):
         self._exchanging: set[str] = set()  # peers we are in an exchange with right now
         # What a push may carry: events that came by push within ten rounds, and our own.
         self.recent = Recent(me, 10 * config.pull_interval_s * 1000)
-        self.leases = Leases()  # buckets some exchange is pulling now
+        # Buckets being pulled now: held a round until a page comes, then a request timeout.
+        self.leases = Leases(config.pull_interval_s * 1000, config.request_timeout_s * 1000)
 
     # ----- serving ----------------------------------------------------------------------------
 

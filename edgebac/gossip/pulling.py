@@ -118,22 +118,25 @@ class Pulling:
 
     async def _exchange(self, address: str) -> None:
         """Compare bucket digests, then pull and push each differing range in turn: those
-        ranges no other exchange is pulling now (each bucket is ours until we are past it)."""
+        that no other exchange is pulling right now. Those are leased to this exchange until
+        it ends (a joining node asks all its seeds at once: each range is fetched once), or
+        until it stalls (`thin.Leases`)."""
         self.index.update(self.log.version_vector())
         reply = await self._ask(address, {"t": "sums", "sums": self.index.sums()}, "diff")
-        mask, taken = self.leases.take(check_bytes(reply.get("mask"), MASK_BYTES, "mask"))
+        mask = self.leases.free(check_bytes(reply.get("mask"), MASK_BYTES, "mask"), self.clock_ms())
+        lease = object()
+        self.leases.take(lease, mask, 0, vectors.BUCKETS - 1, self.clock_ms())
         try:
             budget = self.config.max_pages_per_exchange
             lo = vectors.next_start(mask, vectors.ZERO)
             while lo is not None and budget > 0:
-                done, budget = await self._sync_range(address, mask, lo, budget)
+                done, budget = await self._sync_range(address, mask, lo, budget, lease)
                 lo = vectors.next_start(mask, vectors.after(done))
-                self.leases.give_back(b for b in taken if lo is None or b < lo[0])
         finally:
-            self.leases.give_back(taken)
+            self.leases.give_back(lease)
 
     async def _sync_range(
-        self, address: str, mask: bytes, lo: bytes, budget: int
+        self, address: str, mask: bytes, lo: bytes, budget: int, lease: object
     ) -> tuple[bytes, int]:
         """Pull the range starting at `lo` until caught up, then push what the peer lacks in it;
         (the end of the range now in step, the page budget left).
@@ -146,6 +149,24 @@ class Pulling:
         wanted, hi = self.index.entries(mask, lo, vectors.END, MAX_ENTRIES)
         reply = await self._range(address, mask, lo, hi, wanted)
         hi, remote = _cut(reply, lo, hi), dict(check_vv(reply.get("vv")))
+        self.leases.renew(lease, self.clock_ms())
+        hi, budget = await self._page(address, mask, lo, hi, wanted, reply, budget, lease)
+        await self._push_missing(address, remote, mask, lo, hi)
+        return hi, budget
+
+    async def _page(
+        self,
+        address: str,
+        mask: bytes,
+        lo: bytes,
+        hi: bytes,
+        wanted: dict[bytes, int],
+        reply: dict[str, Any],
+        budget: int,
+        lease: object,
+    ) -> tuple[bytes, int]:
+        """Store `reply`'s page and those after it (pipelined); (where the range ends now, the
+        page budget left)."""
         while budget > 0:
             budget -= 1
             raws = check_events(reply.get("events"))
@@ -154,6 +175,7 @@ class Pulling:
                 _advance_raw(wanted, raws)
                 following = asyncio.ensure_future(self._range(address, mask, lo, hi, wanted))
                 following.add_done_callback(_retrieve)
+                self.leases.renew(lease, self.clock_ms())
             try:
                 report = await self.ingest(raws)
             except BaseException:
@@ -161,6 +183,7 @@ class Pulling:
                     following.cancel()
                 raise
             self._count(report)
+            self.leases.renew(lease, self.clock_ms())
             if following is None:
                 break
             if not report.accepted:  # the page was refused: asking on would only repeat it
@@ -168,7 +191,6 @@ class Pulling:
                 break
             reply = await following
             hi = min(hi, _cut(reply, lo, hi))
-        await self._push_missing(address, remote, mask, lo, hi)
         return hi, budget
 
     async def _range(

@@ -5,7 +5,8 @@
   an event at an author's head whose id differs: a fork of the tip, which goes on to the log to
   be recorded as evidence (older forks arrive only by push, and are refused unrecorded here).
 - A push carries only what is new here: events stored within the last `window` (pushed on as
-  they arrived) and our own. A backlog a peer lacks is left for it to pull (`Recent`).
+  they arrived) and our own, and only to a peer that lacks nothing older of their author. A
+  backlog a peer lacks is left for it to pull (`Recent`).
 - A backlog is pulled from one peer at a time per bucket of authors (`Leases`): two exchanges
   at once do not fetch and verify the same ranges.
 - The nodes one push reached split the relaying among them (`my_share`).
@@ -93,32 +94,50 @@ class Recent:
     def wants(
         self, ahead: Sequence[tuple[bytes, int]], vv: Mapping[bytes, int], now_ms: float
     ) -> list[tuple[bytes, int]]:
-        """`ahead` (author, the peer's seq) cut to the events that are new here."""
+        """`ahead` (author, the peer's seq) cut to the events that are new here, of authors
+        the peer is otherwise in step with: one that lacks older events too is catching up,
+        and pulls them all (pushing it the newest as well would only cross its pulls)."""
         out = []
         for author, theirs in ahead:
-            start = max(theirs, self.floor(author, vv.get(author, 0), now_ms))
-            if start < vv.get(author, 0):
-                out.append((author, start))
+            floor = self.floor(author, vv.get(author, 0), now_ms)
+            if floor <= theirs < vv.get(author, 0):
+                out.append((author, theirs))
         return out
 
 
 class Leases:
-    """Buckets being pulled by some exchange right now: another exchange leaves them alone."""
+    """Buckets some exchange is pulling right now: others leave them alone until the lease is
+    given back or lapses. A lease first lasts `first_ms` (a round: an exchange whose first
+    reply was lost must not hold up the others' pulls for a whole request timeout), then
+    `ttl_ms` after each renewal (each page that arrives)."""
 
-    def __init__(self) -> None:
-        self._held: set[int] = set()
+    def __init__(self, first_ms: float, ttl_ms: float) -> None:
+        self.first_ms = first_ms
+        self.ttl_ms = ttl_ms
+        self._held: dict[int, tuple[object, float]] = {}  # bucket -> (holder, lapses at)
 
-    def take(self, mask: bytes) -> tuple[bytes, list[int]]:
-        """(the part of `mask` that is free, now ours; its buckets, to `give_back` later)."""
-        taken = [b for b in range(BUCKETS) if in_mask(mask, b) and b not in self._held]
-        self._held.update(taken)
-        return make_mask(taken), taken
+    def _free(self, bucket: int, now_ms: float) -> bool:
+        lease = self._held.get(bucket)
+        return lease is None or lease[1] <= now_ms
 
-    def give_back(self, buckets: Iterable[int]) -> None:
-        self._held.difference_update(buckets)
+    def free(self, mask: bytes, now_ms: float) -> bytes:
+        """`mask` without the buckets held."""
+        return make_mask([b for b in range(BUCKETS) if in_mask(mask, b) and self._free(b, now_ms)])
 
-    def __contains__(self, bucket: int) -> bool:
-        return bucket in self._held
+    def take(self, holder: object, mask: bytes, first: int, last: int, now_ms: float) -> None:
+        """Hold the free buckets of `mask` from `first` to `last` for `holder`."""
+        for bucket in range(first, last + 1):
+            if in_mask(mask, bucket) and self._free(bucket, now_ms):
+                self._held[bucket] = (holder, now_ms + self.first_ms)
+
+    def renew(self, holder: object, now_ms: float) -> None:
+        for bucket, (owner, _) in self._held.items():
+            if owner is holder:
+                self._held[bucket] = (holder, now_ms + self.ttl_ms)
+
+    def give_back(self, holder: object) -> None:
+        for bucket in [b for b, (owner, _) in self._held.items() if owner is holder]:
+            del self._held[bucket]
 
 
 def my_share(me: bytes, relayers: Sequence[bytes], candidate: bytes, salt: bytes) -> bool:
