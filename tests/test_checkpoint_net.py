@@ -53,9 +53,13 @@ def test_a_restart_starts_from_the_checkpoint_and_a_changed_one_is_refused(nodes
     assert not STARTED.search(said), said
     assert not REFUSED.search(said), said
 
-    _, said = run_once(nodes, data_dir)  # each start re-announces: its free disk moved
+    node = nodes.start(data_dir)  # each start re-announces: its free disk moved
+    started_from = node.get_json("/api/v1/node")[1]["checkpoint"]
+    assert node.stop(signal.SIGTERM) == 0, node.stderr
+    said = node.stderr
     started = STARTED.search(said)
     assert started, said
+    assert started_from["position"] == int(started.group(1))
     assert int(started.group(1)) >= held
     assert int(started.group(2)) <= 5  # only what the node itself wrote since, if anything
 

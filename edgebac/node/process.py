@@ -319,6 +319,7 @@ class Node:
             "unreachable": self.gossip.unreachable(),
             "tls": {"fingerprint": self.tls.fingerprint} if self.tls else None,
             "retention": self.retainer.describe() if self.retainer else None,
+            "checkpoint": dict(self.runner.checkpoints.started_from),  # where this start began
             "evidence": {
                 author.hex(): dict(sorted(reasons.items()))
                 for author, reasons in sorted(self.runner.refresh().evidence().items())
