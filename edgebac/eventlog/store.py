@@ -615,8 +615,9 @@ class EventLog:
             left = deadline - loop.time()
             if left <= 0:
                 return False
-            try:
-                await asyncio.wait_for(self._grown.wait(), left)
+            try:  # not wait_for: on 3.11 it can swallow a cancel (a stopping node's)
+                async with asyncio.timeout(left):
+                    await self._grown.wait()
             except TimeoutError:
                 return False
         return True

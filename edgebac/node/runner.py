@@ -152,8 +152,11 @@ class JobRunner:
 
     async def _loop(self) -> None:
         while True:
+            # Not wait_for: on 3.11 it swallows a cancel that lands as the wait completes,
+            # and the loop (so the node's stop) would never end.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+                async with asyncio.timeout(self.tick_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.step()
@@ -226,7 +229,8 @@ class JobRunner:
     async def wait_folded(self, timeout_s: float) -> None:
         """Until the projection next changes (or the timeout passes)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._folded.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._folded.wait()
 
     async def wait_job(self, job_id: str, timeout_s: float) -> Job | None:
         """Until the projection of `job_id` next changes (or the timeout passes). Long polls of

@@ -52,7 +52,8 @@ class ImageSet:
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poked.wait(), self.refresh_s)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see JobRunner._loop
+                async with asyncio.timeout(self.refresh_s):
+                    await self._poked.wait()
             self._poked.clear()
             await self.refresh()
