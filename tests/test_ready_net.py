@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
 import socket
 import subprocess
 import time
@@ -18,7 +20,7 @@ from edgebac.eventlog.clock import HybridClock, wall_clock_ms
 from edgebac.eventlog.identity import read_key_file
 from edgebac.eventlog.store import EventLog
 from edgebac.scheduler import events as ev
-from tests.procs import clean_env, edgebac_argv, nodes_fixture, wait_for
+from tests.procs import clean_env, edgebac_argv, nodes_fixture, run_edgebac, wait_for
 
 nodes = nodes_fixture()
 JOBS = 30_000  # two events each: a fold of some seconds here
@@ -114,3 +116,31 @@ def test_an_acknowledged_job_is_visible_to_the_next_read(nodes, tmp_path):
             assert response.status == 201
             job_id = json.loads(response.read())["job_id"]
         assert node.get_json(f"/api/v1/jobs/{job_id}?events=0")[0] == 200
+
+
+def test_a_node_stopped_while_it_folds_a_long_log_stops_at_once_and_loses_nothing(
+    nodes, tmp_path
+):
+    """A stop does not wait for the start-up fold (so stop time does not grow with history),
+    and keeps no checkpoint of a fold it did not finish."""
+    host = "127.0.0.6"
+    port = free_port(host)
+    data_dir = tmp_path / "node"
+    first = nodes.start(data_dir, listen=f"{host}:{port}")
+    first.stop()
+    asyncio.run(write_history(data_dir, JOBS))
+    node = nodes.spawn(data_dir, listen=f"{host}:{port}")
+    url = f"http://{host}:{port}"
+    wait_for(lambda: alive(url), 60, "liveness")
+    assert get(url + "/readyz")[0] == 503  # folding
+    asked = time.monotonic()
+    node.send(signal.SIGTERM)
+    assert node.wait(30) == 0, node.stderr
+    assert time.monotonic() - asked < 5  # the fold takes longer than that here
+    assert "stopping (it had not finished starting)" in node.stderr
+    verified = run_edgebac("log", "verify", "--data-dir", data_dir)
+    assert verified.returncode == 0, verified.stderr
+    again = nodes.spawn(data_dir, listen=f"{host}:{port}").wait_listening(120)
+    # Its checkpoint is still the first run's: none was kept of the half fold.
+    started = re.search(r"checkpoint: started from log position \d+, folded (\d+)", again.stderr)
+    assert started is None or int(started.group(1)) >= 2 * JOBS, again.stderr

@@ -384,7 +384,18 @@ async def run_node(config: NodeConfig) -> None:
         loop.add_signal_handler(signum, stopping.set)
     node = Node(config)
     loop.add_signal_handler(signal.SIGHUP, node.reload_access)
-    await node.start()
+    # A signal during start (a long first fold) stops it there: a stop that waited for the
+    # fold would take as long as the history is.
+    starting = asyncio.create_task(node.start())
+    signalled = asyncio.create_task(stopping.wait())
+    await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        say_quietly("edgebac node stopping (it had not finished starting)")
+        starting.cancel()  # start's own cleanup stops what it started, appends finished
+        await asyncio.gather(starting, return_exceptions=True)
+        return
+    signalled.cancel()
+    starting.result()  # a start that failed says why
     try:
         await stopping.wait()
     finally:
