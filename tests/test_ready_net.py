@@ -118,9 +118,7 @@ def test_an_acknowledged_job_is_visible_to_the_next_read(nodes, tmp_path):
         assert node.get_json(f"/api/v1/jobs/{job_id}?events=0")[0] == 200
 
 
-def test_a_node_stopped_while_it_folds_a_long_log_stops_at_once_and_loses_nothing(
-    nodes, tmp_path
-):
+def test_a_node_stopped_while_it_folds_a_long_log_stops_at_once_and_loses_nothing(nodes, tmp_path):
     """A stop does not wait for the start-up fold (so stop time does not grow with history),
     and keeps no checkpoint of a fold it did not finish."""
     host = "127.0.0.6"
