@@ -68,7 +68,10 @@ class ContentService:
                 await fetcher.fetch(cid, holders, wait=wait_s, max_bytes=max_bytes)
             item = await asyncio.to_thread(self.store.stat, cid)
             if max_bytes is not None and item.size > max_bytes:  # held here already, unfetched
-                raise ContentTooLarge(f"{cid} holds {item.size:,} bytes, more than {max_bytes:,}")
+                raise ContentTooLarge(
+                    f"{cid} declares {item.size:,} bytes, more than the limit of "
+                    f"{max_bytes:,} bytes"
+                )
             target = dest / str(cid) if item.kind == "file" else dest  # a lone file keeps its CID
             await asyncio.to_thread(self.store.export_to, cid, target)
         except (ContentUnavailable, BadContent, WriteFailed) as exc:
