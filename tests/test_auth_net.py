@@ -373,3 +373,18 @@ def test_without_rules_only_loopback_is_served_and_off_loopback_needs_them(nodes
     assert status == 200
     assert body["access"]["mode"] == "open"
     assert "insecure-open-api" in body["access"]["warning"]
+
+
+def test_strangers_signed_calls_are_not_remembered(site):
+    """A valid signature by a key the rules do not know is refused before its nonce is kept:
+    strangers cannot fill the nonce cache and lock clients out."""
+    from edgebac.eventlog.identity import create_key_file
+
+    def nonces() -> int:
+        return site.client("ops").call("GET", "/api/v1/node")[1]["access"]["nonces"]
+
+    before = nonces()
+    for index in range(20):
+        stranger = Client(site.a.url, key=create_key_file(site.tmp / f"stranger{index}.key"))
+        assert error_code(stranger.call("GET", "/api/v1/jobs")) == (401, "unauthenticated")
+    assert nonces() == before + 1  # the one more: ops's own call above

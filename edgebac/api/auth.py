@@ -159,6 +159,7 @@ class Guard:
     def describe(self) -> dict[str, Any]:
         mode = "open" if self.open_api else "rules" if self.access else "loopback"
         info: dict[str, Any] = {"mode": mode, "refused": dict(sorted(self.refused.items()))}
+        info["nonces"] = len(self.nonces)  # signed calls remembered within the clock window
         if self.access is not None:
             info["clients"] = len(self.access.clients)
         if self.open_api:
@@ -249,8 +250,9 @@ async def identify(request: web.Request, guard: Guard) -> Caller:
         check_call(
             call, request.method, request.raw_path, body, now, guard.window_ms, digest=digest
         )
-        guard.nonces.admit(call.key, call.nonce, call.ts_ms, now)
-        return _signed_caller(request, guard, call.key, node)
+        caller = _signed_caller(request, guard, call.key, node)  # before its nonce is kept:
+        guard.nonces.admit(call.key, call.nonce, call.ts_ms, now)  # strangers cannot fill it
+        return caller
     authorization = request.headers.get("Authorization")
     if authorization is not None:
         scheme, _, token = authorization.partition(" ")
