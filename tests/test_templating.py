@@ -47,7 +47,7 @@ def test_values_come_from_matching_env_vars_then_v_pairs():
     }
     assert template_values((), "*", environ) == environ
     assert template_values(("a=b=c",), None, environ) == {"a": "b=c"}
-    with pytest.raises(BadRequest, match="give NAME=VALUE"):
+    with pytest.raises(BadRequest, match="-V 'novalue': expected KEY=VALUE"):
         template_values(("novalue",), None, environ)
     with pytest.raises(BadRequest, match="not a regular expression"):
         template_values((), "(", environ)

@@ -52,12 +52,13 @@ def split_output(text: str) -> dict[str, str]:
     return {"name": name, "path": path}
 
 
-def split_env(items: tuple[str, ...]) -> dict[str, str]:
+def split_env(items: tuple[str, ...], flag: str = "--env") -> dict[str, str]:
+    """`KEY=VALUE` flag values as a dict (a later key wins); BadRequest naming the flag."""
     env = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise BadRequest(f"--env {item!r}: expected KEY=VALUE")
+            raise BadRequest(f"{flag} {item!r}: expected KEY=VALUE")
         env[key] = value
     return env
 

@@ -30,12 +30,9 @@ def template_values(
         except re.error as exc:
             raise BadRequest(f"-E {env_pattern!r}: not a regular expression ({exc})") from None
         values |= {name: value for name, value in environ.items() if pattern.search(name)}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise BadRequest(f"-V {pair!r}: give NAME=VALUE")
-        values[name] = value
-    return values
+    from edgebac.cli.run import split_env
+
+    return values | split_env(pairs, "-V")
 
 
 def render(text: str, values: Mapping[str, str], where: str) -> str:
