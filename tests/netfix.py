@@ -133,6 +133,21 @@ def start_network(
     return started
 
 
+@contextlib.contextmanager
+def private_network(tmp_path: Path, count: int, *extra: str) -> Iterator[list[NodeProcess]]:
+    """`count` nodes of one private network (a key of their own), converged on each other's
+    announcements; every one killed on the way out (for module-scoped fixtures)."""
+    nodes = Nodes()
+    try:
+        started = start_network(
+            nodes, tmp_path, count, "--network-key", str(network_key(tmp_path)), *extra
+        )
+        wait_converged(started, {info(n)["id"]: 1 for n in started})
+        yield started
+    finally:
+        nodes.kill_all()
+
+
 def network_key(tmp_path: Path) -> Path:
     path = tmp_path / "network.key"
     result = run_edgebac("network", "init", path)

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from edgebac.api.access import new_token, token_sha256
-from tests.netfix import info, network_key, start_network, wait_converged
-from tests.procs import Nodes, nodes_fixture, wait_for
+from tests.netfix import info, private_network
+from tests.procs import nodes_fixture, wait_for
 from tests.test_auth_net import send
 
 nodes = nodes_fixture()
@@ -146,14 +146,8 @@ def check_node_state(state: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bacalhau-api")
-    started = Nodes()
-    try:
-        network = start_network(started, tmp, 2, "--network-key", str(network_key(tmp)))
-        wait_converged(network, {info(n)["id"]: 1 for n in network})
+    with private_network(tmp_path_factory.mktemp("bacalhau-api"), 2) as network:
         yield network
-    finally:
-        started.kill_all()
 
 
 def test_every_route_answers_in_go_shapes(pair):

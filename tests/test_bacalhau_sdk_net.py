@@ -24,8 +24,8 @@ from bacalhau_apiclient.models.task import Task
 from bacalhau_apiclient.models.timeout_config import TimeoutConfig
 from bacalhau_sdk.jobs import Jobs, PutJobRequest
 
-from tests.netfix import info, network_key, start_network, wait_converged
-from tests.procs import Nodes, wait_for
+from tests.netfix import info, private_network
+from tests.procs import wait_for
 
 WASM = Path(__file__).resolve().parent.parent / "fixtures" / "wasm"
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -34,14 +34,8 @@ TERMINAL = ("Completed", "Failed", "Stopped")
 @pytest.fixture(scope="module")
 def network(tmp_path_factory, busybox_image):
     """Three nodes of one private network (each a requester and a compute node)."""
-    tmp = tmp_path_factory.mktemp("bacalhau-sdk")
-    nodes = Nodes()
-    try:
-        started = start_network(nodes, tmp, 3, "--network-key", str(network_key(tmp)))
-        wait_converged(started, {info(n)["id"]: 1 for n in started})
+    with private_network(tmp_path_factory.mktemp("bacalhau-sdk"), 3) as started:
         yield started
-    finally:
-        nodes.kill_all()
 
 
 @pytest.fixture
