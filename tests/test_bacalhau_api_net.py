@@ -145,7 +145,7 @@ def check_node_state(state: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+def pair(tmp_path_factory, docker_engine):
     with private_network(tmp_path_factory.mktemp("bacalhau-api"), 2) as network:
         yield network
 

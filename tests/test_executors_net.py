@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import subprocess
 import uuid
@@ -268,6 +269,56 @@ def test_a_node_without_docker_does_not_offer_it_and_says_so(tmp_path):
         assert "engine disabled" in view["reason"]
     finally:
         nodes.kill_all()
+
+
+def test_a_docker_engine_that_answers_after_the_node_started_is_offered_then(
+    tmp_path, busybox_image
+):
+    """dockerd often starts after the node (boot order, a restarted engine): the node looks
+    for it again, announces docker once it answers and runs the docker job that waited."""
+    engine_socket = _docker_socket()
+    late = tmp_path / "late" / "docker.sock"  # nothing there yet: the engine "is not up"
+    late.parent.mkdir()
+    nodes = Nodes()
+    try:
+        node = start_node(
+            nodes,
+            tmp_path / "n",
+            _write(tmp_path / "p.yaml", "engines: [docker, wasm]\n"),
+            {"DOCKER_HOST": f"unix://{late}"},
+        )
+        assert "docker jobs will be taken as soon as it answers" in node.stderr
+        assert _announced_executors(node) == ["wasm"]
+        late.symlink_to(engine_socket)  # the engine comes up
+        wait_for(lambda: _announced_executors(node) == ["docker", "wasm"], 20, "docker offered")
+        status, body = post_json(
+            node.url + "/api/v1/jobs", docker_spec(busybox_image, "echo", "late", timeout_s=30)
+        )
+        assert status == 201, body
+        view = wait_for(
+            lambda: (
+                (v := node.get_json(f"/api/v1/jobs/{body['job_id']}")[1])["status"]
+                in ("completed", "failed")
+                and v
+            ),
+            40,
+            "the docker job to end",
+        )
+        assert view["status"] == "completed", view
+    finally:
+        nodes.kill_all()
+
+
+def _announced_executors(node) -> list[str]:
+    _, page = node.get_json("/api/v1/events?type=NodeAnnounced")
+    return page["events"][-1]["body"]["executors"]
+
+
+def _docker_socket() -> Path:
+    """The socket of the engine the tests use (DOCKER_HOST if it names one, else the default)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    assert host.startswith("unix://"), f"the tests' engine is not on a unix socket: {host}"
+    return Path(host.removeprefix("unix://"))
 
 
 def _write(path: Path, text: str) -> Path:

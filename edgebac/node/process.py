@@ -44,6 +44,9 @@ from edgebac.scheduler.requester import RequesterConfig
 from edgebac.sinks.serve import add_content_routes
 from edgebac.sinks.service import ContentService, s3_client_factory
 
+DOCKER_RETRY_FIRST_S = 1.0  # an engine that did not answer at start: looked for again ...
+DOCKER_RETRY_MAX_S = 30.0  # ... at doubling intervals up to this
+
 
 def machine_resources(data_dir: os.PathLike[str]) -> dict[str, int]:
     """Capacity this machine offers; what is free right now is liveness, not log, material."""
@@ -89,6 +92,8 @@ class Node:
         self.policy: Policy = Policy()
         self.guard = Guard()
         self._engines: dict[str, Executor] = {}
+        self._wanted: Policy = self.policy  # the policy before narrowing to what answers
+        self._docker_watch: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._listeners: list[Listener] = []
         self.tls: ServerTls | None = None
@@ -109,13 +114,15 @@ class Node:
             self.content = ContentService(
                 self.data_dir.path / "content", self.holders, s3_client_factory(), self._sign
             )
-            self._engines = await offered_executors(
+            offer = await offered_executors(
                 self.policy.node,
                 self.data_dir.path / "work",
                 self.identity.public_key.hex(),
                 _warn,
                 content=self.content,
             )
+            self._engines = offer.executors
+            self._wanted = self.policy
             self.policy = narrowed(self.policy, self._engines)
             self.runner = self._make_runner()
             self.runner.executions.publisher = self.content.publisher
@@ -127,6 +134,8 @@ class Node:
             await self.runner.start()
             self.ready = True
             self._start_retention()
+            if offer.retry_docker is not None:
+                self._docker_watch = asyncio.create_task(self._watch_docker(offer.retry_docker))
         except BaseException:
             await self.stop(discard_new=True)
             raise
@@ -159,6 +168,26 @@ class Node:
             local_host=_source_host(config.listen.host),
             max_skew_ms=config.timing.max_clock_skew_ms,
         )
+
+    async def _watch_docker(self, retry: Callable[[], Awaitable[Executor | None]]) -> None:
+        """Look for the Docker engine until it answers, then offer docker jobs: bid on them
+        and say so in a new announcement (the requesters' eligible bidders follow it)."""
+        delay = DOCKER_RETRY_FIRST_S
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                executor = await retry()
+            except Exception as exc:  # whatever a half-started engine answers: try again
+                executor = None
+                _warn(f"docker engine still not offered: {type(exc).__name__}: {exc}")
+            if executor is not None:
+                break
+            delay = min(delay * 2, DOCKER_RETRY_MAX_S)
+        self._engines["docker"] = executor  # the runner's executors: the same mapping
+        self.policy = narrowed(self._wanted, self._engines)
+        self.runner.policy = self.policy
+        await self._announce()
+        say_quietly("docker engine answers now: docker jobs are offered")
 
     def _start_retention(self) -> None:
         if self.config.retain_s is None:
@@ -227,7 +256,7 @@ class Node:
             self.identity.public_key,
             self.config.roles,
             self.policy,
-            self._executors(),
+            self._engines,  # shared: an engine that answers later joins it
             self.data_dir.path / "work",
             lost_nodes,
             timing.runner_tick_s,
@@ -355,6 +384,9 @@ class Node:
     async def stop(self, discard_new: bool = False) -> None:
         """Stop serving, finish every queued append, close the log, release the data dir
         (removing what this node created in it, with `discard_new`: a start that failed)."""
+        if self._docker_watch is not None:
+            self._docker_watch.cancel()
+            await asyncio.gather(self._docker_watch, return_exceptions=True)
         if self.retainer is not None:
             await self.retainer.stop()
         if getattr(self, "runner", None) is not None:

@@ -1,6 +1,8 @@
 """Which executors this node offers: those the policy enables and this machine can run.
 
 Docker may be absent on an edge node: then the node does not offer it and says why at start.
+An engine that is installed but not answering yet (dockerd starting after the node, as boot
+order often has it) is looked for again until it answers: `Offer.retry_docker`.
 An engine the policy does not enable is never imported (the docker SDK and wasmtime cost
 hundreds of milliseconds to import, and may not even be installed in a trimmed build).
 """
@@ -9,12 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgebac.runtime.executor import Executor, NoopExecutor
 from edgebac.runtime.staging import Stager
 from edgebac.scheduler.compute import NodePolicy
+
+
+@dataclass
+class Offer:
+    executors: dict[str, Executor]
+    # One more try at the Docker engine, when it was enabled and installed but did not answer:
+    # the executor once it answers, else None.
+    retry_docker: Callable[[], Awaitable[Executor | None]] | None = None
 
 
 async def offered_executors(
@@ -23,16 +34,29 @@ async def offered_executors(
     node_key: str,
     warn: Callable[[str], None],
     content: object = None,
-) -> dict[str, Executor]:
+) -> Offer:
     """Build and start the enabled executors; `warn` hears why one is not offered."""
-    offered: dict[str, Executor] = {}
+    offer = Offer({})
+    offered = offer.executors
     if "noop" in policy.engines:
         offered["noop"] = NoopExecutor()
     stager = Stager(work_dir / "cache" / "inputs", policy.paths, content=content, urls=policy.urls)
     if "docker" in policy.engines:
-        docker = await _docker(stager, node_key, policy, warn)
+        docker, unreachable = await _docker(stager, node_key, policy)
         if docker is not None:
             offered["docker"] = docker
+        elif not unreachable:
+            warn("docker engine not offered: the docker SDK is not installed")
+        else:
+            warn(
+                f"docker engine not offered: cannot reach a Docker engine ({unreachable}); "
+                "docker jobs will be taken as soon as it answers"
+            )
+
+            async def retry_docker() -> Executor | None:
+                return (await _docker(stager, node_key, policy))[0]
+
+            offer.retry_docker = retry_docker
     if "wasm" in policy.engines:
         try:
             from edgebac.runtime.wasm_executor import WasmExecutor
@@ -40,19 +64,18 @@ async def offered_executors(
             warn(f"wasm engine not offered: wasmtime is not installed ({exc})")
         else:
             offered["wasm"] = WasmExecutor(stager, work_dir / "cache" / "wasm")
-    return offered
+    return offer
 
 
-async def _docker(
-    stager: Stager, node_key: str, policy: NodePolicy, warn: Callable[[str], None]
-) -> Executor | None:
+async def _docker(stager: Stager, node_key: str, policy: NodePolicy) -> tuple[Executor | None, str]:
+    """The docker executor, or None and why: '' when the docker SDK is not installed (no
+    engine will ever answer then), else the engine's error."""
     try:
         from docker.errors import DockerException
 
         from edgebac.runtime import docker_executor
-    except ImportError as exc:
-        warn(f"docker engine not offered: the docker SDK is not installed ({exc})")
-        return None
+    except ImportError:
+        return None, ""
     try:
         client, info = await asyncio.to_thread(docker_executor.connect)
         executor = docker_executor.DockerExecutor(
@@ -67,9 +90,8 @@ async def _docker(
         )
         await executor.start()
     except DockerException as exc:
-        warn(f"docker engine not offered: cannot reach a Docker engine ({_short(exc)})")
-        return None
-    return executor
+        return None, _short(exc)
+    return executor, ""
 
 
 async def close_executors(executors: Mapping[str, Executor]) -> None:
