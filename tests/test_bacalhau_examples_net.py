@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import tarfile
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,18 +230,52 @@ def test_a_counted_example_runs_one_partition_per_node(net, tmp_path, example, c
         assert sorted(stdout_of(f) for f in folders) == stdouts
 
 
-def test_the_s3_publisher_example_uploads_its_result_path(net, tmp_path):
-    """docs' Publisher s3 {Bucket: my-bucket, Key: bacalhau-outputs}: each execution's results
-    under the key, then JOB/EXECUTION/ (as the submission's warning says)."""
+def test_the_s3_publisher_example_uploads_one_archive_that_job_get_downloads(net, tmp_path):
+    """docs' Publisher s3 {Bucket: my-bucket, Key: bacalhau-outputs}, no Encoding (Bacalhau's
+    default, gzip): each execution's results as one .tar.gz under the key, then JOB/EXECUTION
+    (as the submission's warning says); its Bacalhau result a pre-signed URL that downloads
+    without credentials, as Bacalhau's `job get` does; `edgebac job get` verifies it."""
     for job, _ in both(net, offline(net, "docs-publish-s3.yaml", tmp_path)):
         assert job["status"] == "completed", (job["reason"], job["executions"])
         (execution,) = job["executions"].values()
-        prefix = f"bacalhau-outputs/{job['id']}/{execution['id']}/"
-        listed = net.s3.list_objects_v2(Bucket="my-bucket", Prefix=prefix)
-        keys = sorted(o["Key"].removeprefix(prefix) for o in listed.get("Contents", []))
-        assert "outputs/results.txt" in keys, keys
-        got = net.s3.get_object(Bucket="my-bucket", Key=prefix + "outputs/results.txt")
-        assert got["Body"].read() == b"results\n"
+        key = f"bacalhau-outputs/{job['id']}/{execution['id']}.tar.gz"
+        assert execution["reference"] == f"s3://my-bucket/{key}"
+        body = net.s3.get_object(Bucket="my-bucket", Key=key)["Body"].read()
+        assert unpacked(body)["outputs/results.txt"] == b"results\n"
+
+        status, got = call(net.nodes[2], "GET", f"{ORC}/jobs/{job['id']}/results")
+        assert status == 200, got
+        (item,) = got["Items"]
+        assert item["Type"] == "s3PreSigned", item
+        source, managed = item["Params"]["SourceSpec"], item["Params"]["Managed"]
+        assert (source["Bucket"], source["Key"], managed) == ("my-bucket", key, False)
+        with urllib.request.urlopen(item["Params"]["PreSignedURL"], timeout=10) as download:
+            assert download.read() == body
+
+    out = tmp_path / "got"
+    got = run_edgebac("job", "get", job["id"], "--api", net.nodes[0].url, "--output-dir", out)
+    assert got.returncode == 0, got.stderr
+    assert (out / execution["id"] / "outputs" / "results.txt").read_bytes() == b"results\n"
+
+
+def test_plain_encoding_uploads_each_file_under_the_key(net, tmp_path):
+    text = (EXAMPLES / "docs-publish-s3.yaml").read_text()
+    path = tmp_path / "plain.yaml"
+    path.write_text(
+        text.replace("Key: bacalhau-outputs", "Key: plain-outputs\n        Encoding: plain")
+    )
+    job_id = run_put(net, path)
+    job = ended(net.nodes[0], job_id)
+    assert job["status"] == "completed", (job["reason"], job["executions"])
+    (execution,) = job["executions"].values()
+    prefix = f"plain-outputs/{job_id}/{execution['id']}/"
+    got = net.s3.get_object(Bucket="my-bucket", Key=prefix + "outputs/results.txt")
+    assert got["Body"].read() == b"results\n"
+
+
+def unpacked(body: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        return {m.name: archive.extractfile(m).read() for m in archive if m.isfile()}
 
 
 @pytest.mark.parametrize(

@@ -24,9 +24,9 @@ from edgebac.api.bacalhau.errors import from_edgebac
 from edgebac.api.bacalhau.jobs import _split
 from edgebac.api.bacalhau.links import SKEW_MS, TTL_MS, link_problem, sign_link
 from edgebac.api.bacalhau.logs import frame
-from edgebac.api.bacalhau.results import gzipped
 from edgebac.errors import BadRequest
 from edgebac.scheduler.spec import SpecError
+from edgebac.sinks.exporter import gzipped
 
 ORC = "/api/v1/orchestrator"
 EXPECTED = {

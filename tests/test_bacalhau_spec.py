@@ -262,6 +262,19 @@ def test_s3_publisher_key_placeholders():
     assert spec["publisher"] == {"type": "s3", "bucket": "b", "prefix": "r/{job_id}/{execution_id}"}
 
 
+@pytest.mark.parametrize("encoding", [{}, {"Encoding": "gzip"}, {"Encoding": ""}])
+def test_an_s3_publisher_uploads_one_archive_unless_plain(encoding):
+    """Bacalhau's S3 publisher writes one .tar.gz per execution unless Encoding is plain."""
+    spec = spec_of(s3_publisher(Key="r/{executionID}.tar.gz", **encoding))
+    assert spec["publisher"] == {
+        "type": "s3",
+        "bucket": "b",
+        "prefix": "r/{execution_id}.tar.gz",
+        "format": "tar.gz",
+    }
+    assert parse_spec(spec).publisher.format == "tar.gz"
+
+
 def test_absent_timeouts_keep_edgebac_default():
     assert "timeout_s" not in spec_of(job())
     assert parse_spec(spec_of(job())).timeout_s == 600

@@ -188,6 +188,12 @@ def test_yaml_and_json_text():
         ({"publisher": {"type": "ftp"}}, "publisher.type", "not a publisher"),
         ({"publisher": {"type": "s3"}}, "publisher.bucket", "required"),
         ({"publisher": {"type": "local", "bucket": "b"}}, "publisher.bucket", "s3 publisher"),
+        ({"publisher": {"type": "local", "format": "tar.gz"}}, "publisher.format", "s3 publisher"),
+        (
+            {"publisher": {"type": "s3", "bucket": "b", "format": "zip"}},
+            "publisher.format",
+            "'zip' is not files or tar.gz",
+        ),
         ({"env": {"A": 1}}, "env", "strings"),
         ({"env": {"1BAD": "x"}}, "env.1BAD", "environment variable"),
         ({"colour": "red"}, "colour", "unknown field"),
@@ -308,3 +314,11 @@ def test_sources():
     for bad in ("file://host/a", "relative/path", "http://", "inline:base64:!!"):
         with pytest.raises(ValueError, match=r"source|file|host|base64"):
             parse_source(bad)
+
+
+def test_an_s3_archive_publisher_round_trips_and_files_stay_as_they_were():
+    archive = {"type": "s3", "bucket": "b", "prefix": "p/", "format": "tar.gz"}
+    spec = parse_spec({"engine": {"type": "noop"}, "publisher": archive})
+    assert spec.publisher.to_dict() == archive
+    files = {"type": "s3", "bucket": "b", "prefix": "p/"}  # no "format": job ids of old specs
+    assert parse_spec({"engine": {"type": "noop"}, "publisher": files}).publisher.to_dict() == files

@@ -52,6 +52,10 @@ class ContentView(Protocol):
         """Whether this node's store holds the whole of `ipfs://CID`."""
         ...
 
+    def presigned(self, bucket: str, key: str) -> str | None:
+        """A credential-free GET URL of an S3 object, if this node can sign one (blocking)."""
+        ...
+
 
 class EventIntake(Protocol):
     async def ingest(self, raws: Sequence[bytes]) -> Any:

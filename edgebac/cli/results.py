@@ -111,25 +111,21 @@ async def _fetch(
     return cid
 
 
-def _from_s3(result: dict[str, Any], dest: Path, store: Any) -> Any:
-    """Download an s3:// results prefix into `dest`; verify it against the recorded digest."""
+def _from_s3(result: dict[str, Any], dest: Path, store: Any, limit: int) -> Any:
+    """Download an s3:// results prefix (or `.tar.gz` archive) into `dest`; verify it against
+    the recorded digest."""
     from edgebac.runtime.providers.s3 import S3Provider, S3Settings
 
     bucket, _, prefix = result["reference"].removeprefix("s3://").partition("/")
     client = S3Provider(S3Settings.from_env()).client()
     try:
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for page in pages:
-            for item in page.get("Contents", []):
-                relative = item["Key"][len(prefix) :]
-                if not relative or relative.endswith("/"):
-                    continue
-                if any(part in ("", ".", "..") for part in relative.split("/")):
-                    raise ResultsError(f"{result['reference']}: unsafe key {item['Key']!r}")
-                target = dest / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(bucket, item["Key"], str(target))
-    except Exception as exc:  # botocore's errors: one line for the user
+        if prefix.endswith(".tar.gz"):
+            _unpack_archive(client, bucket, prefix, dest, limit)
+        else:
+            _download_prefix(client, bucket, prefix, dest, result["reference"])
+    except ResultsError:
+        raise
+    except Exception as exc:  # botocore's and tarfile's errors: one line for the user
         raise ResultsError(f"{result['reference']}: {exc}") from None
     cid = store.import_path(dest).cid
     if result["digest"] and str(cid) != result["digest"]:
@@ -137,6 +133,42 @@ def _from_s3(result: dict[str, Any], dest: Path, store: Any) -> Any:
             f"{result['reference']}: content does not match its digest {result['digest']}"
         )
     return cid
+
+
+def _unpack_archive(client: Any, bucket: str, key: str, dest: Path, limit: int) -> None:
+    """An archive's files into `dest`: regular files and folders only, inside `dest` (tarfile's
+    `data` filter), and no more than `limit` bytes in all, whatever the archive declares."""
+    import tarfile
+
+    with tempfile.TemporaryFile(dir=dest.parent) as spool:  # beside the results, not in /tmp
+        client.download_fileobj(bucket, key, spool)
+        spool.seek(0)
+        with tarfile.open(fileobj=spool, mode="r:gz") as archive:
+            members, total = [], 0
+            for member in archive:
+                if not (member.isfile() or member.isdir()):
+                    continue
+                total += member.size
+                if total > limit:
+                    raise ResultsError(
+                        f"s3://{bucket}/{key} unpacks to more than the limit of {limit:,} bytes"
+                    )
+                members.append(member)
+            archive.extractall(dest, members=members, filter="data")
+
+
+def _download_prefix(client: Any, bucket: str, prefix: str, dest: Path, reference: str) -> None:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(prefix) :]
+            if not relative or relative.endswith("/"):
+                continue
+            if any(part in ("", ".", "..") for part in relative.split("/")):
+                raise ResultsError(f"{reference}: unsafe key {item['Key']!r}")
+            target = dest / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, item["Key"], str(target))
 
 
 def _write(store: Any, cid: Any, dest: Path, car: bool, limit: int) -> None:
@@ -244,7 +276,7 @@ def _get_one(
         store = _counting_store(blocks / dest.name, counted)
         if result["reference"].startswith("s3://"):
             dest.mkdir(parents=True)
-            cid = _from_s3(result, dest, store)
+            cid = _from_s3(result, dest, store, limit)
             if car:
                 shutil.rmtree(dest)
                 _write(store, cid, dest, car, limit)

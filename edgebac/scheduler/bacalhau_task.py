@@ -257,8 +257,6 @@ def _s3_publisher(c: Checker, p: dict[str, Any], path: str, warns: list[str]) ->
     encoding = c.text(p, "Encoding", path, "")
     if encoding not in ("", "gzip", "plain"):
         c.add(join(path, "Encoding"), f"{encoding!r} is not gzip or plain")
-    elif encoding != "plain":
-        warns.append(f"{path}: results are uploaded as files under the key, not as one .tar.gz")
     prefix = (key or "").replace("{", "{{").replace("}", "}}")
     for theirs, ours in (("jobID", "job_id"), ("executionID", "execution_id")):
         prefix = prefix.replace("{{" + theirs + "}}", "{" + ours + "}")
@@ -266,11 +264,15 @@ def _s3_publisher(c: Checker, p: dict[str, Any], path: str, warns: list[str]) ->
         c.add(
             join(path, "Key"), f"{{{placeholder}}} in a key {NOT_YET} ({{jobID}}, {{executionID}})"
         )
+    archive = encoding != "plain"  # Bacalhau's default: one gzipped tar per execution
     if key and "{" not in prefix.replace("{{", "").replace("}}", ""):
-        warns.append(f"{path}: each execution's results go under {key.rstrip('/')}/JOB/EXECUTION/")
+        where = key.removesuffix(".tar.gz").rstrip("/") + "/JOB/EXECUTION"
+        where += ".tar.gz" if archive else "/"
+        warns.append(f"{path}: each execution's results go to {where}")
     if bucket == "" or key == "":
         c.add(join(path, "Bucket" if bucket == "" else "Key"), "is empty")
-    return {"type": "s3", "bucket": bucket or "-", "prefix": prefix}
+    publisher = {"type": "s3", "bucket": bucket or "-", "prefix": prefix}
+    return publisher | {"format": "tar.gz"} if archive else publisher
 
 
 def _resources(c: Checker, value: Any, path: str) -> dict[str, Any]:

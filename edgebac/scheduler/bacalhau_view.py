@@ -156,9 +156,10 @@ def _publisher(publisher: dict[str, Any]) -> dict[str, Any]:
         return {"Type": "local"}
     key = publisher["prefix"].replace("{job_id}", "{jobID}")
     key = key.replace("{execution_id}", "{executionID}").replace("{{", "{").replace("}}", "}")
+    encoding = "gzip" if publisher.get("format") == "tar.gz" else "plain"
     return {
         "Type": "s3",
-        "Params": {"Bucket": publisher["bucket"], "Key": key, "Encoding": "plain"},
+        "Params": {"Bucket": publisher["bucket"], "Key": key, "Encoding": encoding},
     }
 
 

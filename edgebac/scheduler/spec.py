@@ -152,15 +152,22 @@ class Output:
     path: str
 
 
+PUBLISH_FORMATS = ("files", "tar.gz")
+
+
 @dataclass(frozen=True)
 class Publisher:
     type: str = "local"
     bucket: str | None = None
     prefix: str = ""
+    format: str = "files"  # s3: each file under the prefix, or one gzipped tar ("tar.gz")
 
     def to_dict(self) -> dict[str, Any]:
         if self.type == "s3":
-            return {"type": "s3", "bucket": self.bucket, "prefix": self.prefix}
+            out = {"type": "s3", "bucket": self.bucket, "prefix": self.prefix}
+            if self.format != "files":  # absent for files: specs written before keep their ids
+                out["format"] = self.format
+            return out
         return {"type": self.type}
 
 
@@ -401,14 +408,18 @@ def _output(c: Checker, value: Any, path: str) -> Output | None:
 def _publisher(c: Checker, value: Any, path: str) -> Publisher:
     if isinstance(value, str):
         value = {"type": value}
-    d = c.obj(value, path, ("type", "bucket", "prefix"))
+    d = c.obj(value, path, ("type", "bucket", "prefix", "format"))
     kind = c.text(d, "type", path, "local")
     if kind == "local":
-        for key in ("bucket", "prefix"):
+        for key in ("bucket", "prefix", "format"):
             if key in d:
                 c.add(join(path, key), "only applies to the s3 publisher")
         return Publisher()
     if kind != "s3":
         c.add(join(path, "type"), f"{kind!r} is not a publisher (local, s3)")
         return Publisher()
-    return Publisher("s3", c.text(d, "bucket", path), c.text(d, "prefix", path, ""))
+    form = c.text(d, "format", path, "files")
+    if form not in PUBLISH_FORMATS:
+        c.add(join(path, "format"), f"{form!r} is not {' or '.join(PUBLISH_FORMATS)}")
+        form = "files"
+    return Publisher("s3", c.text(d, "bucket", path), c.text(d, "prefix", path, ""), form)

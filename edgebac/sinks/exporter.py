@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +217,18 @@ def check_room(dest: str | os.PathLike[str], need: int) -> None:
     free = shutil.disk_usage(where).free
     if need > free:
         raise WriteFailed(f"{need:,} bytes do not fit in the {free:,} bytes free at {where}")
+
+
+GZIP = 31  # zlib's wbits for a gzip wrapper
+
+
+def gzipped(chunks: Iterator[bytes], level: int = 6) -> Iterator[bytes]:
+    """The gzip stream of `chunks`, compressed as they come."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, GZIP)
+    for chunk in chunks:
+        if out := compressor.compress(chunk):
+            yield out
+    yield compressor.flush()
 
 
 def tar_stream(get: Get, root: CID) -> Iterator[bytes]:

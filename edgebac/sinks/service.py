@@ -40,6 +40,9 @@ class ContentService:
         self._holders = holders
         self._sign = sign  # signs this node's block fetches: holders serve members
 
+    def presigned(self, bucket: str, key: str) -> str | None:
+        return self.publisher.presigned_url(bucket, key)
+
     def holds(self, url: str) -> bool:
         """Whether the whole DAG of an `ipfs://` source is here (a bid's data locality)."""
         try:

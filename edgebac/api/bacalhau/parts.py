@@ -7,6 +7,9 @@ is new), which is how the Go CLI's `job run --wait` knows to stop polling.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from aiohttp import web
 
 from edgebac.api import auth
@@ -61,12 +64,27 @@ async def list_results(request: web.Request) -> web.Response:
     for execution in sorted(job.executions.values(), key=lambda e: (e.accepted_hlc, e.id)):
         if execution.status != "completed" or execution.reference is None:
             continue
-        result = published(request, execution)
+        result = await _presigned(request, execution.reference) or published(request, execution)
         if result is None:  # S3, or no node known to hold it: what the view says
             shown = bacalhau_execution(view, view["executions"][execution.id])
             result = shown["PublishedResult"]
         items.append(result)
     return web.json_response({"Items": items, "NextToken": ""})
+
+
+async def _presigned(request: web.Request, reference: str) -> dict[str, Any] | None:
+    """An S3 archive's `s3PreSigned` result, as Bacalhau's requester signs one when it has S3
+    credentials (its `job get` downloads and unpacks the URL); None for anything else."""
+    if not (reference.startswith("s3://") and reference.endswith(".tar.gz")):
+        return None
+    bucket, _, key = reference.removeprefix("s3://").partition("/")
+    url = await asyncio.to_thread(served_node(request).content.presigned, bucket, key)
+    if url is None:
+        return None
+    source = {"Bucket": bucket, "Key": key, "Filter": "", "Region": "", "Endpoint": ""}
+    source |= {"VersionID": "", "ChecksumSHA256": ""}
+    params = {"SourceSpec": source, "PreSignedURL": url, "Managed": False}
+    return {"Type": "s3PreSigned", "Params": params}
 
 
 def add_routes(app: web.Application) -> None:

@@ -17,8 +17,6 @@ batches: memory stays bounded whatever the size); 404 unless this node holds the
 from __future__ import annotations
 
 import asyncio
-import zlib
-from collections.abc import Iterator
 
 from aiohttp import web
 
@@ -31,18 +29,8 @@ from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.scheduler.state import Execution
 from edgebac.sinks.cid import CID
 from edgebac.sinks.errors import BadCid, ContentNotFound
+from edgebac.sinks.exporter import gzipped
 from edgebac.sinks.serve import _stream
-
-GZIP = 31  # zlib's wbits for a gzip wrapper
-
-
-def gzipped(chunks: Iterator[bytes], level: int = 6) -> Iterator[bytes]:
-    """The gzip stream of `chunks`, compressed as they come."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, GZIP)
-    for chunk in chunks:
-        if out := compressor.compress(chunk):
-            yield out
-    yield compressor.flush()
 
 
 async def download(request: web.Request) -> web.StreamResponse:
