@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from edgebac.api.access import new_token, token_sha256
-from tests.netfix import info, private_network
+from tests.netfix import info, private_network, wait_converged
 from tests.procs import nodes_fixture, wait_for
 from tests.test_auth_net import send
 
@@ -331,6 +331,57 @@ def test_history_token_holds_until_the_job_ended_and_stop_takes_the_body_reason(
     assert "by go" in seen[-1]["Event"]["Message"]
     _, got = call(a, "GET", f"{ORC}/jobs/{job_id}")
     assert got["Job"]["State"]["StateType"] == "Stopped"
+
+
+# ----- a Name submitted again: Bacalhau's job update ---------------------------------------------
+
+
+def named(image: str, script: str, name: str, **extra: Any) -> dict[str, Any]:
+    body = docker_job(image, script)
+    body["Job"] |= {"Name": name, "Namespace": "default"}
+    return body | extra
+
+
+def test_a_name_submitted_again_is_the_next_version_and_stops_the_last(pair, busybox_image):
+    """As Bacalhau's SubmitJob: the same spec again is refused (unless Force), a changed one
+    updates the job (here a new job, version 2, and the running version 1 stopped); the Name
+    then means the newest version."""
+    a, b = pair
+    name = "nightly-report"
+    first = submit(a, named(busybox_image, "sleep 30", name))
+    wait_state(a, first, ("Running",))
+    before = event_count(a)
+    status, refused = call(a, "PUT", f"{ORC}/jobs", named(busybox_image, "sleep 30", name))
+    assert status == 409, refused
+    assert refused["Message"] == (
+        f"no changes detected for new job spec. Job Name: '{name}', Job Id: '{first}'"
+    )
+    assert refused["Hint"] == "Use the --force flag to override this warning"
+    assert event_count(a) == before  # nothing stored
+
+    status, answer = call(a, "PUT", f"{ORC}/jobs", named(busybox_image, "echo v2", name))
+    assert status == 200, answer
+    second = answer["JobID"]
+    assert second != first
+    assert any(first in w and "stopped" in w for w in answer["Warnings"]), answer
+    old = wait_state(a, first, ("Stopped",))
+    assert "Job update requested by user" in old["Job"]["State"]["Message"]
+    new = wait_state(a, second, ("Completed",))
+    assert new["Job"]["Version"] == 2
+    assert {e["JobVersion"] for e in new["Executions"]["Items"]} == {2}
+    wait_converged([a, b])
+    for node in (a, b):  # the Name is the newest version, on every node (from the log)
+        status, got = call(node, "GET", f"{ORC}/jobs/{name}")
+        assert status == 200, got
+        assert (got["Job"]["ID"], got["Job"]["Version"]) == (second, 2)
+
+    status, forced = call(
+        a, "PUT", f"{ORC}/jobs", named(busybox_image, "echo v2", name, Force=True)
+    )
+    assert status == 200, forced
+    third = wait_state(a, forced["JobID"], ("Completed",))
+    assert third["Job"]["Version"] == 3
+    assert call(a, "GET", f"{ORC}/jobs/{name}")[1]["Job"]["ID"] == forced["JobID"]
 
 
 # ----- bad jobs ---------------------------------------------------------------------------------

@@ -10,13 +10,16 @@ bomb is refused without being inflated.
 
 from __future__ import annotations
 
+import time
 import urllib.request
 import zlib
 
 from nacl.secret import SecretBox
 
+from edgebac.gossip.config import PRESETS
 from edgebac.gossip.envelope import ZLIB_TAG, read_network_key
 from edgebac.gossip.http import CONTENT_TYPE, INFLATES, PATH
+from edgebac.gossip.protocol import RECENT_ROUNDS
 from edgebac.gossip.vectors import whole_range
 from edgebac.gossip.zdict import ZDICT_V1
 from tests.netfix import (
@@ -47,6 +50,9 @@ def test_a_joining_node_receives_each_backlog_event_about_once(nodes, tmp_path):
         ]
         give(network[0], chain)
     wait_converged(network, timeout=60)
+    # A backlog: events older than the window in which events are new and pushed on (a
+    # chain given in the last few rounds is new, and is pushed to a joiner as well).
+    time.sleep(RECENT_ROUNDS * PRESETS["fast"].pull_interval_s + 0.5)
     peers = ",".join(host_port(node) for node in network)
     joiner = nodes.start(tmp_path / "joiner", "--peers", peers, listen="127.0.0.9:0")
     wait_converged([*network, joiner], timeout=60)

@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+RECENT_ROUNDS = 10  # events stored within this many pull intervals are new: pushes carry them
 KINDS = ("sums", "sync", "push")  # what we answer; anything else is refused as it arrives
 MAX_REACHED = 64  # node ids a push names as already reached; beyond it, duplicates are cheap
 ID_PREFIX = 8  # bytes of a node id a push's `to` names it by: a quarter of the id's cost
@@ -145,7 +146,7 @@ class Gossiper(Pulling):
         self._limit = asyncio.Semaphore(16)
         self._exchanging: set[str] = set()  # peers we are in an exchange with right now
         # What a push may carry: events that came by push within ten rounds, and our own.
-        self.recent = Recent(me, 10 * config.pull_interval_s * 1000)
+        self.recent = Recent(me, RECENT_ROUNDS * config.pull_interval_s * 1000)
         # Buckets being pulled now: held a round until a page comes, then a request timeout.
         self.leases = Leases(config.pull_interval_s * 1000, config.request_timeout_s * 1000)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import resource
 import socket
@@ -386,3 +387,12 @@ def open_listeners(
                 listener.close_now()
             raise ConfigError(f"{flag} {address}: cannot listen: {exc.strerror}") from None
     return opened
+
+
+def source_host(listen_host: str) -> str | None:
+    """The address to send from: the one we listen on, unless that is every address."""
+    try:
+        address = ipaddress.ip_address(listen_host)
+    except ValueError:
+        return None  # a name: let the kernel choose
+    return None if address.is_unspecified else listen_host

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
 import shutil
 import signal
@@ -32,20 +31,19 @@ from edgebac.node.listener import (
     listener_of,
     open_listeners,
     runner_options,
+    source_host,
     watch_requests,
 )
+from edgebac.node.members import member_rows
 from edgebac.node.policy import Policy, load_policy, narrowed
 from edgebac.node.retain import Retainer
 from edgebac.node.runner import JobRunner
 from edgebac.node.tls import ServerTls, client_lines, node_tls
-from edgebac.runtime.engines import close_executors, offered_executors
+from edgebac.runtime.engines import close_executors, docker_once_it_answers, offered_executors
 from edgebac.runtime.executor import Executor
 from edgebac.scheduler.requester import RequesterConfig
 from edgebac.sinks.serve import add_content_routes
 from edgebac.sinks.service import ContentService, s3_client_factory
-
-DOCKER_RETRY_FIRST_S = 1.0  # an engine that did not answer at start: looked for again ...
-DOCKER_RETRY_MAX_S = 30.0  # ... at doubling intervals up to this
 
 
 def machine_resources(data_dir: os.PathLike[str]) -> dict[str, int]:
@@ -67,15 +65,6 @@ def say_quietly(line: str, stream: TextIO | None = None) -> None:
     must not stop the node from running or from stopping."""
     with contextlib.suppress(OSError, ValueError):  # EPIPE, or a stream already closed
         print(line, file=stream or sys.stderr, flush=True)
-
-
-def _source_host(listen_host: str) -> str | None:
-    """The address to send from: the one we listen on, unless that is every address."""
-    try:
-        address = ipaddress.ip_address(listen_host)
-    except ValueError:
-        return None  # a name: let the kernel choose
-    return None if address.is_unspecified else listen_host
 
 
 class Node:
@@ -165,25 +154,14 @@ class Node:
             config.gossip,
             seeds=[str(peer) for peer in config.peers],
             authority=config.authority,
-            local_host=_source_host(config.listen.host),
+            local_host=source_host(config.listen.host),
             max_skew_ms=config.timing.max_clock_skew_ms,
         )
 
     async def _watch_docker(self, retry: Callable[[], Awaitable[Executor | None]]) -> None:
-        """Look for the Docker engine until it answers, then offer docker jobs: bid on them
-        and say so in a new announcement (the requesters' eligible bidders follow it)."""
-        delay = DOCKER_RETRY_FIRST_S
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                executor = await retry()
-            except Exception as exc:  # whatever a half-started engine answers: try again
-                executor = None
-                _warn(f"docker engine still not offered: {type(exc).__name__}: {exc}")
-            if executor is not None:
-                break
-            delay = min(delay * 2, DOCKER_RETRY_MAX_S)
-        self._engines["docker"] = executor  # the runner's executors: the same mapping
+        """Offer docker jobs once the engine answers: bid on them and say so in a new
+        announcement (the requesters' eligible bidders follow it)."""
+        self._engines["docker"] = await docker_once_it_answers(retry, _warn)  # the runner's too
         self.policy = narrowed(self._wanted, self._engines)
         self.runner.policy = self.policy
         await self._announce()
@@ -360,26 +338,8 @@ class Node:
         announced = {}
         for event in await self.gossip.all_of_type("NodeAnnounced"):
             announced[event.author] = event.body
-        rows = [{"id": self.identity.node_id, "addresses": [self.advertised], "liveness": "self"}]
-        rows.extend(self.gossip.members())
-        for row in rows:
-            body = announced.get(bytes.fromhex(row["id"]), {})
-            row["roles"] = body.get("roles", [])
-            row["labels"] = body.get("labels", {})
-        known = {address for row in rows for address in row["addresses"]}
-        for peer in self.gossip.unreachable():  # seeds that never answered: no id, an error
-            if peer["address"] not in known:
-                rows.append(
-                    {
-                        "id": None,
-                        "addresses": [peer["address"]],
-                        "liveness": "unreachable",
-                        "roles": [],
-                        "labels": {},
-                        "error": peer["error"],
-                    }
-                )
-        return rows
+        me = {"id": self.identity.node_id, "addresses": [self.advertised], "liveness": "self"}
+        return member_rows(me, self.gossip.members(), announced, self.gossip.unreachable())
 
     async def stop(self, discard_new: bool = False) -> None:
         """Stop serving, finish every queued append, close the log, release the data dir

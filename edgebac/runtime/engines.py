@@ -94,6 +94,27 @@ async def _docker(stager: Stager, node_key: str, policy: NodePolicy) -> tuple[Ex
     return executor, ""
 
 
+DOCKER_RETRY_FIRST_S = 1.0  # an engine that did not answer at start: looked for again ...
+DOCKER_RETRY_MAX_S = 30.0  # ... at doubling intervals up to this
+
+
+async def docker_once_it_answers(
+    retry: Callable[[], Awaitable[Executor | None]], warn: Callable[[str], None]
+) -> Executor:
+    """`Offer.retry_docker` until it gives the executor (at doubling intervals)."""
+    delay = DOCKER_RETRY_FIRST_S
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            executor = await retry()
+        except Exception as exc:  # whatever a half-started engine answers: try again
+            executor = None
+            warn(f"docker engine still not offered: {type(exc).__name__}: {exc}")
+        if executor is not None:
+            return executor
+        delay = min(delay * 2, DOCKER_RETRY_MAX_S)
+
+
 async def close_executors(executors: Mapping[str, Executor]) -> None:
     for executor in executors.values():
         close = getattr(executor, "close", None)

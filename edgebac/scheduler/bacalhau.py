@@ -16,7 +16,7 @@ ignored with a warning, as Bacalhau does. The task's sources live in `bacalhau_t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edgebac.scheduler import bacalhau_task as task_mod
@@ -49,6 +49,7 @@ _ONE_VALUE = {"=": "=", "==": "=", "!=": "!=", "gt": " gt ", "lt": " lt "}  # ->
 class Translation:
     spec: dict[str, Any]  # an edgebac spec, as parse_spec takes it
     warnings: tuple[str, ...] = ()
+    force: bool = False  # a submission's Force: update a Name's job even if nothing changed
 
 
 def looks_like_bacalhau(data: Any) -> bool:
@@ -97,18 +98,24 @@ def translate(data: Any, from_api: bool = False) -> Translation:
 def translate_submission(body: Any) -> Translation:
     """A Bacalhau submission (`{"Job": {...}, "Namespace", "Credential", "IdempotencyToken",
     "Force"}`, as the Go CLI and the Python SDK send it) translated; problems name `Job.<field>`.
-    The fields beside the Job carry nothing edgebac acts on: its clients sign requests instead."""
+    Of the fields beside the Job only Force counts (see `bacalhau_versions`): edgebac's clients
+    sign requests instead of sending credentials, and Bacalhau itself acts on no
+    IdempotencyToken."""
     c = Checker()
     d = fold(c, body, "", REQUEST_FIELDS)
     if "Job" not in d and not c.problems:
         c.add("Job", "is required")
+    force = d.get("Force", False)
+    if type(force) is not bool:
+        c.add("Force", f"{force!r} is not true or false")
     if c.problems:
         raise SpecError(c.problems)
     try:
-        return translate(d["Job"], from_api=True)
+        translated = translate(d["Job"], from_api=True)
     except SpecError as exc:
         problems = [(join("Job", path) if path else "Job", m) for path, m in exc.problems]
         raise SpecError(problems) from None
+    return replace(translated, force=force)
 
 
 def _job_type(c: Checker, d: dict[str, Any]) -> str:

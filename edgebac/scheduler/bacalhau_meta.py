@@ -16,7 +16,7 @@ from typing import Any
 from edgebac.scheduler.fieldcheck import Checker, is_str_map, join
 
 KEYS = ("namespace", "priority", "labels", "meta", "task", "task_meta", "aliases", "names")
-KEYS += ("entry",)
+KEYS += ("entry", "version", "replaces")
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TASK = "main"
 
@@ -32,8 +32,18 @@ class BacalhauMeta:
     aliases: Mapping[str, str] = field(default_factory=dict)  # input target -> Alias
     names: Mapping[str, str] = field(default_factory=dict)  # output name -> Name as written
     entry: str = ""  # a wasm EntryModule whose InputSource became the module (its Target)
+    # A resubmission under a Name the client's earlier job has: Bacalhau's job update, here a
+    # new job (its version) that replaced that one (whose id this is; it was stopped).
+    version: int = 1
+    replaces: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._fields()
+        if self.version != 1:  # absent at version 1: earlier jobs' specs (and ids) unchanged
+            out |= {"version": self.version, "replaces": self.replaces}
+        return out
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "namespace": self.namespace,
             "priority": self.priority,
@@ -59,10 +69,19 @@ def parse_bacalhau_meta(c: Checker, value: Any, path: str) -> BacalhauMeta | Non
     if type(priority) is not int:
         c.add(join(path, "priority"), f"{priority!r} is not an integer")
         priority = 0
+    version = d.get("version", 1)
+    if type(version) is not int or version < 1:
+        c.add(join(path, "version"), f"{version!r} is not a version (1, 2, ...)")
+        version = 1
+    replaces = c.text(d, "replaces", path, "")
+    if (version == 1) != (replaces == ""):
+        c.add(join(path, "replaces"), "names the job a version after the first replaced")
     return BacalhauMeta(
         namespace=c.text(d, "namespace", path, DEFAULT_NAMESPACE),
         priority=priority,
         task=c.text(d, "task", path, DEFAULT_TASK),
         entry=c.text(d, "entry", path, ""),
+        version=version,
+        replaces=replaces,
         **maps,
     )

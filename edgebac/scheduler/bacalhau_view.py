@@ -82,7 +82,7 @@ def bacalhau_job(view: dict[str, Any], events: list[dict[str, Any]] | None = Non
         "Labels": dict(meta.get("labels", {})),
         "Tasks": [bacalhau_task(spec)],
         "State": state,
-        "Version": 1,
+        "Version": meta.get("version", 1),
         "Revision": max(1, len(events or [])),
         "CreateTime": created,
         "ModifyTime": max(last, hlc_ns(view.get("ended_hlc"))),
@@ -227,7 +227,7 @@ def bacalhau_execution(
         "Name": "",
         "NodeID": execution["node"],
         "JobID": view["id"],
-        "JobVersion": 1,
+        "JobVersion": _meta(spec).get("version", 1),
         "AllocatedResources": {"Tasks": {_meta(spec).get("task", DEFAULT_TASK): allocated}},
         "DesiredState": {
             "StateType": DESIRED_STOPPED if ended else DESIRED_RUNNING,

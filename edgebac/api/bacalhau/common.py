@@ -17,6 +17,7 @@ from edgebac.api.jobs import _job
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, NotFound
 from edgebac.eventlog.view import event_json
+from edgebac.scheduler.bacalhau_versions import newest
 from edgebac.scheduler.bacalhau_view import bacalhau_execution
 from edgebac.scheduler.state import Job
 
@@ -79,23 +80,28 @@ async def find_job(request: web.Request, check: Check = auth.check_read) -> Job:
     try:
         job = await _job(node, text)
     except (NotFound, BadRequest) as exc:  # not an id, nor a prefix of one: perhaps a Name
-        job = await _job_by_name(node, text, exc)
+        job = await _job_by_name(request, node, text, exc)
     check(request, job)
     return job
 
 
-async def _job_by_name(node: ServedNode, name: str, not_an_id: Exception) -> Job:
+async def _job_by_name(
+    request: web.Request, node: ServedNode, name: str, not_an_id: Exception
+) -> Job:
+    """The newest version of the Name (see `scheduler.bacalhau_versions`) among the caller's
+    own jobs, else among those it may read: Bacalhau's names are one job each, its latest."""
+    caller = auth.caller_of(request)
     state = node.runner.state
-    named = sorted(
-        job.id
+    named = [
+        job
         for job in chain(state.jobs.values(), state.evicted.values())
-        if name and _name(job) == name
-    )
-    if len(named) > 1:
-        raise BadRequest(f"{len(named)} jobs are named {name[:80]!r}: give the ID of one")
-    if not named:
+        if name and _name(job) == name and caller.may_read(job)
+    ]
+    mine = [job for job in named if caller.owns(job)] or named
+    chosen = newest([(getattr(j, "spec_dict", {}), j.created_hlc, j.id) for j in mine])
+    if chosen is None:
         raise not_an_id
-    return await _job(node, named[0])
+    return await _job(node, chosen)
 
 
 def _name(job: Any) -> str | None:

@@ -75,7 +75,7 @@ def from_edgebac(exc: EdgebacError) -> web.Response:
     if isinstance(exc, SpecError):
         code = "ValidationError"
         details |= {path or "Job": message for path, message in exc.problems}
-    return api_error(exc.http_status, str(exc), code, details=details)
+    return api_error(exc.http_status, str(exc), code, getattr(exc, "hint", None), details)
 
 
 @web.middleware

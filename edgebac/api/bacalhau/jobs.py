@@ -8,6 +8,7 @@ makes still holds (the spec parses, the event can be signed, one JobCreated per 
 
 from __future__ import annotations
 
+import asyncio
 from itertools import chain
 from typing import Any
 
@@ -33,6 +34,7 @@ from edgebac.scheduler import requester
 from edgebac.scheduler.bacalhau import translate_submission
 from edgebac.scheduler.bacalhau_history import history_items
 from edgebac.scheduler.bacalhau_meta import DEFAULT_NAMESPACE
+from edgebac.scheduler.bacalhau_versions import newest, next_version, version_of
 from edgebac.scheduler.bacalhau_view import bacalhau_job
 from edgebac.scheduler.constraints import all_match, parse_constraint
 from edgebac.scheduler.state import Job
@@ -52,18 +54,69 @@ async def put_job(request: web.Request) -> web.Response:
         raise NotRequester("this node is not a requester: submit jobs to one that is")
     body = await read_json(request, "the job")
     translation = translate_submission(body)  # SpecError: a 400 naming each Job.<field>
-    caller = auth.caller_of(request)
+    warnings = list(translation.warnings)
+    if not translation.spec.get("name"):
+        job_id = await _submit(request, translation.spec)
+    else:  # one at a time per node: two updates of one Name must not both be version N+1
+        async with _NAMING.setdefault(node.identity.public_key, asyncio.Lock()):
+            job_id, replaced = await _submit_named(request, translation.spec, translation.force)
+        if replaced is not None:
+            warnings.append(f"job {replaced} of this name was stopped: {job_id} replaces it")
+    return web.json_response({"JobID": job_id, "EvaluationID": "", "Warnings": warnings})
+
+
+_NAMING: dict[bytes, asyncio.Lock] = {}  # node -> the lock of its named submissions
+
+
+async def _submit(request: web.Request, spec: dict[str, Any]) -> str:
+    node, caller = served_node(request), auth.caller_of(request)
     try:
         asked = clientsig.submission(
-            node.identity.public_key, translation.spec, caller.vouch_as or clientsig.UNSIGNED
+            node.identity.public_key, spec, caller.vouch_as or clientsig.UNSIGNED
         )
         check_value(asked.spec, "the job")
         await _create_once(node, asked)
     except EncodingError as exc:
         raise _unsignable(exc, "job") from None
-    return web.json_response(
-        {"JobID": asked.job_id, "EvaluationID": "", "Warnings": list(translation.warnings)}
-    )
+    return asked.job_id
+
+
+async def _submit_named(
+    request: web.Request, spec: dict[str, Any], force: bool
+) -> tuple[str, str | None]:
+    """A Name the caller's job here already has is Bacalhau's job update (see
+    `scheduler.bacalhau_versions`): the new version, then the old one stopped."""
+    node = served_node(request)
+    previous = _previous_version(request, spec)
+    if previous is None or previous.spec is None:
+        return await _submit(request, spec), None
+    spec = next_version(spec, previous.spec.to_dict(), previous.id, force)  # or NoChanges
+    job_id = await _submit(request, spec)
+    reason = f"Job update requested by user: version {version_of(spec)} is job {job_id}"
+    state = node.runner.refresh()
+    if not state.jobs[previous.id].terminal:
+        planned = requester.cancel(state, previous.id, reason)
+        await node.log.append([(kind, body) for kind, body in planned])
+    return job_id, previous.id
+
+
+def _previous_version(request: web.Request, spec: dict[str, Any]) -> Job | None:
+    """The newest job of this Name and namespace that the caller submitted to this requester
+    (another's job of the same Name is not the caller's to update)."""
+    node, caller = served_node(request), auth.caller_of(request)
+    namespace = (spec.get("bacalhau") or {}).get("namespace", DEFAULT_NAMESPACE)
+    mine = {
+        job.id: job
+        for job in node.runner.refresh().jobs.values()
+        if job.spec is not None
+        and job.spec.name == spec["name"]
+        and _namespace(job) == namespace
+        and job.requester == node.identity.public_key
+        and job.client is None  # vouched for, as this route submits: this requester stops it
+        and caller.owns(job)
+    }
+    chosen = newest([(j.spec_dict, j.created_hlc, j.id) for j in mine.values()])
+    return mine[chosen] if chosen is not None else None
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -112,10 +165,15 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 def _listed(job: Job, selector: tuple[Any, ...], namespace: str) -> bool:
-    meta = job.spec.bacalhau if job.spec is not None else None
-    if namespace not in ("", "*") and (meta.namespace if meta else DEFAULT_NAMESPACE) != namespace:
+    if namespace not in ("", "*") and _namespace(job) != namespace:
         return False
+    meta = job.spec.bacalhau if job.spec is not None else None
     return all_match(selector, meta.labels if meta else {})
+
+
+def _namespace(job: Job) -> str:
+    meta = job.spec.bacalhau if job.spec is not None else None
+    return meta.namespace if meta else DEFAULT_NAMESPACE
 
 
 def _selector(text: str) -> tuple[Any, ...]:

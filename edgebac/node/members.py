@@ -1,0 +1,36 @@
+"""The node list the API shows: this node, the members gossip knows, and seeds that never
+answered, with the roles and labels each announced. Pure: the rows from what the node holds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def member_rows(
+    me: dict[str, Any],
+    members: Sequence[dict[str, Any]],
+    announced: Mapping[bytes, Mapping[str, Any]],
+    unreachable: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """`me` and `members` (id, addresses, liveness) with their announced roles and labels,
+    then each unreachable seed whose address no member has (no id, its error)."""
+    rows = [dict(me), *(dict(member) for member in members)]
+    for row in rows:
+        body = announced.get(bytes.fromhex(row["id"]), {})
+        row["roles"] = body.get("roles", [])
+        row["labels"] = body.get("labels", {})
+    known = {address for row in rows for address in row["addresses"]}
+    for peer in unreachable:
+        if peer["address"] not in known:
+            rows.append(
+                {
+                    "id": None,
+                    "addresses": [peer["address"]],
+                    "liveness": "unreachable",
+                    "roles": [],
+                    "labels": {},
+                    "error": peer["error"],
+                }
+            )
+    return rows
