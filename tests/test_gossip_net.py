@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from tests.netfix import (
     Author,
     event_ids,
@@ -53,6 +55,7 @@ def test_node_list_shows_every_node_alive(nodes, tmp_path):
     assert "zone=a" in text.stdout
 
 
+@pytest.mark.serial  # iptables rules between loopback addresses other tests' nodes use too
 def test_partition_heals_to_identical_logs(nodes, tmp_path):
     key = network_key(tmp_path)
     network = start_network(nodes, tmp_path, 4, "--network-key", str(key))
