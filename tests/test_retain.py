@@ -94,7 +94,7 @@ def test_a_plan_sweeps_old_unkept_dags_and_keeps_pinned_recent_and_shared_blocks
     sweep = plan(decided, store, results)
     assert [p.name for p in sweep.folders] == ["old-exec"]
     assert {p.name for p in sweep.markers} == {str(gone), str(orphan)}
-    apply(sweep)
+    apply(sweep, store)
     assert not (results / "old-exec").exists()
     assert (results / "new-exec").exists()
     assert not store.holds(gone)  # its root block went; its leaf stays, shared with `shared`
@@ -115,3 +115,25 @@ def test_a_block_used_again_is_young_again(tmp_path):
         age(block, 7200)
         store.put(CID.parse(block.name), block.read_bytes(), verified=True)  # already held
         assert block.stat().st_mtime > time.time() - 60
+
+
+def test_a_pin_goes_once_its_last_upload_is_older_than_the_horizon(tmp_path):
+    store = BlockStore(tmp_path / "content")
+    results = tmp_path / "results"
+    old, renewed = stored(store, "old upload"), stored(store, "uploaded again")
+    for cid in (old, renewed):
+        store.pin(cid, "alice", 100)
+        store.mark_complete(cid)
+    for path in (tmp_path / "content").rglob("*"):
+        if path.is_file():
+            age(path, 7200)
+    store.pin(renewed, "alice", 100)  # uploaded again just now: young again
+    now = time.time()
+    sweep = plan(Decided.of(state([]), now, 3600), store, results)
+    assert [pin.cid for pin in sweep.pins] == [old]
+    assert sweep.summary()["pins"] == 1
+    apply(sweep, store)
+    assert store.pinned() == [renewed]
+    assert not store.holds(old)  # its pin gone, nothing else names it: swept
+    assert store.holds(renewed)
+    assert store.pins.usage("alice").bytes == 100  # alice's quota is free again of `old`

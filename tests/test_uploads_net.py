@@ -197,3 +197,48 @@ def test_an_upload_over_the_cap_or_without_submit_is_refused(nodes, tmp_path):
     assert stored(node) == before
     status, answer = upload(node, b"a,b\n", as_("ci"), "?name=data.csv")
     assert status == 201, answer
+
+
+def test_each_callers_uploads_are_bounded_by_its_quota_and_free_again_with_retention(
+    nodes, tmp_path
+):
+    """No client fills a node's disk with pinned uploads: a caller's pins hold at most its
+    quota (the same content twice charges once; another caller has a quota of its own), and
+    retention lets pins go as they age, which frees the quota."""
+    tokens = {name: new_token() for name in ("alice", "bob")}
+    access = tmp_path / "access.yaml"
+    access.write_text(
+        "clients:\n"
+        + "".join(
+            f"  {name}: {{token_sha256: {token_sha256(token)}, can: [read, submit]}}\n"
+            for name, token in tokens.items()
+        )
+    )
+    node = nodes.start(
+        tmp_path / "n",
+        *("--access", str(access), "--retain", "4s"),
+        listen="127.0.0.2:0",
+        env={"EDGEBAC_UPLOAD_QUOTA": "100Ki"},
+    )
+
+    def as_(name: str) -> dict[str, str]:
+        return {
+            "Content-Type": "application/octet-stream",
+            "Authorization": f"Bearer {tokens[name]}",
+        }
+
+    first, second = os.urandom(60 << 10), os.urandom(60 << 10)
+    status, pinned = upload(node, first, as_("alice"))
+    assert status == 201, pinned
+    again = {**as_("alice"), DIGEST_HEADER: hashlib.sha256(first).hexdigest()}
+    assert upload(node, first, again)[0] == 201  # the same again, as its digest says: free
+    before = stored(node)
+    status, answer = upload(node, second, as_("alice"))
+    assert (status, answer["error"]["code"]) == (413, "over_quota"), answer
+    assert "alice's uploads on this node hold 60Ki of its 100Ki quota" in answer["error"]["message"]
+    assert stored(node) == before  # nothing of the refused body was kept
+    assert upload(node, second, as_("bob"))[0] == 201  # bob's quota is his own
+
+    # Past the retention, alice's pin goes (nothing names its content) and her quota is free.
+    wait_for(lambda: upload(node, second, as_("alice"))[0] == 201, 30, "alice's quota to free")
+    assert f"pinned/{pinned['cid']}" not in stored(node)  # let go of by retention

@@ -11,8 +11,10 @@ block. What is put here is pinned: retention keeps it.
   folder as FILE (what `ipfs-car pack FILE` gives; without a name, `ipfs-car pack --no-wrap`).
 - `Content-Type: application/vnd.ipld.car`: a CAR of one whole DAG, its root pinned.
 
-The node's cap (`EDGEBAC_MAX_UPLOAD`, default 1 GiB) and its free disk (twice the body:
-the temp file and its blocks) are checked against Content-Length before a byte is read.
+The node's cap (`EDGEBAC_MAX_UPLOAD`, default 1 GiB), the caller's quota (`EDGEBAC_UPLOAD_QUOTA`,
+default 4 GiB, and at most MAX_PINS uploads, of what its pins hold: `sinks.pins`) and its free
+disk (twice the body: the temp file and its blocks) are checked against Content-Length before
+a byte is read. Pins go with retention (`--retain`): a caller's quota frees as its uploads age.
 """
 
 from __future__ import annotations
@@ -34,21 +36,26 @@ from edgebac.eventlog.callsig import DIGEST_HEADER, HEADER, CallRefused
 from edgebac.scheduler.quantities import format_size, parse_size
 from edgebac.sinks.blockstore import BlockStore
 from edgebac.sinks.errors import WriteFailed
+from edgebac.sinks.pins import Usage
 from edgebac.sinks.serve import CAR_TYPE
 
 PATH = "/api/v1/content"
 DEFAULT_MAX_UPLOAD = 1 << 30
+DEFAULT_QUOTA = 4 << 30  # what one caller's pins may hold
+MAX_PINS = 10_000  # uploads one caller's pins may count: each costs a marker file
 FREE_RESERVE = 256 << 20  # left free after an upload: the log and running jobs need disk too
 CHUNK = 1 << 20
 MAX_UPLOAD_KEY: web.AppKey[int] = web.AppKey("max_upload_bytes", int)
+QUOTA_KEY: web.AppKey[int] = web.AppKey("upload_quota_bytes", int)
 
 
 class InFlight:
     """Disk promised to uploads still arriving: concurrent uploads each pass the free-disk
-    check only with room for all of them (one event loop: no lock)."""
+    check (and each caller's quota) only with room for all of them (one event loop: no lock)."""
 
     def __init__(self) -> None:
         self.bytes = 0
+        self.by_owner: dict[str, int] = {}
 
 
 IN_FLIGHT_KEY: web.AppKey[InFlight] = web.AppKey("uploads_in_flight", InFlight)
@@ -65,6 +72,11 @@ class NoSpace(EdgebacError):
     http_status = 507
 
 
+class OverQuota(EdgebacError):
+    code = "over_quota"
+    http_status = 413
+
+
 class LengthRequired(EdgebacError):
     code = "length_required"
     http_status = 411
@@ -76,17 +88,43 @@ class DigestMismatch(BadRequest):
 
 def max_upload(environ: Any = os.environ) -> int:
     """The node's cap on one upload: `EDGEBAC_MAX_UPLOAD` (a size: `64Mi`, `2G`) or 1 GiB."""
-    text = environ.get("EDGEBAC_MAX_UPLOAD")
+    return _size_setting(environ, "EDGEBAC_MAX_UPLOAD", DEFAULT_MAX_UPLOAD)
+
+
+def upload_quota(environ: Any = os.environ) -> int:
+    """What one caller's pinned uploads may hold: `EDGEBAC_UPLOAD_QUOTA` or 4 GiB."""
+    return _size_setting(environ, "EDGEBAC_UPLOAD_QUOTA", DEFAULT_QUOTA)
+
+
+def _size_setting(environ: Any, name: str, default: int) -> int:
+    text = environ.get(name)
     if not text:
-        return DEFAULT_MAX_UPLOAD
+        return default
     size = parse_size(text)
     if not size:
-        raise ConfigError(f"EDGEBAC_MAX_UPLOAD: {text!r} is not a size (e.g. 512Mi, 2G)")
+        raise ConfigError(f"{name}: {text!r} is not a size (e.g. 512Mi, 2G)")
     return size
 
 
-def add_upload_routes(app: web.Application, max_bytes: int | None = None) -> None:
+def check_quota(owner: str, usage: Usage, length: int, quota: int, arriving: int = 0) -> None:
+    """OverQuota unless `owner`'s pins (`usage`, and its uploads still `arriving`) leave room
+    for `length` more bytes and one more upload."""
+    held = usage.bytes + arriving
+    if held + length > quota:
+        raise OverQuota(
+            f"{owner}'s uploads on this node hold {format_size(held)} of its "
+            f"{format_size(quota)} quota (EDGEBAC_UPLOAD_QUOTA): {format_size(length)} more "
+            "does not fit; uploads are let go of as the node's retention (--retain) passes them"
+        )
+    if usage.pins >= MAX_PINS:
+        raise OverQuota(f"{owner} has {usage.pins:,} uploads on this node, the most it keeps")
+
+
+def add_upload_routes(
+    app: web.Application, max_bytes: int | None = None, quota: int | None = None
+) -> None:
     app[MAX_UPLOAD_KEY] = max_bytes if max_bytes is not None else max_upload()
+    app[QUOTA_KEY] = quota if quota is not None else upload_quota()
     app[IN_FLIGHT_KEY] = InFlight()
     app.router.add_post(PATH, post_content)  # its rule: auth.NEEDS (submit), auth.STREAMED
 
@@ -158,12 +196,20 @@ def storage_error(exc: OSError) -> EdgebacError:
     return error(f"cannot store the upload: {exc.strerror or exc}")
 
 
-def import_into(store: BlockStore, temp: Path, car: bool, name: str | None) -> dict[str, Any]:
-    """Import the received body (in a thread): its CID (and a file's size)."""
+def _usage(store: BlockStore, owner: str, sha256: bytes | None) -> tuple[Usage, bool]:
+    again = sha256 is not None and store.pins.holds_for(owner, sha256.hex())
+    return store.pins.usage(owner), again
+
+
+def import_into(
+    store: BlockStore, temp: Path, car: bool, name: str | None, owner: str, sha256: str
+) -> dict[str, Any]:
+    """Import the received body (in a thread), pinned for `owner`: its CID (and a file's
+    size)."""
     try:
         if car:
-            return {"cid": str(store.import_car_upload(temp))}
-        link = store.import_upload(temp, name)
+            return {"cid": str(store.import_car_upload(temp, owner, sha256))}
+        link = store.import_upload(temp, name, owner, sha256)
     except OSError as exc:
         raise storage_error(exc) from None
     return {"cid": str(link.cid), "size": link.size}
@@ -181,8 +227,14 @@ async def post_content(request: web.Request) -> web.Response:
     in_flight = request.app[IN_FLIGHT_KEY]
     limit = request.app[MAX_UPLOAD_KEY]
     length = check_room(request.content_length, limit, store.root, in_flight.bytes)
+    owner = auth.caller_of(request).name
+    usage, again = await asyncio.to_thread(_usage, store, owner, expected)
+    arriving = in_flight.by_owner.get(owner, 0)
+    if not again:  # a body it pinned already (its digest says so) charges nothing more
+        check_quota(owner, usage, length, request.app[QUOTA_KEY], arriving)
     temp = store.temp_path()
     in_flight.bytes += 2 * length
+    in_flight.by_owner[owner] = arriving + length
     try:
         size, digest = await receive(request, temp)
         if size != length:  # aiohttp ends the body at Content-Length; a cut one is shorter
@@ -192,8 +244,12 @@ async def post_content(request: web.Request) -> web.Response:
                 f"the body's sha256 is {digest.hex()}, not {expected.hex()} as "
                 f"{DIGEST_HEADER} said (altered on the way?): nothing was stored"
             )
-        answer = await asyncio.to_thread(import_into, store, temp, car, name)
+        answer = await asyncio.to_thread(import_into, store, temp, car, name, owner, digest.hex())
     finally:
         in_flight.bytes -= 2 * length
+        if (left := in_flight.by_owner[owner] - length) > 0:
+            in_flight.by_owner[owner] = left
+        else:
+            del in_flight.by_owner[owner]
         temp.unlink(missing_ok=True)
     return web.json_response({**answer, "sha256": digest.hex(), "pinned": True}, status=201)

@@ -2,7 +2,8 @@
 
 What is kept is decided from the log alone (`keep_roots`, pure): the results of executions
 that ended within the retention, the content of the inputs and modules of jobs that have not
-ended, and what clients pinned (`POST /api/v1/content`). Everything else may go:
+ended, and what clients uploaded (`POST /api/v1/content`, a pin) since the horizon (a pin
+uploaded again is young again). Everything else may go:
 
 - results folders in `work/results/` of executions that ended before the horizon (their
   content, if published here, is in the store until it goes in turn);
@@ -29,6 +30,7 @@ from edgebac.sinks.blockstore import BlockStore
 from edgebac.sinks.cid import CID
 from edgebac.sinks.errors import BadCid, BadContent, ContentNotFound, CorruptBlock
 from edgebac.sinks.exporter import dag_members
+from edgebac.sinks.pins import Pin
 
 MAX_DAG_BLOCKS = 10_000_000  # a kept DAG larger than this is kept whole, unindexed
 
@@ -80,6 +82,7 @@ class Sweep:
     """What a sweep removes (or, dry, would)."""
 
     folders: list[Path] = field(default_factory=list)
+    pins: list[Pin] = field(default_factory=list)
     markers: list[Path] = field(default_factory=list)
     blocks: list[Path] = field(default_factory=list)
     bytes: int = 0
@@ -87,6 +90,7 @@ class Sweep:
     def summary(self) -> dict[str, Any]:
         return {
             "results_folders": len(self.folders),
+            "pins": len(self.pins),
             "dags": len(self.markers),
             "blocks": len(self.blocks),
             "bytes": self.bytes,
@@ -111,7 +115,13 @@ def plan(decided: Decided, store: BlockStore, results: Path) -> Sweep:
     """What may go now (reads the disk; changes nothing)."""
     sweep = Sweep()
     _plan_folders(decided, results, sweep)
-    roots = set(decided.roots) | set(store.pinned())
+    horizon_s = decided.horizon_ms / 1000
+    roots = set(decided.roots)
+    for pin in store.pins.all():  # a pin not uploaded again since the horizon goes
+        if pin.at_s >= horizon_s:
+            roots.add(pin.cid)
+        else:
+            sweep.pins.append(pin)
     kept: set[CID] = set()
     for root in roots:
         try:
@@ -122,7 +132,6 @@ def plan(decided: Decided, store: BlockStore, results: Path) -> Sweep:
     for marker in sorted(complete.iterdir()) if complete.is_dir() else []:
         if _cid(marker.name) not in roots:
             sweep.markers.append(marker)
-    horizon_s = decided.horizon_ms / 1000
     for block in sorted((store.root / "blocks").rglob("*")):
         if block.is_file() and _cid(block.name) not in kept and _mtime(block) < horizon_s:
             sweep.blocks.append(block)
@@ -142,10 +151,12 @@ def _plan_folders(decided: Decided, results: Path, sweep: Sweep) -> None:
             sweep.bytes += _tree_size(path)
 
 
-def apply(sweep: Sweep) -> None:
-    """Remove in the crash-safe order: folders, then markers, then blocks."""
+def apply(sweep: Sweep, store: BlockStore) -> None:
+    """Remove in the crash-safe order: folders, pins, then markers, then blocks."""
     for folder in sweep.folders:
         shutil.rmtree(folder, ignore_errors=True)
+    for pin in sweep.pins:
+        store.pins.remove(pin)
     for path in [*sweep.markers, *sweep.blocks]:
         path.unlink(missing_ok=True)
 
@@ -207,7 +218,7 @@ class Retainer:
     async def sweep_once(self) -> dict[str, Any]:
         decided = Decided.of(self._state(), time.time(), self.retain_s)
         sweep = await asyncio.to_thread(plan, decided, self._store, self._results)
-        await asyncio.to_thread(apply, sweep)
+        await asyncio.to_thread(apply, sweep, self._store)
         self.last = {**sweep.summary(), "at_ms": int(time.time() * 1000)}
         return self.last
 
@@ -232,7 +243,7 @@ def collect_offline(data_dir: Path, retain_s: float, dry_run: bool) -> dict[str,
         decided = Decided.of(state, time.time(), retain_s)
         sweep = plan(decided, store, folder.path / "work" / "results")
         if not dry_run:
-            apply(sweep)
+            apply(sweep, store)
     finally:
         folder.release(False)
     return {**sweep.summary(), "dry_run": dry_run}

@@ -26,7 +26,8 @@ from typing import BinaryIO
 from edgebac.sinks import exporter, unixfs
 from edgebac.sinks.car import block_prefix, car_header, read_car
 from edgebac.sinks.cid import CID
-from edgebac.sinks.errors import BadCid, BadContent, ContentNotFound, CorruptBlock, WriteFailed
+from edgebac.sinks.errors import BadContent, ContentNotFound, CorruptBlock, WriteFailed
+from edgebac.sinks.pins import Pins
 
 MAX_BLOCK_SIZE = 2 * 1024 * 1024  # ipfs-car blocks hold at most 1 MiB of data plus a header
 _SYNCFS = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
@@ -61,6 +62,7 @@ class BlockStore:
         self._pinned = self.root / "pinned"
         for folder in (self._blocks, self._tmp, self._complete, self._corrupt, self._pinned):
             folder.mkdir(parents=True, exist_ok=True)
+        self.pins = Pins(self._pinned)
         for leftover in self._tmp.iterdir():  # a crash mid-write leaves only temp files
             leftover.unlink(missing_ok=True)
         self._shards: set[str] = set()
@@ -178,8 +180,11 @@ class BlockStore:
         """A fresh name in the store's temp folder (emptied at every start: crash-safe)."""
         return self._tmp / f"upload.{uuid.uuid4().hex}"
 
-    def import_upload(self, path: Path, name: str | None = None) -> unixfs.DagLink:
-        """Import an uploaded file, wrapped in a folder as `name` if given, and pin it."""
+    def import_upload(
+        self, path: Path, name: str | None = None, owner: str | None = None, sha256: str = ""
+    ) -> unixfs.DagLink:
+        """Import an uploaded file, wrapped in a folder as `name` if given, and pin it for
+        `owner`, charged the file's size."""
         written: list[Path] = []
         put = self._putter(written)
         pool = self._import_pool() if _larger_than(path, SMALL_IMPORT_BYTES) else None
@@ -188,10 +193,10 @@ class BlockStore:
             link = unixfs.wrap(name, link, put)
         self._sync(written)
         self.mark_complete(link.cid)
-        self.pin(link.cid)
+        self.pin(link.cid, owner, path.stat().st_size, sha256)
         return link
 
-    def import_car_upload(self, path: Path) -> CID:
+    def import_car_upload(self, path: Path, owner: str | None = None, sha256: str = "") -> CID:
         """Import an uploaded CAR of one whole DAG and pin its root. A CAR that lacks blocks
         of its DAG is refused; the blocks it did bring stay unpinned (collectable)."""
         with open(path, "rb") as stream:
@@ -200,29 +205,16 @@ class BlockStore:
             raise BadContent(f"an uploaded CAR has one root, not {len(roots)}")
         if not self.holds(roots[0]):
             raise BadContent(f"the CAR lacks blocks of the DAG under its root {roots[0]}")
-        self.pin(roots[0])
+        self.pin(roots[0], owner, path.stat().st_size, sha256)
         return roots[0]
 
-    def pin(self, cid: CID) -> None:
-        """Mark a DAG as kept whatever retention says (its blocks are on disk already)."""
-        marker = self._pinned / str(cid)
-        if not marker.exists():
-            marker.touch()
-            fd = os.open(self._pinned, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    def pin(self, cid: CID, owner: str | None = None, charged: int = 0, sha256: str = "") -> None:
+        """Mark a DAG as kept (its blocks are on disk already), for `owner` (see `pins`)."""
+        self.pins.add(cid, owner, charged, sha256)
 
     def pinned(self) -> list[CID]:
         """The DAGs clients put here: roots that garbage collection keeps, with their blocks."""
-        roots = []
-        for marker in sorted(self._pinned.iterdir()):
-            try:
-                roots.append(CID.parse(marker.name))
-            except BadCid:
-                continue  # not ours: a stray file names nothing to keep
-        return roots
+        return [pin.cid for pin in self.pins.all()]
 
     def mark_complete(self, cid: CID) -> None:
         marker = self._complete / str(cid)
