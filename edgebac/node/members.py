@@ -3,23 +3,26 @@ answered, with the roles and labels each announced. Pure: the rows from what the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from edgebac.scheduler.state import NodeInfo
 
 
 def member_rows(
     me: dict[str, Any],
     members: Sequence[dict[str, Any]],
-    announced: Mapping[bytes, Mapping[str, Any]],
+    announced: Callable[[bytes], NodeInfo | None],
     unreachable: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
-    """`me` and `members` (id, addresses, liveness) with their announced roles and labels,
-    then each unreachable seed whose address no member has (no id, its error)."""
+    """`me` and `members` (id, addresses, liveness) with the roles and labels they announced
+    (`announced`: a node's info in the projection), then each unreachable seed whose address
+    no member has (no id, its error)."""
     rows = [dict(me), *(dict(member) for member in members)]
     for row in rows:
-        body = announced.get(bytes.fromhex(row["id"]), {})
-        row["roles"] = body.get("roles", [])
-        row["labels"] = body.get("labels", {})
+        info = announced(bytes.fromhex(row["id"]))
+        row["roles"] = list(info.roles) if info is not None else []
+        row["labels"] = dict(info.labels) if info is not None else {}
     known = {address for row in rows for address in row["addresses"]}
     for peer in unreachable:
         if peer["address"] not in known:

@@ -334,12 +334,13 @@ class Node:
         }
 
     async def known_nodes(self) -> list[dict[str, Any]]:
-        """Ourselves and every member: id, addresses, roles, labels, liveness."""
-        announced = {}
-        for event in await self.gossip.all_of_type("NodeAnnounced"):
-            announced[event.author] = event.body
+        """Ourselves and every member: id, addresses, roles, labels, liveness (what each
+        announced last, from the projection: reading every announcement from the log took
+        seconds in a network of 10,000 authors)."""
         me = {"id": self.identity.node_id, "addresses": [self.advertised], "liveness": "self"}
-        return member_rows(me, self.gossip.members(), announced, self.gossip.unreachable())
+        nodes = self.runner.refresh().nodes
+        members = self.gossip.members()
+        return member_rows(me, members, nodes.get, self.gossip.unreachable())
 
     async def stop(self, discard_new: bool = False) -> None:
         """Stop serving, finish every queued append, close the log, release the data dir
