@@ -378,3 +378,26 @@ def test_the_bid_hook_is_not_asked_about_jobs_the_client_rules_decline():
     policy = NodePolicy(hook=True, clients=frozenset({bytes(CLIENT.verify_key).hex()}))
     assert awaiting_verdict(w.state, me(w), policy, ALPINE) == []
     assert decline_of(w, theirs, policy) == ("BidDeclined", "client not allowed")
+
+
+def test_a_job_naming_no_resources_claims_its_engines_limits():
+    """A docker job that names no CPU or memory runs with half a core and 512 MiB (the
+    executor's limits): the node counts them, so a flood of such jobs cannot all land on it
+    at once, within one decision or across them (its bids and executions claim them)."""
+    w = world(resources={**BIG, "cpu_millis": 2000})
+    for n in range(5):
+        w.submit("req", f"j{n}", docker_spec())
+    planned = w.plan_compute("me")
+    assert [b.get("reason") for _, b in planned] == [None, None, None, None, "busy"]
+    assert planned[4][1]["detail"] == "lack cpu now: needs 500m cpu, 0m cpu free"
+    w.compute_step("me")
+    w.submit("req", "later", docker_spec())
+    ((_, body),) = w.plan_compute("me")
+    assert body["reason"] == "busy"  # the four bids still claim the two cores
+    assert noop_claims() == {"cpu_millis": 0, "memory_bytes": 0, "disk_bytes": 0, "gpu": 0}
+
+
+def noop_claims() -> dict[str, int]:
+    from edgebac.scheduler.spec import parse_spec
+
+    return parse_spec(noop_spec()).claims()

@@ -31,7 +31,7 @@ from edgebac.runtime.images import ImageSet
 from edgebac.runtime.staging import Stager
 from edgebac.runtime.threads import in_thread
 from edgebac.scheduler.quantities import format_size
-from edgebac.scheduler.spec import DockerEngine
+from edgebac.scheduler.spec import DockerEngine, engine_default
 
 logger = logging.getLogger(__name__)
 NODE_LABEL = "edgebac.node"
@@ -44,8 +44,10 @@ LOGS_JOIN_TIMEOUT_S = 30  # for the log copiers to catch up once the container h
 # sockets, device nodes, chroot, low ports, file capabilities and audit writes, which they do not.
 BASE_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID")
 PIDS_LIMIT = 512  # processes and threads per container: enough for builds, not for a fork bomb
-DEFAULT_CPU_MILLIS = 500  # a job that names no CPU gets half a core ...
-DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024  # ... and 512 MiB, so no job is ever unbounded
+# A job that names no CPU gets half a core and 512 MiB, so no job is ever unbounded (and the
+# scheduler counts them: spec.ENGINE_DEFAULTS).
+DEFAULT_CPU_MILLIS = engine_default("docker", "cpu_millis")
+DEFAULT_MEMORY_BYTES = engine_default("docker", "memory_bytes")
 
 
 def connect() -> tuple[Any, dict[str, Any]]:

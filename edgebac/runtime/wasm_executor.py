@@ -33,7 +33,7 @@ from edgebac.runtime.staging import StagedInput, Stager
 from edgebac.runtime.threads import in_thread
 from edgebac.runtime.wasm_cache import ModuleCache, engine_config
 from edgebac.scheduler.quantities import format_size
-from edgebac.scheduler.spec import WasmEngine
+from edgebac.scheduler.spec import WasmEngine, engine_default
 
 MODULE_CAP_BYTES = 256 << 20  # from any source: an inline one, a URL, blocks by content id
 BACKSTOP_S = 2.0  # past the job's timeout, the guest interrupts itself
@@ -174,9 +174,7 @@ class Guest:
         for host, guest_path in self.plan.outputs:
             wasi.preopen_dir(str(host), guest_path, True)
         store.set_wasi(wasi)
-        memory = self.task.spec.resources.memory_bytes
-        if memory:
-            store.set_limits(memory_size=memory)
+        store.set_limits(memory_size=self._memory_limit())
         if self.fuel is not None:
             store.set_fuel(self.fuel)
         store.set_epoch_deadline(1)  # trap at the next tick: only `interrupt` ticks
@@ -195,11 +193,15 @@ class Guest:
         self._check_memory(store, memory, "trapped")
         return ExecutionError(f"wasm trap: {_first_line(trap)}")
 
+    def _memory_limit(self) -> int:
+        """The job's memory, or the default a job that names none gets (never unbounded)."""
+        return self.task.spec.resources.memory_bytes or engine_default("wasm", "memory_bytes")
+
     def _check_memory(self, store: Store, memory: object, how: str) -> None:
         """memory.grow fails quietly at the limit (the guest's malloc returns NULL); a run
         that ends badly that close to its limit ran out of memory: say so."""
-        limit = self.task.spec.resources.memory_bytes
-        if not limit or not isinstance(memory, Memory) or how == "exited 0":
+        limit = self._memory_limit()
+        if not isinstance(memory, Memory) or how == "exited 0":
             return
         used = memory.data_len(store)
         if used + OOM_MARGIN >= limit:

@@ -125,7 +125,7 @@ def decide(
                 reason, detail = why.POLICY, verdict.reason
         if reason is None:
             out.append(_bid(job, policy, facts, free))
-            free = {k: v - job.spec.resources.amounts()[k] for k, v in free.items()}
+            free = {k: v - job.spec.claims()[k] for k, v in free.items()}
         elif (job.attempt, me) not in job.declines:
             body = {"job_id": job.id, "attempt": job.attempt, "reason": reason, "detail": detail}
             out.append((ev.BID_DECLINED, body))
@@ -290,7 +290,7 @@ def _why_not(
     for item in spec.inputs:
         if item.source.kind == "file" and not _path_allowed(item.source.url, policy.paths):
             return why.INPUT_NOT_ALLOWED, f"{item.source.url} is outside the allowed paths"
-    wanted = spec.resources.amounts()
+    wanted = spec.claims()
     if short := shortfall(free, wanted):
         key = short[0]
         detail = f"needs {_amount(key, wanted[key])}, {_amount(key, free[key])} free"

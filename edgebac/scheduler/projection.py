@@ -275,7 +275,7 @@ class Projection:
             for bid in job.round_bids():
                 if not job.decided(bid.attempt, bid.node):
                     claims[bid.node] = claims.get(bid.node, 0) + 1
-            amounts = job.spec.resources.amounts()
+            amounts = job.spec.claims()  # with its engine's defaults: never free
             index.claims = {
                 node: {k: n * amounts[k] for k in RESOURCE_KEYS} for node, n in claims.items()
             }

@@ -242,7 +242,7 @@ def _unusable(ctx: _Ctx, job: Job, bid: Bid) -> str | None:
         return "node lost"
     if _busy(job, bid.node):
         return "node already runs this job"
-    if short := shortfall(bid.free, job.spec.resources.amounts()):
+    if short := shortfall(bid.free, job.spec.claims()):
         return "not enough " + ", ".join(short)
     if info is not None and info.announced and not all_match(job.spec.constraints, info.labels):
         return "label mismatch"

@@ -71,6 +71,20 @@ class Resources:
         }
 
 
+# What an execution takes when its spec names no amount: the limits its engine then sets (the
+# docker executor's CPU quota and memory limit, a wasm store's memory limit and its one thread).
+# A node counts them when it decides what fits, so a job that names nothing is neither
+# unbounded where it runs nor free to run a thousand of at once.
+ENGINE_DEFAULTS: Mapping[str, Mapping[str, int]] = {
+    "docker": {"cpu_millis": 500, "memory_bytes": 512 << 20},
+    "wasm": {"cpu_millis": 1000, "memory_bytes": 512 << 20},
+}
+
+
+def engine_default(engine: str, key: str) -> int:
+    return ENGINE_DEFAULTS.get(engine, {}).get(key, 0)
+
+
 @dataclass(frozen=True)
 class DockerEngine:
     image: str
@@ -192,6 +206,12 @@ class JobSpec:
     @property
     def timeout_ms(self) -> int:
         return int(self.timeout_s * 1000)
+
+    def claims(self) -> dict[str, int]:
+        """What an execution of this job takes of a node: the amounts it names, its engine's
+        defaults for those it does not (`ENGINE_DEFAULTS`)."""
+        amounts = self.resources.amounts()
+        return {k: v or engine_default(self.engine.type, k) for k, v in amounts.items()}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
