@@ -224,8 +224,14 @@ def test_api_listen_with_tls_is_https_only_and_listen_stays_plain(nodes, tmp_pat
     api, fingerprint = printed(node)
     assert api.startswith("https://127.0.0.45:")
     assert fetch(api + "/api/v1/node", https_handler(None, fingerprint))[0] == 200
-    with pytest.raises((urllib.error.URLError, ConnectionError)):
-        fetch(api.replace("https://", "http://") + "/healthz")  # no plain HTTP there
+    with pytest.raises(urllib.error.HTTPError) as plain:  # no plain HTTP there: it says so
+        fetch(api.replace("https://", "http://") + "/healthz")
+    with plain.value as answer:
+        assert answer.code == 400
+        error = json.loads(answer.read())["error"]
+    assert error["code"] == "https_only"
+    assert f"use {api}/" in error["message"]
+    assert fetch(api + "/api/v1/node", https_handler(None, fingerprint))[0] == 200  # still
     assert fetch(node.url + "/healthz")[0] == 200  # peers' port: plain
     with pytest.raises((urllib.error.URLError, ConnectionError)):
         fetch(

@@ -47,12 +47,12 @@ from edgebac.node.connlimits import (
     default_max_connections,
     source_key,
 )
+from edgebac.node.sniff import TLS_RECORD, answer_https_only, first_byte
 
 ACCEPT_BATCH = 64  # accepts per wakeup: fair to the rest of the loop under a flood
 BACKLOG = 1024
 PAUSE_S = 0.25  # out of descriptors: try again this soon (closing connections free some)
 WARN_EVERY_S = 60.0
-TLS_RECORD = 0x16  # a TLS handshake record: the first byte of every ClientHello
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 _LIVE: dict[RequestHandler, Connection] = {}  # aiohttp's handler -> our connection
 
@@ -298,7 +298,10 @@ class Listener:
         try:
             async with asyncio.timeout_at(deadline):
                 tls = self._tls
-                if tls is not None and self._sniff and await _first_byte(sock) != TLS_RECORD:
+                if tls is not None and await first_byte(sock) != TLS_RECORD:
+                    if not self._sniff:  # HTTPS only: say so in plain HTTP, then hang up
+                        await answer_https_only(sock, self.address)
+                        raise EOFError
                     tls = None
                 left = max(deadline - self._loop.time(), 0.001)
                 await self._loop.connect_accepted_socket(
@@ -328,30 +331,6 @@ class Listener:
         for task in list(self._opening):
             task.cancel()
         await asyncio.gather(*self._opening, return_exceptions=True)
-
-
-async def _first_byte(sock: socket.socket) -> int:
-    """The connection's first byte, left in the socket (MSG_PEEK); EOFError if it closed."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            data = sock.recv(1, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            readable: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(sock.fileno(), _settle, readable)
-            try:
-                await readable
-            finally:
-                loop.remove_reader(sock.fileno())
-            continue
-        if not data:
-            raise EOFError("closed before its first byte")
-        return data[0]
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _bind(address: HostPort) -> socket.socket:
