@@ -1,9 +1,13 @@
 """Checkpoints of the projection: starting from one and folding the rest gives the state a
-fold of the whole log gives (property tests), and a checkpoint that does not match is refused."""
+fold of the whole log gives (property tests: the ended jobs read back from the rows in SQLite,
+through the overlay of what changed since), and a checkpoint that does not match is refused."""
 
 from __future__ import annotations
 
 import random
+import sqlite3
+import tempfile
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -13,9 +17,13 @@ from test_histories import _history, raw_event
 from test_projection import indexes, interleave, simulate
 from test_retention import EAGER, decisions, derived, reload_all
 
+from edgebac.eventlog.checkpoints import CHECKPOINT_SCHEMA, EndedReader, write_checkpoint
 from edgebac.eventlog.encoding import Event
+from edgebac.node.checkpoints import to_write
 from edgebac.scheduler import checkpoint
-from edgebac.scheduler.checkpoint import CheckpointError, Packed
+from edgebac.scheduler.checkpoint import CheckpointError
+from edgebac.scheduler.ended import CREATED, EMPTY, ID, Listing, Owner
+from edgebac.scheduler.ended_rows import StoredEnded
 from edgebac.scheduler.projection import Projection
 from edgebac.scheduler.retention import Retention
 
@@ -23,25 +31,39 @@ RETENTIONS = st.sampled_from([None, EAGER, Retention(ended_ms=2_000, ended_max=1
 
 
 class Stored:
-    """What the log's checkpoint tables hold, kept as `EventLog.write_checkpoint` keeps them:
-    the newest core, and ended rows updated by each write (all replaced by a full one)."""
+    """The log's checkpoint tables in a SQLite file of their own, written by the log's own
+    `write_checkpoint` (beside a one-row `events` table: the position it checks) and read back
+    through `EndedReader`s, as a node reads them."""
 
-    def __init__(self) -> None:
-        self.packed: Packed | None = None
-        self.rows: dict[str, bytes] = {}
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "events.db"
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.executescript(
+            "CREATE TABLE events (pos INTEGER PRIMARY KEY, id BLOB NOT NULL);"
+            f"INSERT INTO events VALUES (1, x'01'); {CHECKPOINT_SCHEMA}"
+        )
+        self.readers: list[StoredEnded] = []
 
-    def write(self, packed: Packed) -> None:
-        if packed.full:
-            self.rows.clear()
-        for job_id in packed.deleted:
-            self.rows.pop(job_id, None)
-        self.rows.update(packed.rows)
-        self.packed = packed
+    def rows(self) -> StoredEnded:
+        self.readers.append(StoredEnded(EndedReader(self.path)))
+        return self.readers[-1]
+
+    def write(self, p: Projection, full: bool) -> str:
+        """Take a checkpoint of `p` as `node.checkpoints` does: freeze, write, commit."""
+        snapshot = checkpoint.snapshot(p, full)
+        state_hash = write_checkpoint(self.conn, 1, 0, lambda: to_write(snapshot))
+        p.evicted.committed(self.rows() if p.evicted.backing is EMPTY else None)
+        return state_hash
 
     def load(self, retention: Retention | None) -> Projection:
-        assert self.packed is not None
-        rows = sorted(self.rows.items())  # SQLite gives them by job id, not as they were let go
-        return checkpoint.load(self.packed.core, rows, self.packed.state_hash, retention)
+        state_hash, body = self.conn.execute("SELECT state_hash, body FROM checkpoint").fetchone()
+        return checkpoint.load(body, self.rows(), state_hash, retention)
+
+    def close(self) -> None:
+        for rows in self.readers:
+            rows.close()
+        self.conn.close()
 
 
 def fold(p: Projection, events: list[Event], held: list[Event], rnd: random.Random) -> None:
@@ -78,15 +100,19 @@ def assert_same(loaded: Projection, taken: Projection) -> None:
 
 
 def run_with_checkpoints(
-    order: list[Event], cuts: list[int], retention: Retention | None, rnd: random.Random
+    stored: Stored,
+    order: list[Event],
+    cuts: list[int],
+    retention: Retention | None,
+    rnd: random.Random,
 ) -> Projection:
     """Fold `order`, taking a checkpoint at each cut; at some, restart from it (load it and go
     on from there, as a node does), at others go on and take the next one incrementally."""
-    p, stored, held = Projection(retention), Stored(), []
+    p, held = Projection(retention), []
     full = True  # the first one, and the first after a refold, rewrites every row
     for pos in sorted({cut % (len(order) + 1) for cut in cuts}):
         fold(p, order[len(held) : pos], held, rnd)
-        stored.write(checkpoint.pack(checkpoint.snapshot(p, full)))
+        assert stored.write(p, full) == p.state_hash()
         full = False
         if rnd.random() < 0.7:
             before, p = p, stored.load(retention)
@@ -96,6 +122,24 @@ def run_with_checkpoints(
             reload_all(p, held)
     fold(p, order[len(held) :], held, rnd)
     return p
+
+
+def listed(p: Projection, asked: Listing) -> tuple[list[str], int]:
+    page, total = p.evicted.listing(p.jobs.values(), asked)
+    return [job.id for job in page], total
+
+
+def assert_lists_alike(p: Projection, whole: Projection, rnd: random.Random) -> None:
+    """Pages of held and stored jobs together are the pages of the whole fold's jobs."""
+    requesters = sorted({job.requester for job in whole.jobs.values()})
+    owners = [Owner(), Owner(everyone=False), Owner(False, requesters[0] if requesters else None)]
+    n = len(whole.jobs)
+    for order, desc, owner in [
+        (o, d, w) for o in (CREATED, ID) for d in (True, False) for w in owners
+    ]:
+        for offset, limit in [(0, 50), (0, 1), (rnd.randint(0, n + 1), rnd.randint(1, 4))]:
+            asked = Listing(order, desc, owner, offset, limit)
+            assert listed(p, asked) == listed(whole, asked), asked
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -110,8 +154,18 @@ def test_starting_from_checkpoints_folds_like_the_whole_log(seed, steps, retenti
     w = simulate(seed, steps)
     order = interleave(w.log, rnd)
     whole = Projection.from_events(order)
-    p = run_with_checkpoints(order, cuts, retention, rnd)
+    with tempfile.TemporaryDirectory() as folder:
+        stored = Stored(Path(folder))
+        try:
+            p = run_with_checkpoints(stored, order, cuts, retention, rnd)
+            check_against_whole(p, whole, w, rnd)
+        finally:
+            stored.close()
+
+
+def check_against_whole(p: Projection, whole: Projection, w, rnd: random.Random) -> None:
     assert p.state_hash() == whole.state_hash()
+    assert_lists_alike(p, whole, rnd)
     assert p.evidence() == whole.evidence()
     assert sorted([*p.jobs, *p.evicted]) == sorted(whole.jobs)
     assert p.executions.keys() == whole.executions.keys()
@@ -134,51 +188,70 @@ def test_checkpoints_of_rule_breaking_histories_keep_state_and_evidence(
 ):
     events = _history(roles, raw)
     whole = Projection.from_events(events)
-    p = run_with_checkpoints(interleave(events, rnd), cuts, retention, rnd)
-    assert p.state_hash() == whole.state_hash()
-    if retention is None:  # a job let go of judges no more events that sort after its end
-        assert p.evidence() == whole.evidence()  # (a second JobCreated, say): not a checkpoint's
-    indexes(p)
+    with tempfile.TemporaryDirectory() as folder:
+        stored = Stored(Path(folder))
+        try:
+            p = run_with_checkpoints(stored, interleave(events, rnd), cuts, retention, rnd)
+            assert p.state_hash() == whole.state_hash()
+            if retention is None:  # a job let go of judges no more events after its end (a
+                assert p.evidence() == whole.evidence()  # second JobCreated): not a checkpoint's
+            indexes(p)
+            assert_lists_alike(p, whole, rnd)
+        finally:
+            stored.close()
 
 
-def checkpointed(retention: Retention | None = EAGER) -> tuple[Projection, Stored]:
+@pytest.fixture
+def stored(tmp_path):
+    stored = Stored(tmp_path)
+    yield stored
+    stored.close()
+
+
+def checkpointed(stored: Stored, retention: Retention | None = EAGER) -> Projection:
     w = simulate(7, 60)
-    p, stored = Projection(retention), Stored()
+    p = Projection(retention)
     fold(p, w.log, [], random.Random(1))
-    stored.write(checkpoint.pack(checkpoint.snapshot(p, True)))
-    assert stored.rows  # some jobs ended and were let go of: rows of their own
-    return p, stored
+    stored.write(p, True)
+    assert stored.conn.execute("SELECT COUNT(*) FROM ended_jobs").fetchone()[0]  # rows of their own
+    return p
 
 
-def test_a_loaded_checkpoint_is_the_state_it_was_taken_of():
-    p, stored = checkpointed()
+def test_a_loaded_checkpoint_is_the_state_it_was_taken_of(stored):
+    p = checkpointed(stored)
     assert_same(stored.load(EAGER), p)
 
 
-def test_a_state_hash_that_does_not_match_is_refused():
-    _, stored = checkpointed()
-    assert stored.packed is not None
-    stored.packed.state_hash = "0" * 64
+def test_a_state_hash_that_does_not_match_is_refused(stored):
+    checkpointed(stored)
+    stored.conn.execute("UPDATE checkpoint SET state_hash = ?", ("0" * 64,))
     with pytest.raises(CheckpointError, match="state hash"):
         stored.load(EAGER)
 
 
-def test_a_lost_ended_row_changes_the_state_hash_and_is_refused():
-    _, stored = checkpointed()
-    stored.rows.pop(min(stored.rows))
+@pytest.mark.parametrize(
+    "change",
+    [
+        "DELETE FROM ended_jobs WHERE job_id = (SELECT MIN(job_id) FROM ended_jobs)",
+        "UPDATE ended_jobs SET digest = X'00' WHERE job_id = (SELECT MIN(job_id) FROM ended_jobs)",
+    ],
+)
+def test_a_lost_or_changed_ended_row_changes_the_state_hash_and_is_refused(stored, change):
+    checkpointed(stored)
+    stored.conn.execute(change)
     with pytest.raises(CheckpointError, match="state hash"):
         stored.load(EAGER)
 
 
-def test_a_body_of_another_shape_is_refused_not_trusted():
-    _, stored = checkpointed()
-    assert stored.packed is not None
-    core = msgpack.unpackb(stored.packed.core, strict_map_key=False)
+def test_a_body_of_another_shape_is_refused_not_trusted(stored):
+    checkpointed(stored)
+    (body,) = stored.conn.execute("SELECT body FROM checkpoint").fetchone()
+    core = msgpack.unpackb(body, strict_map_key=False)
     core["nodes"] = [values[:-1] for values in core["nodes"]]  # a field fewer: another version
-    stored.packed.core = msgpack.packb(core, use_bin_type=True)
+    stored.conn.execute("UPDATE checkpoint SET body = ?", (msgpack.packb(core, use_bin_type=True),))
     with pytest.raises(CheckpointError, match="a NodeInfo of 8 fields, not 9"):
         stored.load(EAGER)
-    stored.packed.core = b"\xc1 not msgpack"
+    stored.conn.execute("UPDATE checkpoint SET body = ?", (b"\xc1 not msgpack",))
     with pytest.raises(CheckpointError, match="does not decode"):
         stored.load(EAGER)
 
@@ -191,13 +264,35 @@ def test_the_format_names_the_fields_it_saves():
     assert "Execution:id,job_id,node" in checkpoint._SHAPE
 
 
-def test_taking_a_snapshot_resets_what_changed_and_a_checkpoint_never_runs_code():
-    p, stored = checkpointed()
-    assert p.ended_changed == set()  # the snapshot took them, and tracks them from now on
-    assert Projection(EAGER).ended_changed is None  # not before: a fold alone keeps no list
-    assert stored.packed is not None
-    for blob in [stored.packed.core, *stored.rows.values()]:
+def test_a_checkpoint_empties_the_overlay_and_never_runs_code(stored):
+    p = checkpointed(stored)
+    assert p.evicted._current == {}
+    assert p.evicted._frozen == {}
+    assert len(p.evicted) == stored.conn.execute("SELECT COUNT(*) FROM ended_jobs").fetchone()[0]
+    blobs = [row for (row,) in stored.conn.execute("SELECT body FROM checkpoint")]
+    for table in ("ended_jobs", "ended_executions"):
+        blobs += [row for (row,) in stored.conn.execute(f"SELECT row FROM {table}")]
+    for blob in blobs:
         msgpack.unpackb(blob, strict_map_key=False, ext_hook=_no_ext)  # plain data only
+
+
+def test_the_state_hash_is_the_one_of_packing_one_map():
+    """Streamed digests give the bytes of today's canonical map: the hash did not change."""
+    import hashlib
+
+    from edgebac.eventlog.encoding import canonical_body
+    from edgebac.scheduler.retention import job_digest
+
+    w = simulate(3, 60)
+    p = Projection(EAGER)
+    fold(p, w.log, [], random.Random(2))
+    assert len(p.evicted)
+    assert len(p.jobs)
+    digests = {job_id: d for job_id, d in p.evicted.digests()}
+    digests |= {job_id: job_digest(job) for job_id, job in p.jobs.items()}
+    _held, shared = p.hash_parts()
+    packed = msgpack.packb(canonical_body({"jobs": digests, **shared}), use_bin_type=True)
+    assert p.state_hash() == hashlib.sha256(packed).hexdigest()
 
 
 def _no_ext(code: int, data: bytes) -> None:

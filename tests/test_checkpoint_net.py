@@ -64,9 +64,9 @@ def test_a_restart_starts_from_the_checkpoint_and_a_changed_one_is_refused(nodes
     assert int(started.group(2)) <= 5  # only what the node itself wrote since, if anything
 
     with sqlite3.connect(data_dir / "events.db") as conn:  # a bit flipped in one ended job
-        job_id, row = conn.execute("SELECT job_id, row FROM checkpoint_ended LIMIT 1").fetchone()
-        flipped = bytes([row[0] ^ 1]) + row[1:]
-        conn.execute("UPDATE checkpoint_ended SET row = ? WHERE job_id = ?", (flipped, job_id))
+        job_id, digest = conn.execute("SELECT job_id, digest FROM ended_jobs LIMIT 1").fetchone()
+        flipped = bytes([digest[0] ^ 1]) + digest[1:]
+        conn.execute("UPDATE ended_jobs SET digest = ? WHERE job_id = ?", (flipped, job_id))
     _, said = run_once(nodes, data_dir)
     assert REFUSED.search(said), said
     assert not STARTED.search(said), said

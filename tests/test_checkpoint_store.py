@@ -12,10 +12,33 @@ from edgebac.eventlog.checkpoints import BadCheckpoint, CheckpointWrite
 from edgebac.eventlog.store import EventLog
 
 
+def job_row(job_id: str, row: bytes) -> tuple:
+    return (job_id, 0, "completed", b"r", None, None, "", row[:3], row)
+
+
 def write(rows: dict[str, bytes], deleted: tuple[str, ...] = (), full: bool = False):
-    """What `write_checkpoint` is handed: a callable that packs (here: made-up bytes)."""
-    rows_list = sorted(rows.items())
-    return lambda: CheckpointWrite("1:test", "ab" * 32, b"core", rows_list, [*deleted], full)
+    """What `write_checkpoint` is handed: a callable that packs (here: made-up bytes), one
+    execution per job, and a state hash of the (id, digest) pairs it is handed."""
+    jobs = [job_row(job_id, row) for job_id, row in sorted(rows.items())]
+    executions = [
+        (f"e-{job_id}", job_id, b"n", "completed", "cid", None, 1, b"x") for job_id in rows
+    ]
+    gone = [*deleted, *rows]
+
+    def state_hash(digests, count: int) -> str:
+        pairs = list(digests)
+        assert len(pairs) == count
+        return repr(pairs)
+
+    return lambda: CheckpointWrite("1:test", b"core", jobs, executions, gone, full, state_hash)
+
+
+async def stored_rows(log: EventLog) -> list[tuple[str, bytes]]:
+    reader = log.ended_reader()
+    try:
+        return reader.job_rows(list(reader.ids()))
+    finally:
+        reader.close()
 
 
 @pytest.fixture
@@ -37,15 +60,23 @@ async def test_no_checkpoint_then_the_newest_one_with_its_rows(log):
     await log.write_checkpoint(2, write({"j-1": b"one", "j-2": b"two"}, full=True))
     await log.write_checkpoint(4, write({"j-3": b"three", "j-1": b"ONE"}, deleted=("j-2",)))
     stored = await log.read_checkpoint()
+    pairs = [("j-1", b"ONE"), ("j-3", b"thr")]  # the state hash is of the rows written
     assert (stored.pos, stored.format, stored.state_hash, stored.body) == (
         4,
         "1:test",
-        "ab" * 32,
+        repr(pairs),
         b"core",
     )
-    assert sorted(stored.rows) == [("j-1", b"ONE"), ("j-3", b"three")]
+    assert (stored.ended_rows, await stored_rows(log)) == (2, [("j-1", b"ONE"), ("j-3", b"three")])
+    reader = log.ended_reader()
+    try:  # each job's executions went and came with it
+        assert reader.execution_row("e-j-2") is None
+        assert reader.holding_rows("cid") == [b"x", b"x"]
+        assert len(reader.ended_ms()) == 2
+    finally:
+        reader.close()
     await log.write_checkpoint(4, write({"j-9": b"nine"}, full=True))  # replaces every row
-    assert (await log.read_checkpoint()).rows == [("j-9", b"nine")]
+    assert await stored_rows(log) == [("j-9", b"nine")]
 
 
 async def test_an_incremental_checkpoint_needs_one_to_build_on(log):
@@ -65,16 +96,18 @@ async def test_a_write_that_fails_midway_leaves_the_last_checkpoint_whole(log):
     with pytest.raises(Exception, match="no event there"):  # refused inside the transaction
         await log.write_checkpoint(99, write({"j-2": b"two"}, deleted=("j-1",)))
     stored = await log.read_checkpoint()
-    assert (stored.pos, stored.rows) == (2, [("j-1", b"one")])
+    assert (stored.pos, await stored_rows(log)) == (2, [("j-1", b"one")])
 
 
 @pytest.mark.parametrize(
     ("sql", "why"),
     [
         ("UPDATE checkpoint SET body = X'00'", "checksum"),
-        ("UPDATE checkpoint_ended SET row = X'00' WHERE job_id = 'j-1'", "ended-job rows"),
-        ("DELETE FROM checkpoint_ended WHERE job_id = 'j-2'", "ended-job rows"),
-        ("INSERT INTO checkpoint_ended VALUES ('j-3', X'00', X'00')", "ended-job rows"),
+        ("DELETE FROM ended_jobs WHERE job_id = 'j-2'", "ended-job rows"),
+        (
+            "INSERT INTO ended_jobs SELECT 'j-3', 0, '', '', NULL, NULL, '', X'00', X'00'",
+            "ended-job rows",
+        ),
         ("UPDATE checkpoint SET event_id = X'00'", "not the one it was taken at"),
         ("UPDATE checkpoint SET pos = 99", "not the one it was taken at"),
     ],
@@ -91,8 +124,8 @@ async def test_a_log_without_the_tables_gets_them_on_open(tmp_path):
     log = await open_log(tmp_path / "old.db")
     await log.close()
     with sqlite3.connect(tmp_path / "old.db") as conn:
-        conn.execute("DROP TABLE checkpoint")
-        conn.execute("DROP TABLE checkpoint_ended")
+        for table in ("checkpoint", "checkpoint_ended", "ended_jobs", "ended_executions"):
+            conn.execute(f"DROP TABLE {table}")
     log = await open_log(tmp_path / "old.db")
     try:
         assert await log.read_checkpoint() is None

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from edgebac.node.retain import Decided, apply, keep_roots, old_results, plan
+from edgebac.scheduler.ended import EndedStore, Executions
 from edgebac.sinks.blockstore import BlockStore
 
 NOW_MS = 1_800_000_000_000
@@ -30,9 +31,8 @@ def job(terminal: bool, inputs=(), module: str | None = None):
 
 
 def state(executions=(), jobs=()):
-    return SimpleNamespace(
-        executions={e.id: e for e in executions}, jobs={str(i): j for i, j in enumerate(jobs)}
-    )
+    held = Executions({e.id: e for e in executions}, EndedStore())
+    return SimpleNamespace(executions=held, jobs={str(i): j for i, j in enumerate(jobs)})
 
 
 def stored(store: BlockStore, text: str):

@@ -64,11 +64,10 @@ async def allow_content(request: web.Request, dags: DagIndex, caller: Any) -> No
             if cid == root or await dags.contains(node.content.store, root, cid):
                 return
         raise Forbidden(f"{cid} is not part of job {job_id}'s results")
-    for execution in state.executions.values():
-        if str(cid) in (execution.reference, execution.digest):
-            job = state.jobs.get(execution.job_id) or state.evicted.get(execution.job_id)
-            if job is not None and caller.may_read(job):
-                return
+    for execution in state.executions.holding(str(cid)):  # by index
+        job = state.jobs.get(execution.job_id) or state.evicted.get(execution.job_id)
+        if job is not None and caller.may_read(job):
+            return
     raise Forbidden(
         f"{caller.name} may read content only of its jobs' results (blocks inside one: "
         "add ?job=JOB_ID)"
@@ -76,9 +75,10 @@ async def allow_content(request: web.Request, dags: DagIndex, caller: Any) -> No
 
 
 def _result_roots(state: Any, job_id: str) -> Iterable[CID]:
-    for execution in state.executions.values():
-        if execution.job_id != job_id:
-            continue
+    held = state.jobs.get(job_id)
+    record = state.evicted.record(job_id) if held is None else None
+    executions = held.executions.values() if held is not None else ()
+    for execution in executions if record is None else record.executions:
         for text in {execution.reference, execution.digest} - {None}:
             try:
                 yield CID.parse(text.removeprefix("ipfs://"))

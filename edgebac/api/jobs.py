@@ -2,21 +2,20 @@
 
 Answers come from the node's projection of the log, so any node that holds the events can
 show a job; only the job's own requester submits and cancels. A job that ended a while ago is
-held in the projection only as a summary (enough to list it): showing it folds it again from
-its events in the log.
+kept only as a summary row (in SQLite on a node: enough to list it, by index): showing it folds
+it again from its events in the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from itertools import chain
 from typing import Any
 
 from aiohttp import web
 
 from edgebac.api import clientsig
-from edgebac.api.auth import caller_of, check_cancel, check_read
+from edgebac.api.auth import READ, Caller, caller_of, check_cancel, check_read
 from edgebac.api.bodies import TooLarge, check_value, int_param, read_json, text_param
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, EdgebacError, NotFound
@@ -25,6 +24,7 @@ from edgebac.eventlog.encoding import EncodingError
 from edgebac.eventlog.view import event_json, jsonable
 from edgebac.scheduler import events as ev
 from edgebac.scheduler import requester
+from edgebac.scheduler.ended import Listing, Owner
 from edgebac.scheduler.reasons import waiting_reason
 from edgebac.scheduler.retention import EndedJob
 from edgebac.scheduler.spec import SpecError
@@ -62,10 +62,25 @@ def match_job_id(ids: Iterable[str], text: str) -> str | None:
     return found[0] if found else None
 
 
+def ids_like(state: Any, text: str) -> list[str]:
+    """The held and ended job ids that start as `text` may name one (by index)."""
+    prefix = "j-" + text.removeprefix("j-")
+    return [i for i in state.jobs if i.startswith(prefix)] + state.evicted.with_prefix(prefix)
+
+
+def owner_of(caller: Caller) -> Owner:
+    """Whose jobs `caller` may read, as a listing filters them (`Caller.may_read`)."""
+    if not caller.may(READ):
+        return Owner(everyone=False)
+    return Owner(caller.scope_all, caller.key, caller.vouch_as)
+
+
 async def _job(node: ServedNode, job_id: str) -> Job:
     state = node.runner.refresh()
     if job_id not in state.jobs and job_id not in state.evicted:
-        job_id = match_job_id(chain(state.jobs, state.evicted), job_id) or job_id
+        if len(job_id.removeprefix("j-")) < MIN_ID_PREFIX:
+            match_job_id((), job_id)  # says it is too short
+        job_id = match_job_id(ids_like(state, job_id), job_id) or job_id
     job = await node.runner.full_job(job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r} is known to this node")
@@ -196,14 +211,10 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = int_param(request, "limit", 50, 1, MAX_LIST)
     offset = int_param(request, "offset", 0, 0, MAX_OFFSET)
     state = node.runner.refresh()
-    caller = caller_of(request)
-    jobs: list[Job | EndedJob] = [
-        job for job in chain(state.jobs.values(), state.evicted.values()) if caller.may_read(job)
-    ]
-    jobs.sort(key=lambda j: (j.created_hlc, j.id), reverse=True)
-    page = jobs[offset : offset + limit]
+    asked = Listing(owner=owner_of(caller_of(request)), offset=offset, limit=limit)
+    page, total = state.evicted.listing(state.jobs.values(), asked)
     return web.json_response(
-        {"jobs": [job_summary(job) for job in page], "total": len(jobs), "offset": offset}
+        {"jobs": [job_summary(job) for job in page], "total": total, "offset": offset}
     )
 
 

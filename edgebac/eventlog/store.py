@@ -33,6 +33,7 @@ from edgebac.eventlog.checkpoints import (
     CHECKPOINT_SCHEMA,
     Checkpoint,
     CheckpointWrite,
+    EndedReader,
     check_checkpoint,
     write_checkpoint,
 )
@@ -661,26 +662,29 @@ class EventLog:
 
     # ----- checkpoints -------------------------------------------------------------------
 
-    async def write_checkpoint(self, pos: int, prepare: Callable[[], CheckpointWrite]) -> None:
+    async def write_checkpoint(self, pos: int, prepare: Callable[[], CheckpointWrite]) -> str:
         """Replace the stored checkpoint, atomically, with `prepare()`'s: the state after
-        the events up to `pos`. Runs on the writer's thread between two groups of events, and
-        so does `prepare` (the packing): the loop only waits."""
-        await self._writer.run(write_checkpoint, pos, self.clock.wall_ms(), prepare)
+        the events up to `pos`; returns its state hash. Runs on the writer's thread between
+        two groups of events, and so does `prepare` (the packing): the loop only waits."""
+        return await self._writer.run(write_checkpoint, pos, self.clock.wall_ms(), prepare)
 
     async def read_checkpoint(self) -> Checkpoint | None:
         """The stored checkpoint, or None; BadCheckpoint if it is not what was written (a
-        changed body or row, a lost row, a torn write) or not of this log."""
+        changed body, lost or added rows) or not of this log."""
         headers = await self._read(
-            "SELECT pos, event_id, format, state_hash, body, checksum, ended_rows, ended_sum"
-            " FROM checkpoint"
+            "SELECT pos, event_id, format, state_hash, body, checksum, ended_rows FROM checkpoint"
         )
         if not headers:
             return None
         header = tuple(headers[0])
-        rows = [tuple(r) for r in await self._read("SELECT job_id, row FROM checkpoint_ended")]
+        rows = (await self._read("SELECT COUNT(*) FROM ended_jobs"))[0][0]
         at = await self._read("SELECT id FROM events WHERE pos = ?", (header[0],))
-        await asyncio.to_thread(check_checkpoint, header, rows, at[0][0] if at else None)
+        check_checkpoint(header, rows, at[0][0] if at else None)
         return Checkpoint(header[0], header[2], header[3], header[4], rows)  # type: ignore[arg-type]
+
+    def ended_reader(self) -> EndedReader:
+        """A read-only connection to the checkpoint's ended-job rows (close it when done)."""
+        return EndedReader(self.path)
 
     async def count(self) -> int:
         return (await self._read("SELECT COUNT(*) FROM events"))[0][0]

@@ -7,6 +7,10 @@ fold's ~10k events/s here, several times that on a Pi-class CPU). Taking one cop
 loop only the held jobs and what changed since the last; packing and writing run on the log
 writer's thread. A checkpoint that does not check out is said in one stderr line and the
 whole log is folded instead: a wrong one is never trusted.
+
+The projection's ended jobs are read from the rows the checkpoint wrote (`ended_rows`), over
+an overlay of what changed since: from a loaded checkpoint on, or from the first one written
+after a whole fold (until then they are all in memory, as a fold leaves them).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 from edgebac.eventlog.checkpoints import BadCheckpoint, CheckpointWrite
 from edgebac.eventlog.store import EventLog
 from edgebac.scheduler import checkpoint
+from edgebac.scheduler.ended_rows import StoredEnded
 from edgebac.scheduler.projection import Projection
 from edgebac.scheduler.retention import Retention
 
@@ -44,6 +49,7 @@ class Checkpoints:
         self._ready = False  # the whole stored log was folded: only then is a checkpoint right
         # How start-up went: the position loaded (0: none) and how many events followed it.
         self.started_from: dict[str, Any] = {"position": 0, "folded_after": 0}
+        self._rows: StoredEnded | None = None  # the stored ended jobs, once trusted
 
     async def load(self) -> tuple[Projection | None, int]:
         """The stored checkpoint's state and the log position it folds up to, if it checks
@@ -56,13 +62,18 @@ class Checkpoints:
                 raise checkpoint.CheckpointError(
                     f"format {stored.format}, this edgebac writes {checkpoint.FORMAT}"
                 )
-            state = await asyncio.to_thread(
-                checkpoint.load, stored.body, stored.rows, stored.state_hash, self.retention
-            )
+            rows = StoredEnded(self.log.ended_reader())
+            try:
+                state = await asyncio.to_thread(
+                    checkpoint.load, stored.body, rows, stored.state_hash, self.retention
+                )
+            except BaseException:
+                rows.close()
+                raise
         except (BadCheckpoint, checkpoint.CheckpointError) as exc:
             _say(f"checkpoint refused ({exc}): folding the whole log")
             return None, 0
-        self._full = False
+        self._full, self._rows = False, rows
         return state, stored.pos
 
     def started(self, position: int, folded: int, began: float) -> None:
@@ -89,26 +100,21 @@ class Checkpoints:
             return
         snapshot = checkpoint.snapshot(state, self._full)
         self.since, self._at = 0, time.monotonic()
-        self._task = asyncio.create_task(self._write(pos, snapshot), name="checkpoint")
+        self._task = asyncio.create_task(self._write(pos, snapshot, state), name="checkpoint")
 
-    async def _write(self, pos: int, snapshot: checkpoint.Snapshot) -> None:
-        def prepare() -> CheckpointWrite:
-            packed = checkpoint.pack(snapshot)
-            return CheckpointWrite(
-                checkpoint.FORMAT,
-                packed.state_hash,
-                packed.core,
-                packed.rows,
-                packed.deleted,
-                packed.full,
-            )
-
+    async def _write(self, pos: int, snapshot: checkpoint.Snapshot, state: Projection) -> None:
         try:
-            await self.log.write_checkpoint(pos, prepare)
-            self._full = False
-        except Exception:  # the next one rewrites every row; start-up refolds meanwhile
+            await self.log.write_checkpoint(pos, lambda: to_write(snapshot))
+        except Exception:  # the rows are the last checkpoint's still: its changes stay changes
             logger.exception("writing a checkpoint failed")
-            self._full = True
+            state.evicted.failed()
+        else:
+            if self._rows is None:  # the first after a whole fold: read the rows from now on
+                self._rows = StoredEnded(self.log.ended_reader())
+                state.evicted.committed(self._rows)
+            else:
+                state.evicted.committed()
+            self._full = False
         finally:
             self._task = None
 
@@ -121,3 +127,22 @@ class Checkpoints:
             self.take(folded())
             if self._task is not None:
                 await self._task
+
+    def close_rows(self) -> None:
+        """After the last read of the projection's ended jobs (the log is closing)."""
+        if self._rows is not None:
+            self._rows.close()
+
+
+def to_write(snapshot: checkpoint.Snapshot) -> CheckpointWrite:
+    """What the writer stores of a snapshot (packed on its thread)."""
+    packed = checkpoint.pack(snapshot)
+    return CheckpointWrite(
+        checkpoint.FORMAT,
+        packed.core,
+        packed.jobs,
+        packed.executions,
+        packed.deleted,
+        packed.full,
+        packed.state_hash,
+    )

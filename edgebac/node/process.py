@@ -246,7 +246,7 @@ class Node:
     def holders(self, cid: str) -> list[str]:
         """Where a CID may be: first the nodes that published it, then every other node."""
         state = self.runner.state
-        publishers = [e.node for e in state.executions.values() if cid in (e.reference, e.digest)]
+        publishers = [e.node for e in state.executions.holding(cid)]
         others = [n for n in state.nodes if n not in publishers and n != self.identity.public_key]
         urls: list[str] = []
         for node_id in publishers + others:
@@ -364,6 +364,8 @@ class Node:
         if getattr(self, "log", None) is not None:
             await self.log.close()
             del self.log
+        if getattr(self, "runner", None) is not None:
+            self.runner.checkpoints.close_rows()  # the ended jobs' reader, last
         if self.data_dir is not None:
             self.data_dir.release(discard_new)
             self.data_dir = None

@@ -48,7 +48,7 @@ def keep_roots(state: Any, horizon_ms: int) -> set[CID]:
     """The DAGs the log says someone may still want: recent results, and the content inputs
     and modules of jobs not ended. Pure: from the projection and the horizon only."""
     keep: set[CID] = set()
-    for execution in state.executions.values():
+    for execution in state.executions.since(horizon_ms):  # ended jobs' by index
         ended = execution.ended_hlc.ms if execution.ended_hlc is not None else None
         if ended is None or ended >= horizon_ms:
             keep |= {c for c in (_cid(execution.reference), _cid(execution.digest)) if c}
@@ -65,10 +65,7 @@ def keep_roots(state: Any, horizon_ms: int) -> set[CID]:
 
 def ended_at(state: Any) -> dict[str, int | None]:
     """When each execution the log knows ended (ms; None: not yet)."""
-    return {
-        eid: e.ended_hlc.ms if e.ended_hlc is not None else None
-        for eid, e in state.executions.items()
-    }
+    return state.executions.ended_ms()  # ended jobs' from one column, not their rows
 
 
 def old_results(ended: dict[str, int | None], names: Iterable[str], horizon_ms: int) -> list[str]:

@@ -122,9 +122,8 @@ class JobRunner:
 
     async def _recover(self) -> None:
         """Executions this node had started before it stopped cannot be resumed: say so."""
-        interrupted = [
-            e for e in self.state.executions.values() if e.node == self.me and e.status == "running"
-        ]
+        held = self.state.executions.held.values()  # an ended job has none running
+        interrupted = [e for e in held if e.node == self.me and e.status == "running"]
         failed = [
             (ev.EXECUTION_FAILED, failure(e, "interrupted: the node restarted"))
             for e in interrupted

@@ -7,17 +7,20 @@ executions, claims, reputations, the heap of ended jobs) is not saved: `load` re
 indexing each held job as the fold does. A loaded state must give the state hash saved with
 it, or `load` refuses it (the node then folds the whole log).
 
-The ended jobs held as summaries are rows of their own (`Packed.rows`), so a checkpoint
-rewrites only those let go of or taken back since the last one (`Projection.ended_changed`).
-This module is the projection's own serializer, kept apart for size: it reads and sets the
-projection's private fields, and nothing else may.
+The ended jobs let go of are rows of their own (`Packed.jobs`, `Packed.executions`: indexed
+tables, `eventlog.checkpoints`), written when they change (the store's overlay, frozen by
+`snapshot`) and read back one by one (`ended_rows.StoredEnded`), never all loaded: `load`
+builds the projection over them, and checks the state hash by streaming their digests. The
+reputation counters are an aggregate in the core. This module is the projection's own
+serializer, kept apart for size: it reads and sets the projection's private fields, and
+nothing else may.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any
@@ -27,12 +30,13 @@ import msgpack
 from edgebac.eventlog.clock import Hlc
 from edgebac.eventlog.encoding import Event, decode
 from edgebac.scheduler.authority import Announced
+from edgebac.scheduler.ended import Backing, EndedRecord, Layer
 from edgebac.scheduler.projection import HashParts, Projection, hash_state, sort_key
 from edgebac.scheduler.retention import EndedJob, Retention
 from edgebac.scheduler.spec import SpecError, parse_spec
 from edgebac.scheduler.state import Bid, Decline, Execution, Job, NodeInfo
 
-FORMAT_NUMBER = 2  # bump when what a checkpoint holds changes meaning, not only its shape
+FORMAT_NUMBER = 3  # bump when what a checkpoint holds changes meaning, not only its shape
 # The field names of every class saved: any change to one makes older checkpoints refused,
 # without anyone having to remember to bump FORMAT_NUMBER.
 _CLASSES = (Job, Execution, Bid, Decline, NodeInfo, EndedJob, Announced)
@@ -46,14 +50,11 @@ class CheckpointError(ValueError):
 
 @dataclass(slots=True)
 class Snapshot:
-    """What `snapshot` took on the loop: copies of what may change, and references to what
-    cannot (summaries of ended jobs and their executions change only by being replaced)."""
+    """What `snapshot` took on the loop: copies of what may change, and the ended records that
+    changed (by reference: a record never changes, it is only replaced)."""
 
     core: dict[str, Any]
-    ended: list[EndedJob]  # the summaries to store
-    executions: dict[str, Execution]  # theirs, at least (a copy: the projection's moves on)
-    evidence: dict[str, dict[bytes, tuple[bytes, str]]]  # theirs, at least (a copy too)
-    deleted: list[str]
+    changes: Layer  # job id -> record to store, or None: its row goes
     full: bool  # the rows replace all stored ones (else: they update them)
     hash_parts: HashParts
 
@@ -61,53 +62,77 @@ class Snapshot:
 @dataclass(slots=True)
 class Packed:
     core: bytes
-    rows: list[tuple[str, bytes]]  # (job id, row) of ended jobs to store
+    jobs: list[tuple[Any, ...]]  # rows of ended jobs (see `eventlog.checkpoints`)
+    executions: list[tuple[Any, ...]]  # rows of their executions
     deleted: list[str]  # job ids whose rows go
     full: bool
-    state_hash: str
+    state_hash: Callable[[Iterator[tuple[str, bytes]], int], str]  # of the rows, once written
 
 
 def snapshot(p: Projection, full: bool) -> Snapshot:
     """The projection as it is now, cheaply: the held jobs copied to plain data, the ended
-    ones (all with `full`, else those changed since the last snapshot) by reference, with
-    shallow copies of what `pack` looks up for them (dict copies are C loops: a full one of
-    100k events blocks the loop for milliseconds, where looking each job up took 0.3 s)."""
-    full = full or p.ended_changed is None  # nothing was tracked: all of them
-    changed, p.ended_changed = p.ended_changed or set(), set()
+    records changed since the last checkpoint (all of them with `full`, when no rows are
+    stored) frozen in the store until the write is in (`EndedStore.committed` / `failed`)."""
+    changes = p.evicted.freeze()
     if full:
-        ended, deleted = list(p.evicted.values()), []
-        executions, evidence = dict(p.executions), dict(p._evidence)
-    else:
-        ended = [p.evicted[job_id] for job_id in sorted(changed) if job_id in p.evicted]
-        deleted = sorted(job_id for job_id in changed if job_id not in p.evicted)
-        executions = {i: p.executions[i] for e in ended for i in e.executions if i in p.executions}
-        evidence = {e.id: p._evidence[e.id] for e in ended if e.id in p._evidence}
-    return Snapshot(_core(p), ended, executions, evidence, deleted, full, p.hash_parts())
+        changes = {i: r for i, r in p.evicted.everything().items() if r is not None}
+    return Snapshot(_core(p), changes, full, p.hash_parts())
 
 
 def pack(s: Snapshot) -> Packed:
-    """The bytes of a snapshot and its state hash: pure, for the writer's thread."""
-    rows = []
-    for summary in s.ended:
-        executions = [s.executions[i] for i in summary.executions if i in s.executions]
-        row = _ended(summary, executions, s.evidence.get(summary.id, {}))
-        rows.append((summary.id, _pack(row)))
-    return Packed(_pack(s.core), rows, s.deleted, s.full, hash_state(s.hash_parts))
+    """The bytes of a snapshot, and how to hash the state once its rows are in: pure, for the
+    writer's thread."""
+    jobs, executions, deleted = [], [], []
+    for job_id, record in s.changes.items():
+        if record is None:
+            deleted.append(job_id)
+            continue
+        jobs.append(_job_row(record))
+        executions += [_execution_row(e) for e in record.executions]
+    if not s.full:
+        deleted += [job_id for job_id, record in s.changes.items() if record is not None]
+    parts = s.hash_parts
+    return Packed(
+        _pack(s.core),
+        jobs,
+        executions,
+        sorted(set(deleted)),
+        s.full,
+        lambda digests, count: hash_state(digests, count, parts),
+    )
 
 
-def load(
-    core: bytes, rows: list[tuple[str, bytes]], state_hash: str, retention: Retention | None
-) -> Projection:
-    """The projection a checkpoint holds, refused (CheckpointError) unless it gives the state
-    hash saved with it. Pure: may run on a thread of its own."""
+HLC_SHIFT = 1 << 63  # hlcs are unsigned 64-bit; SQLite's integers are signed
+
+
+def _job_row(record: EndedRecord) -> tuple[Any, ...]:
+    summary = record.summary
+    return (
+        summary.id,
+        summary.created_hlc.pack() - HLC_SHIFT,
+        summary.status,
+        summary.requester,
+        summary.client,
+        summary.vouched,
+        summary.name,
+        summary.digest,
+        _pack(_plain(summary, _ENDED_FIELDS, _ENDED_OUT)),
+    )
+
+
+def _execution_row(e: Execution) -> tuple[Any, ...]:
+    ended_ms = e.ended_hlc.ms if e.ended_hlc is not None else None
+    row = (e.id, e.job_id, e.node, e.status, e.reference, e.digest, ended_ms)
+    return (*row, _pack(_flat(e)))
+
+
+def load(core: bytes, backing: Backing, state_hash: str, retention: Retention | None) -> Projection:
+    """The projection a checkpoint holds, over its stored rows, refused (CheckpointError)
+    unless it gives the state hash saved with it (streamed from the rows' digests). Pure but
+    for the reads of `backing`: may run on a thread of its own."""
     try:
         p = _from_core(_unpack(core), retention)
-        ended = [_ended_from(_unpack(row), p._same_id) for _, row in rows]
-        # In the order they were created, as the fold let them go (nearly): listing jobs sorts
-        # them by creation, and sorting what is sorted already costs a pass, not a sort.
-        ended.sort(key=lambda item: (item[0].created_hlc, item[0].id))
-        for summary, executions, evidence in ended:
-            _add_ended(p, summary, executions, evidence)
+        p.evicted.backing = backing
         for job in list(p.jobs.values()):
             p._index(job)
     except CheckpointError:
@@ -117,7 +142,6 @@ def load(
     got = p.state_hash()
     if got != state_hash:
         raise CheckpointError(f"state hash {got[:12]} is not the {state_hash[:12]} saved")
-    p.ended_changed = set()
     return p
 
 
@@ -170,9 +194,8 @@ def _core(p: Projection) -> dict[str, Any]:
     return {
         "jobs": [_job(job) for job in p.jobs.values()],
         "buckets": [[job_id, [e.raw for _, e in b]] for job_id, b in p._buckets.items()],
-        "evidence": [
-            [job_id, _evidence(ev)] for job_id, ev in p._evidence.items() if job_id not in p.evicted
-        ],
+        "evidence": [[job_id, _evidence(ev)] for job_id, ev in p._evidence.items()],
+        "reputation": [[node, c, f] for node, (c, f) in _ended_reputation(p).items() if c or f],
         "nodes": [_flat(info) for info in p.nodes.values()],
         "announcements": [
             [author, [[a.seq, sorted(a.roles), dict(a.labels), dict(a.resources)] for a in history]]
@@ -183,6 +206,17 @@ def _core(p: Projection) -> dict[str, Any]:
         "late_lost": [[job_id, [e.raw for e in lost]] for job_id, lost in p._late_lost.items()],
         "needs_reload": sorted(p.needs_reload),
     }
+
+
+def _ended_reputation(p: Projection) -> dict[bytes, tuple[int, int]]:
+    """What the jobs let go of add to each node's reputation: all of it but the held jobs'
+    (which `load` adds back as it indexes them)."""
+    rep = {node: (c, f) for node, (c, f) in p._rep.items()}
+    for contrib in p._contrib.values():
+        for node, (completed, failed) in contrib.items():
+            c, f = rep[node]
+            rep[node] = (c - completed, f - failed)
+    return rep
 
 
 # Fields of Job and EndedJob that are not plain data, and how each is saved; every other field
@@ -228,13 +262,6 @@ def _job(job: Job) -> list[Any]:
     return _plain(job, _JOB_FIELDS, _JOB_OUT)
 
 
-def _ended(
-    summary: EndedJob, executions: list[Execution], evidence: dict[bytes, tuple[bytes, str]]
-) -> list[Any]:
-    ended = _plain(summary, _ENDED_FIELDS, _ENDED_OUT)
-    return [ended, [_flat(execution) for execution in executions], _evidence(evidence)]
-
-
 # ----- loading ------------------------------------------------------------------------------
 
 
@@ -265,6 +292,7 @@ def _from_core(core: dict[str, Any], retention: Retention | None) -> Projection:
     for job_id, evidence in core["evidence"]:
         p._evidence[job_id] = {event_id: (author, why) for event_id, author, why in evidence}
     p._late_lost = {job_id: _events(raws) for job_id, raws in core["late_lost"]}
+    p._rep = {node: [c, f] for node, c, f in core["reputation"]}
     p.needs_reload = set(core["needs_reload"])
     return p
 
@@ -295,53 +323,28 @@ def _job_from(values: list[Any], same: Any) -> Job:
     return job
 
 
-def _ended_from(
-    row: list[Any], same: Any
-) -> tuple[EndedJob, list[Execution], dict[bytes, tuple[bytes, str]]]:
-    """One ended job's summary, executions and evidence, sharing what the fold would share
-    (node ids, job ids, the few status words): these are most of a long-lived node's memory."""
-    values, executions, evidence = row
-    kw = _named(values, _ENDED_FIELDS, "EndedJob")
-    job_id = kw["id"]
-    by_id: dict[str, Execution] = {}
-    for flat in executions:
-        execution = _unflat(Execution, flat)
-        execution.node, execution.job_id = same(execution.node), job_id
-        execution.status = _word(execution.status)
-        execution.reason = _word(execution.reason)
-        by_id[execution.id] = execution
+def summary_from(row: bytes) -> EndedJob:
+    """An ended job's summary from its stored row (`_job_row`)."""
+    kw = _named(_unpack(row), _ENDED_FIELDS, "EndedJob")
     for name in ("status", "reason", "name", "engine"):
         kw[name] = _word(kw[name])
-    kw["requester"] = same(kw["requester"])
     kw["created_hlc"] = Hlc.unpack(kw["created_hlc"])
-    kw["executions"] = tuple(by_id[i].id if i in by_id else i for i in kw["executions"])
+    kw["executions"] = tuple(kw["executions"])
     kw["execution_counts"] = tuple((_word(s), n) for s, n in kw["execution_counts"])
-    hlc, author, seq = kw["last_key"]
-    kw["last_key"] = (hlc, same(author), seq)
-    kw["contrib"] = tuple((same(node), c, f) for node, c, f in kw["contrib"])
+    kw["last_key"] = tuple(kw["last_key"])
+    kw["contrib"] = tuple((node, c, f) for node, c, f in kw["contrib"])
     kw["lost"] = tuple(_events(kw["lost"]))
-    table = {event_id: (author, why) for event_id, author, why in evidence}
-    return EndedJob(**kw), list(by_id.values()), table
+    return EndedJob(**kw)
+
+
+def execution_from(row: bytes) -> Execution:
+    """An ended job's execution from its stored row (`_execution_row`)."""
+    execution = _unflat(Execution, _unpack(row))
+    execution.status = _word(execution.status)
+    execution.reason = _word(execution.reason)
+    return execution
 
 
 def _word(value: Any) -> Any:
     """Short strings repeated across jobs (statuses, reasons, engines) as one object."""
     return sys.intern(value) if isinstance(value, str) and len(value) <= 64 else value
-
-
-def _add_ended(
-    p: Projection,
-    summary: EndedJob,
-    executions: list[Execution],
-    evidence: dict[bytes, tuple[bytes, str]],
-) -> None:
-    """Put one ended job back: its summary, executions, evidence, part of the reputations."""
-    p.evicted[summary.id] = summary
-    for execution in executions:
-        p.executions[execution.id] = execution
-    if evidence:
-        p._evidence[summary.id] = evidence
-    for node, completed, failed in summary.contrib:
-        rep = p._rep.setdefault(node, [0, 0])
-        rep[0] += completed
-        rep[1] += failed

@@ -251,11 +251,8 @@ def _input_holders(state: Projection, spec: JobSpec, me: bytes) -> set[bytes]:
     cids = {i.source.url.removeprefix("ipfs://") for i in spec.inputs if i.source.kind == "ipfs"}
     if not cids:
         return set()
-    return {
-        e.node
-        for e in state.executions.values()
-        if e.node != me and e.status == "completed" and (e.digest in cids or e.reference in cids)
-    }
+    holding = (e for cid in sorted(cids) for e in state.executions.holding(cid))  # by index
+    return {e.node for e in holding if e.node != me and e.status == "completed"}
 
 
 def _holds_input(spec: JobSpec, facts: LocalFacts) -> bool:

@@ -15,7 +15,8 @@ undecided bids claim of its resources. They let decisions look at what matters (
 executions) instead of everything the log ever held.
 
 Bounded memory (with a `Retention`): jobs that ended a while ago are let go of, down to an
-`EndedJob` in `evicted` (see `retention`). An event that could change such a job puts it in
+`EndedJob` and their executions in `evicted` (an `ended.EndedStore`: in memory for pure folds,
+over rows in SQLite for a node; see `retention`). An event that could change such a job puts it in
 `needs_reload`; the shell reads the job's events from the log and hands them to `reload`. The
 state hash covers each job by its digest, so it is the same whether a job is held or not.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -37,6 +38,7 @@ from edgebac.eventlog.encoding import Event, canonical_body
 from edgebac.scheduler import authority, jobfold
 from edgebac.scheduler import events as ev
 from edgebac.scheduler.authority import Announced, Announcements
+from edgebac.scheduler.ended import EndedRecord, EndedStore, Executions
 from edgebac.scheduler.retention import EndedJob, Retention, Seen, SortKey, job_digest
 from edgebac.scheduler.state import RESOURCE_KEYS, Execution, Job, NodeInfo
 
@@ -52,12 +54,13 @@ class Projection:
     def __init__(self, retention: Retention | None = None) -> None:
         self.retention = retention
         self.jobs: dict[str, Job] = {}  # held in full
-        self.evicted: dict[str, EndedJob] = {}  # ended jobs let go of (see `retention`)
+        self.evicted = EndedStore()  # ended jobs let go of (see `retention`)
         self.needs_reload: set[str] = set()  # evicted jobs an event may change: see `reload`
         # The jobs the last `apply` let go of, in full: a shell may have to answer about them
         # once more (a long poll of the job). Not state: dropped at the next `apply`.
         self.released: dict[str, Job] = {}
-        self.executions: dict[str, Execution] = {}  # of held and evicted jobs alike
+        self._held_executions: dict[str, Execution] = {}
+        self.executions = Executions(self._held_executions, self.evicted)  # held and evicted
         self.nodes: dict[bytes, NodeInfo] = {}
         self.announcements = Announcements()  # every author's, by seq (see `authority`)
         # Events whose authors had no right to write them, per job: event id -> (author,
@@ -76,9 +79,6 @@ class Projection:
         self._active: dict[bytes, dict[str, Execution]] = {}  # node -> accepted/running
         self._claimed: dict[bytes, dict[str, int]] = {}  # node -> resources claimed
         self._job_index: dict[str, _JobIndex] = {}
-        # Jobs let go of or taken back since a checkpoint last looked (`checkpoint.snapshot`),
-        # so it rewrites only those rows; None until one does. Bookkeeping, not state.
-        self.ended_changed: set[str] | None = None
 
     @classmethod
     def from_events(cls, events: Iterable[Event]) -> Projection:
@@ -102,20 +102,17 @@ class Projection:
     def reload(self, job_id: str, events: Iterable[Event]) -> set[str]:
         """Re-fold an evicted job from all its events (as `EventLog.by_job` gives them; its
         NodeLost events are kept here). Returns {job_id} if the job changed."""
-        ended = self.evicted.pop(job_id, None)
+        record = self.evicted.pop(job_id)
         self.needs_reload.discard(job_id)
-        if ended is None:  # held (reloaded already): its events fold as usual
+        if record is None:  # held (reloaded already): its events fold as usual
             return self.apply(events)
-        if self.ended_changed is not None:
-            self.ended_changed.add(job_id)
+        ended = record.summary
         bucket = {}
         for event in (*events, *ended.lost, *self._late_lost.pop(job_id, ())):
             if job_id in _job_ids(event):
                 self._see(event)  # the log may hold events the shell has not folded yet
                 bucket[event.id] = (sort_key(event), event)
         self._buckets[job_id] = sorted(bucket.values(), key=lambda item: item[0])
-        for execution_id in ended.executions:
-            self.executions.pop(execution_id, None)
         self._contrib[job_id] = {
             node: (completed, failed) for node, completed, failed in ended.contrib
         }
@@ -152,21 +149,20 @@ class Projection:
         """The held jobs in full (evicted ones by digest), the nodes and their reputations."""
         return {
             "jobs": {job_id: job.to_dict() for job_id, job in self.jobs.items()},
-            "evicted": {job_id: ended.digest.hex() for job_id, ended in self.evicted.items()},
+            "evicted": {job_id: digest.hex() for job_id, digest in self.evicted.digests()},
             **self._shared(),
         }
 
     def state_hash(self) -> str:
         """sha256 of the canonical msgpack of every job's digest (held or evicted alike), the
         nodes and their reputations: equal states, equal hashes."""
-        return hash_state(self.hash_parts())
+        return hash_state(self.evicted.digests(), len(self.evicted), self.hash_parts())
 
     def hash_parts(self) -> HashParts:
-        """What `state_hash` hashes, cheaply copied: `hash_state` may run on another thread
-        while the projection moves on (checkpoints). Summaries never change once let go of,
-        so a copy of the dict is enough; held jobs are digested here."""
+        """What `state_hash` hashes but the ended jobs' digests (a checkpoint reads those from
+        the rows it just wrote): the held jobs' digests, the nodes and their reputations."""
         held = {job_id: job_digest(job) for job_id, job in self.jobs.items()}
-        return dict(self.evicted), held, self._shared()
+        return held, self._shared()
 
     def _shared(self) -> dict[str, Any]:
         return {
@@ -202,7 +198,9 @@ class Projection:
 
     def _add(self, job_id: str, event: Event) -> bool:
         key = sort_key(event)
-        ended = self.evicted.get(job_id)
+        # A job held (or with events, waiting for its JobCreated) is not let go of: no read.
+        held = job_id in self.jobs or job_id in self._buckets
+        ended = None if held else self.evicted.get(job_id)
         if ended is not None:  # after its end it changes nothing; before, the log has the rest
             if key < ended.last_key:
                 self.needs_reload.add(job_id)
@@ -231,7 +229,7 @@ class Projection:
         old = self.jobs.pop(job_id, None)
         if old is not None:
             for execution_id in old.executions:
-                self.executions.pop(execution_id, None)
+                self._held_executions.pop(execution_id, None)
             self._unindex(job_id)
         evidence: dict[bytes, tuple[bytes, str]] = {}
         job = self._fold(self._buckets[job_id], old, evidence)
@@ -254,7 +252,7 @@ class Projection:
         claims: dict[bytes, int] = {}
         live = not job.terminal
         for execution in job.executions.values():
-            self.executions[execution.id] = execution
+            self._held_executions[execution.id] = execution
             completed, failed = contrib.get(execution.node, (0, 0))
             if execution.status == "completed":
                 completed += 1
@@ -319,11 +317,11 @@ class Projection:
         contrib = tuple((same(n), c, f) for n, (c, f) in self._contrib.pop(job_id, {}).items())
         for execution in job.executions.values():
             execution.node = same(execution.node)
+            self._held_executions.pop(execution.id, None)
         job.requester = same(job.requester)
         last = bucket[-1][0]
-        self.evicted[job_id] = EndedJob.of(job, (last[0], same(last[1]), last[2]), contrib, lost)
-        if self.ended_changed is not None:
-            self.ended_changed.add(job_id)
+        summary = EndedJob.of(job, (last[0], same(last[1]), last[2]), contrib, lost)
+        self.evicted.put(EndedRecord(summary, tuple(job.executions.values())))
         self.released[job_id] = job
 
     def _fold(
@@ -391,17 +389,38 @@ class Projection:
 _EMPTY: Mapping[str, Execution] = MappingProxyType({})
 
 
-# (evicted jobs, held jobs' digests, nodes and reputations): see `Projection.hash_parts`.
-HashParts = tuple[dict[str, EndedJob], dict[str, bytes], dict[str, Any]]
+# (held jobs' digests, nodes and reputations): see `Projection.hash_parts`.
+HashParts = tuple[dict[str, bytes], dict[str, Any]]
 
 
-def hash_state(parts: HashParts) -> str:
-    """The state hash of `Projection.hash_parts()`."""
-    evicted, held, shared = parts
-    digests = {job_id: ended.digest for job_id, ended in evicted.items()}
-    digests.update(held)
-    packed = msgpack.packb(canonical_body({"jobs": digests, **shared}), use_bin_type=True)
-    return hashlib.sha256(packed).hexdigest()
+def hash_state(ended: Iterator[tuple[str, bytes]], ended_count: int, parts: HashParts) -> str:
+    """sha256 of the canonical msgpack of {"jobs": {id: digest}, "nodes", "reputation"}, the
+    ended jobs' digests streamed in job id order (`ended_count` of them: the map's length
+    comes first) and merged with the held ones': the bytes are those of packing the one map,
+    without ever holding it."""
+    held, shared = parts
+    rest = canonical_body(shared)
+    if min(rest, default="z") <= "jobs":
+        raise ValueError("the shared parts must sort after 'jobs'")
+    pack = msgpack.Packer(use_bin_type=True).pack
+    total = hashlib.sha256()
+    header = msgpack.Packer(use_bin_type=True)
+    total.update(header.pack_map_header(1 + len(rest)) + pack("jobs"))
+    total.update(header.pack_map_header(ended_count + len(held)))
+    count = 0
+    chunk: list[bytes] = []
+    for job_id, digest in heapq.merge(ended, sorted(held.items())):
+        chunk += (pack(job_id), pack(digest))
+        count += 1
+        if len(chunk) >= 4096:
+            total.update(b"".join(chunk))
+            chunk.clear()
+    total.update(b"".join(chunk))
+    if count != ended_count + len(held):
+        raise ValueError(f"{count} job digests, not the {ended_count + len(held)} announced")
+    for key in sorted(rest):
+        total.update(pack(key) + pack(rest[key]))
+    return total.hexdigest()
 
 
 @dataclass(slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
-from itertools import chain
 from typing import Any
 
 from aiohttp import web
@@ -92,11 +91,9 @@ async def _job_by_name(
     own jobs, else among those it may read: Bacalhau's names are one job each, its latest."""
     caller = auth.caller_of(request)
     state = node.runner.state
-    named = [
-        job
-        for job in chain(state.jobs.values(), state.evicted.values())
-        if name and _name(job) == name and caller.may_read(job)
-    ]
+    held = [job for job in state.jobs.values() if _name(job) == name]
+    ended = state.evicted.named(name) if name else []  # by index
+    named = [job for job in (*held, *ended) if name and caller.may_read(job)]
     mine = [job for job in named if caller.owns(job)] or named
     chosen = newest([(getattr(j, "spec_dict", {}), j.created_hlc, j.id) for j in mine])
     if chosen is None:

@@ -9,7 +9,6 @@ makes still holds (the spec parses, the event can be signed, one JobCreated per 
 from __future__ import annotations
 
 import asyncio
-from itertools import chain
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +25,7 @@ from edgebac.api.bacalhau.common import (
     token,
 )
 from edgebac.api.bodies import check_value, read_json, text_param
-from edgebac.api.jobs import NotRequester, _create_once, _job, _unsignable, job_view
+from edgebac.api.jobs import NotRequester, _create_once, _job, _unsignable, job_view, owner_of
 from edgebac.api.protocol import served_node
 from edgebac.errors import BadRequest
 from edgebac.eventlog.encoding import EncodingError
@@ -37,6 +36,7 @@ from edgebac.scheduler.bacalhau_meta import DEFAULT_NAMESPACE
 from edgebac.scheduler.bacalhau_versions import newest, next_version, version_of
 from edgebac.scheduler.bacalhau_view import bacalhau_job
 from edgebac.scheduler.constraints import all_match, parse_constraint
+from edgebac.scheduler.ended import CREATED, ID, Listing
 from edgebac.scheduler.state import Job
 
 JOBS = "/api/v1/orchestrator/jobs"
@@ -150,18 +150,24 @@ async def list_jobs(request: web.Request) -> web.Response:
     start, limit = offset_of(request), min(limit_of(request), MAX_JOBS)
     caller = auth.caller_of(request)
     state = node.runner.refresh()
-    jobs = [j for j in chain(state.jobs.values(), state.evicted.values()) if caller.may_read(j)]
-    jobs.sort(key=(lambda j: j.id) if order == "id" else (lambda j: (j.created_hlc, j.id)))
-    if flag(request, "reverse"):
-        jobs.reverse()
+    asked = Listing(
+        ID if order == "id" else CREATED,
+        flag(request, "reverse"),
+        owner_of(caller),
+        start,
+        SCAN_MAX,
+    )
+    listed, total = state.evicted.listing(state.jobs.values(), asked)  # ended ones by index
     items: list[dict[str, Any]] = []
     at = start
-    while at < len(jobs) and len(items) < limit and at - start < SCAN_MAX:
-        job = await _job(node, jobs[at].id)
+    for summary in listed:
+        if len(items) >= limit:
+            break
+        job = await _job(node, summary.id)
         at += 1
         if _listed(job, selector, namespace):
             items.append(bacalhau_job(job_view(job), await job_events(node, job)))
-    return web.json_response({"Items": items, "NextToken": token(at) if at < len(jobs) else ""})
+    return web.json_response({"Items": items, "NextToken": token(at) if at < total else ""})
 
 
 def _listed(job: Job, selector: tuple[Any, ...], namespace: str) -> bool:

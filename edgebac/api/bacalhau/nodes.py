@@ -87,7 +87,7 @@ def node_info(node_id: str, info: NodeInfo | None, running: int = 0) -> dict[str
 def node_state(node: ServedNode, row: dict[str, Any], now_ms: int) -> dict[str, Any]:
     state = node.runner.state
     key = bytes.fromhex(row["id"])
-    running = sum(1 for e in state.executions.values() if e.node == key and e.active)
+    running = len(state.active_on(key))  # accepted or running: held jobs' only
     connected = row.get("liveness") in ("self", "alive")
     heard_ms = now_ms - (row.get("silent_ms") or 0)
     status = "CONNECTED" if connected else "DISCONNECTED"
