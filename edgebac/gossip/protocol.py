@@ -4,7 +4,7 @@ Transport-agnostic: the same `Gossiper` runs over HTTP between real nodes and ov
 simulator's in-memory transport under a virtual clock. Messages are plain msgpack-able maps:
 
     sums  {t, sums, peers}                      -> diff {t, mask, peers}
-    sync  {t, mask, lo, hi, vv, peers}          -> page {t, hi, vv, events, complete, peers}
+    sync  {t, mask, lo, hi, vv, [max], peers}   -> page {t, hi, vv, events, complete, peers}
     push  {t, events, relay, to, k, peers}      -> ack {t, new, refused}
 
 An exchange is push-pull over the version vector in bounded pieces (vectors.py): the initiator
@@ -92,6 +92,11 @@ def _relayers(message: dict[str, Any]) -> tuple[bytes, ...]:
     return relayers if all(_named(v) for v in relayers) else ()
 
 
+def _page_events(asked: Any, limit: int) -> int:
+    """Events in a page: at most our limit, fewer if the asker says so (its probe)."""
+    return min(asked, limit) if type(asked) is int and asked >= 1 else limit
+
+
 def _range(message: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
     """(mask, lo, hi) of a range request."""
     mask = check_bytes(message.get("mask"), MASK_BYTES, "mask")
@@ -147,8 +152,8 @@ class Gossiper(Pulling):
         self._exchanging: set[str] = set()  # peers we are in an exchange with right now
         # What a push may carry: events that came by push within ten rounds, and our own.
         self.recent = Recent(me, RECENT_ROUNDS * config.pull_interval_s * 1000)
-        # Buckets being pulled now: held a round until a page comes, then a request timeout.
-        self.leases = Leases(config.pull_interval_s * 1000, config.request_timeout_s * 1000)
+        # Buckets whose backlog is being paged in: held a request timeout after each page.
+        self.leases = Leases(config.request_timeout_s * 1000)
 
     # ----- serving ----------------------------------------------------------------------------
 
@@ -193,7 +198,7 @@ class Gossiper(Pulling):
         mine, cut = self.index.entries(mask, lo, hi, MAX_ENTRIES)
         page = await self.log.after(
             self.index.ahead(remote, mask, lo, cut),
-            max_events=self.config.max_page_events,
+            max_events=_page_events(message.get("max"), self.config.max_page_events),
             max_bytes=self.config.max_page_bytes,
         )
         self.stats["events_sent"] += len(page.raws)

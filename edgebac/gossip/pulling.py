@@ -29,6 +29,9 @@ from edgebac.gossip.wire import (
 )
 
 logger = logging.getLogger("edgebac.gossip.protocol")
+# A range's first page: what pushes missed fits (at 20% loss a node lacks a few events a range);
+# more is a backlog, paged by one exchange at a time. Concurrent probes cost at most this much.
+PROBE_EVENTS = 64
 
 
 def advance(vv: dict[bytes, int], events: Sequence[Event]) -> None:
@@ -118,14 +121,11 @@ class Pulling:
 
     async def _exchange(self, address: str) -> None:
         """Compare bucket digests, then pull and push each differing range in turn: those
-        that no other exchange is pulling right now. Those are leased to this exchange until
-        it ends (a joining node asks all its seeds at once: each range is fetched once), or
-        until it stalls (`thin.Leases`)."""
+        that no other exchange is paging a backlog of right now (`thin.Leases`)."""
         self.index.update(self.log.version_vector())
         reply = await self._ask(address, {"t": "sums", "sums": self.index.sums()}, "diff")
         mask = self.leases.free(check_bytes(reply.get("mask"), MASK_BYTES, "mask"), self.clock_ms())
         lease = object()
-        self.leases.take(lease, mask, 0, vectors.BUCKETS - 1, self.clock_ms())
         try:
             budget = self.config.max_pages_per_exchange
             lo = vectors.next_start(mask, vectors.ZERO)
@@ -141,16 +141,23 @@ class Pulling:
         """Pull the range starting at `lo` until caught up, then push what the peer lacks in it;
         (the end of the range now in step, the page budget left).
 
-        Pages are pipelined: while one page is being verified and stored, the next is already
-        asked for, with our entries as they will be once this page is in. A catch-up of a large
-        backlog then costs about the verification time alone, not verification plus round trips.
+        The first page is a probe of at most PROBE_EVENTS: what pushes missed fits in it. One
+        that comes back incomplete is a backlog: its buckets are claimed (`thin.Leases`), or
+        left to the exchange that claimed them first. Pages are pipelined: while one page is
+        being verified and stored, the next is already asked for, with our entries as they will
+        be once this page is in. A catch-up of a large backlog then costs about the verification
+        time alone, not verification plus round trips.
         """
         self.index.update(self.log.version_vector())
         wanted, hi = self.index.entries(mask, lo, vectors.END, MAX_ENTRIES)
-        reply = await self._range(address, mask, lo, hi, wanted)
+        reply = await self._range(address, mask, lo, hi, wanted, PROBE_EVENTS)
         hi, remote = _cut(reply, lo, hi), dict(check_vv(reply.get("vv")))
-        self.leases.renew(lease, self.clock_ms())
+        paging = reply.get("complete") is not True
+        if paging and not self.leases.claim(lease, mask, lo[0], hi[0], self.clock_ms()):
+            self.stats["backlog_left_to_another"] += 1
+            reply = dict(reply, complete=True)  # store the probe; another exchange pages on
         hi, budget = await self._page(address, mask, lo, hi, wanted, reply, budget, lease)
+        self.leases.give_back(lease)  # pulled: pushing back needs no lease
         await self._push_missing(address, remote, mask, lo, hi)
         return hi, budget
 
@@ -175,7 +182,6 @@ class Pulling:
                 _advance_raw(wanted, raws)
                 following = asyncio.ensure_future(self._range(address, mask, lo, hi, wanted))
                 following.add_done_callback(_retrieve)
-                self.leases.renew(lease, self.clock_ms())
             try:
                 report = await self.ingest(raws)
             except BaseException:
@@ -190,14 +196,23 @@ class Pulling:
                 following.cancel()
                 break
             reply = await following
+            self.leases.renew(lease, self.clock_ms())
             hi = min(hi, _cut(reply, lo, hi))
         return hi, budget
 
     async def _range(
-        self, address: str, mask: bytes, lo: bytes, hi: bytes, entries: dict[bytes, int]
+        self,
+        address: str,
+        mask: bytes,
+        lo: bytes,
+        hi: bytes,
+        entries: dict[bytes, int],
+        max_events: int | None = None,
     ) -> dict[str, Any]:
         vv = {author: seq for author, seq in entries.items() if author <= hi}
-        message = {"t": "sync", "mask": mask, "lo": lo, "hi": hi, "vv": vv}
+        message: dict[str, Any] = {"t": "sync", "mask": mask, "lo": lo, "hi": hi, "vv": vv}
+        if max_events is not None:  # nodes before it ignore it: their first page is full
+            message["max"] = max_events
         return await self._ask(address, message, "page")
 
     async def _ask(self, address: str, message: dict[str, Any], answer: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@
   they arrived) and our own, and only to a peer that lacks nothing older of their author. A
   backlog a peer lacks is left for it to pull (`Recent`).
 - A backlog is pulled from one peer at a time per bucket of authors (`Leases`): two exchanges
-  at once do not fetch and verify the same ranges.
+  at once do not fetch and verify the same ranges (beyond a small first page each).
 - The nodes one push reached split the relaying among them (`my_share`).
 """
 
@@ -106,31 +106,41 @@ class Recent:
 
 
 class Leases:
-    """Buckets some exchange is pulling right now: others leave them alone until the lease is
-    given back or lapses. A lease first lasts `first_ms` (a round: an exchange whose first
-    reply was lost must not hold up the others' pulls for a whole request timeout), then
-    `ttl_ms` after each renewal (each page that arrives)."""
+    """Buckets some exchange is paging a backlog of: others leave them alone until the lease is
+    given back, or lapses `ttl_ms` (a request timeout) after its last page.
 
-    def __init__(self, first_ms: float, ttl_ms: float) -> None:
-        self.first_ms = first_ms
+    A range is claimed only once its first page, a small probe, came back incomplete: a
+    backlog. Steady-state ranges (the few events a push missed) are never leased. Leasing every
+    differing bucket from the diff on, the buckets of an exchange with a peer that was *behind*
+    (or whose reply was lost) were skipped by the exchanges with peers that held the new event:
+    at N = 1,000 and 20% loss the simulator's p99 spread went from 7.9 to 16 rounds. A joiner
+    asking all its seeds at once still pays for one copy of the backlog, and a probe per seed.
+    """
+
+    def __init__(self, ttl_ms: float) -> None:
         self.ttl_ms = ttl_ms
         self._held: dict[int, tuple[object, float]] = {}  # bucket -> (holder, lapses at)
 
-    def _free(self, bucket: int, now_ms: float) -> bool:
+    def _free(self, bucket: int, now_ms: float, holder: object = None) -> bool:
         lease = self._held.get(bucket)
-        return lease is None or lease[1] <= now_ms
+        return lease is None or lease[0] is holder or lease[1] <= now_ms
 
     def free(self, mask: bytes, now_ms: float) -> bytes:
         """`mask` without the buckets held."""
         return make_mask([b for b in range(BUCKETS) if in_mask(mask, b) and self._free(b, now_ms)])
 
-    def take(self, holder: object, mask: bytes, first: int, last: int, now_ms: float) -> None:
-        """Hold the free buckets of `mask` from `first` to `last` for `holder`."""
-        for bucket in range(first, last + 1):
-            if in_mask(mask, bucket) and self._free(bucket, now_ms):
-                self._held[bucket] = (holder, now_ms + self.first_ms)
+    def claim(self, holder: object, mask: bytes, first: int, last: int, now_ms: float) -> bool:
+        """Hold the buckets of `mask` from `first` to `last` for `holder`, unless another holds
+        one of them: then nothing is taken (that one is paging this backlog already)."""
+        buckets = [b for b in range(first, last + 1) if in_mask(mask, b)]
+        if not all(self._free(b, now_ms, holder) for b in buckets):
+            return False
+        for bucket in buckets:
+            self._held[bucket] = (holder, now_ms + self.ttl_ms)
+        return True
 
     def renew(self, holder: object, now_ms: float) -> None:
+        """A page came: hold on for another request timeout."""
         for bucket, (owner, _) in self._held.items():
             if owner is holder:
                 self._held[bucket] = (holder, now_ms + self.ttl_ms)
