@@ -1,7 +1,7 @@
 """Start-up against history (issue 16): what a node costs after a long life, with and without
 a checkpoint.
 
-    python bench/history.py [--sizes 10000,100000] [--big] [--keep DIR]
+    python bench/history.py [--sizes 10000,100000] [--big] [--keep DIR] [--skip-whole]
 
 For each size, writes a log of that many events (noop jobs of another requester and compute
 node, six events each, decided and signed by the scheduler's own code: tests/biglog.py) into a
@@ -9,10 +9,13 @@ fresh data dir, then starts a node on it twice: first with no checkpoint (it fol
 log, and saves one at its clean stop), then from that checkpoint. Each time it prints: the time
 from process start until the node listens, and until a noop job submitted at once (retried
 while the node says it is not ready) completes; RSS after that; and `GET /api/v1/jobs` (first
-page) latency, median of 20. Then, in this process, what a checkpoint of that log costs: the
-snapshot taken on the event loop (the only part that blocks it), packing and writing on the
-writer's thread, reading and loading, and its size. `--big` adds 1,000,000 events (building
-that log takes several minutes). Figures only: nothing here asserts.
+page, and a page deep in the history) latency, median of 20, and `GET /api/v1/jobs/ID` of the
+oldest job (folded again from the log). Then, in this process, what a checkpoint of that log
+costs: the snapshot taken on the event loop (the only part that blocks it), packing and writing
+on the writer's thread, reading and loading, and its size. `--big` adds 1,000,000 events (building
+that log takes several minutes); `--skip-whole` starts the node only from the checkpoint
+taken in-process (the whole-log start of 1M events takes minutes). Figures only: nothing here
+asserts.
 
 Targets from the issue: start-up at 1M events <= 3 s and <= 1.5 x start-up at 10k.
 """
@@ -41,8 +44,10 @@ from biglog import EVENTS_PER_JOB, write_history  # noqa: E402
 from edgebac.eventlog.checkpoints import CheckpointWrite  # noqa: E402
 from edgebac.eventlog.clock import HybridClock  # noqa: E402
 from edgebac.eventlog.store import EventLog  # noqa: E402
+from edgebac.node.checkpoints import to_write  # noqa: E402
 from edgebac.node.runner import RETENTION  # noqa: E402
 from edgebac.scheduler import checkpoint  # noqa: E402
+from edgebac.scheduler.ended_rows import StoredEnded  # noqa: E402
 from edgebac.scheduler.projection import Projection  # noqa: E402
 from tests.procs import LISTENING, NodeProcess, wait_for  # noqa: E402
 
@@ -101,12 +106,19 @@ def one_start(data_dir: Path, port: int, policy: Path) -> dict[str, float]:
         watcher.join(600)
         listening_s = seen["listening"]
         rss = rss_mb(node.pid)
-        lists = []
+        lists, deep, describes = [], [], []
+        total = call(f"{api}/api/v1/jobs?limit=1")[1]["total"]
+        oldest = call(f"{api}/api/v1/jobs?limit=1&offset={total - 1}")[1]["jobs"][0]["id"]
         for _ in range(20):
-            started = time.perf_counter()
-            status, _ = call(f"{api}/api/v1/jobs?limit=50")
-            lists.append((time.perf_counter() - started) * 1000)
-            assert status == 200
+            for url, times in [
+                ("/api/v1/jobs?limit=50", lists),
+                (f"/api/v1/jobs?limit=50&offset={total // 2}", deep),
+                (f"/api/v1/jobs/{oldest}?events=0", describes),
+            ]:
+                started = time.perf_counter()
+                status, _ = call(f"{api}{url}")
+                times.append((time.perf_counter() - started) * 1000)
+                assert status == 200, url
         said = [line.strip() for line in node.lines("stderr") if "checkpoint" in line]
     finally:
         node.stop()
@@ -115,6 +127,8 @@ def one_start(data_dir: Path, port: int, policy: Path) -> dict[str, float]:
         "listening_s": listening_s,
         "rss_mb": rss,
         "list_ms": statistics.median(lists),
+        "deep_ms": statistics.median(deep),
+        "describe_ms": statistics.median(describes),
         "said": said[-1] if said else "(no checkpoint line)",
     }
 
@@ -136,12 +150,10 @@ async def checkpoint_costs(db: Path) -> dict[str, float]:
         sizes: dict[str, int] = {}
 
         def prepare() -> CheckpointWrite:
-            packed = checkpoint.pack(snapshot)
-            sizes["core"] = len(packed.core)
-            sizes["rows"] = sum(len(row) for _, row in packed.rows)
-            return CheckpointWrite(
-                checkpoint.FORMAT, packed.state_hash, packed.core, packed.rows, [], True
-            )
+            write = to_write(snapshot)
+            sizes["core"] = len(write.body)
+            sizes["rows"] = sum(len(row[-1]) for row in [*write.jobs, *write.executions])
+            return write
 
         lags: list[float] = []
 
@@ -153,19 +165,22 @@ async def checkpoint_costs(db: Path) -> dict[str, float]:
 
         ticking = asyncio.create_task(ticker())
         started = time.perf_counter()
-        await log.write_checkpoint(log.last_pos, prepare)
+        state_hash = await log.write_checkpoint(log.last_pos, prepare)
         write_ms = (time.perf_counter() - started) * 1000
         ticking.cancel()
+        rows = StoredEnded(log.ended_reader())
+        state.evicted.committed(rows)  # the summaries are read from the rows from now on
         started = time.perf_counter()
-        small = checkpoint.snapshot(state, full=False)  # what a periodic one copies
+        checkpoint.snapshot(state, full=False)  # what a periodic one copies
         incremental_ms = (time.perf_counter() - started) * 1000
-        del small
+        state.evicted.failed()
         started = time.perf_counter()
         stored = await log.read_checkpoint()
         assert stored is not None
-        loaded = checkpoint.load(stored.body, stored.rows, stored.state_hash, RETENTION)
+        loaded = checkpoint.load(stored.body, rows, stored.state_hash, RETENTION)
         load_s = time.perf_counter() - started
-        assert loaded.state_hash() == state.state_hash()
+        assert loaded.state_hash() == state_hash
+        rows.close()
     finally:
         await log.close()
     return {
@@ -177,7 +192,7 @@ async def checkpoint_costs(db: Path) -> dict[str, float]:
         "load_s": load_s,
         "core_kb": sizes["core"] / 1024,
         "rows_kb": sizes["rows"] / 1024,
-        "ended": len(state.evicted),
+        "ended": stored.ended_rows,
     }
 
 
@@ -189,25 +204,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def measure(size: int, root: Path, policy: Path) -> None:
+def measure(size: int, root: Path, policy: Path, skip_whole: bool) -> None:
     template = root / f"log-{size}"
     template.mkdir(mode=0o700)
     started = time.perf_counter()
     held = asyncio.run(write_history(template, max(1, size // EVENTS_PER_JOB)))
     print(f"\n== {held:,} events (log written in {time.perf_counter() - started:.0f} s)")
     costs = asyncio.run(checkpoint_costs(template / "events.db"))
-    with sqlite_connection(template / "events.db") as conn:  # the node starts without one
-        conn.execute("DELETE FROM checkpoint")
-        conn.execute("DELETE FROM checkpoint_ended")
+    if not skip_whole:
+        with sqlite_connection(template / "events.db") as conn:  # the node starts without one
+            for table in ("checkpoint", "ended_jobs", "ended_executions"):
+                conn.execute(f"DELETE FROM {table}")
     data_dir = root / f"node-{size}"
     shutil.copytree(template, data_dir)
     port = free_port()
-    for label in ("whole log", "from checkpoint"):
+    for label in ("from checkpoint",) if skip_whole else ("whole log", "from checkpoint"):
         got = one_start(data_dir, port, policy)
         print(
             f"{label:>16}: listening {got['listening_s']:.2f} s, job done "
             f"{got['job_s']:.2f} s after process start; RSS {got['rss_mb']:.0f} MB; "
-            f"GET /api/v1/jobs {got['list_ms']:.1f} ms\n{'':>18}{got['said']}"
+            f"GET /api/v1/jobs {got['list_ms']:.1f} ms (half-way page {got['deep_ms']:.1f} ms);"
+            f" oldest job {got['describe_ms']:.1f} ms\n{'':>18}{got['said']}"
         )
     print(
         f"  checkpoint in-process: fold {costs['fold_s']:.2f} s; snapshot on the loop "
@@ -230,6 +247,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000", help="events per log, comma-separated")
     parser.add_argument("--big", action="store_true", help="also 1,000,000 events (slow)")
     parser.add_argument("--keep", type=Path, default=None, help="build the logs here, keep them")
+    parser.add_argument(
+        "--skip-whole", action="store_true", help="start only from the in-process checkpoint"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([1_000_000] if args.big else [])
     root = args.keep or Path(tempfile.mkdtemp(prefix="edgebac-history-"))
@@ -238,7 +258,7 @@ def main() -> None:
     policy.write_text("engines: [noop]\n")
     try:
         for size in sizes:
-            measure(size, root, policy)
+            measure(size, root, policy, args.skip_whole)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -267,7 +267,7 @@ class EndedReader:
         skip = sorted(exclude)
         self._conn.execute("BEGIN")
         try:
-            header = self._one("SELECT pos, ended_rows FROM checkpoint", ())
+            header = self._one("SELECT ended_rows, pos, state_hash FROM checkpoint", ())
             total = self._count(cond, params, header)
             for at in range(0, len(skip), _CHUNK):
                 chunk = skip[at : at + _CHUNK]
@@ -290,10 +290,10 @@ class EndedReader:
         if header is None:
             return 0
         if cond == ALL[0]:
-            return header[1]
-        key = (header[0], cond, *params)
+            return header[0]
+        key = (header[1:], cond, *params)  # the same position and state: the same rows
         if key not in self._counts:
-            self._counts = {k: v for k, v in self._counts.items() if k[0] == header[0]}
+            self._counts = {k: v for k, v in self._counts.items() if k[0] == header[1:]}
             sql = f"SELECT COUNT(*) FROM ended_jobs WHERE {cond}"
             self._counts[key] = self._one(sql, params)[0]
         return self._counts[key]

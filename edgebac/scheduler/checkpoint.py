@@ -31,8 +31,8 @@ from edgebac.eventlog.clock import Hlc
 from edgebac.eventlog.encoding import Event, decode
 from edgebac.scheduler.authority import Announced
 from edgebac.scheduler.ended import Backing, EndedRecord, Layer
-from edgebac.scheduler.projection import HashParts, Projection, hash_state, sort_key
-from edgebac.scheduler.retention import EndedJob, Retention
+from edgebac.scheduler.projection import Projection, sort_key
+from edgebac.scheduler.retention import EndedJob, HashParts, Retention, hash_state
 from edgebac.scheduler.spec import SpecError, parse_spec
 from edgebac.scheduler.state import Bid, Decline, Execution, Job, NodeInfo
 

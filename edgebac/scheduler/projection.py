@@ -24,22 +24,28 @@ state hash covers each job by its digest, so it is the same whether a job is hel
 from __future__ import annotations
 
 import bisect
-import hashlib
 import heapq
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import msgpack
-
 from edgebac.eventlog.clock import ZERO, Hlc
-from edgebac.eventlog.encoding import Event, canonical_body
+from edgebac.eventlog.encoding import Event
 from edgebac.scheduler import authority, jobfold
 from edgebac.scheduler import events as ev
 from edgebac.scheduler.authority import Announced, Announcements
 from edgebac.scheduler.ended import EndedRecord, EndedStore, Executions
-from edgebac.scheduler.retention import EndedJob, Retention, Seen, SortKey, job_digest
+from edgebac.scheduler.retention import (
+    CountChanged,
+    EndedJob,
+    HashParts,
+    Retention,
+    Seen,
+    SortKey,
+    hash_state,
+    job_digest,
+)
 from edgebac.scheduler.state import RESOURCE_KEYS, Execution, Job, NodeInfo
 
 
@@ -156,7 +162,11 @@ class Projection:
     def state_hash(self) -> str:
         """sha256 of the canonical msgpack of every job's digest (held or evicted alike), the
         nodes and their reputations: equal states, equal hashes."""
-        return hash_state(self.evicted.digests(), len(self.evicted), self.hash_parts())
+        parts = self.hash_parts()
+        try:
+            return hash_state(self.evicted.digests(), len(self.evicted), parts)
+        except CountChanged:  # a checkpoint committed between counting and reading the rows
+            return hash_state(self.evicted.digests(), len(self.evicted), parts)
 
     def hash_parts(self) -> HashParts:
         """What `state_hash` hashes but the ended jobs' digests (a checkpoint reads those from
@@ -387,40 +397,6 @@ class Projection:
 
 
 _EMPTY: Mapping[str, Execution] = MappingProxyType({})
-
-
-# (held jobs' digests, nodes and reputations): see `Projection.hash_parts`.
-HashParts = tuple[dict[str, bytes], dict[str, Any]]
-
-
-def hash_state(ended: Iterator[tuple[str, bytes]], ended_count: int, parts: HashParts) -> str:
-    """sha256 of the canonical msgpack of {"jobs": {id: digest}, "nodes", "reputation"}, the
-    ended jobs' digests streamed in job id order (`ended_count` of them: the map's length
-    comes first) and merged with the held ones': the bytes are those of packing the one map,
-    without ever holding it."""
-    held, shared = parts
-    rest = canonical_body(shared)
-    if min(rest, default="z") <= "jobs":
-        raise ValueError("the shared parts must sort after 'jobs'")
-    pack = msgpack.Packer(use_bin_type=True).pack
-    total = hashlib.sha256()
-    header = msgpack.Packer(use_bin_type=True)
-    total.update(header.pack_map_header(1 + len(rest)) + pack("jobs"))
-    total.update(header.pack_map_header(ended_count + len(held)))
-    count = 0
-    chunk: list[bytes] = []
-    for job_id, digest in heapq.merge(ended, sorted(held.items())):
-        chunk += (pack(job_id), pack(digest))
-        count += 1
-        if len(chunk) >= 4096:
-            total.update(b"".join(chunk))
-            chunk.clear()
-    total.update(b"".join(chunk))
-    if count != ended_count + len(held):
-        raise ValueError(f"{count} job digests, not the {ended_count + len(held)} announced")
-    for key in sorted(rest):
-        total.update(pack(key) + pack(rest[key]))
-    return total.hexdigest()
 
 
 @dataclass(slots=True)

@@ -16,7 +16,9 @@ state hash does not (an ended job's digest is the same whether it is held or not
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +90,44 @@ class EndedJob:
             client=job.client,
             vouched=job.vouched,
         )
+
+
+# (held jobs' digests, nodes and reputations): see `Projection.hash_parts`.
+HashParts = tuple[dict[str, bytes], dict[str, Any]]
+
+
+class CountChanged(ValueError):
+    """The rows streamed are not as many as counted before (they changed in between)."""
+
+
+def hash_state(ended: Iterator[tuple[str, bytes]], ended_count: int, parts: HashParts) -> str:
+    """sha256 of the canonical msgpack of {"jobs": {id: digest}, "nodes", "reputation"}, the
+    ended jobs' digests streamed in job id order (`ended_count` of them: the map's length
+    comes first) and merged with the held ones': the bytes are those of packing the one map,
+    without ever holding it."""
+    held, shared = parts
+    rest = canonical_body(shared)
+    if min(rest, default="z") <= "jobs":
+        raise ValueError("the shared parts must sort after 'jobs'")
+    pack = msgpack.Packer(use_bin_type=True).pack
+    total = hashlib.sha256()
+    header = msgpack.Packer(use_bin_type=True)
+    total.update(header.pack_map_header(1 + len(rest)) + pack("jobs"))
+    total.update(header.pack_map_header(ended_count + len(held)))
+    count = 0
+    chunk: list[bytes] = []
+    for job_id, digest in heapq.merge(ended, sorted(held.items())):
+        chunk += (pack(job_id), pack(digest))
+        count += 1
+        if len(chunk) >= 4096:
+            total.update(b"".join(chunk))
+            chunk.clear()
+    total.update(b"".join(chunk))
+    if count != ended_count + len(held):
+        raise CountChanged(f"{count} job digests, not the {ended_count + len(held)} announced")
+    for key in sorted(rest):
+        total.update(pack(key) + pack(rest[key]))
+    return total.hexdigest()
 
 
 def job_digest(job: Job) -> bytes:
