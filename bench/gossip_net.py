@@ -126,6 +126,35 @@ def link_cost(
     return got / events / nodes, total("wire_bytes_sent") / per, total("wire_bytes_push") / per
 
 
+PARTS = ("events", "rumours", "seal", "zlib")
+
+
+def breakdown(before: list, after: list, events: int, raw_size: float) -> list[str]:
+    """Lines of where the bytes went, by message type and part, per event per node, as a share
+    of the event's raw size (from the nodes' `sent_<t>_*` stats, gossip/http.tally)."""
+    per = events * len(before) * raw_size
+    totals: dict[str, int] = {}
+    for a, b in zip(after, before, strict=True):
+        for key, value in a.items():
+            if key.startswith("sent_") and key.count("_") >= 2:
+                totals[key] = totals.get(key, 0) + value - b.get(key, 0)
+    kinds = sorted(k[5:-6] for k in totals if k.endswith("_bytes") and totals[k])
+    lines = [
+        f"  {'message':>6} {'bodies/ev':>9} {'x raw':>6} = {'events':>6} {'rumours':>7}"
+        f" {'framing':>7} {'seal':>6} {'zlib':>6}"
+    ]
+    for kind in sorted(kinds, key=lambda k: -totals[f"sent_{k}_bytes"]):
+        part = {p: totals.get(f"sent_{kind}_{p}", 0) / per for p in PARTS}
+        whole = totals[f"sent_{kind}_bytes"] / per
+        framing = whole - sum(part.values())
+        lines.append(
+            f"  {kind:>6} {totals.get(f'sent_{kind}_bodies', 0) / events / len(before):>9.2f}"
+            f" {whole:>6.3f} = {part['events']:>6.3f} {part['rumours']:>7.3f} {framing:>7.3f}"
+            f" {part['seal']:>6.3f} {part['zlib']:>6.3f}"
+        )
+    return lines
+
+
 def spread(network: list, events: int) -> None:
     watchers = [Watcher(node.url) for node in network]
     for watcher in watchers:
@@ -147,7 +176,8 @@ def spread(network: list, events: int) -> None:
         )
         latencies.append(max(w.arrived[event_id] for w in watchers) - sent[event_id])
         time.sleep(0.01)
-    per_node, wire, push = link_cost(before, gossip_stats(network), events, statistics.mean(sizes))
+    after = gossip_stats(network)
+    per_node, wire, push = link_cost(before, after, events, statistics.mean(sizes))
     for watcher in watchers:
         watcher.stop = True
     for watcher in watchers:
@@ -164,6 +194,8 @@ def spread(network: list, events: int) -> None:
         f" ({statistics.mean(sizes):.0f} B) in the pushes that carry it (target <= 1.0),"
         f" {wire:.2f} x with idle anti-entropy (pulls, membership) at this event rate"
     )
+    print("where the bytes sent went, per event per node, x the event's raw size:")
+    print("\n".join(breakdown(before, after, events, statistics.mean(sizes))))
 
 
 def raw_verify_rate(samples: list) -> float:

@@ -457,7 +457,7 @@ class BreakingTransport:
         if address.startswith("bad"):
             self.tries_of_bad += 1
             raise self.error
-        if message["t"] == "push" and message.get("relay") is True:  # pushes, not pulls
+        if message["t"] == "push" and "peers" not in message:  # not an exchange's push-back
             self.pushes_to_good += 1
         return self.good.me, await self.good.handle(b"\x0b" * 32, message)
 

@@ -155,11 +155,16 @@ class Envelope:
         self._seen: OrderedDict[bytes, int] = OrderedDict()  # nonce -> sent_ms, oldest first
 
     def seal(self, message: Any, compress: bool = False) -> bytes:
+        return self.seal_sized(message, compress)[0]
+
+    def seal_sized(self, message: Any, compress: bool = False) -> tuple[bytes, int]:
+        """(the sealed body, the size of its plain msgpack before compression)."""
         plain = msgpack.packb([self._sender, self._clock_ms(), message], use_bin_type=True)
+        size = len(plain)
         if compress:
             packed = bytes((ZLIB_TAG,)) + deflate(plain)
             plain = packed if len(packed) < len(plain) else plain
-        return bytes(self._box.encrypt(plain))
+        return bytes(self._box.encrypt(plain)), size
 
     def open(self, body: bytes) -> Opened:
         if len(body) > self._max_bytes:

@@ -9,7 +9,7 @@ envelope format 2); we compress a request only to a peer whose reply said so, an
 when the request was compressed or said so. The header is outside the seal: one who strips it
 only makes bodies larger, one who adds it could only break a link it can cut anyway. Bytes on
 the wire, both ways, are counted in the gossip stats (`wire_bytes_*`; `wire_bytes_push`: pushes
-we sent and their acks).
+we sent and their acks), and what we send also by message type and part (`tally`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+import msgpack
 from aiohttp import web
 
 from edgebac.gossip.bodies import BodyTooLarge, read_body
@@ -35,6 +36,28 @@ MAX_KNOWN = 4096  # addresses remembered as reading compressed bodies (a view's 
 
 
 INFLATES = "X-Edgebac-Inflates"
+SEAL_BYTES = 40  # nonce and MAC: what sealing adds to every body
+
+
+def tally(stats: Counter[str], message: Any, sealed: int, plain: int) -> None:
+    """Where the bytes of one body we sent went, by its message type `t`: `sent_<t>_bodies`,
+    `_bytes` (sealed, on the wire), and of those, `_events` (the events' raw bytes), `_rumours`
+    (the peer list, packed), `_seal` (nonce and MAC), `_zlib` (what compression took off,
+    negative); the rest is framing: the envelope's sender and time, the message's keys, `to`
+    lists, vectors, sums and masks. bench/gossip_net.py prints it."""
+    if not isinstance(message, dict):
+        return
+    kind = f"sent_{message.get('t')}"
+    events = message.get("events")
+    peers = message.get("peers")
+    stats[f"{kind}_bodies"] += 1
+    stats[f"{kind}_bytes"] += sealed
+    stats[f"{kind}_seal"] += SEAL_BYTES
+    stats[f"{kind}_zlib"] += sealed - SEAL_BYTES - plain
+    if isinstance(events, list):
+        stats[f"{kind}_events"] += sum(len(raw) for raw in events if isinstance(raw, bytes))
+    if peers:
+        stats[f"{kind}_rumours"] += len(msgpack.packb(peers, use_bin_type=True))
 
 
 def _refuse(gossiper: Gossiper, status: int, code: str, message: str) -> web.Response:
@@ -61,8 +84,10 @@ def gossip_handler(gossiper: Gossiper, envelope: Envelope, max_bytes: int) -> An
             return _refuse(gossiper, exc.status, exc.reason, str(exc))
         except ProtocolError as exc:
             return _refuse(gossiper, 400, "bad_message", str(exc))
-        sealed = envelope.seal(reply, opened.compressed or request.headers.get(INFLATES) == "1")
+        compress = opened.compressed or request.headers.get(INFLATES) == "1"
+        sealed, plain = envelope.seal_sized(reply, compress)
         gossiper.stats["wire_bytes_sent"] += len(sealed)
+        tally(gossiper.stats, reply, len(sealed), plain)
         return web.Response(body=sealed, content_type=CONTENT_TYPE, headers={INFLATES: "1"})
 
     return handle
@@ -118,8 +143,9 @@ class HttpTransport:
                 limit=64, limit_per_host=4, use_dns_cache=False, local_addr=self._local_addr
             )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        body = self._envelope.seal(message, address in self._inflating)
+        body, plain = self._envelope.seal_sized(message, address in self._inflating)
         self.stats["wire_bytes_sent"] += len(body)
+        tally(self.stats, message, len(body), plain)
         try:
             async with self._session.post(
                 f"http://{address}{PATH}",

@@ -208,7 +208,6 @@ class Gossiper(Pulling):
             "vv": mine,
             "events": page.raws,
             "complete": page.complete,
-            "peers": self._rumours(),
         }
 
     def _rumours(self) -> list[list[Any]]:
@@ -358,24 +357,24 @@ class Gossiper(Pulling):
 
     async def _push(self, raws: list[bytes], skip: Collection[bytes] = ()) -> None:
         fanout = push_fanout(self.membership.size(), self.config.fanout, self.config.max_fanout)
-        targets = self.membership.push_members(self.clock_ms(), self.rng, fanout, skip)
-        if targets:
-            ids = sorted(m.node_id[:ID_PREFIX] for m in targets)  # first: they split the relay
+        now = self.clock_ms()
+        targets = self.membership.push_members(now, self.rng, fanout, skip)
+        if not targets:
+            return
+        ids = sorted(m.node_id[:ID_PREFIX] for m in targets)  # first: they split the relay
+        told = {self.me, *skip, *(m.node_id for m in targets)}
+        if all(m.node_id in told for m in self.membership.reachable(now)):  # the last hop
+            message: dict[str, Any] = {"t": "push", "events": raws, "relay": False}
+        else:
             rest = sorted({n[:ID_PREFIX] for n in (self.me, *skip)} - set(ids))
             reached = (ids + rest)[:MAX_REACHED]
-            pushes = (self._push_to(m.addresses[0], raws, reached, len(ids)) for m in targets)
-            await asyncio.gather(*pushes)
+            message = {"t": "push", "events": raws, "relay": True, "to": reached, "k": len(ids)}
+        await asyncio.gather(*(self._push_to(m.addresses[0], message) for m in targets))
 
-    async def _push_to(self, address: str, raws: list[bytes], reached: list[bytes], k: int) -> None:
+    async def _push_to(self, address: str, message: dict[str, Any]) -> None:
+        """One push. It carries no peer list: a push is about one event's size, and our signed
+        entry (127 bytes) made it a fifth larger; exchanges carry membership every round."""
         async with self._limit:
-            message = {
-                "t": "push",
-                "events": raws,
-                "relay": True,
-                "to": reached,
-                "k": k,
-                "peers": self._rumours()[:1],
-            }
             try:
                 sender, _ = await self._request(address, message)
             except Exception as exc:  # one peer must not stop the rest
@@ -383,7 +382,7 @@ class Gossiper(Pulling):
                 self._failed(address, exc)
                 return
             self.membership.contacted(sender, address, self.clock_ms())
-            self.stats["events_sent"] += len(raws)
+            self.stats["events_sent"] += len(message["events"])
             self.last_answer_ms = self.clock_ms()
             self.notices.answered(address)
 

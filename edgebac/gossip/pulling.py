@@ -216,8 +216,11 @@ class Pulling:
         return await self._ask(address, message, "page")
 
     async def _ask(self, address: str, message: dict[str, Any], answer: str) -> dict[str, Any]:
-        """One request of an exchange, with our peer list; the reply must be an `answer`."""
-        message["peers"] = self._rumours()
+        """One request of an exchange; the reply must be an `answer`. Peer lists ride on its
+        first request and reply (sums, diff) only: once an exchange each way is what liveness
+        needs, and a range of it carries none (at N = 10 each list was 1.3 KB a message)."""
+        if message["t"] == "sums":
+            message["peers"] = self._rumours()
         sender, reply = await self._request(address, message)
         if not isinstance(reply, dict) or reply.get("t") != answer:
             raise ProtocolError(f"reply to {message['t']} is not a {answer}")
