@@ -75,3 +75,38 @@ def test_a_restart_starts_from_the_checkpoint_and_a_changed_one_is_refused(nodes
         conn.execute("UPDATE checkpoint SET format = '0:older'")
     _, said = run_once(nodes, data_dir)  # (its rows would be refused first, had they stayed)
     assert "format 0:older" in REFUSED.search(said).group(1), said
+
+
+def listings(node) -> list:
+    """Pages of `GET /api/v1/jobs` from the newest, the middle and the oldest, and the oldest
+    job described (folded again from the log)."""
+    total = node.get_json("/api/v1/jobs?limit=1")[1]["total"]
+    pages = []
+    for offset, limit in [(0, 50), (total // 2, 7), (total - 3, 50)]:
+        status, page = node.get_json(f"/api/v1/jobs?limit={limit}&offset={offset}")
+        assert status == 200, page
+        pages.append(page)
+    oldest = pages[-1]["jobs"][-1]["id"]
+    status, described = node.get_json(f"/api/v1/jobs/{oldest[:10]}?events=0")  # by a prefix
+    assert status == 200, described
+    return [total, pages, described["status"], len(described["executions"])]
+
+
+def test_jobs_listed_from_the_rows_are_those_of_the_whole_fold(nodes, tmp_path):
+    """The first start folds the whole log (ended jobs in memory); the second reads them from
+    the rows its checkpoint wrote: the same pages, totals and descriptions."""
+    data_dir = tmp_path / "n"
+    data_dir.mkdir(mode=0o700)
+    asyncio.run(write_history(data_dir, 200))
+    node = nodes.start(data_dir)
+    whole = listings(node)
+    assert node.stop(signal.SIGTERM) == 0, node.stderr
+    assert not STARTED.search(node.stderr), node.stderr
+    with sqlite3.connect(data_dir / "events.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM ended_jobs").fetchone()[0] >= 150
+    node = nodes.start(data_dir)
+    again = listings(node)
+    assert node.stop(signal.SIGTERM) == 0, node.stderr
+    assert STARTED.search(node.stderr), node.stderr
+    assert whole[0] >= 200
+    assert again == whole
