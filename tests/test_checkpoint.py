@@ -131,8 +131,9 @@ def listed(p: Projection, asked: Listing) -> tuple[list[str], int]:
 
 def assert_lists_alike(p: Projection, whole: Projection, rnd: random.Random) -> None:
     """Pages of held and stored jobs together are the pages of the whole fold's jobs."""
-    requesters = sorted({job.requester for job in whole.jobs.values()})
-    owners = [Owner(), Owner(everyone=False), Owner(False, requesters[0] if requesters else None)]
+    clients = sorted({job.client for job in whole.jobs.values() if job.client is not None})
+    owners = [Owner(), Owner(everyone=False), Owner(False, b"someone else", "a name")]
+    owners += [Owner(False, client) for client in clients[:1]]  # a caller of scope own
     n = len(whole.jobs)
     for order, desc, owner in [
         (o, d, w) for o in (CREATED, ID) for d in (True, False) for w in owners

@@ -386,7 +386,7 @@ class Projection:
 
     def _set_contrib(self, job_id: str, contrib: dict[bytes, tuple[int, int]]) -> None:
         for node, (completed, failed) in self._contrib.get(job_id, {}).items():
-            rep = self._rep[node]
+            rep = self._rep.setdefault(node, [0, 0])  # a (0, 0) is not saved
             rep[0] -= completed
             rep[1] -= failed
         for node, (completed, failed) in contrib.items():
