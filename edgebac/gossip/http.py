@@ -41,7 +41,8 @@ SEAL_BYTES = 40  # nonce and MAC: what sealing adds to every body
 
 def tally(stats: Counter[str], message: Any, sealed: int, plain: int) -> None:
     """Where the bytes of one body we sent went, by its message type `t`: `sent_<t>_bodies`,
-    `_bytes` (sealed, on the wire), and of those, `_events` (the events' raw bytes), `_rumours`
+    `_bytes` (sealed, on the wire), and of those, `_events` (the events' bytes as carried:
+    whole, or the deflated part of a delta, gossip/deltas), `_rumours`
     (the peer list, packed), `_seal` (nonce and MAC), `_zlib` (what compression took off,
     negative); the rest is framing: the envelope's sender and time, the message's keys, `to`
     lists, vectors, sums and masks. bench/gossip_net.py prints it."""
@@ -54,6 +55,9 @@ def tally(stats: Counter[str], message: Any, sealed: int, plain: int) -> None:
     stats[f"{kind}_bytes"] += sealed
     stats[f"{kind}_seal"] += SEAL_BYTES
     stats[f"{kind}_zlib"] += sealed - SEAL_BYTES - plain
+    items = message.get("deltas")
+    if isinstance(events, list) and isinstance(items, list):
+        events = events + [i if isinstance(i, bytes) else i[2] for i in items]
     if isinstance(events, list):
         stats[f"{kind}_events"] += sum(len(raw) for raw in events if isinstance(raw, bytes))
     if peers:

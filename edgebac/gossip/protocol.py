@@ -30,9 +30,10 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
-from edgebac.eventlog.chain import Reason
-from edgebac.eventlog.encoding import Event, event_id
+from edgebac.eventlog.chain import Reason, Rejection
+from edgebac.eventlog.encoding import MAX_EVENT_BYTES, Event, event_id, peek_key
 from edgebac.eventlog.store import IngestReport
+from edgebac.gossip import deltas
 from edgebac.gossip.bodies import batches
 from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.membership import Membership, dead_after_ms, push_fanout
@@ -154,6 +155,8 @@ class Gossiper(Pulling):
         self.recent = Recent(me, RECENT_ROUNDS * config.pull_interval_s * 1000)
         # Buckets whose backlog is being paged in: held a request timeout after each page.
         self.leases = Leases(config.request_timeout_s * 1000)
+        self.delta_peers: set[bytes] = set()  # node ids that said they read deltas (`d: 1`)
+        self.bases = deltas.Bases()
 
     # ----- serving ----------------------------------------------------------------------------
 
@@ -170,15 +173,46 @@ class Gossiper(Pulling):
         self.last_answer_ms = self.clock_ms()
         if kind == "sums":
             theirs = check_bytes(message.get("sums"), SUMS_BYTES, "sums")
+            self.reads_deltas(sender, message)
             self.index.update(self.log.version_vector())
-            return {"t": "diff", "mask": self.index.diff(theirs), "peers": self._rumours()}
+            mask = self.index.diff(theirs)
+            return {"t": "diff", "mask": mask, "peers": self._rumours(), "d": 1}
         if kind == "sync":
             return await self._serve_range(sender, message)
-        events = check_events(message.get("events"))
+        events, early = await self._events(message)
         relay = message.get("relay") is True
         split = (_relayers(message), event_id(events[0])) if events else None
-        report = await self.ingest_from(sender, events, relay, _ids(message.get("to")), split)
+        to = _ids(message.get("to"))
+        report = await self.ingest_from(sender, events, relay, to, split, early)
         return {"t": "ack", "new": len(report.accepted), "refused": len(report.errors)}
+
+    async def _events(self, push: dict[str, Any]) -> tuple[list[bytes], list[Rejection]]:
+        """A push's events, rebuilt from its deltas if it has them (`gossip.deltas`)."""
+        if "deltas" not in push:
+            return check_events(push.get("events")), []
+        vv, config = self.log.version_vector(), self.config
+        value = push.get("deltas")
+        return await deltas.decode(
+            value, vv, self._base, config.max_page_events, config.max_body_bytes
+        )
+
+    def reads_deltas(self, node_id: bytes, message: dict[str, Any]) -> None:
+        """Note whether the node that sent `message` (a sums or a diff) reads deltas."""
+        if message.get("d") == 1:
+            if len(self.delta_peers) >= self.config.view_limit:  # members come and go
+                self.delta_peers.clear()
+            self.delta_peers.add(node_id)
+        else:
+            self.delta_peers.discard(node_id)  # downgraded since
+
+    async def _base(self, author: bytes, seq: int) -> bytes | None:
+        """The raw of our event (author, seq), if we hold it: what a delta is against."""
+        raw = self.bases.get(author, seq)
+        if raw is not None:
+            return raw
+        page = await self.log.after([(author, seq - 1)], max_events=1, max_bytes=MAX_EVENT_BYTES)
+        raw = page.raws[0] if page.raws else None
+        return raw if raw is not None and peek_key(raw) == (author, seq) else None
 
     def _merge(self, peers: Any) -> None:
         refused = self.membership.merge_rumours(peers, self.clock_ms(), self.rng)
@@ -220,14 +254,17 @@ class Gossiper(Pulling):
         relay: bool = True,
         reached: frozenset[bytes] = frozenset(),
         split: tuple[tuple[bytes, ...], bytes] | None = None,
+        early: Sequence[Rejection] = (),
     ) -> IngestReport:
         """Store events pushed to us (or given by a client) and push on what was new.
 
         `reached` are the nodes the pusher sent the same events to: relaying to them would only
         make duplicates, so the relay picks among the others; `split` (the nodes the push went
-        to, a salt) says which of those others fall to us (`thin.my_share`).
+        to, a salt) says which of those others fall to us (`thin.my_share`). `early`: what was
+        refused before (deltas held, or against an event we lack).
         """
         report = await self.ingest(raws)
+        report.rejections.extend(early)
         self._count(report)
         self.recent.stored(report.accepted, self.clock_ms())
         if relay and report.accepted:
@@ -308,6 +345,7 @@ class Gossiper(Pulling):
         """Called with every batch of newly stored events: pushes the ones we wrote, and learns
         the addresses nodes announce (the log is the other place a member's own word is)."""
         self.announced(events)
+        self.bases.stored(events)
         mine = [event.raw for event in events if event.author == self.me]
         if mine:
             self._outbox.extend(mine)
@@ -369,9 +407,18 @@ class Gossiper(Pulling):
             rest = sorted({n[:ID_PREFIX] for n in (self.me, *skip)} - set(ids))
             reached = (ids + rest)[:MAX_REACHED]
             message = {"t": "push", "events": raws, "relay": True, "to": reached, "k": len(ids)}
-        await asyncio.gather(*(self._push_to(m.addresses[0], message) for m in targets))
+        thin = message
+        if any(m.node_id in self.delta_peers for m in targets):
+            items = await deltas.encode(raws, self._base)
+            if not all(isinstance(item, bytes) for item in items):
+                thin = {**message, "events": [], "deltas": items}
+        pushes = (
+            self._push_to(m.addresses[0], thin if m.node_id in self.delta_peers else message, raws)
+            for m in targets
+        )
+        await asyncio.gather(*pushes)
 
-    async def _push_to(self, address: str, message: dict[str, Any]) -> None:
+    async def _push_to(self, address: str, message: dict[str, Any], raws: list[bytes]) -> None:
         """One push. It carries no peer list: a push is about one event's size, and our signed
         entry (127 bytes) made it a fifth larger; exchanges carry membership every round."""
         async with self._limit:
@@ -382,7 +429,7 @@ class Gossiper(Pulling):
                 self._failed(address, exc)
                 return
             self.membership.contacted(sender, address, self.clock_ms())
-            self.stats["events_sent"] += len(message["events"])
+            self.stats["events_sent"] += len(raws)
             self.last_answer_ms = self.clock_ms()
             self.notices.answered(address)
 

@@ -81,6 +81,7 @@ class Pulling:
     ingest: Callable[[Sequence[bytes]], Awaitable[IngestReport]]
     recent: Recent
     leases: Leases
+    reads_deltas: Callable[[bytes, dict[str, Any]], None]
 
     # ----- pulling ----------------------------------------------------------------------------
 
@@ -221,9 +222,12 @@ class Pulling:
         needs, and a range of it carries none (at N = 10 each list was 1.3 KB a message)."""
         if message["t"] == "sums":
             message["peers"] = self._rumours()
+            message["d"] = 1  # we read pushes as deltas (gossip.deltas)
         sender, reply = await self._request(address, message)
         if not isinstance(reply, dict) or reply.get("t") != answer:
             raise ProtocolError(f"reply to {message['t']} is not a {answer}")
+        if answer == "diff":
+            self.reads_deltas(sender, reply)
         self._merge(reply.get("peers"))
         self.membership.contacted(sender, address, self.clock_ms())
         self.last_answer_ms = self.clock_ms()

@@ -308,8 +308,9 @@ class SimNetwork:
     def _note(self, src: str, dst: str, message: Any) -> None:
         kind = message.get("t") if isinstance(message, dict) else None
         self.sent[str(kind)] += 1
-        events = message.get("events") if isinstance(message, dict) else None
-        self.events_carried += len(events) if isinstance(events, list) else 0
+        for key in ("events", "deltas"):  # a push carries one or the other (gossip.deltas)
+            events = message.get(key) if isinstance(message, dict) else None
+            self.events_carried += len(events) if isinstance(events, list) else 0
         self._trace.update(f"{self.loop.time():.9f} {src} {dst} {kind}\n".encode())
 
     def post(self, src: str, dst: str, message: Any, reply: asyncio.Future[Any]) -> None:
