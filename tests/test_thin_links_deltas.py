@@ -66,6 +66,17 @@ async def test_a_delta_rebuilds_the_very_event(texts):
     assert not refused
 
 
+async def test_a_chain_from_its_first_event_is_rebuilt_from_the_push_alone():
+    """An author's first push holds its announcement, whole, and the events after it, each a
+    delta against the one before it in the same push: a receiver that holds none of it."""
+    items = await deltas.encode(RAWS, held(0))
+    assert isinstance(items[0], bytes)
+    assert all(isinstance(item, list) for item in items[1:])
+    rebuilt, refused = await deltas.decode(items, {}, held(0), 100, 1 << 22)
+    assert rebuilt == RAWS
+    assert not refused
+
+
 async def test_a_job_like_event_as_a_delta_is_far_smaller_than_deflated_alone():
     items = await deltas.encode([RAWS[3]], held(3))
     assert isinstance(items[0], list)

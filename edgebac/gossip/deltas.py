@@ -87,11 +87,12 @@ async def encode(raws: Sequence[bytes], base: Base) -> list[Any]:
     items: list[Any] = []
     for raw in raws:
         key = peek_key(raw)
+        if key is not None:
+            built[key] = raw
         if key is None or key[1] < 2:
             items.append(raw)
             continue
         author, seq = key
-        built[key] = raw
         before = built.get((author, seq - 1)) or await base(author, seq - 1)
         blob = deflate_against(raw, before) if before is not None else None
         items.append([author, seq, blob] if blob is not None and len(blob) < len(raw) else raw)
@@ -126,6 +127,9 @@ async def decode(
     total = 0
     for item in map(_item, value):
         if isinstance(item, bytes):
+            key = peek_key(item)
+            if key is not None:  # whole, and what a delta after it is against
+                built.setdefault(key, item)
             raws.append(item)
             continue
         author, seq, blob = item
