@@ -1,10 +1,11 @@
-"""The preset zlib dictionary of envelope format 3: what gossip bodies say again and again.
+"""The preset zlib dictionary of envelope format 2: what gossip bodies say again and again.
 
 A push usually carries one event of a few hundred bytes, too little for zlib to find repeats
 in; with the keys, types and values every event and message spells (msgpack-encoded, as they
 appear on the wire) preset, a job event shrinks by a further third. Most frequent last (zlib
 reaches those with the shortest distances). Frozen: a body sealed with it must open on every
-node that reads format 3, so a new dictionary is a new format byte, never an edit of this one.
+node that reads format 2 (and deltas, gossip/deltas.py, build on it), so a new dictionary is a
+new format byte, never an edit of this one.
 """
 
 from __future__ import annotations
