@@ -94,7 +94,8 @@ async def _submit_named(
     job_id = await _submit(request, spec)
     reason = f"Job update requested by user: version {version_of(spec)} is job {job_id}"
     state = node.runner.refresh()
-    if not state.jobs[previous.id].terminal:
+    held = state.jobs.get(previous.id)  # gone from the held jobs: it ended meanwhile
+    if held is not None and not held.terminal:
         planned = requester.cancel(state, previous.id, reason)
         await node.log.append([(kind, body) for kind, body in planned])
     return job_id, previous.id
