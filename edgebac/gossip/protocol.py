@@ -242,6 +242,7 @@ class Gossiper(Pulling):
             "vv": mine,
             "events": page.raws,
             "complete": page.complete,
+            "peers": self._rumours(),
         }
 
     def _rumours(self) -> list[list[Any]]:
@@ -400,13 +401,9 @@ class Gossiper(Pulling):
         if not targets:
             return
         ids = sorted(m.node_id[:ID_PREFIX] for m in targets)  # first: they split the relay
-        told = {self.me, *skip, *(m.node_id for m in targets)}
-        if all(m.node_id in told for m in self.membership.reachable(now)):  # the last hop
-            message: dict[str, Any] = {"t": "push", "events": raws, "relay": False}
-        else:
-            rest = sorted({n[:ID_PREFIX] for n in (self.me, *skip)} - set(ids))
-            reached = (ids + rest)[:MAX_REACHED]
-            message = {"t": "push", "events": raws, "relay": True, "to": reached, "k": len(ids)}
+        rest = sorted({n[:ID_PREFIX] for n in (self.me, *skip)} - set(ids))
+        reached = (ids + rest)[:MAX_REACHED]
+        message = {"t": "push", "events": raws, "relay": True, "to": reached, "k": len(ids)}
         thin = message
         if any(m.node_id in self.delta_peers for m in targets):
             items = await deltas.encode(raws, self._base)
