@@ -1,6 +1,7 @@
 """Retention on real nodes: `--retain` sweeps results folders and content of executions that
-ended before its horizon while the node runs, keeping recent results and pinned uploads; `edgebac
-node gc` does the same to a stopped node's data dir, `--dry-run` only saying what would go."""
+ended before its horizon while the node runs, keeping recent results and uploads (pins) made
+or made again within it; `edgebac node gc` does the same to a stopped node's data dir,
+`--dry-run` only saying what would go."""
 
 from __future__ import annotations
 
@@ -39,16 +40,19 @@ def test_a_running_node_sweeps_what_ended_before_its_horizon(nodes, tmp_path):
     node = nodes.start(tmp_path / "n", "--retain", "3s")
     results = tmp_path / "n" / "work" / "results"
     pinned = upload(node, b"a module a client put here")
+    forgotten = upload(node, b"an upload nobody put here again")
     old = run(node, "old")
     assert (results / old["id"]).is_dir()
     assert held(node, old["digest"])
     wait_for(lambda: not (results / old["id"]).exists(), 15, "the old results folder to go")
     wait_for(lambda: not held(node, old["digest"]), 10, "the old results' content to go")
+    assert upload(node, b"a module a client put here") == pinned  # uploaded again: young
     recent = run(node, "recent")
     time.sleep(1.5)  # a sweep or more, within the retention
     assert (results / recent["id"]).is_dir()
     assert held(node, recent["digest"])
-    assert held(node, pinned)  # pinned: kept whatever its age
+    assert held(node, pinned)  # its pin is younger than the retention: kept
+    assert not held(node, forgotten)  # its pin older than the retention: let go of, and swept
     logs = run_edgebac("job", "logs", old["job_id"], "--api", node.url)
     assert logs.returncode == 0, logs.stderr  # the log's head of each stream stands in
     assert "old" in logs.stdout
