@@ -45,7 +45,7 @@ from edgebac.eventlog.checkpoints import CheckpointWrite  # noqa: E402
 from edgebac.eventlog.clock import HybridClock  # noqa: E402
 from edgebac.eventlog.store import EventLog  # noqa: E402
 from edgebac.node.checkpoints import to_write  # noqa: E402
-from edgebac.node.runner import RETENTION  # noqa: E402
+from edgebac.node.runner import JOB_EVENTS_MAX, RETENTION  # noqa: E402
 from edgebac.scheduler import checkpoint  # noqa: E402
 from edgebac.scheduler.ended_rows import StoredEnded  # noqa: E402
 from edgebac.scheduler.projection import Projection  # noqa: E402
@@ -143,6 +143,9 @@ async def checkpoint_costs(db: Path) -> dict[str, float]:
         while rows := await log.since(after, 5000):
             state.apply(event for _, event in rows)
             after = rows[-1][0]
+        while state.needs_reload:  # as the runner does before it decides (or checkpoints)
+            job_id = min(state.needs_reload)
+            state.reload(job_id, await log.by_job(job_id, limit=JOB_EVENTS_MAX))
         fold_s = time.perf_counter() - started
         started = time.perf_counter()
         snapshot = checkpoint.snapshot(state, full=True)
