@@ -4,11 +4,17 @@ way a stored checkpoint can stop matching what was written is refused when it is
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 import pytest
 from test_store import open_log
 
-from edgebac.eventlog.checkpoints import BadCheckpoint, CheckpointWrite
+from edgebac.eventlog.checkpoints import (
+    _ROWS_BETWEEN_CHECKS,
+    BadCheckpoint,
+    CheckpointAbandoned,
+    CheckpointWrite,
+)
 from edgebac.eventlog.store import EventLog
 
 
@@ -97,6 +103,37 @@ async def test_a_write_that_fails_midway_leaves_the_last_checkpoint_whole(log):
         await log.write_checkpoint(99, write({"j-2": b"two"}, deleted=("j-1",)))
     stored = await log.read_checkpoint()
     assert (stored.pos, await stored_rows(log)) == (2, [("j-1", b"one")])
+
+
+async def test_a_checkpoint_given_up_by_a_stop_rolls_back_between_batches_of_rows(log):
+    """A stop gives up a full checkpoint (as long as the history) half-way: the rows written
+    so far go with the transaction, and the last checkpoint stands whole."""
+    await log.write_checkpoint(2, write({"j-1": b"one"}, full=True))
+    looks = []
+
+    def stopping_after_one_batch() -> bool:
+        looks.append(None)
+        return len(looks) > 1
+
+    rows = {f"j-{n:05}": b"row" for n in range(3 * _ROWS_BETWEEN_CHECKS)}
+    packed = write(rows, full=True)()
+    abandoned = replace(packed, abandon=stopping_after_one_batch)
+    with pytest.raises(CheckpointAbandoned):
+        await log.write_checkpoint(3, lambda: abandoned)
+    assert len(looks) == 2  # one batch went in, then it stopped: not every row first
+    stored = await log.read_checkpoint()
+    assert (stored.pos, await stored_rows(log)) == (2, [("j-1", b"one")])
+
+
+def test_packing_stops_as_soon_as_a_stop_asks():
+    from edgebac.scheduler.checkpoint import ABANDON_EVERY, Snapshot, pack
+
+    deleted = {f"j-{n}": None for n in range(3 * ABANDON_EVERY)}
+    snapshot = Snapshot(core={}, changes=deleted, full=False, hash_parts=None)  # type: ignore[arg-type]
+    looks = []
+    with pytest.raises(CheckpointAbandoned):
+        pack(snapshot, lambda: looks.append(None) or len(looks) > 1)
+    assert len(looks) == 2
 
 
 @pytest.mark.parametrize(

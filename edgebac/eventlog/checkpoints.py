@@ -91,6 +91,12 @@ class CheckpointWrite:
     deleted: list[str]
     full: bool
     state_hash: Callable[[Iterator[tuple[str, bytes]], int], str]
+    abandon: Callable[[], bool] = lambda: False  # True: stop (the node is stopping), roll back
+
+
+class CheckpointAbandoned(Exception):
+    """A checkpoint given up half-way, rolled back: the node is stopping, and this one (a full
+    one, as long as the history) would hold the stop up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,7 @@ class BadCheckpoint(LogStoreError):
 
 
 _CHUNK = 500  # ids per IN (...) list
+_ROWS_BETWEEN_CHECKS = 8192  # rows written between two looks at `abandon`
 
 
 def _digests(conn: sqlite3.Connection) -> Iterator[tuple[str, bytes]]:
@@ -138,13 +145,17 @@ def write_checkpoint(
             marks = ",".join("?" * len(chunk))
             conn.execute(f"DELETE FROM ended_jobs WHERE job_id IN ({marks})", chunk)
             conn.execute(f"DELETE FROM ended_executions WHERE job_id IN ({marks})", chunk)
-        conn.executemany(
-            f"INSERT INTO ended_jobs ({JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", data.jobs
-        )
-        conn.executemany(
-            f"INSERT INTO ended_executions ({EXECUTION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-            data.executions,
-        )
+        for at in range(0, max(len(data.jobs), len(data.executions)), _ROWS_BETWEEN_CHECKS):
+            if data.abandon():
+                raise CheckpointAbandoned("the node is stopping")
+            conn.executemany(
+                f"INSERT INTO ended_jobs ({JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                data.jobs[at : at + _ROWS_BETWEEN_CHECKS],
+            )
+            conn.executemany(
+                f"INSERT INTO ended_executions ({EXECUTION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                data.executions[at : at + _ROWS_BETWEEN_CHECKS],
+            )
         count = conn.execute("SELECT COUNT(*) FROM ended_jobs").fetchone()[0]
         state_hash = data.state_hash(_digests(conn), count)
         conn.execute(

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edgebac.eventlog.checkpoints import BadCheckpoint, CheckpointWrite
+from edgebac.eventlog.checkpoints import BadCheckpoint, CheckpointAbandoned, CheckpointWrite
 from edgebac.eventlog.store import EventLog
 from edgebac.scheduler import checkpoint
 from edgebac.scheduler.ended_rows import StoredEnded
@@ -32,6 +32,7 @@ from edgebac.scheduler.retention import Retention
 logger = logging.getLogger(__name__)
 CHECKPOINT_EVENTS = 10_000
 CHECKPOINT_S = 60.0
+STOP_WAIT_S = 3.0  # how long a stop waits for a checkpoint being written before giving it up
 
 
 def _say(line: str) -> None:
@@ -50,6 +51,7 @@ class Checkpoints:
         # How start-up went: the position loaded (0: none) and how many events followed it.
         self.started_from: dict[str, Any] = {"position": 0, "folded_after": 0}
         self._rows: StoredEnded | None = None  # the stored ended jobs, once trusted
+        self._abandon = False  # a stop gave up the checkpoint being written (see `close`)
 
     async def load(self) -> tuple[Projection | None, int]:
         """The stored checkpoint's state and the log position it folds up to, if it checks
@@ -75,6 +77,10 @@ class Checkpoints:
             return None, 0
         self._full, self._rows = False, rows
         return state, stored.pos
+
+    def _abandoned(self) -> bool:
+        """Read by the writer's thread between batches of rows."""
+        return self._abandon
 
     def started(self, position: int, folded: int, began: float) -> None:
         """The runner folded the stored log: `folded` events after `position`."""
@@ -104,7 +110,9 @@ class Checkpoints:
 
     async def _write(self, pos: int, snapshot: checkpoint.Snapshot, state: Projection) -> None:
         try:
-            await self.log.write_checkpoint(pos, lambda: to_write(snapshot))
+            await self.log.write_checkpoint(pos, lambda: to_write(snapshot, self._abandoned))
+        except CheckpointAbandoned:  # a stop gave it up: the rows are the last checkpoint's
+            state.evicted.failed()
         except Exception:  # the rows are the last checkpoint's still: its changes stay changes
             logger.exception("writing a checkpoint failed")
             state.evicted.failed()
@@ -120,13 +128,29 @@ class Checkpoints:
 
     async def close(self, folded: Callable[[], Projection]) -> None:
         """At a clean stop: finish the one being written, then take a last one if anything
-        was folded since (`folded()` gives the state with every stored event in)."""
+        was folded since (`folded()` gives the state with every stored event in). A stop
+        waits at most `STOP_WAIT_S` for each, whatever the history: one still being written
+        by then (a full one: the first after a whole-log fold rewrites every ended job's row)
+        is given up, rolled back, and the next start folds from the one before."""
         if self._task is not None:
-            await self._task
-        if self.since or self._full:
+            await self._within_stop(self._task)
+        if (self.since or self._full) and not self._abandon:
             self.take(folded())
             if self._task is not None:
-                await self._task
+                await self._within_stop(self._task)
+        if self._abandon:
+            _say(
+                f"checkpoint: given up at this stop after {STOP_WAIT_S:.0f} s (a full one takes "
+                "as long as the history; the node writes one while it runs): the next start "
+                "folds more of the log"
+            )
+
+    async def _within_stop(self, task: asyncio.Task[None]) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), STOP_WAIT_S)
+        except TimeoutError:
+            self._abandon = True  # the writer's thread rolls back at its next look
+            await task
 
     def close_rows(self) -> None:
         """After the last read of the projection's ended jobs (the log is closing)."""
@@ -134,9 +158,11 @@ class Checkpoints:
             self._rows.close()
 
 
-def to_write(snapshot: checkpoint.Snapshot) -> CheckpointWrite:
+def to_write(
+    snapshot: checkpoint.Snapshot, abandon: Callable[[], bool] = lambda: False
+) -> CheckpointWrite:
     """What the writer stores of a snapshot (packed on its thread)."""
-    packed = checkpoint.pack(snapshot)
+    packed = checkpoint.pack(snapshot, abandon)
     return CheckpointWrite(
         checkpoint.FORMAT,
         packed.core,
@@ -145,4 +171,5 @@ def to_write(snapshot: checkpoint.Snapshot) -> CheckpointWrite:
         packed.deleted,
         packed.full,
         packed.state_hash,
+        abandon,
     )

@@ -27,6 +27,7 @@ from typing import Any
 
 import msgpack
 
+from edgebac.eventlog.checkpoints import CheckpointAbandoned
 from edgebac.eventlog.clock import Hlc
 from edgebac.eventlog.encoding import Event, decode
 from edgebac.scheduler.authority import Announced
@@ -79,11 +80,13 @@ def snapshot(p: Projection, full: bool) -> Snapshot:
     return Snapshot(_core(p), changes, full, p.hash_parts())
 
 
-def pack(s: Snapshot) -> Packed:
+def pack(s: Snapshot, abandon: Callable[[], bool] = lambda: False) -> Packed:
     """The bytes of a snapshot, and how to hash the state once its rows are in: pure, for the
-    writer's thread."""
+    writer's thread. CheckpointAbandoned as soon as `abandon()` says so (a node stopping)."""
     jobs, executions, deleted = [], [], []
-    for job_id, record in s.changes.items():
+    for n, (job_id, record) in enumerate(s.changes.items()):
+        if n % ABANDON_EVERY == 0 and abandon():
+            raise CheckpointAbandoned("the node is stopping")
         if record is None:
             deleted.append(job_id)
             continue
@@ -102,6 +105,7 @@ def pack(s: Snapshot) -> Packed:
     )
 
 
+ABANDON_EVERY = 1024  # records packed between two looks at `abandon`
 HLC_SHIFT = 1 << 63  # hlcs are unsigned 64-bit; SQLite's integers are signed
 
 
