@@ -245,15 +245,9 @@ def test_leftover_containers_are_removed_when_the_node_restarts(tmp_path, s3_ser
 def test_a_node_without_docker_does_not_offer_it_and_says_so(tmp_path):
     nodes = Nodes()
     try:
-        node = start_node(
-            nodes,
-            tmp_path / "n",
-            _write(tmp_path / "p.yaml", "engines: [docker, wasm]\n"),
-            {"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
-        )
+        node = _node_with_docker_at(nodes, tmp_path, "unix:///nonexistent/docker.sock")
         assert "docker engine not offered: cannot reach a Docker engine" in node.stderr
-        _, page = node.get_json("/api/v1/events?type=NodeAnnounced")
-        assert page["events"][-1]["body"]["executors"] == ["wasm"]
+        assert _announced_executors(node) == ["wasm"]
         status, body = post_json(
             node.url + "/api/v1/jobs", docker_spec("edgebac-test/busybox:1", "true", timeout_s=2)
         )
@@ -281,12 +275,7 @@ def test_a_docker_engine_that_answers_after_the_node_started_is_offered_then(
     late.parent.mkdir()
     nodes = Nodes()
     try:
-        node = start_node(
-            nodes,
-            tmp_path / "n",
-            _write(tmp_path / "p.yaml", "engines: [docker, wasm]\n"),
-            {"DOCKER_HOST": f"unix://{late}"},
-        )
+        node = _node_with_docker_at(nodes, tmp_path, f"unix://{late}")
         assert "docker jobs will be taken as soon as it answers" in node.stderr
         assert _announced_executors(node) == ["wasm"]
         late.symlink_to(engine_socket)  # the engine comes up
@@ -307,6 +296,12 @@ def test_a_docker_engine_that_answers_after_the_node_started_is_offered_then(
         assert view["status"] == "completed", view
     finally:
         nodes.kill_all()
+
+
+def _node_with_docker_at(nodes: Nodes, tmp_path: Path, docker_host: str):
+    """A node offering docker and wasm whose Docker engine is (or will be) at `docker_host`."""
+    policy = _write(tmp_path / "p.yaml", "engines: [docker, wasm]\n")
+    return start_node(nodes, tmp_path / "n", policy, {"DOCKER_HOST": docker_host})
 
 
 def _announced_executors(node) -> list[str]:
