@@ -39,6 +39,7 @@ from edgebac.eventlog.callsig import (
     parse_header,
 )
 from edgebac.eventlog.clock import wall_clock_ms
+from edgebac.scheduler.ended import Owner
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -96,9 +97,7 @@ class Caller:
 
     def owns(self, job: Any) -> bool:
         """A job it asked for: signed with its key, or vouched for under its name."""
-        if job.client is not None:
-            return job.client == self.key
-        return self.vouch_as is not None and job.vouched == self.vouch_as
+        return Owner(False, self.key, self.vouch_as).owns(job)
 
     def may_read(self, job: Any) -> bool:
         return READ in self.can and (self.scope_all or self.owns(job))
