@@ -75,7 +75,7 @@ def owner_of(caller: Caller) -> Owner:
     return Owner(caller.scope_all, caller.key, caller.vouch_as)
 
 
-async def _job(node: ServedNode, job_id: str) -> Job:
+async def load_job(node: ServedNode, job_id: str) -> Job:
     state = node.runner.refresh()
     if job_id not in state.jobs and job_id not in state.evicted:
         if len(job_id.removeprefix("j-")) < MIN_ID_PREFIX:
@@ -139,9 +139,9 @@ async def submit_job(request: web.Request) -> web.Response:
         asked = clientsig.submission(node.identity.public_key, body, caller.vouch_as or "unsigned")
         _check_signer(caller, asked)
         check_value(asked.spec, "the job spec")
-        created = await _create_once(node, asked)
+        created = await create_once(node, asked)
     except EncodingError as exc:
-        raise _unsignable(exc, "job spec") from None
+        raise unsignable(exc, "job spec") from None
     return web.json_response(
         {"job_id": asked.job_id, "created": created}, status=201 if created else 200
     )
@@ -160,7 +160,7 @@ def _check_signer(caller: Any, asked: clientsig.Submission) -> None:
 _CREATING: dict[bytes, dict[str, asyncio.Event]] = {}  # node -> job ids being appended now
 
 
-async def _create_once(node: ServedNode, asked: clientsig.Submission) -> bool:
+async def create_once(node: ServedNode, asked: clientsig.Submission) -> bool:
     """Append the job's JobCreated unless the log has it or is getting it (a client retrying):
     a second JobCreated for one id would count as evidence against this very requester."""
     creating = _CREATING.setdefault(node.identity.public_key, {})
@@ -179,7 +179,7 @@ async def _create_once(node: ServedNode, asked: clientsig.Submission) -> bool:
     return True
 
 
-def _unsignable(exc: EncodingError, what: str) -> EdgebacError:
+def unsignable(exc: EncodingError, what: str) -> EdgebacError:
     """What the event encoder still refuses of client input is the client's error."""
     if exc.reason == "too_large":
         return TooLarge(
@@ -193,12 +193,12 @@ async def get_job(request: web.Request) -> web.Response:
     """One job; `wait_ms` long-polls until the job has ended (or the time is up)."""
     node = served_node(request)
     wait_s = int_param(request, "wait_ms", 0, 0, MAX_WAIT_MS) / 1000
-    job = await _job(node, request.match_info["job_id"])
+    job = await load_job(node, request.match_info["job_id"])
     check_read(request, job)
     deadline = asyncio.get_running_loop().time() + wait_s
     while not job.terminal and (left := deadline - asyncio.get_running_loop().time()) > 0:
         changed = await node.runner.wait_job(job.id, left)
-        job = changed if changed is not None else await _job(node, job.id)
+        job = changed if changed is not None else await load_job(node, job.id)
     view = job_view(job)
     if request.query.get("events", "1") != "0":
         history = await node.log.by_job(job.id, limit=10_000)
@@ -222,7 +222,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     """Cancel a job of this requester's: signed by its client (`{"reason"?, "nonce", "client",
     "signature"}`, carried into JobCanceled), or unsigned for a job it vouched for."""
     node = served_node(request)
-    job = await _job(node, request.match_info["job_id"])
+    job = await load_job(node, request.match_info["job_id"])
     check_cancel(request, job)
     if job.requester != node.identity.public_key:
         raise NotRequester(
@@ -237,7 +237,7 @@ async def cancel_job(request: web.Request) -> web.Response:
         try:
             await node.log.append(planned)
         except EncodingError as exc:
-            raise _unsignable(exc, "cancel reason") from None
+            raise unsignable(exc, "cancel reason") from None
     return web.json_response({"job_id": job.id, "canceled": bool(planned), "status": job.status})
 
 
@@ -254,7 +254,7 @@ async def _optional_json(request: web.Request, what: str) -> dict[str, Any]:
 async def job_results(request: web.Request) -> web.Response:
     """Where each execution's results are, and which nodes to fetch them from."""
     node = served_node(request)
-    job = await _job(node, request.match_info["job_id"])
+    job = await load_job(node, request.match_info["job_id"])
     check_read(request, job)
     results = []
     for execution in job.executions.values():

@@ -341,18 +341,18 @@ async def execution_logs(request: web.Request) -> web.StreamResponse:
 
 
 async def job_logs(request: web.Request) -> web.StreamResponse:
-    from edgebac.api.jobs import _job
+    from edgebac.api.jobs import load_job
 
     node = served_node(request)
     query = parse_query(request)
-    job = await _job(node, request.match_info["job_id"])
+    job = await load_job(node, request.match_info["job_id"])
     check_read(request, job)
     only = request.query.get("execution")
     if only is not None and only not in job.executions:
         raise NotFound(f"job {job.id} has no execution {only!r}")
     response = await _prepare(request)
     if query.follow:
-        await _follow_job(request, response, node, job.id, only, query)
+        await follow_job(request, response, node, job.id, only, query)
     else:
         for execution in sorted(job.executions.values(), key=lambda e: (e.accepted_hlc, e.id)):
             if only is None or execution.id == only:
@@ -362,7 +362,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _follow_job(
+async def follow_job(
     request: web.Request,
     response: web.StreamResponse,
     node: ServedNode,
@@ -371,7 +371,7 @@ async def _follow_job(
     query: LogQuery,
 ) -> None:
     """Every execution's records as they come, until the job has ended and all are sent."""
-    from edgebac.api.jobs import _job
+    from edgebac.api.jobs import load_job
 
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
     pumps: dict[str, asyncio.Task[None]] = {}
@@ -385,7 +385,7 @@ async def _follow_job(
 
     try:
         while not gone():
-            job = await _job(node, job_id)
+            job = await load_job(node, job_id)
             for execution in job.executions.values():
                 if execution.id not in pumps and only in (None, execution.id):
                     pumps[execution.id] = asyncio.create_task(pump(execution))

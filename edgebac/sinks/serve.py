@@ -81,7 +81,7 @@ async def get_content(request: web.Request) -> web.StreamResponse:
             chunks, ctype, length = store.export_file(cid), "application/octet-stream", item.size
         else:
             chunks, ctype, length = store.export_tar(cid), "application/x-tar", None
-    return await _stream(request, chunks, ctype, length, headers)
+    return await stream_chunks(request, chunks, ctype, length, headers)
 
 
 def _next_batch(chunks: Iterator[bytes]) -> list[bytes]:
@@ -94,7 +94,7 @@ def _next_batch(chunks: Iterator[bytes]) -> list[bytes]:
     return batch
 
 
-async def _stream(
+async def stream_chunks(
     request: web.Request,
     chunks: Iterator[bytes],
     content_type: str,

@@ -12,7 +12,7 @@ from aiohttp import web
 from edgebac.api import auth
 from edgebac.api.bacalhau.links import published
 from edgebac.api.bodies import int_param
-from edgebac.api.jobs import _job
+from edgebac.api.jobs import load_job
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, NotFound
 from edgebac.eventlog.view import event_json
@@ -77,7 +77,7 @@ async def find_job(request: web.Request, check: Check = auth.check_read) -> Job:
     node = served_node(request)
     text = request.match_info["job_id"]
     try:
-        job = await _job(node, text)
+        job = await load_job(node, text)
     except (NotFound, BadRequest) as exc:  # not an id, nor a prefix of one: perhaps a Name
         job = await _job_by_name(request, node, text, exc)
     check(request, job)
@@ -98,7 +98,7 @@ async def _job_by_name(
     chosen = newest([(getattr(j, "spec_dict", {}), j.created_hlc, j.id) for j in mine])
     if chosen is None:
         raise not_an_id
-    return await _job(node, chosen)
+    return await load_job(node, chosen)
 
 
 def _name(job: Any) -> str | None:

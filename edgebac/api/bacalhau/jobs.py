@@ -25,7 +25,7 @@ from edgebac.api.bacalhau.common import (
     token,
 )
 from edgebac.api.bodies import check_value, read_json, text_param
-from edgebac.api.jobs import NotRequester, _create_once, _job, _unsignable, job_view, owner_of
+from edgebac.api.jobs import NotRequester, create_once, job_view, load_job, owner_of, unsignable
 from edgebac.api.protocol import served_node
 from edgebac.errors import BadRequest
 from edgebac.eventlog.encoding import EncodingError
@@ -75,9 +75,9 @@ async def _submit(request: web.Request, spec: dict[str, Any]) -> str:
             node.identity.public_key, spec, caller.vouch_as or clientsig.UNSIGNED
         )
         check_value(asked.spec, "the job")
-        await _create_once(node, asked)
+        await create_once(node, asked)
     except EncodingError as exc:
-        raise _unsignable(exc, "job") from None
+        raise unsignable(exc, "job") from None
     return asked.job_id
 
 
@@ -164,7 +164,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     for summary in listed:
         if len(items) >= limit:
             break
-        job = await _job(node, summary.id)
+        job = await load_job(node, summary.id)
         at += 1
         if _listed(job, selector, namespace):
             items.append(bacalhau_job(job_view(job), await job_events(node, job)))
@@ -217,7 +217,7 @@ async def stop_job(request: web.Request) -> web.Response:
         try:
             await node.log.append([(kind, {**body, **fields}) for kind, body in planned])
         except EncodingError as exc:
-            raise _unsignable(exc, "stop reason") from None
+            raise unsignable(exc, "stop reason") from None
     return web.json_response({"EvaluationID": ""})
 
 

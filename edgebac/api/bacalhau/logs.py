@@ -17,7 +17,7 @@ from aiohttp import web
 
 from edgebac.api import auth
 from edgebac.api.bacalhau.common import find_job, flag, route
-from edgebac.api.logs import STREAMS, LogQuery, _follow_job, execution_records
+from edgebac.api.logs import STREAMS, LogQuery, execution_records, follow_job
 from edgebac.api.protocol import served_node
 from edgebac.errors import NotFound
 
@@ -64,7 +64,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     frames = _Frames(ws)
     try:
         if query.follow:
-            await _follow_job(request, frames, node, job.id, only, query)  # type: ignore[arg-type]
+            await follow_job(request, frames, node, job.id, only, query)  # type: ignore[arg-type]
         else:
             ordered = sorted(job.executions.values(), key=lambda e: (e.accepted_hlc, e.id))
             for execution in ordered:

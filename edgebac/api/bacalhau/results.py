@@ -30,7 +30,7 @@ from edgebac.scheduler.state import Execution
 from edgebac.sinks.cid import CID
 from edgebac.sinks.errors import BadCid, ContentNotFound
 from edgebac.sinks.exporter import gzipped
-from edgebac.sinks.serve import _stream
+from edgebac.sinks.serve import stream_chunks
 
 
 async def download(request: web.Request) -> web.StreamResponse:
@@ -79,7 +79,7 @@ async def _send(request: web.Request, node: ServedNode, execution: Execution) ->
     headers = {"X-Content-Cid": str(root)}
     disposition = f'attachment; filename="{execution_id}.tar.gz"'
     headers["Content-Disposition"] = disposition
-    return await _stream(
+    return await stream_chunks(
         request, gzipped(store.export_tar(root)), "application/gzip", None, headers
     )
 
