@@ -4,6 +4,7 @@ every route the node serves has an access rule."""
 from __future__ import annotations
 
 import json
+import logging
 from importlib.resources import files
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,17 +14,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
+from edgebac.api import auth
 from edgebac.api.access import load_access, new_token, parse_access, token_line, token_sha256
 from edgebac.api.app import make_app
-from edgebac.api.auth import ALL_CAPABILITIES, NEEDS, Caller, need_of
+from edgebac.api.auth import ALL_CAPABILITIES, GUARD_KEY, NEEDS, NO_RULE, Caller, Guard, need_of
 from edgebac.errors import ConfigError
 from edgebac.eventlog.callsig import (
+    HEADER,
     CallRefused,
     NonceCache,
     check_call,
     parse_header,
     sign_call,
 )
+from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.sinks.blockstore import BlockStore
 from edgebac.sinks.serve import add_content_routes
 
@@ -192,9 +196,65 @@ def test_every_route_the_node_serves_has_an_access_rule(tmp_path: Path):
         request = SimpleNamespace(
             match_info=SimpleNamespace(route=route, http_exception=None), method=route.method
         )
-        if need_of(request) is None:
+        if need_of(request) in (None, NO_RULE):
             missing.append((route.method, resource.canonical))
     assert missing == []
+
+
+async def test_a_route_without_a_rule_is_refused_whoever_calls(caplog):
+    """Fail closed: a route added without a rule is not served, not even to an admin, and
+    says why once in the node's log; a request no route matches is still a plain 404."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    token, ops = new_token(), SigningKey.generate()
+    access = rules(
+        "clients:\n"
+        f"  ops: {{key: {bytes(ops.verify_key).hex()}, can: [read, submit, cancel, admin], "
+        "scope: all}\n"
+        f"  ci: {{token_sha256: {token_sha256(token)}, can: [read, submit, cancel, admin], "
+        "scope: all}\n"
+    )
+    served: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        served.append(request.path)
+        return web.json_response({"secret": "served"})
+
+    node = SimpleNamespace(ready=True, runner=SimpleNamespace(state=SimpleNamespace(nodes={})))
+    app = make_app(node, Guard(access))  # type: ignore[arg-type]
+    app.router.add_post("/api/v1/undeclared", handler)
+    app.router.add_get("/api/v1/declared", handler)
+    auth.declare("GET", "/api/v1/declared", auth.ANY)
+    caplog.set_level(logging.ERROR, logger="edgebac.api.auth")
+    try:
+        async with TestClient(TestServer(app)) as client:
+            path = "/api/v1/undeclared"
+            callers = {
+                "nobody": {},
+                "token": {"Authorization": f"Bearer {token}"},
+                "signed": {HEADER: sign_call(ops, "POST", path, b"{}", wall_clock_ms())},
+            }
+            for who, headers in callers.items():
+                response = await client.post(path, data=b"{}", headers=headers)
+                body = await response.json()
+                assert response.status == 500, (who, body)
+                assert body["error"]["code"] == "no_access_rule", (who, body)
+                assert "POST /api/v1/undeclared has no access rule" in body["error"]["message"]
+            assert served == []
+            said = [r.getMessage() for r in caplog.records if "no access rule" in r.getMessage()]
+            assert len(said) == 1, said  # once per route, not per call
+            assert app[GUARD_KEY].refused["no_access_rule"] == 3
+            missing = await client.get("/api/v1/nowhere")
+            assert missing.status == 404
+            assert (await missing.json())["error"]["code"] == "not_found"
+            declared = await client.get(
+                "/api/v1/declared", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert declared.status == 200
+            assert served == ["/api/v1/declared"]
+    finally:
+        auth.EXTRA_NEEDS.pop(("GET", "/api/v1/declared"), None)
 
 
 def test_every_route_in_the_api_document_has_an_access_rule():

@@ -4,9 +4,11 @@ A caller is known by a signed call (`edgebac.eventlog.callsig`: edgebac's CLI si
 request with its client key, member nodes with their node key), or by an API token
 (`Authorization: Bearer`), against the access rules (`edgebac.api.access`). Without access rules
 the node serves loopback callers only (each as an admin); `--insecure-open-api` serves anyone.
-Each route needs one capability (`NEEDS`, a table: a route missing from it is refused, so a new
-route cannot ship unprotected); what a route shows of jobs is then limited to the caller's own
-unless its scope is `all` (`Caller.may_read`, used by the job routes).
+Each route needs one capability (`NEEDS`, a table; routes of other modules `declare` theirs):
+a route the node serves that has no rule is refused at runtime, whoever calls (500
+`no_access_rule`, logged once per route), so a new route cannot ship unprotected. What a
+route shows of jobs is then limited to the caller's own unless its scope is `all`
+(`Caller.may_read`, used by the job routes).
 
 Content and blocks: a member node may fetch any (it needs them to run and replicate jobs); a
 client only the results of a job it may read, named by `?job=ID` for blocks inside them.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +44,8 @@ from edgebac.eventlog.callsig import (
 from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.scheduler.ended import Owner
 
+log = logging.getLogger(__name__)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PUBLIC = "public"  # liveness and the API document
@@ -50,6 +55,7 @@ READ, SUBMIT, CANCEL, ADMIN = "read", "submit", "cancel", "admin"
 READ_ALL = "read_all"  # the raw log holds every job's spec: admins, or readers of all jobs
 CONTENT = "content"  # member nodes, or readers of the job whose results these are
 EXECUTION = "execution"  # an execution's logs: member nodes (relaying) or the job's readers
+NO_RULE = "no_rule"  # a route the node serves that no table names: refused (fail closed)
 ALL_CAPABILITIES = frozenset({READ, SUBMIT, CANCEL, ADMIN})
 # What answers from the projection, so waits for the node to be ready.
 NEEDS_STATE = frozenset({READ, SUBMIT, CANCEL, CONTENT, EXECUTION})
@@ -106,7 +112,7 @@ class Caller:
         return CANCEL in self.can and (self.scope_all or self.owns(job))
 
 
-CALLER_KEY = "edgebac.caller"
+CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("caller", Caller)  # aiohttp warns on str
 
 
 def caller_of(request: web.Request) -> Caller:
@@ -154,6 +160,7 @@ class Guard:
         self.nonces = NonceCache(window_ms)
         self.dags = DagIndex()
         self.refused: dict[str, int] = {}  # by error code, for GET /api/v1/node
+        self.unruled: set[tuple[str, str]] = set()  # routes without a rule, logged once each
 
     def describe(self) -> dict[str, Any]:
         mode = "open" if self.open_api else "rules" if self.access else "loopback"
@@ -170,7 +177,8 @@ GUARD_KEY: web.AppKey[Guard] = web.AppKey("guard", Guard)
 
 
 def need_of(request: web.Request) -> str | None:
-    """The route's need; None for a request no route matched (its 404/405 goes through)."""
+    """The route's need; NO_RULE for a route no table names; None only for a request no route
+    matched (its 404/405 goes through, as nothing is served)."""
     route = request.match_info.route
     resource = route.resource
     if resource is None or request.match_info.http_exception is not None:
@@ -183,7 +191,15 @@ def need_of(request: web.Request) -> str | None:
         return NEEDS[(method, path)]
     if method == "HEAD" and ("GET", path) in NEEDS:
         return NEEDS[("GET", path)]
-    return EXTRA_NEEDS.get((method, path))
+    return EXTRA_NEEDS.get((method, path), NO_RULE)
+
+
+class NoAccessRule(EdgebacError):
+    """A route the node serves has no access rule: a bug of the node's, so 500, and refused
+    whoever calls rather than served to anyone (the tables are the only place rules live)."""
+
+    code = "no_access_rule"
+    http_status = 500
 
 
 EXTRA_NEEDS: dict[tuple[str, str], str] = {}  # routes of other modules (gossip, compat API)
@@ -343,6 +359,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if need in (PUBLIC, SEALED):
         return await handler(request)
     try:
+        if need == NO_RULE:
+            raise _no_rule(request, guard)
         if _on_node_listener(request, guard) and need not in PEER_NEEDS:
             raise Misdirected(
                 f"this is the node's peer address; the client API is at {guard.api_url}"
@@ -359,6 +377,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise
     request[CALLER_KEY] = caller
     return await handler(request)
+
+
+def _no_rule(request: web.Request, guard: Guard) -> NoAccessRule:
+    resource = request.match_info.route.resource
+    route = (request.method, resource.canonical if resource is not None else request.path)
+    said = f"{route[0]} {route[1]} has no access rule: refused until auth.NEEDS names one"
+    if route not in guard.unruled:
+        guard.unruled.add(route)
+        log.error("%s (a bug of this node's build)", said)
+    return NoAccessRule(said)
 
 
 def not_ready() -> NotReady:
