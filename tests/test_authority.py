@@ -365,3 +365,81 @@ def test_log_verify_folds_the_same_evidence_as_a_node():
 
     assert evidence_of(iter(w.log), job_events) == w.state.evidence()
     assert sum(evidence_of(iter(w.log), job_events)[evil].values()) == 6
+
+
+# ----- NodeLost: a requester's word holds for its own decisions only ------------------------------
+
+
+def lost_world():
+    """Requesters "req" and "evil" (a member gone bad), compute nodes "a" and "b"; one job of
+    "req" that both nodes bid on."""
+    w = World()
+    w.announce("req", roles=("requester",))
+    w.announce("evil", roles=("requester",))
+    w.announce("mute", roles=("compute",))  # never a requester
+    for name in "ab":
+        w.announce(name)
+    w.submit("req", "j", noop_spec(count=2))
+    w.compute_step("a")
+    w.compute_step("b")
+    return w
+
+
+def lost(w: World, who: str, node: str, job_ids: list[str] | None = None):
+    body = {"node": w.actor(node).id, "reason": "liar", "job_ids": job_ids or []}
+    return w.emit(who, ev.NODE_LOST, body)
+
+
+@pytest.mark.parametrize(
+    ("author", "then_heard_from", "lost_for"),
+    [
+        ("req", False, {"req"}),
+        ("evil", False, {"evil"}),  # not "req": its jobs still run on "a"
+        ("mute", False, set()),  # never announced the requester role
+        ("req", True, set()),  # "a" wrote an event since
+        ("evil", True, set()),
+    ],
+)
+def test_a_node_lost_mark_holds_for_its_author_only(author, then_heard_from, lost_for):
+    w = lost_world()
+    lost(w, author, "a")
+    if then_heard_from:
+        w.emit("a", ev.BID_DECLINED, {"job_id": w.jid("j"), "attempt": 1, "reason": "x"})
+    info = w.state.nodes[w.actor("a").id]
+    assert {who for who in ("req", "evil", "mute") if info.lost_for(w.actor(who).id)} == lost_for
+    assert not w.state.nodes[w.actor("b").id].lost_by
+
+
+def test_another_requesters_node_lost_keeps_no_node_out_of_my_jobs():
+    w = lost_world()
+    for node in "ab":
+        lost(w, "evil", node)
+        lost(w, "evil", node, [w.jid("j")])  # naming my job: evidence, not a mark on it
+    accepted = [e.body["node"] for e in w.requester_step("req") if e.type == ev.BID_ACCEPTED]
+    assert sorted(accepted) == sorted([w.actor("a").id, w.actor("b").id])
+    assert sum(w.state.evidence()[w.actor("evil").id].values()) == 2
+    lost(w, "req", "b")  # my own word counts for my decisions
+    w.submit("req", "k", noop_spec(count=2))
+    w.compute_step("a")
+    w.emit("b", ev.BID_OFFERED, {"job_id": w.jid("k"), "attempt": 0, "free": {}, "cost": 1})
+    lost(w, "req", "b")  # declared lost after its bid: not taken
+    w.advance(3_000)
+    planned = w.requester_step("req")
+    assert [e.body["node"] for e in planned if e.type == ev.BID_ACCEPTED] == [w.actor("a").id]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_lost_marks_fold_the_same_in_any_order(rnd):
+    w = lost_world()
+    lost(w, "evil", "a")
+    lost(w, "req", "b")
+    w.emit("a", ev.BID_DECLINED, {"job_id": w.jid("j"), "attempt": 1, "reason": "x"})
+    lost(w, "req", "a")
+    lost(w, "mute", "b")
+    expected = {n: dict(i.lost_by) for n, i in w.state.nodes.items()}
+    assert expected[w.actor("a").id] == {w.actor("req").id: w.log[-2].hlc.pack()}
+    for _ in range(3):
+        folded = Projection.from_events(interleave(w.log, rnd))
+        assert {n: dict(i.lost_by) for n, i in folded.nodes.items()} == expected
+        assert folded.state_hash() == w.state.state_hash()

@@ -12,6 +12,7 @@ evidence (`GET /api/v1/node`, `edgebac log verify`).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,11 @@ def created_hlc(node, job_id: str) -> Hlc:
     return Hlc.unpack(view(node, job_id)["created_hlc"])
 
 
-@pytest.fixture
-def network(nodes, tmp_path):
+def start_honest(nodes, tmp_path, *first_args: str) -> tuple[list, Liar]:
+    """Three honest nodes (the first with `first_args` too) and an announced liar."""
     key = network_key(tmp_path)
     common = ("--network-key", str(key), "--preset", "fast", "--labels", "zone=factory")
-    first = nodes.start(tmp_path / "n0", *common, listen="127.0.0.2:0")
+    first = nodes.start(tmp_path / "n0", *common, *first_args, listen="127.0.0.2:0")
     others = [
         nodes.start(
             tmp_path / f"n{i}", *common, "--peers", host_port(first), listen=f"127.0.0.{i + 2}:0"
@@ -107,6 +108,11 @@ def network(nodes, tmp_path):
     }
     liar.push(honest, [liar.write("NodeAnnounced", announce, Hlc(liar.clock.now().ms - 60_000))])
     return honest, liar
+
+
+@pytest.fixture
+def network(nodes, tmp_path):
+    return start_honest(nodes, tmp_path)
 
 
 def test_a_lying_member_takes_over_nothing(network, tmp_path):
@@ -224,3 +230,39 @@ def test_a_lying_requester_cannot_name_paths_as_execution_ids(network, tmp_path)
     assert (victim / "precious").read_text() == "keep me"
     results = bidder_dir / "work" / "results"
     assert all(ids.is_execution_id(folder.name) for folder in results.glob("*"))
+
+
+def test_a_lying_requesters_node_lost_keeps_no_node_out_of_honest_jobs(nodes, tmp_path):
+    """The liar announced the requester role and declares every honest compute node lost,
+    dated after their bids: that is its word for its own jobs only, and the honest requester
+    still runs its job on all three. The honest requester's accept hook holds its decision
+    until the lies are in, so the order is certain."""
+    go = tmp_path / "go"
+    hook = tmp_path / "hold.py"
+    hook.write_text(
+        "import pathlib, sys, time\n"
+        f"go = pathlib.Path({str(go)!r})\n"
+        "end = time.monotonic() + 9\n"
+        "while not go.exists() and time.monotonic() < end:\n"
+        "    time.sleep(0.02)\n"
+        "sys.exit(0 if go.exists() else 1)\n"
+    )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"accept_hook: {{exec: '{sys.executable} {hook}'}}\n")
+    honest, liar = start_honest(nodes, tmp_path, "--policy", str(policy))
+    requester = honest[0]
+    job_id = submit(requester, {"engine": {"type": "noop"}, "count": 3, "timeout_s": 120})
+    bids = wait_for(lambda: len(b := view(requester, job_id)["bids"]) == 3 and b, 30, "three bids")
+    after = Hlc.unpack(max(b["hlc"] for b in bids.values()) + (1 << 16))
+    lies = [
+        liar.write("NodeLost", {"node": bytes.fromhex(info(n)["public_key"]), "reason": "liar",
+                                "job_ids": []}, after)
+        for n in honest
+    ]  # fmt: skip
+    liar.push(honest, lies)
+    wait_converged(honest)
+    go.touch()
+    done = wait_status(requester, job_id, "completed")
+    ran_on = {e["node"] for e in done["executions"].values()}
+    assert ran_on == {info(n)["public_key"] for n in honest}
+    assert done["rejected"] == {}

@@ -325,12 +325,12 @@ def test_lost_node_is_declared_and_its_execution_replaced():
         )
     ]
     assert {e.status for e in w.state.executions.values()} == {"lost"}
-    assert w.state.nodes[node(w, "a")].lost
+    assert w.state.nodes[node(w, "a")].lost_for(node(w, "req"))
     assert types(w.requester_step("req", lost_nodes=lost)) == ["BidsRequested"] * 2
     assert w.plan_requester("req", lost_nodes=lost) == []
     bid(w, "a", attempt=1)  # it comes back, but is still seen as lost by liveness
     bid(w, "b", attempt=1)
-    assert not w.state.nodes[node(w, "a")].lost  # heard from since
+    assert not w.state.nodes[node(w, "a")].lost_for(node(w, "req"))  # heard from since
     assert accepted(w, w.plan_requester("req", lost_nodes=lost)) == [node(w, "b")]
 
 

@@ -197,14 +197,13 @@ class Projection:
 
     def _touch_node(self, event: Event) -> None:
         info = self._node(event.author)
-        info.last_seen_hlc = max(info.last_seen_hlc, event.hlc)
+        info.heard_from(event.hlc)
         if event.type == ev.NODE_ANNOUNCED:
             self.announcements.add(event.author, Announced.of(event))
             if event.seq > info.seq:
                 info.announce(event.seq, event.body)
         elif event.type == ev.NODE_LOST and self._may_declare_lost(event):
-            lost = self._node(event.body["node"])
-            lost.lost_hlc = max(lost.lost_hlc, event.hlc)
+            self._node(event.body["node"]).declared_lost(event.author, event.hlc)
 
     def _add(self, job_id: str, event: Event) -> bool:
         key = sort_key(event)
@@ -358,7 +357,8 @@ class Projection:
         return job
 
     def _may_declare_lost(self, event: Event) -> bool:
-        """A NodeLost marks its node lost only when written by an announced requester."""
+        """A NodeLost marks its node lost (for its author's decisions only: `NodeInfo.lost_by`)
+        when written by an announced requester."""
         author = self.announcements.as_of(event.author, event.seq)
         node = event.body.get("node")
         return (

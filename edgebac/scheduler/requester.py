@@ -225,7 +225,7 @@ def _eligible_answered(ctx: _Ctx, job: Job) -> bool:
     """Every announced, live compute node that matches the job answered the current round."""
     assert job.spec is not None
     for node, info in ctx.state.nodes.items():
-        if "compute" not in info.roles or node in ctx.lost or info.lost:
+        if "compute" not in info.roles or node in ctx.lost or info.lost_for(ctx.me):
             continue
         if not all_match(job.spec.constraints, info.labels) or _busy(job, node):
             continue
@@ -238,7 +238,7 @@ def _unusable(ctx: _Ctx, job: Job, bid: Bid) -> str | None:
     """Why the requester will not take this bid; "" while its hook verdict is awaited."""
     assert job.spec is not None
     info = ctx.state.nodes.get(bid.node)
-    if bid.node in ctx.lost or (info is not None and info.lost):
+    if bid.node in ctx.lost or (info is not None and info.lost_for(ctx.me)):
         return "node lost"
     if _busy(job, bid.node):
         return "node already runs this job"

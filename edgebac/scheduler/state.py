@@ -192,7 +192,11 @@ class NodeInfo:
     resources: dict[str, int] = field(default_factory=dict)
     executors: list[str] = field(default_factory=list)
     last_seen_hlc: Hlc = ZERO  # newest event it wrote
-    lost_hlc: Hlc = ZERO  # newest NodeLost about it
+    # Per requester, the packed hlc of the newest NodeLost it wrote about this node, while this
+    # node has not been heard from since (older marks are dropped): a requester's word that a
+    # node is lost holds for that requester's decisions only, so a compromised member cannot
+    # keep a node out of other requesters' jobs.
+    lost_by: dict[bytes, int] = field(default_factory=dict)
 
     @property
     def announced(self) -> bool:
@@ -207,10 +211,24 @@ class NodeInfo:
         self.resources = {k: v for k, v in body["resources"].items() if type(v) is int}
         self.executors = list(body["executors"])
 
-    @property
-    def lost(self) -> bool:
-        """Declared lost and not heard from since."""
-        return self.lost_hlc > self.last_seen_hlc
+    def lost_for(self, requester: bytes) -> bool:
+        """`requester` declared this node lost, and it has not been heard from since."""
+        return requester in self.lost_by
+
+    def declared_lost(self, requester: bytes, hlc: Hlc) -> None:
+        """Fold a NodeLost of `requester` about this node, written at `hlc`."""
+        if hlc > self.last_seen_hlc:
+            packed = hlc.pack()
+            self.lost_by[requester] = max(self.lost_by.get(requester, 0), packed)
+
+    def heard_from(self, hlc: Hlc) -> None:
+        """Fold an event this node wrote at `hlc`: lost marks older than it no longer hold.
+        Either order of a NodeLost and the node's own events leaves the same marks."""
+        if hlc > self.last_seen_hlc:
+            self.last_seen_hlc = hlc
+            if self.lost_by:
+                packed = hlc.pack()
+                self.lost_by = {r: h for r, h in self.lost_by.items() if h > packed}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -222,5 +240,5 @@ class NodeInfo:
             "resources": self.resources,
             "executors": self.executors,
             "last_seen_hlc": self.last_seen_hlc.pack(),
-            "lost_hlc": self.lost_hlc.pack(),
+            "lost_by": {r.hex(): hlc for r, hlc in sorted(self.lost_by.items())},
         }
