@@ -4,14 +4,20 @@ errors (JSON ones with --output json), and a --wait summary that is the job's fi
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 
 import pytest
+from nacl.signing import SigningKey
 
+from edgebac import textdata
 from edgebac.cli import render
 from edgebac.cli.job import describe_lines
+from edgebac.eventlog.clock import COUNTER_BITS, Hlc
+from edgebac.eventlog.view import event_line
 from edgebac.textdata import load_json_or_yaml
+from tests.announce import announced
 from tests.procs import nodes_fixture, run_edgebac
 from tests.test_cli_errors import assert_one_line_error
 
@@ -25,7 +31,7 @@ ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
     [((NOW << 16) | 7, NOW), (f"{NOW}.3", NOW), (None, None), ("x", None), (True, None)],
 )
 def test_hlc_values_become_wall_milliseconds(value, ms):
-    assert render.hlc_ms(value) == ms
+    assert textdata.hlc_ms(value) == ms
 
 
 @pytest.mark.parametrize(
@@ -33,13 +39,13 @@ def test_hlc_values_become_wall_milliseconds(value, ms):
     [(4, "4 s ago"), (59.6, "60 s ago"), (200, "3 min ago"), (7200, "2 h ago"), (-3, "in 3 s")],
 )
 def test_ages(seconds, text):
-    assert render.age(seconds) == text
+    assert textdata.age(seconds) == text
 
 
 def test_times_are_local_iso_with_their_age():
-    shown = render.when((NOW - 90_000) << 16, NOW)
+    shown = textdata.when((NOW - 90_000) << 16, NOW)
     assert re.fullmatch(ISO + r" \(1 min ago\)", shown), shown
-    assert render.when(None, NOW) == "-"
+    assert textdata.when(None, NOW) == "-"
 
 
 def test_execution_lines_say_nothing_twice_and_no_none():
@@ -165,6 +171,42 @@ def test_wait_json_does_not_dump_an_inline_module(nodes, tmp_path):
     assert len(ran.stdout) < 20_000
     view = json.loads(ran.stdout)
     assert view["spec"]["inputs"][0]["source"]["chars"] == len(module)
+
+
+def test_a_log_line_shows_a_local_time_and_its_age_not_the_hlc():
+    event = announced(SigningKey.generate(), Hlc(NOW - 90_000, 3))
+    line = event_line(event, NOW, pos=7)
+    assert re.fullmatch(
+        r"\s+7 " + ISO + r" \(1 min ago\) [0-9a-f]{12}#1\s+NodeAnnounced id=[0-9a-f]{12}", line
+    ), line
+    assert str(NOW - 90_000) not in line
+    assert textdata.COUNTER_BITS == COUNTER_BITS  # the copy that keeps textdata off eventlog
+
+
+def test_log_show_has_times_and_its_json_no_inline_module(nodes, tmp_path):
+    node = nodes.start(tmp_path / "node")
+    module = "inline:base64:" + base64.b64encode(bytes(60_000)).decode()
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps({"engine": {"type": "noop"}, "inputs": [{"source": module, "target": "/in"}]})
+    )
+    ran = run_edgebac("job", "run", spec, "--wait", "--api", node.url)
+    assert ran.returncode == 0, ran.stderr
+    data_dir = ("--data-dir", str(node.data_dir))
+    shown = run_edgebac("log", "show", *data_dir)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert any("JobCreated" in line for line in lines), lines
+    for line in lines:
+        assert re.match(r"\s+\d+ " + ISO + r" \((\d+ s|\d+ min) ago\) ", line), line
+        assert not re.search(r"\d{13}", line), line  # no hybrid-clock milliseconds
+    dumped = run_edgebac("log", "show", *data_dir, "--output", "json", "--type", "JobCreated")
+    assert dumped.returncode == 0, dumped.stderr
+    (line,) = dumped.stdout.splitlines()
+    assert len(line) < 10_000
+    source = json.loads(line)["body"]["spec"]["inputs"][0]["source"]
+    assert source["chars"] == len(module)
+    assert source["sha256"] == hashlib.sha256(module.encode()).hexdigest()
 
 
 def test_a_yaml_error_is_one_line_naming_the_file(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,9 @@ def _evidence(conn: Any) -> dict[bytes, dict[str, int]]:
 def log_show(
     data_dir: Path, output: str, type_: str | None, job: str | None, limit: int | None
 ) -> None:
-    """Print events in the order this node stored them."""
+    """Print events in the order this node stored them, with local times and their age (JSON:
+    long values, such as an inline module, as their size and digest)."""
+    from edgebac.cli.render import dumps
     from edgebac.eventlog import offline
     from edgebac.eventlog.encoding import decode
     from edgebac.eventlog.view import event_json, event_line
@@ -100,7 +103,8 @@ def log_show(
         conn.close()
     if limit is not None:
         rows = rows[-limit:]
+    now_ms = time.time_ns() // 1_000_000
     for pos, raw in rows:
         event = decode(raw)
-        line = json.dumps(event_json(event, pos)) if output == "json" else event_line(event, pos)
+        line = dumps(event_json(event, pos)) if output == "json" else event_line(event, now_ms, pos)
         click.echo(line)

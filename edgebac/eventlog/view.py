@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgebac.eventlog.encoding import Event
+from edgebac.textdata import when
 
 
 def jsonable(value: Any) -> Any:
@@ -33,11 +34,12 @@ def event_json(event: Event, pos: int | None = None) -> dict[str, Any]:
     return view
 
 
-def event_line(event: Event, pos: int | None = None) -> str:
-    """One line per event for people: where, what, and the job it concerns."""
+def event_line(event: Event, now_ms: int, pos: int | None = None) -> str:
+    """One line per event for people: where, when (local time and age, not the hlc), who,
+    what, and the job it concerns."""
     where = f"{pos:>6} " if pos is not None else ""
     job = f" job={event.job_id}" if event.job_id else ""
     return (
-        f"{where}{event.hlc} {event.author.hex()[:12]}#{event.seq:<5} "
+        f"{where}{when(event.hlc.pack(), now_ms)} {event.author.hex()[:12]}#{event.seq:<5} "
         f"{event.type}{job} id={event.id.hex()[:12]}"
     )
