@@ -5,7 +5,10 @@ rules reload on SIGHUP. Protected by default: no access rules, no API off loopba
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import os
 import re
 import signal
 import urllib.error
@@ -17,11 +20,13 @@ from typing import Any
 import pytest
 
 from edgebac.api.access import new_token, token_sha256
-from edgebac.eventlog.callsig import HEADER, sign_call
+from edgebac.api.auth import STREAMED
+from edgebac.eventlog.callsig import DIGEST_HEADER, HEADER, sign_call
 from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.eventlog.identity import create_key_file
 from tests.netfix import host_port
 from tests.procs import nodes_fixture, run_edgebac, wait_for
+from tests.test_uploads_net import stored
 
 nodes = nodes_fixture()
 
@@ -38,6 +43,10 @@ class Client:
         if self.key is None:
             return {}
         now = wall_clock_ms() if now_ms is None else now_ms
+        if (method, path.partition("?")[0]) in STREAMED:  # an upload signs the body's digest
+            digest = hashlib.sha256(body).digest()
+            call = sign_call(self.key.key, method, path, b"", now, digest=digest)
+            return {HEADER: call, DIGEST_HEADER: digest.hex()}
         return {HEADER: sign_call(self.key.key, method, path, body, now)}
 
     def call(
@@ -65,6 +74,12 @@ def send(base: str, method: str, path: str, data: bytes, headers: dict) -> tuple
         return status, raw
 
 
+def send_with(
+    base: str, method: str, path: str, data: bytes, extra: dict, headers: dict
+) -> tuple[int, Any]:
+    return send(base, method, path, data, {**extra, **headers})
+
+
 def error_code(answer: tuple[int, Any]) -> tuple[int, str | None]:
     status, body = answer
     return status, body["error"]["code"] if isinstance(body, dict) and "error" in body else None
@@ -77,14 +92,14 @@ def refused(answer: tuple[int, Any], method: str, expected: tuple[int, str]) -> 
 
 
 class Site:
-    """Two nodes sharing one access file: alice, bob (keys, own scope), ops (key, all), and
-    tokens for ci (read, submit), reader (read) and submitter (submit)."""
+    """Two nodes sharing one access file: alice, bob (keys, own scope), ops (key, all), viewer
+    (key, read only), and tokens for ci (read, submit), reader (read) and submitter (submit)."""
 
     def __init__(self, nodes, tmp_path: Path) -> None:
         self.tmp = tmp_path
         self.keys = {
             name: create_key_file(tmp_path / f"{name}.key")
-            for name in ("alice", "bob", "ops", "carol")
+            for name in ("alice", "bob", "ops", "viewer", "carol")
         }
         self.tokens = {name: new_token() for name in ("ci", "reader", "submitter")}
         self.access = tmp_path / "access.yaml"
@@ -109,6 +124,7 @@ class Site:
             ("alice", "read, submit, cancel", "own"),
             ("bob", "read, submit, cancel", "own"),
             ("ops", "read, submit, cancel, admin", "all"),
+            ("viewer", "read", "own"),
         ) + ((("carol", "read", "own"),) if carol else ()):
             lines.append(
                 f"  {name}: {{key: {self.keys[name].node_id}, can: [{can}], scope: {scope}}}"
@@ -184,8 +200,9 @@ def documented_routes() -> list[tuple[str, str]]:
     return [(m.upper(), p) for p, ops in doc["paths"].items() for m in ops if m != "parameters"]
 
 
-def test_every_documented_route_refuses_wrong_callers_and_changes_nothing(site):
+def test_every_documented_route_refuses_wrong_callers_and_changes_nothing(site, tmp_path):
     from edgebac.api.auth import NEEDS, PUBLIC
+    from edgebac.sinks.blockstore import BlockStore
 
     job_id = run_noop(site, "alice", "hello")
     _, view = site.client("alice").call("GET", f"/api/v1/jobs/{job_id}?events=0")
@@ -196,52 +213,112 @@ def test_every_documented_route_refuses_wrong_callers_and_changes_nothing(site):
         "{cid}": execution["digest"] or execution["reference"].removeprefix("ipfs://"),
         "{author}": site.a.get_json("/healthz")[1]["id"],
     }
-    before = site.events()
-    alice = site.client("alice")
+    # What each refused upload carries: content of its own, so that storing it would show.
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(b"refused upload " + os.urandom(32))
+    payload_cid = str(BlockStore(tmp_path / "expected").import_path(payload).cid)
+    before, stored_before = site.events(), stored(site.a)
+    alice, viewer = site.client("alice"), site.client("viewer")
     checked = []
     for method, template in documented_routes():
         path = template
         for name, value in values.items():
             path = path.replace(name, value)
         need = NEEDS[(method, template)]
-        body = {"events": []} if template == "/api/v1/events" and method == "POST" else None
-        body = (
-            {"engine": {"type": "noop"}}
-            if template == "/api/v1/jobs" and method == "POST"
-            else body
-        )
-        data = json.dumps(body).encode() if body is not None else b""
+        data, extra = request_body(method, template, payload.read_bytes())
         if need == PUBLIC:
             assert site.client(None).call(method, path)[0] == 200, path
             continue
         what = f"{method} {path}"
+
+        attempt = functools.partial(send_with, site.a.url, method, path, data, extra)
         # No credentials.
-        assert refused(
-            site.client(None).call(method, path, body), method, (401, "unauthenticated")
-        ), what
+        assert refused(attempt({}), method, (401, "unauthenticated")), what
         # A signature of another request (the path differs), and of another body.
         forged = alice.headers(method, path + "&x" if "?" in path else path + "?x", data)
-        assert refused(
-            send(site.a.url, method, path, data, forged), method, (401, "bad_signature")
-        ), what
+        assert refused(attempt(forged), method, (401, "bad_signature")), what
         # Signed outside the window.
         stale = alice.headers(method, path, data, now_ms=wall_clock_ms() - 600_000)
-        expired = send(site.a.url, method, path, data, stale)
-        assert refused(expired, method, (401, "signature_expired")), what
-        # Replayed: a captured call sent again (its first sending answers, by whatever rule).
-        if method in ("GET", "HEAD"):
-            once = alice.headers(method, path, data)
-            send(site.a.url, method, path, data, once)
-            replayed = send(site.a.url, method, path, data, once)
-            assert refused(replayed, method, (401, "replayed")), what
+        assert refused(attempt(stale), method, (401, "signature_expired")), what
+        # Replayed: a captured call sent again (its first sending answers, by whatever rule;
+        # a POST's signer lacks what it asks for, so the first sending changes nothing either).
+        once = (alice if method in ("GET", "HEAD") else viewer).headers(method, path, data)
+        first = attempt(once)
+        assert method in ("GET", "HEAD") or error_code(first) == (403, "forbidden"), what
+        assert refused(attempt(once), method, (401, "replayed")), what
         # A token of a client without the capability.
         lacking = LACKING[need]
         if lacking is not None:
-            answer = site.client(lacking).call(method, path, body)
+            answer = attempt(site.client(lacking).headers(method, path, data))
             assert refused(answer, method, (403, "forbidden")), what
         checked.append(what)
     assert len(checked) >= 15
+    assert {"POST /api/v1/jobs", "POST /api/v1/content", "POST /api/v1/events"} <= set(checked)
     assert site.events() == before  # nothing any refused call asked for was written
+    assert stored(site.a) == stored_before  # nor stored: no block, pin or temp file
+    ops = site.client("ops")
+    assert ops.call("HEAD", f"/api/v1/content/{payload_cid}")[0] == 404
+    # The control: the same upload, signed by a client that may submit, is stored.
+    data, extra = request_body("POST", "/api/v1/content", payload.read_bytes())
+    path = "/api/v1/content"
+    status, answer = send(
+        site.a.url, "POST", path, data, {**extra, **alice.headers("POST", path, data)}
+    )
+    assert (status, answer["cid"]) == (201, payload_cid), answer
+    assert ops.call("HEAD", f"/api/v1/content/{payload_cid}")[0] == 200
+
+
+def request_body(method: str, template: str, upload: bytes) -> tuple[bytes, dict[str, str]]:
+    """The body a route's probe sends, and its content type when not JSON."""
+    if (method, template) == ("POST", "/api/v1/content"):
+        return upload, {"Content-Type": "application/octet-stream"}
+    if (method, template) == ("POST", "/api/v1/events"):
+        return json.dumps({"events": []}).encode(), {}
+    if (method, template) == ("POST", "/api/v1/jobs"):
+        return json.dumps({"engine": {"type": "noop"}}).encode(), {}
+    return b"", {}
+
+
+def test_a_replayed_post_that_was_served_is_refused_and_not_done_again(site):
+    """Each POST route served once (a job, an upload, a cancel, raw events), then the captured
+    call sent again: 401 replayed, and the node did not act on it a second time."""
+    alice, ops = site.client("alice"), site.client("ops")
+
+    def mine() -> set[str]:
+        return {job["id"] for job in alice.call("GET", "/api/v1/jobs")[1]["jobs"]}
+
+    jobs_before = mine()
+    spec = json.dumps({"engine": {"type": "noop", "stdout": "once"}, "retries": 0}).encode()
+    once = alice.headers("POST", "/api/v1/jobs", spec)
+    status, body = send(site.a.url, "POST", "/api/v1/jobs", spec, once)
+    assert status == 201, body
+    job_id = body["job_id"]
+    assert error_code(send(site.a.url, "POST", "/api/v1/jobs", spec, once)) == (401, "replayed")
+    wait_for(
+        lambda: alice.call("GET", f"/api/v1/jobs/{job_id}?events=0")[1]["status"] == "completed",
+        30,
+        "the job to complete",
+    )
+    assert mine() - jobs_before == {job_id}  # one job, not two
+
+    data = b"uploaded once " + os.urandom(16)
+    path = "/api/v1/content"
+    octet = {"Content-Type": "application/octet-stream", **alice.headers("POST", path, data)}
+    status, body = send(site.a.url, "POST", path, data, octet)
+    assert status == 201, body
+    assert error_code(send(site.a.url, "POST", path, data, octet)) == (401, "replayed")
+
+    cancel = f"/api/v1/jobs/{job_id}/cancel"
+    signed_cancel = alice.headers("POST", cancel, b"")
+    status, body = send(site.a.url, "POST", cancel, b"", signed_cancel)
+    assert (status, body["canceled"]) == (200, False), body  # it had ended: nothing to do
+    assert error_code(send(site.a.url, "POST", cancel, b"", signed_cancel)) == (401, "replayed")
+
+    events = json.dumps({"events": []}).encode()
+    raw = ops.headers("POST", "/api/v1/events", events)
+    assert send(site.a.url, "POST", "/api/v1/events", events, raw)[0] == 200
+    answer = send(site.a.url, "POST", "/api/v1/events", events, raw)
+    assert error_code(answer) == (401, "replayed")
 
 
 def test_each_client_sees_and_cancels_only_its_own_jobs_and_ops_sees_all(site):
@@ -345,7 +422,7 @@ def test_rules_reload_on_sighup_and_a_broken_file_keeps_the_old_ones(site):
     assert error_code(carol.call("GET", "/api/v1/jobs")) == (401, "unauthenticated")
     site.write_rules(carol=True)
     site.a.send(signal.SIGHUP)
-    site.a.wait_for_line(re.compile(r"access: reloaded .* \(7 clients\)"), 10, "stderr")
+    site.a.wait_for_line(re.compile(r"access: reloaded .* \(8 clients\)"), 10, "stderr")
     assert carol.call("GET", "/api/v1/jobs")[0] == 200
     site.access.write_text("clients: {carol: {key: nothex, can: [read]}}\n")
     site.a.send(signal.SIGHUP)
