@@ -1,6 +1,7 @@
 """Docker jobs cannot hurt the host: the limits and privileges of a real running job container,
 as `docker inspect` shows them, and jobs that try to escape (mount) or exhaust the host (a fork
-bomb) through a real node, which answers and runs the next job afterwards."""
+bomb) through a real node, which answers and runs the next job afterwards; a raw socket (ping)
+fails on a node with the default policy and works where the policy adds NET_RAW."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from edgebac.runtime.docker_executor import (
     PIDS_LIMIT,
 )
 from tests.netfix import info, post_json
-from tests.procs import Nodes, wait_for
+from tests.procs import Nodes, nodes_fixture, wait_for
 from tests.test_executors_net import JobClient, docker_ids, docker_spec, only_execution
 
 USER = "65534:65534"
+nodes = nodes_fixture()
 
 
 def inspect(container: str) -> dict:
@@ -130,6 +132,28 @@ def test_escapes_and_fork_bombs_fail_and_the_node_runs_on(node, busybox_image):
     assert (results / "out" / "uid").read_text() == "65534\n"
     # A fork bomb's 512 processes take a while to reap on a loaded machine.
     wait_for(lambda: docker_ids(f"edgebac.node={node.key}") == [], 60, "containers to go")
+
+
+def test_a_raw_socket_fails_under_the_default_policy_and_works_with_net_raw(
+    nodes, tmp_path, busybox_image
+):
+    """ping opens a raw ICMP socket: root in a job container without NET_RAW may not."""
+    ping = docker_spec(busybox_image, "busybox", "ping", "-c", "1", "-W", "2", "127.0.0.1")
+    default = JobClient(nodes.start(tmp_path / "default"))  # no --policy
+    refused = default.wait(default.submit(ping))
+    assert refused["status"] == "failed", refused
+    execution = only_execution(refused)
+    assert "exit code 1" in execution["reason"], execution["reason"]
+    results = default.node.data_dir / "work" / "results" / execution["id"]
+    assert "permission denied" in (results / "stderr").read_text()
+    assert "packets received" not in (results / "stdout").read_text()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("capabilities: [NET_RAW]\n")  # root, as the image runs it
+    granted = JobClient(nodes.start(tmp_path / "raw", "--policy", str(policy)))
+    pinged = granted.wait(granted.submit(ping))
+    assert pinged["status"] == "completed", pinged
+    results = granted.node.data_dir / "work" / "results" / only_execution(pinged)["id"]
+    assert "1 packets received" in (results / "stdout").read_text()
 
 
 def _pids(container: str) -> int:
