@@ -57,6 +57,31 @@ def test_execution_lines_say_nothing_twice_and_no_none():
     assert "None" not in line
 
 
+def test_describe_shows_a_surplus_execution_as_such():
+    """After a partition the first `count` results in log order count; describe says which
+    did not (the `surplus` of the execution's view)."""
+    done = {"node": "ab" * 32, "attempt": 0, "status": "completed", "exit_code": 0}
+    counted = {**done, "id": "j-1-0-ab", "surplus": False}
+    surplus = {**done, "id": "j-1-1-cd", "node": "cd" * 32, "attempt": 1, "surplus": True}
+    assert (
+        render.execution_line(counted) == "j-1-0-ab on abababababab (attempt 0): completed, exit 0"
+    )
+    assert render.execution_line(surplus) == (
+        "j-1-1-cd on cdcdcdcdcdcd (attempt 1): completed, exit 0"
+        " (surplus: beyond the job's count, its result does not count)"
+    )
+    view = {
+        "id": "j-1",
+        "status": "completed",
+        "summary": {"executions": {"completed": 2}},
+        "spec": {"engine": {"type": "noop"}},
+        "executions": {e["id"]: e for e in (counted, surplus)},
+    }
+    text = describe_lines(view, NOW)
+    assert sum("surplus" in line for line in text) == 1
+    assert next(line for line in text if "j-1-1-cd" in line).endswith("does not count)")
+
+
 def test_large_values_are_a_size_and_digest_in_json_and_cut_in_text():
     module = "inline:base64:" + base64.b64encode(bytes(60_000)).decode()
     compacted = render.compact({"engine": {"module": module}, "n": 1})

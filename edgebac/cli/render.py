@@ -115,7 +115,7 @@ def execution_line(execution: dict[str, Any]) -> str:
     if reason and reason != f"exit code {exit_code}":
         line += f": {reason}"
     if execution.get("surplus"):
-        line += " (beyond the job's count: its result does not count)"
+        line += " (surplus: beyond the job's count, its result does not count)"
     return line
 
 
