@@ -221,7 +221,11 @@ async def test_a_route_without_a_rule_is_refused_whoever_calls(caplog):
         served.append(request.path)
         return web.json_response({"secret": "served"})
 
-    node = SimpleNamespace(ready=True, runner=SimpleNamespace(state=SimpleNamespace(nodes={})))
+    node = SimpleNamespace(
+        ready=True,
+        runner=SimpleNamespace(state=SimpleNamespace(nodes={})),
+        identity=SimpleNamespace(public_key=bytes(32)),  # a token caller is vouched for by it
+    )
     app = make_app(node, Guard(access))  # type: ignore[arg-type]
     app.router.add_post("/api/v1/undeclared", handler)
     app.router.add_get("/api/v1/declared", handler)

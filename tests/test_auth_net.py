@@ -386,7 +386,7 @@ def test_tokens_submit_bare_specs_and_read_their_own(site):
         30,
         "ci's job",
     )
-    assert view["vouched"] == "ci"
+    assert view["vouched"] == f"token:ci@{site.a.get_json('/healthz')[1]['id']}"
     assert view["client"] is None
     assert job_id in {j["id"] for j in ci.call("GET", "/api/v1/jobs")[1]["jobs"]}
     assert job_id not in {

@@ -4,8 +4,12 @@ the requester accepted, and refuses jobs a requester vouched for when told to.""
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
+from edgebac.api.access import new_token, token_sha256
 from tests.netfix import host_port, post_json
 from tests.procs import NodeProcess, nodes_fixture, run_edgebac, wait_for
 
@@ -38,7 +42,7 @@ def spec_file(tmp_path: Path, name: str) -> Path:
 def declined_for(node: NodeProcess, job_id: str, reason: str) -> dict:
     def seen() -> dict | None:
         shown = view(node, job_id)
-        said = [d["reason"] for d in shown["declines"].values()]
+        said = [d["reason"] for d in shown.get("declines", {}).values()]
         return shown if reason in said else None
 
     return wait_for(seen, SLOW, f"{job_id} declined: {reason}")
@@ -87,3 +91,52 @@ def test_a_node_that_takes_no_vouched_jobs_declines_an_unsigned_submission(nodes
     keygen(key)
     signed = signed_run(node, spec_file(tmp_path, "signed"), key)
     wait_for(lambda: view(node, signed)["status"] == "completed", SLOW, "the signed job completes")
+
+
+def token_submit(node: NodeProcess, token: str, spec: dict[str, Any]) -> str:
+    request = urllib.request.Request(
+        node.url + "/api/v1/jobs",
+        data=json.dumps(spec).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+        return json.loads(response.read())["job_id"]
+
+
+def test_a_compute_policy_names_a_token_client_by_its_requester(nodes, tmp_path):
+    """The requester vouches for a token caller as `token:NAME@<its id>`: a compute node whose
+    policy names `token:ci@<requester id>` runs ci's jobs, not another token's."""
+    tokens = {name: new_token() for name in ("ci", "other")}
+    access = tmp_path / "access.yaml"
+    access.write_text(
+        "clients:\n"
+        + "".join(
+            f"  {name}: {{token_sha256: {token_sha256(t)}, can: [read, submit]}}\n"
+            for name, t in tokens.items()
+        )
+    )
+    requester = nodes.start(
+        tmp_path / "r", "--roles", "requester", "--access", str(access), listen="127.0.0.2:0"
+    )
+    requester_id = requester.get_json("/healthz")[1]["id"]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"engines: [noop]\nclients: ['token:ci@{requester_id}']\n")
+    compute = nodes.start(
+        tmp_path / "c",
+        *("--roles", "compute", "--policy", str(policy), "--peers", host_port(requester)),
+        listen="127.0.0.3:0",
+    )
+    spec = {"engine": {"type": "noop"}, "timeout_s": 300}
+    theirs = token_submit(requester, tokens["other"], {**spec, "name": "other"})
+    mine = token_submit(requester, tokens["ci"], {**spec, "name": "ci"})
+    done = wait_for(
+        lambda: (v := view(compute, mine)).get("status") in ("completed", "failed") and v,
+        SLOW,
+        "ci's job ends",
+    )
+    assert done["status"] == "completed", done
+    assert (done["client"], done["vouched"]) == (None, f"token:ci@{requester_id}")
+    pending = declined_for(compute, theirs, "client not allowed")
+    assert pending["vouched"] == f"token:other@{requester_id}"
+    assert (pending["status"], pending["executions"]) == ("pending", {})

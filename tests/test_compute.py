@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 from scheduler_harness import BIG, CLIENT, GIB, World, docker_spec, noop_spec, types
 
+from edgebac.errors import ConfigError
 from edgebac.eventlog.signed import SUBMIT, job_id_for, sign_request
+from edgebac.node.policy import load_policy
 from edgebac.scheduler.compute import (
     LocalFacts,
     NodePolicy,
@@ -401,3 +405,45 @@ def noop_claims() -> dict[str, int]:
     from edgebac.scheduler.spec import parse_spec
 
     return parse_spec(noop_spec()).claims()
+
+
+def test_a_token_clients_vouched_name_names_the_jobs_own_requester():
+    """The API vouches for a token caller as `token:NAME@<requester id>`: a policy can name it,
+    and a name claiming another requester's token client is declined, whatever the policy."""
+    w = world()
+    req, elsewhere = w.actor("req").id.hex(), w.actor("elsewhere").id.hex()
+    ci = vouched(w, "ci", f"token:ci@{req}")
+    other_token = vouched(w, "other", f"token:other@{req}")
+    claimed = vouched(w, "claimed", f"token:ci@{elsewhere}")  # "req" vouching as elsewhere's ci
+    assert decline_of(w, ci) == ("BidOffered", None)
+    assert decline_of(w, claimed) == ("BidDeclined", "client not allowed")
+    (planned,) = [p for p in w.plan_compute("me") if p[1]["job_id"] == claimed]
+    assert "names a requester other than the job's" in planned[1]["detail"]
+    only_ci = NodePolicy(clients=frozenset({f"token:ci@{req}"}))
+    assert decline_of(w, ci, only_ci) == ("BidOffered", None)
+    assert decline_of(w, other_token, only_ci) == ("BidDeclined", "client not allowed")
+    elsewheres_ci = NodePolicy(clients=frozenset({f"token:ci@{elsewhere}"}))
+    assert decline_of(w, claimed, elsewheres_ci) == ("BidDeclined", "client not allowed")
+
+
+@pytest.mark.parametrize(
+    ("item", "named"),
+    [
+        ("A" * 64, "a" * 64),
+        ("unsigned", "unsigned"),
+        (f"token:ci@{'AB' * 32}", f"token:ci@{'ab' * 32}"),  # as the requester vouches for it
+        ("token:a@b@" + "0" * 64, "token:a@b@" + "0" * 64),
+        ("token:ci", None),  # which requester's ci?
+        ("token:ci@r", None),
+        ("token:@" + "0" * 64, None),
+        ("alice", None),
+    ],
+)
+def test_policy_clients_name_ids_and_vouched_names(tmp_path, item, named):
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"clients": [item]}))
+    if named is None:
+        with pytest.raises(ConfigError, match="clients:"):
+            load_policy(path)
+    else:
+        assert load_policy(path).node.clients == {named}

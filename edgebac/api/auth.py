@@ -318,7 +318,10 @@ def _signed_caller(request: web.Request, guard: Guard, key: bytes, node: Any) ->
 def _token_caller(request: web.Request, guard: Guard, token: str) -> Caller:
     client = guard.access.client_of_token(token) if guard.access is not None else None
     if client is not None:
-        return Caller(client.name, client.can, client.scope_all, client.key, client.name)
+        # Vouched for as `token:<name>@<this requester's id>`: a compute policy can name it,
+        # and a compute node checks the id is the job's requester (no other can claim it).
+        vouch = f"token:{client.name}@{served_node(request).identity.public_key.hex()}"
+        return Caller(client.name, client.can, client.scope_all, client.key, vouch)
     if guard.open_api:
         return Caller("open", ALL_CAPABILITIES, True, vouch_as=UNSIGNED)
     if guard.access is None and _loopback(request):

@@ -12,6 +12,7 @@
     capabilities: [NET_BIND_SERVICE]  # Linux capabilities docker jobs get beyond the base set
     user: "1000:1000"                 # docker jobs run as this user (default: the image's)
     clients: [3f2a...64 hex digits]   # whose jobs run here: client ids, vouched names
+                                      # (unsigned, token:NAME@<requester id, 64 hex digits>)
     vouched: true                     # may jobs run that a requester vouched for (unsigned)
     bid_hook: {exec: /usr/local/bin/approve-job}      # spec JSON on stdin; exit 0 to bid
     accept_hook: {http: "http://127.0.0.1:9000/ok"}   # POST {job, bid}; 2xx to accept
@@ -215,14 +216,27 @@ def _clients(data: dict[str, Any], path: Path) -> frozenset[str] | None:
         return None
     names = set()
     for item in _strings(data, "clients", path, ()):
-        name = item.strip().lower() if len(item.strip()) == 64 else item.strip()
-        if not (len(name) == 64 and set(name) <= HEX) and name != "unsigned" and ":" not in name:
+        name = _client_name(item.strip())
+        if name is None:
             raise ConfigError(
                 f"{path}: clients: {item!r} is not a client id (64 hex digits, as "
-                "`edgebac client id` prints) nor a vouched name (unsigned, token:NAME@ID)"
+                "`edgebac client id` prints) nor a vouched name (unsigned, "
+                "token:NAME@REQUESTER with the requester's id: 64 hex digits)"
             )
         names.add(name)
     return frozenset(names)
+
+
+def _client_name(name: str) -> str | None:
+    """`name` as jobs carry it (hex ids in lower case), or None if it cannot name a client."""
+    if len(name) == 64 and set(name.lower()) <= HEX:
+        return name.lower()
+    if name.startswith("token:"):  # as a requester vouches for a token caller
+        token, at, requester = name.partition(":")[2].rpartition("@")
+        if not token or not at or len(requester) != 64 or not set(requester.lower()) <= HEX:
+            return None
+        return f"token:{token}@{requester.lower()}"
+    return name if name == "unsigned" or ":" in name else None
 
 
 def load_policy(path: Path | None) -> Policy:

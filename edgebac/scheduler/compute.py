@@ -59,6 +59,7 @@ __all__ = [
     "summarize_declines",
     "to_start",
     "to_stop",
+    "vouched_by_its_requester",
 ]
 
 
@@ -163,6 +164,10 @@ def client_problem(job: Job, policy: NodePolicy, facts: LocalFacts) -> tuple[str
         asker = job.vouched or "an unsigned caller"
         if not policy.vouched:
             return why.VOUCHED_NOT_ALLOWED, f"its requester vouches for {asker}, not a client key"
+        if not vouched_by_its_requester(job):
+            return why.CLIENT_NOT_ALLOWED, (
+                f"{asker} names a requester other than the job's ({job.requester.hex()[:12]})"
+            )
         if policy.clients is not None and job.vouched not in policy.clients:
             return why.CLIENT_NOT_ALLOWED, f"{asker} is not one of this node's clients"
         return None
@@ -174,6 +179,15 @@ def client_problem(job: Job, policy: NodePolicy, facts: LocalFacts) -> tuple[str
     if policy.clients is not None and job.client.hex() not in policy.clients:
         return why.CLIENT_NOT_ALLOWED, f"client {job.client.hex()[:12]} is not one of this node's"
     return None
+
+
+def vouched_by_its_requester(job: Job) -> bool:
+    """A vouched name that names a requester (`token:NAME@<requester id>`, as the API vouches
+    for a token caller) names the job's own: a requester vouches only for its own callers, so a
+    compromised one cannot pass its jobs off as another requester's token client's."""
+    if job.vouched is None or not job.vouched.startswith("token:"):
+        return True
+    return job.vouched.rpartition("@")[2] == job.requester.hex()
 
 
 def to_start(state: Projection, me: bytes, facts: LocalFacts) -> list[Execution]:
