@@ -465,3 +465,41 @@ def test_strangers_signed_calls_are_not_remembered(site):
         stranger = Client(site.a.url, key=create_key_file(site.tmp / f"stranger{index}.key"))
         assert error_code(stranger.call("GET", "/api/v1/jobs")) == (401, "unauthenticated")
     assert nonces() == before + 1  # the one more: ops's own call above
+
+
+def test_the_cli_calls_with_a_token_from_edgebac_token(site):
+    """`EDGEBAC_TOKEN` stands for `--token`: the CLI sends it as a bearer token (not signing
+    with its key, which these rules do not know), and the node serves it as that client: the
+    job it runs is ci's own, which it follows to the end (`--wait`) and lists."""
+    spec = write_spec(site.tmp, "by-token", {"engine": {"type": "noop"}, "retries": 0})
+    env = {"EDGEBAC_TOKEN": site.tokens["ci"]}
+    ran = run_edgebac(
+        "job", "run", "--wait", "--output", "json", "--api", site.a.url, spec, env=env
+    )
+    assert ran.returncode == 0, ran.stderr
+    view = json.loads(ran.stdout)
+    assert view["status"] == "completed", view
+    assert view["client"] is None  # vouched for by the requester, under the token's client
+    job_id = view["id"]
+    mine = {job["id"] for job in site.client("ci").call("GET", "/api/v1/jobs")[1]["jobs"]}
+    assert job_id in mine  # submitted as ci: its own
+    listed = run_edgebac("job", "list", "--output", "json", "--api", site.a.url, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert job_id in listed.stdout
+    unknown = run_edgebac("job", "list", "--api", site.a.url)  # the session's key, no token
+    assert unknown.returncode != 0
+    assert "is not in this node's access rules" in unknown.stderr
+    wrong = run_edgebac("job", "list", "--api", site.a.url, env={"EDGEBAC_TOKEN": new_token()})
+    assert wrong.returncode != 0
+    assert "this token is not in this node's access rules" in wrong.stderr
+
+
+def test_an_api_listen_off_loopback_without_rules_refuses_to_start(nodes, tmp_path):
+    refused = nodes.spawn(tmp_path / "api", "--api-listen", "0.0.0.0:0")
+    assert refused.wait(20) != 0
+    said = refused.stderr.strip().splitlines()
+    assert said == [
+        "error: --api-listen 0.0.0.0:0 is not a loopback address: give --access FILE (who may "
+        "call the API), or --insecure-open-api to serve anyone who can reach it"
+    ], said
+    assert not (tmp_path / "api").exists()
