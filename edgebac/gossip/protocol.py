@@ -3,9 +3,12 @@
 Transport-agnostic: the same `Gossiper` runs over HTTP between real nodes and over the
 simulator's in-memory transport under a virtual clock. Messages are plain msgpack-able maps:
 
-    sums  {t, sums, peers}                      -> diff {t, mask, peers}
-    sync  {t, mask, lo, hi, vv, [max], peers}   -> page {t, hi, vv, events, complete, peers}
-    push  {t, events, relay, to, k, peers}      -> ack {t, new, refused}
+    sums  {t, sums, d, peers, hv}               -> diff {t, mask, d, peers, hv}
+    sync  {t, mask, lo, hi, vv, [max], peers, hv} -> page {t, hi, vv, events, complete, peers}
+    push  {t, events | deltas, relay, to, k}    -> ack {t, new, refused}
+
+(`hv`: what the sender holds of membership, so that the answer's peer list is only news; an
+older node sends none and gets whole lists: gossip/news.py.)
 
 An exchange is push-pull over the version vector in bounded pieces (vectors.py): the initiator
 sends its 256 bucket digests and learns which buckets differ; then, a range of at most 1,024
@@ -25,7 +28,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -37,9 +40,20 @@ from edgebac.gossip import deltas
 from edgebac.gossip.bodies import batches
 from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.membership import Membership, dead_after_ms, push_fanout
+from edgebac.gossip.news import PeerLists
 from edgebac.gossip.pulling import Pulling, advance
 from edgebac.gossip.reachability import Notices
-from edgebac.gossip.thin import Leases, Recent, my_share, split_held
+from edgebac.gossip.thin import (
+    ID_PREFIX,
+    MAX_REACHED,
+    Leases,
+    Recent,
+    is_named,
+    my_share,
+    push_relayers,
+    reached_ids,
+    split_held,
+)
 from edgebac.gossip.vectors import MASK_BYTES, MAX_ENTRIES, SUMS_BYTES, VectorIndex
 from edgebac.gossip.wire import (
     ProtocolError,
@@ -65,32 +79,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 RECENT_ROUNDS = 10  # events stored within this many pull intervals are new: pushes carry them
 KINDS = ("sums", "sync", "push")  # what we answer; anything else is refused as it arrives
-MAX_REACHED = 64  # node ids a push names as already reached; beyond it, duplicates are cheap
-ID_PREFIX = 8  # bytes of a node id a push's `to` names it by: a quarter of the id's cost
-
-
-def _named(value: Any) -> bool:
-    return isinstance(value, bytes) and len(value) in (ID_PREFIX, 32)
-
-
-def _ids(value: Any) -> frozenset[bytes]:
-    """The node ids (or their prefixes) of a push's `to` list; anything malformed is ignored."""
-    if not isinstance(value, list):
-        return frozenset()
-    return frozenset(v for v in value[:MAX_REACHED] if _named(v))
-
-
-def _is(prefix: bytes, node_id: bytes) -> bool:
-    return node_id[: len(prefix)] == prefix
-
-
-def _relayers(message: dict[str, Any]) -> tuple[bytes, ...]:
-    """The first `k` nodes of a push's `to`: those it went to, who split the relaying."""
-    to, k = message.get("to"), message.get("k")
-    if not (isinstance(to, list) and type(k) is int and 0 < k <= min(len(to), MAX_REACHED)):
-        return ()
-    relayers = tuple(to[:k])
-    return relayers if all(_named(v) for v in relayers) else ()
 
 
 def _page_events(asked: Any, limit: int) -> int:
@@ -141,6 +129,9 @@ class Gossiper(Pulling):
             key=key,
         )
         self.membership.add_seeds(seeds)
+        self.lists = PeerLists(
+            self.membership, clock_ms, self.rng, config.peers_per_message, config.view_limit
+        )
         self.index = VectorIndex()
         self.notices = notices or Notices(logger.info, clock_ms)
         self.last_answer_ms = clock_ms()  # the last time any peer answered us or spoke to us
@@ -151,6 +142,7 @@ class Gossiper(Pulling):
         self._tasks: dict[asyncio.Task[Any], None] = {}
         self._limit = asyncio.Semaphore(16)
         self._exchanging: set[str] = set()  # peers we are in an exchange with right now
+        self._sync_lists: dict[str, Iterator[dict[str, Any]]] = {}
         # What a push may carry: events that came by push within ten rounds, and our own.
         self.recent = Recent(me, RECENT_ROUNDS * config.pull_interval_s * 1000)
         # Buckets whose backlog is being paged in: held a request timeout after each page.
@@ -176,13 +168,13 @@ class Gossiper(Pulling):
             self.reads_deltas(sender, message)
             self.index.update(self.log.version_vector())
             mask = self.index.diff(theirs)
-            return {"t": "diff", "mask": mask, "peers": self._rumours(), "d": 1}
+            return {"t": "diff", "mask": mask, "d": 1, **self.lists.answer(message)}
         if kind == "sync":
             return await self._serve_range(sender, message)
         events, early = await self._events(message)
         relay = message.get("relay") is True
-        split = (_relayers(message), event_id(events[0])) if events else None
-        to = _ids(message.get("to"))
+        split = (push_relayers(message), event_id(events[0])) if events else None
+        to = reached_ids(message.get("to"))
         report = await self.ingest_from(sender, events, relay, to, split, early)
         return {"t": "ack", "new": len(report.accepted), "refused": len(report.errors)}
 
@@ -242,11 +234,8 @@ class Gossiper(Pulling):
             "vv": mine,
             "events": page.raws,
             "complete": page.complete,
-            "peers": self._rumours(),
+            **self.lists.answer(message),
         }
-
-    def _rumours(self) -> list[list[Any]]:
-        return self.membership.rumours(self.clock_ms(), self.rng, self.config.peers_per_message)
 
     async def ingest_from(
         self,
@@ -384,7 +373,7 @@ class Gossiper(Pulling):
         self, skip: frozenset[bytes], split: tuple[tuple[bytes, ...], bytes] | None
     ) -> frozenset[bytes]:
         """`skip`, and the live members whose relay falls to another of the push's relayers."""
-        if split is None or not any(_is(r, self.me) for r in split[0]):
+        if split is None or not any(is_named(r, self.me) for r in split[0]):
             return skip
         relayers, salt = split
         others = {

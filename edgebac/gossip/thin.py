@@ -9,7 +9,8 @@
   backlog a peer lacks is left for it to pull (`Recent`).
 - A backlog is pulled from one peer at a time per bucket of authors (`Leases`): two exchanges
   at once do not fetch and verify the same ranges (beyond a small first page each).
-- The nodes one push reached split the relaying among them (`my_share`).
+- The nodes one push reached split the relaying among them (`my_share`); a push names them
+  in `to` by id prefix (`reached_ids`), the first `k` of them those it went to (`push_relayers`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from edgebac.eventlog.chain import Head, Reason, Rejection
 from edgebac.eventlog.encoding import Event, event_id, peek_key
@@ -24,6 +26,8 @@ from edgebac.gossip.vectors import BUCKETS, in_mask, make_mask
 
 HELD = "event is already held"
 SWEEP_AT = 1 << 16  # authors with recent marks before the expired ones are swept out
+MAX_REACHED = 64  # node ids a push names as already reached; beyond it, duplicates are cheap
+ID_PREFIX = 8  # bytes of a node id a push's `to` names it by: a quarter of the id's cost
 
 
 def split_held(
@@ -158,3 +162,27 @@ def my_share(me: bytes, relayers: Sequence[bytes], candidate: bytes, salt: bytes
     digest = hashlib.sha256(salt + candidate).digest()
     chosen = relayers[int.from_bytes(digest[:8], "big") % len(relayers)]
     return me[: len(chosen)] == chosen  # relayers are named by id or id prefix
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) in (ID_PREFIX, 32)
+
+
+def reached_ids(value: Any) -> frozenset[bytes]:
+    """The node ids (or their prefixes) of a push's `to` list; anything malformed is ignored."""
+    if not isinstance(value, list):
+        return frozenset()
+    return frozenset(v for v in value[:MAX_REACHED] if _is_id(v))
+
+
+def is_named(prefix: bytes, node_id: bytes) -> bool:
+    return node_id[: len(prefix)] == prefix
+
+
+def push_relayers(message: dict[str, Any]) -> tuple[bytes, ...]:
+    """The first `k` nodes of a push's `to`: those it went to, who split the relaying."""
+    to, k = message.get("to"), message.get("k")
+    if not (isinstance(to, list) and type(k) is int and 0 < k <= min(len(to), MAX_REACHED)):
+        return ()
+    named = tuple(to[:k])
+    return named if all(_is_id(v) for v in named) else ()
