@@ -186,8 +186,12 @@ def test_own_means_signed_with_ones_key_or_vouched_under_ones_name():
 
 def test_every_route_the_node_serves_has_an_access_rule(tmp_path: Path):
     """A route added without a rule would be refused by the middleware; this names it first."""
+    from edgebac.gossip.http import add_gossip_routes
+
     app = make_app(SimpleNamespace())
-    add_content_routes(app, BlockStore(tmp_path))
+    add_content_routes(app, BlockStore(tmp_path))  # what node/process.py adds to it
+    gossiper = SimpleNamespace(config=SimpleNamespace(max_body_bytes=1 << 20))
+    add_gossip_routes(app, gossiper, SimpleNamespace())  # type: ignore[arg-type]
     missing = []
     for route in app.router.routes():
         resource = route.resource
@@ -228,6 +232,7 @@ async def test_a_route_without_a_rule_is_refused_whoever_calls(caplog):
     )
     app = make_app(node, Guard(access))  # type: ignore[arg-type]
     app.router.add_post("/api/v1/undeclared", handler)
+    app.router.add_post("/gossip/v2", handler)  # not the gossip route: no rule either
     app.router.add_get("/api/v1/declared", handler)
     auth.declare("GET", "/api/v1/declared", auth.ANY)
     caplog.set_level(logging.ERROR, logger="edgebac.api.auth")
@@ -245,10 +250,12 @@ async def test_a_route_without_a_rule_is_refused_whoever_calls(caplog):
                 assert response.status == 500, (who, body)
                 assert body["error"]["code"] == "no_access_rule", (who, body)
                 assert "POST /api/v1/undeclared has no access rule" in body["error"]["message"]
+            gossip = await client.post("/gossip/v2", data=b"{}")
+            assert (await gossip.json())["error"]["code"] == "no_access_rule"
             assert served == []
             said = [r.getMessage() for r in caplog.records if "no access rule" in r.getMessage()]
-            assert len(said) == 1, said  # once per route, not per call
-            assert app[GUARD_KEY].refused["no_access_rule"] == 3
+            assert len(said) == 2, said  # once per route, not per call
+            assert app[GUARD_KEY].refused["no_access_rule"] == 4
             missing = await client.get("/api/v1/nowhere")
             assert missing.status == 404
             assert (await missing.json())["error"]["code"] == "not_found"
