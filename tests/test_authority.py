@@ -19,6 +19,7 @@ from edgebac.scheduler.authority import Announced, Announcements
 from edgebac.scheduler.evidence import evidence_of
 from edgebac.scheduler.jobfold import create
 from edgebac.scheduler.projection import Projection
+from edgebac.scheduler.retention import Retention
 from edgebac.scheduler.state import Execution
 from tests.scheduler_harness import World, noop_spec
 from tests.test_projection import apply_in_chunks, interleave
@@ -117,7 +118,7 @@ def _rows():
         (COMPUTE, ev.BID_OFFERED, {"job_id": job_id, "attempt": 0}, AS_COMPUTE, None),
         (OTHER, ev.BID_OFFERED, {"job_id": job_id, "attempt": 0}, AS_REQUESTER, "compute role"),
         (OTHER, ev.BID_OFFERED, {"job_id": job_id}, Announced(1, frozenset({"compute"})),
-         "zone=secure"),
+         "labels do not match the job's constraints"),
         (OTHER, ev.BID_DECLINED, {"job_id": job_id, "reason": "x"}, AS_REQUESTER,
          "compute role"),
         (COMPUTE, ev.EXECUTION_STARTED, {"job_id": job_id, "execution_id": execution_id},
@@ -443,3 +444,45 @@ def test_lost_marks_fold_the_same_in_any_order(rnd):
         folded = Projection.from_events(interleave(w.log, rnd))
         assert {n: dict(i.lost_by) for n, i in folded.nodes.items()} == expected
         assert folded.state_hash() == w.state.state_hash()
+
+
+# ----- evidence is bounded: counts per (author, reason), none kept per ended job ------------------
+
+
+def test_evidence_stays_bounded_with_many_liars_and_many_jobs():
+    liars, jobs = [f"liar{i}" for i in range(12)], 40
+    w = World(state=Projection(Retention(ended_ms=1_000, ended_max=4)))
+    w.announce("req", roles=("requester",))
+    for liar in liars:
+        w.announce(liar, roles=("requester", "compute"))
+    for n in range(jobs):
+        w.submit("req", f"j{n}", noop_spec())
+        for liar in liars:  # two reasons each, the second twice
+            w.emit(liar, ev.JOB_COMPLETED, {"job_id": w.jid(f"j{n}")})
+            for _ in range(2):
+                w.emit(liar, ev.BIDS_REQUESTED, {"job_id": w.jid(f"j{n}"), "attempt": 1})
+        w.cancel("req", w.jid(f"j{n}"))
+        w.advance(2_000)
+    p = w.state
+    assert {w.actor(liar).id: sum(p.evidence()[w.actor(liar).id].values()) for liar in liars} == {
+        w.actor(liar).id: 3 * jobs for liar in liars
+    }
+    assert p.evidence() == Projection.from_events(w.log).evidence()  # as if every job were held
+    assert len(p._evidence) <= len(p.jobs) <= 5  # nothing kept per job let go of
+    assert all(len(found) <= 2 * len(liars) for found in p._evidence.values())
+    assert len(p._evidence_let_go) == len(liars)
+    assert all(len(reasons) == 2 for reasons in p._evidence_let_go.values())
+
+    # A late lie about a job let go of: read back, folded again, counted once more, not twice.
+    first, liar = w.jid("j0"), w.actor(liars[0])
+    assert first in p.evicted
+    after_creation = [e for e in w.log if e.job_id == first][1].hlc  # before its cancel
+    late = seal(liar.key, liar.seq + 1, liar.prev, after_creation, ev.JOB_FAILED,
+                {"job_id": first, "reason": "mine"})  # fmt: skip
+    liar.seq, liar.prev = late.seq, late.id
+    w.log.append(late)
+    p.apply([late])
+    assert first in p.needs_reload
+    p.reload(first, [e for e in w.log if e.job_id == first])
+    assert sum(p.evidence()[liar.id].values()) == 3 * jobs + 1
+    assert p.evidence() == Projection.from_events(w.log).evidence()

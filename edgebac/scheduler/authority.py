@@ -8,7 +8,9 @@ Every rule is a pure function of the log, so every node counts the same events:
 - `JobCreated` only by an announced requester, for the job id its content derives (see
   `edgebac.eventlog.signed.job_id_for`), so two creations can never claim one id;
 - a job's rounds, acceptances, rejections, lost nodes and end only by that job's requester (a
-  cancel of a client's job only with that client's signed request);
+  cancel of a client's job only with that client's signed request); a `NodeLost` marks its
+  node lost for its author's own decisions only (`NodeInfo.lost_by`), never for another
+  requester's;
 - bids only by announced compute nodes, whose announced labels satisfy the job's constraints;
   the free resources a bid claims are capped by what its author announced (`capped_free`);
 - an execution's start, failure and result only by the node it was accepted for (a failure
@@ -188,10 +190,11 @@ def _canceled(job: Job, event: Event, author: Announced) -> str | None:
 def _bid(job: Job, event: Event, author: Announced) -> str | None:
     if COMPUTE not in author.roles:
         return f"{event.type} by a node that did not announce the compute role"
-    if event.type == ev.BID_OFFERED and job.spec is not None:
-        unmet = [str(c) for c in job.spec.constraints if not c.matches(author.labels)]
-        if unmet:
-            return f"bid by a node whose announced labels do not match {', '.join(unmet)}"
+    # One reason whatever the constraints (the job names them): evidence counts by reason,
+    # and a reason per constraint set would let a liar grow them without end.
+    spec = job.spec if event.type == ev.BID_OFFERED else None
+    if spec is not None and not all(c.matches(author.labels) for c in spec.constraints):
+        return "bid by a node whose announced labels do not match the job's constraints"
     return None
 
 

@@ -189,8 +189,8 @@ def _unflat(cls: type, values: list[Any]) -> Any:
     return cls(*args)
 
 
-def _evidence(evidence: dict[bytes, tuple[bytes, str]]) -> list[list[Any]]:
-    return [[event_id, author, reason] for event_id, (author, reason) in evidence.items()]
+def _evidence(evidence: dict[tuple[bytes, str], int]) -> list[list[Any]]:
+    return [[author, reason, n] for (author, reason), n in evidence.items()]
 
 
 def _core(p: Projection) -> dict[str, Any]:
@@ -199,6 +199,7 @@ def _core(p: Projection) -> dict[str, Any]:
         "jobs": [_job(job) for job in p.jobs.values()],
         "buckets": [[job_id, [e.raw for _, e in b]] for job_id, b in p._buckets.items()],
         "evidence": [[job_id, _evidence(ev)] for job_id, ev in p._evidence.items()],
+        "evidence_let_go": [[a, list(r.items())] for a, r in p._evidence_let_go.items()],
         "reputation": [[node, c, f] for node, (c, f) in _ended_reputation(p).items() if c or f],
         "nodes": [_flat(info) for info in p.nodes.values()],
         "announcements": [
@@ -247,6 +248,7 @@ _ENDED_OUT: dict[str, Callable[[Any], Any]] = {
     "last_key": list,
     "contrib": lambda contrib: [list(c) for c in contrib],
     "lost": lambda lost: [event.raw for event in lost],
+    "evidence": lambda found: [list(f) for f in found],
 }
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
 _ENDED_FIELDS = tuple(f.name for f in fields(EndedJob))
@@ -294,7 +296,8 @@ def _from_core(core: dict[str, Any], retention: Retention | None) -> Projection:
     for job_id, raws in core["buckets"]:
         p._buckets[job_id] = [(sort_key(e), e) for e in _events(raws)]
     for job_id, evidence in core["evidence"]:
-        p._evidence[job_id] = {event_id: (author, why) for event_id, author, why in evidence}
+        p._evidence[job_id] = {(author, why): n for author, why, n in evidence}
+    p._evidence_let_go = {a: dict(reasons) for a, reasons in core["evidence_let_go"]}
     p._late_lost = {job_id: _events(raws) for job_id, raws in core["late_lost"]}
     p._rep = {node: [c, f] for node, c, f in core["reputation"]}
     p.needs_reload = set(core["needs_reload"])
@@ -338,6 +341,7 @@ def summary_from(row: bytes) -> EndedJob:
     kw["last_key"] = tuple(kw["last_key"])
     kw["contrib"] = tuple((node, c, f) for node, c, f in kw["contrib"])
     kw["lost"] = tuple(_events(kw["lost"]))
+    kw["evidence"] = tuple((author, _word(why), n) for author, why, n in kw["evidence"])
     return EndedJob(**kw)
 
 

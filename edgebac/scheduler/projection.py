@@ -69,9 +69,12 @@ class Projection:
         self.executions = Executions(self._held_executions, self.evicted)  # held and evicted
         self.nodes: dict[bytes, NodeInfo] = {}
         self.announcements = Announcements()  # every author's, by seq (see `authority`)
-        # Events whose authors had no right to write them, per job: event id -> (author,
-        # why). Kept when the job is let go of; replaced whenever the job is folded again.
-        self._evidence: dict[str, dict[bytes, tuple[bytes, str]]] = {}
+        # Events whose authors had no right to write them (see `evidence`): per held job, how
+        # many of each (author, why), replaced whenever the job is folded again; a job let go
+        # of adds its counts to `_evidence_let_go` (and keeps them in its summary, to take
+        # them back if it is read back). Bounded: counts, not events, and none per ended job.
+        self._evidence: dict[str, Findings] = {}
+        self._evidence_let_go: dict[bytes, dict[str, int]] = {}
         self._buckets: dict[str, list[tuple[SortKey, Event]]] = {}
         self._seen = Seen()
         self._newest: Hlc = ZERO  # of every event folded: the log's time for `retention`
@@ -113,6 +116,7 @@ class Projection:
         if record is None:  # held (reloaded already): its events fold as usual
             return self.apply(events)
         ended = record.summary
+        self._count_let_go(ended.evidence, -1)  # the fold below finds them again
         bucket = {}
         for event in (*events, *ended.lost, *self._late_lost.pop(job_id, ())):
             if job_id in _job_ids(event):
@@ -224,7 +228,7 @@ class Projection:
                 author = self.announcements.as_of(event.author, event.seq)
                 problem = jobfold.apply(job, event, author)
                 if problem is not None:
-                    self._evidence.setdefault(job_id, {})[event.id] = (event.author, problem)
+                    _found(self._evidence.setdefault(job_id, {}), event.author, problem)
                 self._index(job)
                 return problem is None
             if event.type != ev.JOB_CREATED:
@@ -240,7 +244,7 @@ class Projection:
             for execution_id in old.executions:
                 self._held_executions.pop(execution_id, None)
             self._unindex(job_id)
-        evidence: dict[bytes, tuple[bytes, str]] = {}
+        evidence: Findings = {}
         job = self._fold(self._buckets[job_id], old, evidence)
         if evidence:
             self._evidence[job_id] = evidence
@@ -330,6 +334,9 @@ class Projection:
         job.requester = same(job.requester)
         last = bucket[-1][0]
         summary = EndedJob.of(job, (last[0], same(last[1]), last[2]), contrib, lost)
+        found = self._evidence.pop(job_id, {})
+        summary.evidence = tuple(sorted((same(a), why, n) for (a, why), n in found.items()))
+        self._count_let_go(summary.evidence, 1)
         self.evicted.put(EndedRecord(summary, tuple(job.executions.values())))
         self.released[job_id] = job
 
@@ -337,7 +344,7 @@ class Projection:
         self,
         bucket: list[tuple[SortKey, Event]],
         old: Job | None,
-        evidence: dict[bytes, tuple[bytes, str]],
+        evidence: Findings,
     ) -> Job | None:
         """One job from its events in order: the first JobCreated that counts opens it; what
         does not count goes into `evidence`."""
@@ -353,7 +360,7 @@ class Projection:
             else:
                 problem = jobfold.apply(job, event, author)
             if problem is not None:
-                evidence[event.id] = (event.author, problem)
+                _found(evidence, event.author, problem)
         return job
 
     def _may_declare_lost(self, event: Event) -> bool:
@@ -366,13 +373,25 @@ class Projection:
         )
 
     def evidence(self) -> dict[bytes, dict[str, int]]:
-        """Per author, how many of its events counted for nothing, by reason."""
-        counts: dict[bytes, dict[str, int]] = {}
-        for events in self._evidence.values():
-            for author, reason in events.values():
+        """Per author, how many of its events counted for nothing, by reason: the held jobs'
+        and those of the jobs let go of (which keep counting after they are pruned)."""
+        counts = {author: dict(reasons) for author, reasons in self._evidence_let_go.items()}
+        for found in self._evidence.values():
+            for (author, reason), n in found.items():
                 by_reason = counts.setdefault(author, {})
-                by_reason[reason] = by_reason.get(reason, 0) + 1
+                by_reason[reason] = by_reason.get(reason, 0) + n
         return counts
+
+    def _count_let_go(self, found: Iterable[tuple[bytes, str, int]], sign: int) -> None:
+        for author, reason, n in found:
+            by_reason = self._evidence_let_go.setdefault(author, {})
+            left = by_reason.get(reason, 0) + sign * n
+            if left:
+                by_reason[reason] = left
+            else:
+                by_reason.pop(reason, None)
+                if not by_reason:
+                    del self._evidence_let_go[author]
 
     def _same_id(self, node: bytes) -> bytes:
         info = self.nodes.get(node)
@@ -397,6 +416,11 @@ class Projection:
 
 
 _EMPTY: Mapping[str, Execution] = MappingProxyType({})
+Findings = dict[tuple[bytes, str], int]  # (author, why) -> how many of its events
+
+
+def _found(findings: Findings, author: bytes, why: str) -> None:
+    findings[(author, why)] = findings.get((author, why), 0) + 1
 
 
 @dataclass(slots=True)

@@ -61,6 +61,9 @@ class EndedJob:
     lost: tuple[Event, ...]  # its NodeLost events: the log finds them by type, not by job
     client: bytes | None = None  # who asked for it (the API shows a client its own jobs)
     vouched: str | None = None
+    # (author, reason, how many) of its events that counted for nothing: the projection's
+    # evidence counts keep them, and take them back if the job is read back and folded again.
+    evidence: tuple[tuple[bytes, str, int], ...] = ()
 
     @classmethod
     def of(
