@@ -1,7 +1,7 @@
 """Noop jobs through real node processes: submit->completed latency and sustained throughput.
 
     python bench/jobs.py [--sequential 100] [--concurrent 1000] [--preset default]
-                         [--sizes 1,3] [--timeline 50] [--profile DIR [--gil]]
+                         [--sizes 1,3] [--timeline 50] [--profile DIR [--gil]] [--no-access]
 
 For a 1-node and a 3-node loopback network (separate processes): p50/p99 latency of sequential
 jobs (submit, then a long poll until the job ended), and jobs/s for `--concurrent` jobs
@@ -12,7 +12,10 @@ The client's own CPU is shown too: it shares the machine with the nodes. Jobs ar
 the CLI's (a client key, a random nonce, the spec in canonical form); the cost of signing one
 and of the one verify the requester and each bidder do per job is printed too. Every call is
 signed as the CLI signs it (`Edgebac-Signature`: method, path, body digest, time, nonce), and
-the node checks each; the cost of signing and of checking one call is printed.
+the node checks each; the cost of signing and of checking one call is printed. The nodes run
+with an access file (`--access`, as a site would: the client is one of 100 clients in the
+rules), so every call's check includes the rule lookup; `--no-access` runs them without rules
+(loopback callers served as admins) to compare.
 
 `--timeline N` prints, for N of the concurrent jobs, when each kind of event happened after the
 job's JobCreated (from the events' hlc), to see which step of a job waits. `--profile DIR`
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -42,16 +46,49 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from yarl import URL
 
+from edgebac.api.access import Access, load_access
 from edgebac.eventlog.callsig import HEADER, NonceCache, check_call, parse_header, sign_call
 from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.eventlog.signed import SUBMIT, request_valid, sign_request
 from edgebac.scheduler.spec import parse_spec
-from tests.netfix import info, network_key, wait_converged
-from tests.procs import Nodes
+from tests.netfix import network_key
+from tests.procs import NodeProcess, Nodes, wait_for
 
 SPEC = parse_spec({"engine": {"type": "noop", "stdout": "bench"}, "retries": 0}).to_dict()
 CLIENT = SigningKey.generate()
 REQUESTER: dict[str, bytes] = {}  # api -> its public key, asked once
+OTHER_CLIENTS = 99  # in the access rules beside the benchmark's client
+
+
+def access_rules() -> str:
+    """Rules as a site's: the benchmark's client (it reads every job, for the timelines) among
+    others, each a key the node looks up on every call."""
+    lines = ["clients:"]
+    others = (bytes(SigningKey.generate().verify_key).hex() for _ in range(OTHER_CLIENTS))
+    for index, key in enumerate(others):
+        lines.append(f"  client{index}: {{key: {key}, can: [read, submit, cancel]}}")
+    me = bytes(CLIENT.verify_key).hex()
+    lines.append(f"  bench: {{key: {me}, can: [read, submit, cancel, admin], scope: all}}")
+    return "\n".join(lines) + "\n"
+
+
+def signed_get(node: NodeProcess, path: str) -> dict:
+    """GET a node's JSON, signed as the CLI signs (a node with rules serves no anonymous call)."""
+    _, headers = signed_call("GET", node.url, path)
+    request = urllib.request.Request(node.url + path, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_converged(network: list[NodeProcess]) -> None:
+    """Every node has every node's announcement (and the same version vector)."""
+    ids = [signed_get(n, "/api/v1/node")["id"] for n in network]
+
+    def agreed() -> bool:
+        vectors = [signed_get(n, "/api/v1/node")["version_vector"] for n in network]
+        return all(v == vectors[0] for v in vectors) and all(vectors[0].get(i) for i in ids)
+
+    wait_for(agreed, 30, "the nodes to know each other")
 
 
 def signed_body(api: str) -> dict:
@@ -81,8 +118,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def call_signature_costs(samples: int = 2000) -> tuple[float, float]:
-    """(ms to sign one API call, ms for the node to check one: header, signature, nonce)."""
+def call_signature_costs(access: Access, samples: int = 2000) -> tuple[float, float]:
+    """(ms to sign one API call, ms for the node to check one: header, signature, the access
+    rule of its key, nonce), as the front door (`edgebac.api.auth.identify`) does each."""
     body = json.dumps(signed_body_for(bytes(32))).encode()
     started = time.perf_counter()
     headers = [sign_call(CLIENT, "POST", "/api/v1/jobs", body, NOW_MS) for _ in range(samples)]
@@ -91,6 +129,9 @@ def call_signature_costs(samples: int = 2000) -> tuple[float, float]:
     for header in headers:
         call = parse_header(header)
         check_call(call, "POST", "/api/v1/jobs", body, NOW_MS, 300_000)
+        client = access.client_of_key(call.key)
+        if client is None or "submit" not in client.can:
+            raise SystemExit("bench: the client is not in the rules it is measured against")
         nonces.admit(call.key, call.nonce, call.ts_ms, NOW_MS)
     checked = time.perf_counter()
     return 1000 * (signed - started) / samples, 1000 * (checked - signed) / samples
@@ -164,7 +205,8 @@ async def timeline(api: str, job_ids: list[str]) -> None:
     offsets: dict[str, list[float]] = {}
     async with aiohttp.ClientSession() as session:
         for job_id in job_ids:
-            async with session.get(f"{api}/api/v1/jobs/{job_id}") as response:
+            url, headers = signed_call("GET", api, f"/api/v1/jobs/{job_id}")
+            async with session.get(url, headers=headers) as response:
                 view = await response.json()
             requester = view["requester"]
             times = [(float(e["hlc"]), e) for e in view["events"]]
@@ -230,22 +272,29 @@ def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
         profiler.wait(timeout=30)
 
 
-def measure(size: int, args: argparse.Namespace) -> None:
+def measure(size: int, args: argparse.Namespace, rules: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         key = network_key(tmp)
+        access: tuple[str, ...] = ()
+        if rules is not None:
+            (tmp / "access.yaml").write_text(rules)
+            access = ("--access", str(tmp / "access.yaml"))
         nodes = Nodes()
         try:
             network = []
             for index in range(size):
                 peers = ("--peers", network[0].url.removeprefix("http://")) if network else ()
-                flags = ("--network-key", str(key), "--preset", args.preset, *peers)
+                flags = ("--network-key", str(key), "--preset", args.preset, *access, *peers)
                 network.append(
                     nodes.start(tmp / f"n{index}", *flags, listen=f"127.0.0.{index + 2}:0")
                 )
-            wait_converged(network, {info(n)["id"]: 1 for n in network})
+            wait_converged(network)
             api = network[0].url
-            REQUESTER[api] = bytes.fromhex(info(network[0])["public_key"])
+            first = signed_get(network[0], "/api/v1/node")
+            door = first["access"]
+            print(f"{size}-node: front door {door['mode']}, {door.get('clients', 0)} clients")
+            REQUESTER[api] = bytes.fromhex(first["public_key"])
             latencies, sequential_ids = asyncio.run(sequential(api, args.sequential))
             print(
                 f"{size}-node: sequential noop jobs: p50 {percentile(latencies, 0.5):.1f} ms,"
@@ -302,6 +351,11 @@ def main() -> None:
     parser.add_argument("--timeline", type=int, default=0, help="jobs to show timelines of")
     parser.add_argument("--profile", type=Path, help="py-spy flame graphs into this folder")
     parser.add_argument(
+        "--no-access",
+        action="store_true",
+        help="run the nodes without access rules (loopback callers are admins), to compare",
+    )
+    parser.add_argument(
         "--gil",
         action="store_true",
         help="profile only the thread holding the GIL (where a node's Python time goes; a "
@@ -314,14 +368,15 @@ def main() -> None:
         f"{verify_ms:.3f} ms (the requester, then each bidder once)",
         flush=True,
     )
-    call_sign_ms, call_check_ms = call_signature_costs()
+    rules = access_rules()
+    call_sign_ms, call_check_ms = call_signature_costs(load_access(rules, "bench rules"))
     print(
         f"client signature per API call: signing {call_sign_ms:.3f} ms (the client), checking "
-        f"{call_check_ms:.3f} ms (the node: header, signature, nonce; every call)",
+        f"{call_check_ms:.3f} ms (the node: header, signature, access rule, nonce; every call)",
         flush=True,
     )
     for size in (int(s) for s in args.sizes.split(",")):
-        measure(size, args)
+        measure(size, args, None if args.no_access else rules)
 
 
 if __name__ == "__main__":
