@@ -32,25 +32,39 @@ def log_verify(data_dir: Path, output: str) -> None:
     """Re-check every signature and chain, and list the events whose authors had no right to
     write them (evidence, like forks); exit code 1 if a signature or chain is wrong."""
     from edgebac.eventlog import offline
+    from edgebac.eventlog.horizon import HorizonError
     from edgebac.eventlog.verify import check_rows
+    from edgebac.textdata import when
 
     path = _log_path(data_dir)
     conn = offline.open_readonly(path)
+    horizon, refused = None, []
     try:
         damage = offline.integrity_problems(conn)
-        report = check_rows(offline.stored_rows(conn))
+        try:
+            horizon = offline.stored_horizon(conn)
+        except HorizonError as exc:
+            refused = [f"horizon: {exc} (gaps are checked as if nothing was pruned)"]
+        report = check_rows(offline.stored_rows(conn), horizon)
         forks = offline.fork_count(conn)
         evidence = _evidence(conn)
     finally:
         conn.close()
-    problems = [f"sqlite: {line}" for line in damage] + report.problems
+    problems = [f"sqlite: {line}" for line in damage] + refused + report.problems
+    pruned = {"events": horizon.events, "jobs": horizon.jobs} if horizon else None
     if output == "json":
         shown = {author.hex(): reasons for author, reasons in sorted(evidence.items())}
         summary = {"path": str(path), "events": report.events, "authors": report.authors}
         verdict = {"forks": forks, "evidence": shown, "problems": problems, "ok": not problems}
-        click.echo(json.dumps(summary | verdict))
+        click.echo(json.dumps(summary | {"pruned": pruned} | verdict))
     else:
         click.echo(f"{path}: {report.events} events from {report.authors} authors")
+        if horizon is not None:
+            click.echo(
+                f"  pruned: {horizon.events} events of {horizon.jobs} jobs ended before "
+                f"{when(horizon.cut.pack(), int(time.time() * 1000))}; each chain checked "
+                "from its newest pruned event"
+            )
         for problem in problems:
             click.echo(f"  problem: {problem}")
         if forks:

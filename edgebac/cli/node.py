@@ -35,6 +35,17 @@ from edgebac.cli.options import api_option, data_dir_option, option, output_opti
 @option("--tls-cert", type=click.Path(path_type=Path), default=None, help="TLS certificate (PEM).")
 @option("--tls-key", type=click.Path(path_type=Path), default=None, help="TLS private key (PEM).")
 @option("--retain", default=None, help="Drop results and content older than this (30m, 7d).")
+@option(
+    "--retain-log",
+    default=None,
+    help="Prune the events of jobs that ended longer ago than this (30d; default: keep all).",
+)
+@option(
+    "--log-archive",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder that pruned events are written to before they go.",
+)
 def node(ctx: click.Context, **flags: Any) -> None:
     """Run a node until SIGINT or SIGTERM (or: edgebac node list)."""
     if ctx.invoked_subcommand is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebac.errors import LogStoreError
+from edgebac.eventlog.prune import Prune, prune
 
 # The projection saved at a position of this log (see `scheduler.checkpoint`), so a node starts
 # from it and folds only what follows. Not part of the log: created on any open (an older
@@ -92,6 +93,7 @@ class CheckpointWrite:
     full: bool
     state_hash: Callable[[Iterator[tuple[str, bytes]], int], str]
     abandon: Callable[[], bool] = lambda: False  # True: stop (the node is stopping), roll back
+    prune: Prune | None = None  # events of the jobs it forgot, to remove in its transaction
 
 
 class CheckpointAbandoned(Exception):
@@ -156,6 +158,8 @@ def write_checkpoint(
                 f"INSERT INTO ended_executions ({EXECUTION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
                 data.executions[at : at + _ROWS_BETWEEN_CHECKS],
             )
+        if data.prune is not None:
+            prune(conn, pos, data.prune, written_ms)
         count = conn.execute("SELECT COUNT(*) FROM ended_jobs").fetchone()[0]
         state_hash = data.state_hash(_digests(conn), count)
         conn.execute(

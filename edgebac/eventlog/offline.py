@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgebac.errors import LogStoreError
+from edgebac.eventlog.horizon import Horizon, HorizonError
+from edgebac.eventlog.prune import read_horizon
 from edgebac.eventlog.store import check_identity, not_ours
 
 
@@ -92,3 +94,17 @@ def integrity_problems(conn: sqlite3.Connection) -> list[str]:
 
 def fork_count(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM forks").fetchone()[0]
+
+
+def stored_horizon(conn: sqlite3.Connection) -> Horizon | None:
+    """What pruning removed from this log (None: nothing), if the key it names signed it and
+    that key wrote events here; HorizonError if not."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'horizon'").fetchone():
+        return None  # a file no edgebac that prunes has opened yet
+    horizon = read_horizon(conn, None)
+    if horizon is None:
+        return None
+    (signer,) = conn.execute("SELECT CAST(signer AS BLOB) FROM horizon").fetchone()
+    if conn.execute("SELECT 1 FROM events WHERE author = ? LIMIT 1", (signer,)).fetchone() is None:
+        raise HorizonError("it is signed by a key that wrote no event in this log")
+    return horizon

@@ -1,5 +1,5 @@
-"""The SQLite event log: with `offline` (read-only access for `edgebac log`) and `checkpoints`
-(the projection saved beside the log), the only module that speaks SQL.
+"""The SQLite event log: with `offline` (read-only access for `edgebac log`), `checkpoints`
+(the projection saved beside the log) and `prune`, the only module that speaks SQL.
 
 One writer task owns every write and commits each group of requests in one transaction, so
 concurrent appends share an fsync (group commit) and the chain never sees two writers. The
@@ -7,7 +7,8 @@ writer's connection lives on one thread of its own, and a group's whole transact
 call there (a thread hop per statement would cost more than the statements). Reads use their
 own connection; WAL lets them run while the writer commits, and each read is one call on that
 connection's thread (reads interleaved there would share a stale snapshot). The database refuses
-UPDATE and DELETE on events and fork evidence by itself (triggers), whatever code runs on it.
+UPDATE and DELETE on events and fork evidence by itself (triggers), whatever code runs on it,
+but for the one pruning path (`prune`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from edgebac.eventlog.checkpoints import (
 )
 from edgebac.eventlog.clock import Hlc, HybridClock
 from edgebac.eventlog.encoding import EncodingError, Event, decode, event_id, seal
+from edgebac.eventlog.horizon import Horizon, HorizonError, sign
 from edgebac.eventlog.opening import open_batch
+from edgebac.eventlog.prune import PRUNE_SCHEMA, Prune, prunable_jobs, read_horizon
 from edgebac.eventlog.types import FIRST_TYPES, body_problem
 
 logger = logging.getLogger(__name__)
@@ -65,8 +68,6 @@ CREATE INDEX IF NOT EXISTS events_by_type ON events (type, pos);
 CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, pos) WHERE job_id IS NOT NULL;
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only: UPDATE refused'); END;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'the event log is append-only: DELETE refused'); END;
 
 CREATE TABLE IF NOT EXISTS forks (
     id BLOB PRIMARY KEY,
@@ -168,7 +169,8 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
             f"BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID};"
             f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         )
-    conn.executescript(f"BEGIN; {CHECKPOINT_SCHEMA} COMMIT;")  # on every open: see there
+    # On every open: see there (the second replaces an older file's trigger on DELETE).
+    conn.executescript(f"BEGIN; {CHECKPOINT_SCHEMA} {PRUNE_SCHEMA} COMMIT;")
 
 
 def _read_heads(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], int | None]:
@@ -314,6 +316,13 @@ class EventLog:
             head = Head(seq, id_, Hlc.unpack(hlc))
             self._heads[author] = head
             newest = max(newest, head.hlc)
+        # A chain's newest event may have been pruned: it is still held as far as the chain
+        # (and a peer's version vector) goes, or gossip would bring it back.
+        horizon = await self.read_horizon()
+        for author, pruned in (horizon.heads if horizon else {}).items():
+            if author not in self._heads or pruned.seq > self._heads[author].seq:
+                self._heads[author] = Head(pruned.seq, pruned.id, horizon.heard[author])
+                newest = max(newest, horizon.heard[author])
         self._next_pos = (last_pos or 0) + 1
         # Our next events must sort after everything held, even if the wall clock went back.
         self.clock.advance_to(newest)
@@ -681,6 +690,38 @@ class EventLog:
         at = await self._read("SELECT id FROM events WHERE pos = ?", (header[0],))
         check_checkpoint(header, rows, at[0][0] if at else None)
         return Checkpoint(header[0], header[2], header[3], header[4], rows)  # type: ignore[arg-type]
+
+    def prune_order(
+        self,
+        job_ids: list[str],
+        cut: Hlc,
+        reputation: Mapping[bytes, tuple[int, int]],
+        archive: Path | None = None,
+    ) -> Prune:
+        """What a checkpoint's transaction needs to prune `job_ids`, signed with this log's key."""
+        if self._key is None:
+            raise LogStoreError("only a log with its node's key can be pruned")
+        key = self._key
+        return Prune(
+            job_ids, cut, reputation, bytes(key.verify_key), lambda b: sign(key, b), archive
+        )
+
+    async def prunable(self, cut: Hlc, limit: int) -> list[str]:
+        """Up to `limit` ended jobs let go of (rows of the checkpoint) every event of which is
+        older than `cut`, oldest first."""
+        return await self._writer.run(prunable_jobs, cut.pack(), limit)
+
+    async def read_horizon(self) -> Horizon | None:
+        """What pruning removed (None: nothing yet), signed by this log's own author;
+        LogStoreError if it is not (an edited file, another node's log)."""
+
+        def read(conn: sqlite3.Connection) -> Horizon | None:
+            try:
+                return read_horizon(conn, self.author)
+            except HorizonError as exc:
+                raise LogStoreError(f"{self.path}: the log's horizon is refused: {exc}") from None
+
+        return await self._writer.run(read)
 
     def ended_reader(self) -> EndedReader:
         """A read-only connection to the checkpoint's ended-job rows (close it when done)."""

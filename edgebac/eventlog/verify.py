@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from edgebac.eventlog.encoding import EncodingError, Event, Verifier, event_id
+from edgebac.eventlog.horizon import Horizon
 from edgebac.eventlog.offline import StoredRow
 from edgebac.eventlog.opening import open_stored
 
@@ -47,8 +48,10 @@ def _check_row(row: StoredRow, verifier: Verifier) -> tuple[Event | None, str | 
     return event, _column_mismatch(row, event)
 
 
-def check_rows(rows: Iterable[StoredRow]) -> LogReport:
-    """Rows must come ordered by (author, seq)."""
+def check_rows(rows: Iterable[StoredRow], horizon: Horizon | None = None) -> LogReport:
+    """Rows must come ordered by (author, seq). With a `horizon`, a gap pruning left (at or
+    below the author's highest pruned seq) is no problem, and the first kept event after
+    the author's highest pruned one must name it as prev: each chain is checked from there."""
     report = LogReport()
     verifier = Verifier()
     author: bytes | None = None
@@ -60,18 +63,34 @@ def check_rows(rows: Iterable[StoredRow]) -> LogReport:
             author, prev, expected_seq = row.author, None, 1
             report.authors += 1
         where = f"{row.author.hex()[:12]}#{row.seq}"
-        if row.seq != expected_seq:
+        gap = row.seq != expected_seq
+        pruned = (
+            horizon if gap and horizon and horizon.gap_allowed(row.author, row.seq - 1) else None
+        )
+        if gap and pruned is None:
             report.problems.append(f"{where}: gap, expected seq {expected_seq}")
         expected_seq = row.seq + 1
         event, problem = _check_row(row, verifier)
         if problem is not None:
             report.problems.append(f"{where}: {problem}")
-        if event is not None and event.seq == 1 and event.prev is not None:
-            report.problems.append(f"{where}: the first event names a prev")
-        if event is not None and prev is not None:
-            if event.prev != prev.id:
-                report.problems.append(f"{where}: prev is not the id of seq {prev.seq}")
-            elif event.hlc <= prev.hlc:
-                report.problems.append(f"{where}: hlc does not increase")
+        if event is not None:
+            link = _link_problem(event, prev, pruned)
+            if link is not None:
+                report.problems.append(f"{where}: {link}")
         prev = event
     return report
+
+
+def _link_problem(event: Event, prev: Event | None, pruned: Horizon | None) -> str | None:
+    """What is wrong with how `event` follows its chain (`pruned`: after a gap pruning left)."""
+    if event.seq == 1 and event.prev is not None:
+        return "the first event names a prev"
+    if pruned is not None:
+        head = pruned.heads[event.author]
+        if head.seq == event.seq - 1 and event.prev != head.id:
+            return f"prev is not the pruned seq {head.seq}"
+    elif prev is not None and event.prev != prev.id:
+        return f"prev is not the id of seq {prev.seq}"
+    if prev is not None and event.hlc <= prev.hlc:
+        return "hlc does not increase"
+    return None

@@ -20,9 +20,11 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from edgebac.eventlog.checkpoints import BadCheckpoint, CheckpointAbandoned, CheckpointWrite
+from edgebac.eventlog.prune import Prune
 from edgebac.eventlog.store import EventLog
 from edgebac.scheduler import checkpoint
 from edgebac.scheduler.ended_rows import StoredEnded
@@ -52,6 +54,7 @@ class Checkpoints:
         self.started_from: dict[str, Any] = {"position": 0, "folded_after": 0}
         self._rows: StoredEnded | None = None  # the stored ended jobs, once trusted
         self._abandon = False  # a stop gave up the checkpoint being written (see `close`)
+        self._unpruned: Prune | None = None  # jobs forgotten whose events are still stored
 
     async def load(self) -> tuple[Projection | None, int]:
         """The stored checkpoint's state and the log position it folds up to, if it checks
@@ -98,25 +101,39 @@ class Checkpoints:
         waited = time.monotonic() - self._at
         return self.since >= CHECKPOINT_EVENTS or waited >= CHECKPOINT_S
 
-    def take(self, state: Projection) -> None:
+    def can_take(self) -> bool:
+        return self.log.last_pos > 0 and self._task is None and self._ready
+
+    def take(self, state: Projection, prune: Prune | None = None) -> None:
         """Take one of `state`, which must be the fold of every event up to `log.last_pos`,
-        and write it in the background (one at a time)."""
-        pos = self.log.last_pos
-        if pos <= 0 or self._task is not None or not self._ready:
+        and write it in the background (one at a time); with `prune`, the events of the jobs
+        `state` just forgot go in its transaction (see `eventlog.prune`)."""
+        if not self.can_take():
+            if prune is not None:
+                raise RuntimeError("a prune must come with a checkpoint taken at once")
             return
+        pos = self.log.last_pos
+        if self._unpruned is not None:  # forgotten by an earlier checkpoint that failed
+            prune = self._unpruned if prune is None else merged(self._unpruned, prune)
         snapshot = checkpoint.snapshot(state, self._full)
         self.since, self._at = 0, time.monotonic()
-        self._task = asyncio.create_task(self._write(pos, snapshot, state), name="checkpoint")
+        self._task = asyncio.create_task(
+            self._write(pos, snapshot, state, prune), name="checkpoint"
+        )
 
-    async def _write(self, pos: int, snapshot: checkpoint.Snapshot, state: Projection) -> None:
+    async def _write(
+        self, pos: int, snapshot: checkpoint.Snapshot, state: Projection, prune: Prune | None
+    ) -> None:
         try:
-            await self.log.write_checkpoint(pos, lambda: to_write(snapshot, self._abandoned))
+            await self.log.write_checkpoint(pos, lambda: to_write(snapshot, self._abandoned, prune))
         except CheckpointAbandoned:  # a stop gave it up: the rows are the last checkpoint's
             state.evicted.failed()
         except Exception:  # the rows are the last checkpoint's still: its changes stay changes
             logger.exception("writing a checkpoint failed")
             state.evicted.failed()
+            self._unpruned = prune  # the jobs stay forgotten: their events go with the next
         else:
+            self._unpruned = None
             if self._rows is None:  # the first after a whole fold: read the rows from now on
                 self._rows = StoredEnded(self.log.ended_reader())
                 state.evicted.committed(self._rows)
@@ -159,7 +176,9 @@ class Checkpoints:
 
 
 def to_write(
-    snapshot: checkpoint.Snapshot, abandon: Callable[[], bool] = lambda: False
+    snapshot: checkpoint.Snapshot,
+    abandon: Callable[[], bool] = lambda: False,
+    prune: Prune | None = None,
 ) -> CheckpointWrite:
     """What the writer stores of a snapshot (packed on its thread)."""
     packed = checkpoint.pack(snapshot, abandon)
@@ -172,4 +191,14 @@ def to_write(
         packed.full,
         packed.state_hash,
         abandon,
+        prune,
     )
+
+
+def merged(first: Prune, then: Prune) -> Prune:
+    """One prune of both orders' jobs (the second's cut and archive)."""
+    reputation = dict(first.reputation)
+    for node, (c, f) in then.reputation.items():
+        c0, f0 = reputation.get(node, (0, 0))
+        reputation[node] = (c0 + c, f0 + f)
+    return replace(then, job_ids=[*first.job_ids, *then.job_ids], reputation=reputation)

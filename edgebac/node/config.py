@@ -112,6 +112,8 @@ class NodeConfig:
     tls: TlsConfig | None = None
     limits: ConnectionLimits = ConnectionLimits()
     retain_s: float | None = None  # results and content older than this go (None: kept)
+    retain_log_s: float | None = None  # events of jobs ended longer ago go (None: kept)
+    log_archive: Path | None = None  # where pruned events are written first (None: nowhere)
 
     @property
     def api_address(self) -> HostPort:
@@ -189,6 +191,8 @@ def from_flags(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     retain: str | None = None,
+    retain_log: str | None = None,
+    log_archive: Path | None = None,
 ) -> NodeConfig:
     """The node's configuration from the `edgebac node` flags as typed; errors name the flag."""
     if network_key is not None and not network_key.is_file():
@@ -214,6 +218,8 @@ def from_flags(
         else None,
         tls=parse_tls(tls, tls_cert, tls_key),
         retain_s=parse_duration(retain) if retain else None,
+        retain_log_s=parse_duration(retain_log, "--retain-log") if retain_log else None,
+        log_archive=log_archive,
         limits=limits_for_tests(os.environ),
     )
     _check_protected(config)

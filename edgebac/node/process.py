@@ -36,6 +36,7 @@ from edgebac.node.listener import (
 )
 from edgebac.node.members import member_rows
 from edgebac.node.policy import Policy, load_policy, narrowed
+from edgebac.node.pruning import LogPruner
 from edgebac.node.retain import Retainer
 from edgebac.node.runner import JobRunner
 from edgebac.node.tls import ServerTls, client_lines, node_tls
@@ -168,6 +169,10 @@ class Node:
         say_quietly("docker engine answers now: docker jobs are offered")
 
     def _start_retention(self) -> None:
+        if self.config.retain_log_s is not None:
+            self.runner.pruner = LogPruner(
+                self.log, self.config.retain_log_s, self.config.log_archive
+            )
         if self.config.retain_s is None:
             return
         assert self.data_dir is not None
@@ -327,6 +332,7 @@ class Node:
             "tls": {"fingerprint": self.tls.fingerprint} if self.tls else None,
             "retention": self.retainer.describe() if self.retainer else None,
             "checkpoint": dict(self.runner.checkpoints.started_from),  # where this start began
+            "pruning": self.runner.pruner.describe() if self.runner.pruner else None,
             "evidence": {
                 author.hex(): dict(sorted(reasons.items()))
                 for author, reasons in sorted(self.runner.refresh().evidence().items())

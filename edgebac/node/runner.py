@@ -23,6 +23,7 @@ from edgebac.eventlog.store import EventLog
 from edgebac.node.checkpoints import Checkpoints
 from edgebac.node.executions import Executions, failure
 from edgebac.node.policy import Policy
+from edgebac.node.pruning import LogPruner
 from edgebac.runtime.engines import present_images
 from edgebac.runtime.executor import Executor
 from edgebac.runtime.staging import HeldInputs
@@ -30,6 +31,7 @@ from edgebac.scheduler import compute, requester
 from edgebac.scheduler import events as ev
 from edgebac.scheduler.attention import Attention
 from edgebac.scheduler.projection import Projection
+from edgebac.scheduler.pruning import start_from
 from edgebac.scheduler.requester import RequesterConfig, Verdict
 from edgebac.scheduler.retention import Retention
 from edgebac.scheduler.state import Execution, Job
@@ -99,6 +101,7 @@ class JobRunner:
         self.held_inputs = HeldInputs(policy.node.paths)
         self.executions = Executions(log, me, executors, work_dir)
         self.checkpoints = Checkpoints(log, RETENTION)
+        self.pruner: LogPruner | None = None  # set by the node when it prunes its log
 
     # ----- lifecycle ----------------------------------------------------------------------------
 
@@ -111,6 +114,8 @@ class JobRunner:
         loaded, after = await self.checkpoints.load()  # then only the events after it fold
         if loaded is not None:
             self.state = loaded
+        elif (horizon := await self.log.read_horizon()) is not None:
+            start_from(self.state, horizon)  # what the events pruning removed added
         start, folded = after, 0
         while rows := await self.log.since(after, 5000):
             self.state.apply(event for _, event in rows)
@@ -161,6 +166,8 @@ class JobRunner:
                 await self.step()
                 if self.checkpoints.due():
                     self.checkpoints.take(self.refresh())
+                elif self.pruner is not None and self.pruner.due():
+                    await self.pruner.run(self.refresh, self.checkpoints)
             except asyncio.CancelledError:
                 raise
             except Exception:  # one bad step must not stop the node's scheduling for good
@@ -308,7 +315,7 @@ class JobRunner:
         facts = self.facts()
         for execution in compute.to_stop(self.state, self.me, facts):
             self._running[execution.id].cancel()
-        for execution in compute.to_start(self.state, self.me, facts):
+        for execution in compute.to_start(self.state, self.me, facts, self.policy.node):
             task = asyncio.create_task(self._execute(execution), name=execution.id)
             self._running[execution.id] = task
         self._ask_hooks(facts)

@@ -1,0 +1,67 @@
+"""When the node prunes its log (`--retain-log`): the events of jobs that ended longer ago
+than that go, a batch at a time, each batch in a checkpoint's transaction (`eventlog.prune`),
+the projection forgetting those jobs at the moment the checkpoint is taken (`scheduler.pruning`).
+
+Off unless asked for: a node that prunes can no longer give a node that joins late the whole
+history (see the README, "History"), so the operator chooses it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edgebac.eventlog.clock import Hlc
+from edgebac.eventlog.store import EventLog
+from edgebac.node.checkpoints import Checkpoints
+from edgebac.scheduler.projection import Projection
+from edgebac.scheduler.pruning import forget
+
+BATCH = 5_000  # jobs per prune: bounds one checkpoint's transaction
+
+
+class LogPruner:
+    def __init__(self, log: EventLog, retain_s: float, archive: Path | None) -> None:
+        self.log = log
+        self.retain_s = retain_s
+        self.archive = archive
+        self.every_s = min(600.0, max(1.0, retain_s / 4))
+        self._last = 0.0  # monotonic time of the last look (0: look at once)
+        self.pruned = {"jobs": 0, "batches": 0}
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.every_s
+
+    def cut(self) -> Hlc:
+        return Hlc(max(0, self.log.clock.wall_ms() - int(self.retain_s * 1000)), 0)
+
+    async def run(self, refresh: Callable[[], Projection], checkpoints: Checkpoints) -> int:
+        """Prune one batch if any job is due and a checkpoint can be taken now; returns how
+        many jobs went. A full batch looks again at once."""
+        self._last = time.monotonic()
+        cut = self.cut()
+        ids = await self.log.prunable(cut, BATCH)
+        if not ids or not checkpoints.can_take():
+            return 0
+        state = refresh()  # from here on nothing awaits: forget and take see one state
+        gone, reputation = forget(state, ids)
+        if not gone:
+            return 0
+        order = self.log.prune_order(gone, cut, reputation, self._archive_file(cut))
+        checkpoints.take(state, order)
+        self.pruned["jobs"] += len(gone)
+        self.pruned["batches"] += 1
+        if len(ids) == BATCH:
+            self._last = 0.0
+        return len(gone)
+
+    def _archive_file(self, cut: Hlc) -> Path | None:
+        if self.archive is None:
+            return None
+        day = datetime.fromtimestamp(cut.ms / 1000, UTC).strftime("%Y-%m-%d")
+        return self.archive / f"pruned-{day}.db"
+
+    def describe(self) -> dict[str, object]:
+        return {"retain_log_s": self.retain_s, "archive": str(self.archive or ""), **self.pruned}

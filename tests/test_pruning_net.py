@@ -1,0 +1,154 @@
+"""A real node that prunes its log (`--retain-log`): the events of jobs ended before its
+horizon go (written to the archive first), its state is the one the kept events and the
+horizon give, a restart from the checkpoint or from the whole log reaches it again, `edgebac
+log verify` checks every chain from its newest pruned event, and nothing but pruning may
+delete an event."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import time
+
+import pytest
+from biglog import EVENTS_PER_JOB, write_history
+
+from edgebac.eventlog.encoding import decode
+from edgebac.eventlog.horizon import Horizon
+from edgebac.eventlog.offline import open_readonly, stored_horizon
+from edgebac.scheduler.projection import Projection
+from edgebac.scheduler.pruning import start_from
+from tests.procs import nodes_fixture, run_edgebac
+
+nodes = nodes_fixture()
+JOBS = 300  # ended long ago: the history's clock is 2023's
+
+
+def info(node) -> dict:
+    status, body = node.get_json("/api/v1/node?state_hash=1")
+    assert status == 200, body
+    return body
+
+
+def horizon_of(data_dir) -> Horizon | None:
+    conn = open_readonly(data_dir / "events.db")
+    try:
+        return stored_horizon(conn)
+    finally:
+        conn.close()
+
+
+def folded_from_file(data_dir) -> str:
+    """The state hash of a fold of the node's whole stored log, from its horizon."""
+    p = Projection()
+    horizon = horizon_of(data_dir)
+    if horizon is not None:
+        start_from(p, horizon)
+    with sqlite3.connect(data_dir / "events.db") as conn:
+        raws = [raw for (raw,) in conn.execute("SELECT raw FROM events ORDER BY pos")]
+    p.apply(decode(raw) for raw in raws)
+    return p.state_hash()
+
+
+def wait_pruned(node, events_before: int, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = info(node)
+        if now["events"] < events_before and now["pruning"]["jobs"] > 0:
+            return now
+        time.sleep(0.2)
+    raise AssertionError(f"nothing pruned in {timeout} s: {info(node)}\n{node.stderr}")
+
+
+@pytest.fixture
+def history(tmp_path):
+    """A data dir whose log holds JOBS ended jobs, folded once (its checkpoint's rows hold
+    the ended jobs: only those are pruned)."""
+    data_dir = tmp_path / "n"
+    data_dir.mkdir(mode=0o700)
+    asyncio.run(write_history(data_dir, JOBS))
+    return data_dir
+
+
+def first_fold(nodes, data_dir) -> int:
+    node = nodes.start(data_dir)
+    events = info(node)["events"]
+    assert node.stop(signal.SIGTERM) == 0, node.stderr
+    return events
+
+
+def test_a_pruning_node_keeps_its_state_and_its_log_verifies(nodes, history, tmp_path):
+    """The first start folds the log and checkpoints the ended jobs; the second prunes them."""
+    events = first_fold(nodes, history)
+    assert events >= JOBS * EVENTS_PER_JOB
+    archive = tmp_path / "archive"
+    node = nodes.start(history, "--retain-log", "1h", "--log-archive", str(archive))
+    pruned = wait_pruned(node, events)
+    listed = node.get_json("/api/v1/jobs?limit=1")[1]["total"]
+    assert node.stop(signal.SIGTERM) == 0, node.stderr
+
+    horizon = horizon_of(history)
+    assert horizon is not None
+    assert horizon.jobs == pruned["pruning"]["jobs"] >= JOBS - 40  # all but the held ones
+    assert listed == JOBS - horizon.jobs  # pruned jobs are gone from the node's state
+    with sqlite3.connect(history / "events.db") as conn:
+        kept = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    assert kept <= events + 2 - horizon.events  # (+ this start's announcement, at most two)
+    assert horizon.events >= horizon.jobs * (EVENTS_PER_JOB - 1)
+    # The state the node had is the one the kept events give, folded from the horizon.
+    assert pruned["state_hash"] == folded_from_file(history)
+
+    # The archive holds every pruned event, each as signed.
+    with sqlite3.connect(next(archive.glob("pruned-*.db"))) as conn:
+        rows = conn.execute("SELECT raw, job_id FROM events").fetchall()
+    assert len(rows) == horizon.events
+    assert {decode(raw).job_id for raw, _ in rows} == {job_id for _, job_id in rows}
+
+    # A restart from the checkpoint, and one from the whole kept log, agree with the file.
+    node = nodes.start(history, "--retain-log", "1h")
+    from_checkpoint = info(node)["state_hash"]
+    assert node.stop(signal.SIGTERM) == 0, node.stderr
+    assert "checkpoint: started from" in node.stderr
+    assert from_checkpoint == folded_from_file(history)
+    with sqlite3.connect(history / "events.db") as conn:
+        conn.execute("DELETE FROM checkpoint")
+    node = nodes.start(history)
+    whole = info(node)["state_hash"]
+    assert node.stop(signal.SIGTERM) == 0, node.stderr
+    assert "checkpoint: started from" not in node.stderr
+    assert whole == folded_from_file(history)
+
+    done = run_edgebac("log", "verify", "--data-dir", history, "--output", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"ok": true' in done.stdout
+    assert f'"pruned": {{"events": {horizon.events}' in done.stdout
+
+
+def test_only_pruning_deletes_events_and_verify_finds_any_other_gap(nodes, history):
+    events = first_fold(nodes, history)
+    node = nodes.start(history, "--retain-log", "1h")
+    wait_pruned(node, events)
+    assert node.stop(signal.SIGTERM) == 0, node.stderr
+    assert run_edgebac("log", "verify", "--data-dir", history).returncode == 0
+    heads = horizon_of(history).heads
+    with sqlite3.connect(history / "events.db") as conn:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("DELETE FROM events WHERE pos = 1")
+        # Someone with the file drops the trigger and removes an event pruning did not:
+        # the first of a chain nothing was pruned from.
+        conn.execute("DROP TRIGGER events_delete_only_pruned")
+        authors = [a for (a,) in conn.execute("SELECT DISTINCT author FROM events")]
+        (unpruned,) = [a for a in authors if a not in heads]  # the node's own
+        conn.execute("DELETE FROM events WHERE author = ? AND seq = 1", (unpruned,))
+    done = run_edgebac("log", "verify", "--data-dir", history)
+    assert done.returncode == 1, done.stdout
+    assert "gap, expected seq 1" in done.stdout
+
+    with sqlite3.connect(history / "events.db") as conn:  # a horizon edited by hand
+        (body,) = conn.execute("SELECT body FROM horizon").fetchone()
+        edited = body[:-1] + bytes([body[-1] ^ 1])
+        conn.execute("UPDATE horizon SET body = ?", (edited,))
+    done = run_edgebac("log", "verify", "--data-dir", history)
+    assert done.returncode == 1, done.stdout
+    assert "horizon: its signature is not this node's" in done.stdout
