@@ -4,6 +4,7 @@ the requester accepted, and refuses jobs a requester vouched for when told to.""
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -140,3 +141,59 @@ def test_a_compute_policy_names_a_token_client_by_its_requester(nodes, tmp_path)
     pending = declined_for(compute, theirs, "client not allowed")
     assert pending["vouched"] == f"token:other@{requester_id}"
     assert (pending["status"], pending["executions"]) == ("pending", {})
+
+
+def held_accepts(tmp_path: Path) -> tuple[Path, Path]:
+    """A requester policy whose accept hook says yes only once `go` exists (at most 9 s):
+    the test decides when bids are accepted."""
+    go, hook = tmp_path / "go", tmp_path / "hold.py"
+    hook.write_text(
+        "import pathlib, sys, time\n"
+        f"go = pathlib.Path({str(go)!r})\n"
+        "end = time.monotonic() + 9\n"
+        "while not go.exists() and time.monotonic() < end:\n"
+        "    time.sleep(0.02)\n"
+        "sys.exit(0 if go.exists() else 1)\n"
+    )
+    policy = tmp_path / "requester.yaml"
+    policy.write_text(f"accept_hook: {{exec: '{sys.executable} {hook}'}}\n")
+    return policy, go
+
+
+def test_an_accepted_bid_does_not_run_a_client_the_policy_no_longer_names(nodes, tmp_path):
+    """The compute node bids on B's job while it takes any client; before the requester
+    accepts, it restarts with a policy naming only A. The acceptance is the requester's word,
+    not this node's: it never starts B's job, and fails the execution for the requester."""
+    a_key, b_key = tmp_path / "a.key", tmp_path / "b.key"
+    a_id, b_id = keygen(a_key), keygen(b_key)
+    accepts, go = held_accepts(tmp_path)
+    requester = nodes.start(
+        tmp_path / "r", "--roles", "requester", "--policy", str(accepts), listen="127.0.0.2:0"
+    )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("engines: [noop]\n")
+    args = ("--roles", "compute", "--policy", str(policy), "--peers", host_port(requester))
+    compute = nodes.start(tmp_path / "c", *args, listen="127.0.0.3:0")
+    compute_id = compute.get_json("/healthz")[1]["id"]
+    theirs = signed_run(requester, spec_file(tmp_path, "b-job"), b_key)
+    wait_for(lambda: view(requester, theirs).get("bids"), SLOW, "the compute node's bid")
+    compute.stop()
+    policy.write_text(f"engines: [noop]\nclients: [{a_id}]\n")
+    compute = nodes.start(tmp_path / "c", *args, listen="127.0.0.3:0")
+    go.touch()
+
+    def refused() -> dict | None:
+        shown = view(requester, theirs)
+        failed = [e for e in shown.get("executions", {}).values() if e["status"] == "failed"]
+        return shown if failed else None
+
+    shown = wait_for(refused, SLOW, "the accepted execution refused")
+    (execution,) = shown["executions"].values()
+    assert execution["node"] == compute_id
+    assert execution["reason"].startswith("client not allowed: client ")
+    assert b_id[:12] in execution["reason"]
+    assert (execution["started_hlc"], execution["exit_code"]) == (None, None)
+    assert shown["client"] == b_id
+    mine = signed_run(requester, spec_file(tmp_path, "a-job"), a_key)  # A's still run there
+    wait_for(lambda: view(requester, mine)["status"] == "completed", SLOW, "A's job completes")
+    assert view(compute, theirs)["executions"][execution["id"]]["started_hlc"] is None

@@ -447,3 +447,33 @@ def test_policy_clients_name_ids_and_vouched_names(tmp_path, item, named):
             load_policy(path)
     else:
         assert load_policy(path).node.clients == {named}
+
+
+def test_an_accepted_execution_runs_only_if_who_asked_may_still_have_it_run_here():
+    """The node bid on B's job, then its policy came to name only A (a restart with a new
+    policy file) and the requester accepted: the node does not start it, and fails it so
+    the requester can look elsewhere."""
+    w = world()
+    theirs = created(w, "b", noop_spec(), key=OTHER_CLIENT)
+    w.compute_step("me")  # any client, at bid time
+    w.advance(3_000)
+    w.requester_step("req")
+    (execution,) = w.state.jobs[theirs].active()
+    only_a = NodePolicy(clients=frozenset({bytes(CLIENT.verify_key).hex()}))
+    assert to_start(w.state, me(w), ALPINE) == [execution]  # the default policy: any client
+    assert to_start(w.state, me(w), ALPINE, only_a) == []
+    planned = w.plan_compute("me", only_a)
+    assert types(planned) == ["ExecutionFailed"]
+    assert planned[0][1]["execution_id"] == execution.id
+    assert planned[0][1]["reason"].startswith("client not allowed: client ")
+    w.compute_step("me", only_a)
+    assert (execution.status, execution.permanent) == ("failed", False)
+    assert w.plan_compute("me", only_a) == []
+    # A client signature tampered after acceptance is refused whatever the policy.
+    mine = created(w, "a", noop_spec())
+    w.compute_step("me")
+    w.advance(3_000)
+    w.requester_step("req")
+    (accepted,) = w.state.jobs[mine].active()
+    w.state.jobs[mine].client_sig = bytes(64)
+    assert accepted.id not in {e.id for e in to_start(w.state, me(w), ALPINE)}

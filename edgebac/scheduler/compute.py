@@ -130,6 +130,27 @@ def decide(
         elif (job.attempt, me) not in job.declines:
             body = {"job_id": job.id, "attempt": job.attempt, "reason": reason, "detail": detail}
             out.append((ev.BID_DECLINED, body))
+    return out + _refused(state, me, policy, facts)
+
+
+def _refused(state: Projection, me: bytes, policy: NodePolicy, facts: LocalFacts) -> list[Planned]:
+    """ExecutionFailed for executions accepted for me that I will not start after all: who
+    asked may not have jobs run here (the policy changed since my bid, or the requester
+    accepted a bid I never meant for this client). Another node may take it: not permanent."""
+    out: list[Planned] = []
+    for execution in sorted(state.active_on(me).values(), key=lambda e: e.id):
+        job = state.jobs.get(execution.job_id)
+        if execution.status != "accepted" or execution.id in facts.running or job is None:
+            continue
+        problem = client_problem(job, policy, facts)
+        if problem is not None:
+            reason = f"{problem[0]}: {problem[1]}"
+            out.append(
+                (
+                    ev.EXECUTION_FAILED,
+                    {"job_id": job.id, "execution_id": execution.id, "reason": reason},
+                )
+            )
     return out
 
 
@@ -190,13 +211,21 @@ def vouched_by_its_requester(job: Job) -> bool:
     return job.vouched.rpartition("@")[2] == job.requester.hex()
 
 
-def to_start(state: Projection, me: bytes, facts: LocalFacts) -> list[Execution]:
+def to_start(
+    state: Projection, me: bytes, facts: LocalFacts, policy: NodePolicy | None = None
+) -> list[Execution]:
     """Executions accepted for me that the shell has not started: start them, then append
-    ExecutionStarted."""
+    ExecutionStarted. Who asked is checked again (`client_problem`): an acceptance is the
+    requester's word, and this node runs only what its policy lets it run now (`decide`
+    fails the others)."""
+    policy = policy or NodePolicy()
     accepted = [
         e
         for e in state.active_on(me).values()
-        if e.status == "accepted" and e.id not in facts.running
+        if e.status == "accepted"
+        and e.id not in facts.running
+        and (job := state.jobs.get(e.job_id)) is not None
+        and client_problem(job, policy, facts) is None
     ]
     return sorted(accepted, key=lambda e: (e.accepted_hlc, e.id))
 
