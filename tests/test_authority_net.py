@@ -21,7 +21,7 @@ from nacl.signing import SigningKey
 
 from edgebac.eventlog.clock import Hlc, HybridClock
 from edgebac.eventlog.encoding import Event, seal
-from edgebac.eventlog.signed import job_id_for
+from edgebac.eventlog.signed import SUBMIT, job_id_for, sign_request
 from edgebac.scheduler import ids
 from tests.netfix import (
     host_port,
@@ -266,3 +266,53 @@ def test_a_lying_requesters_node_lost_keeps_no_node_out_of_honest_jobs(nodes, tm
     ran_on = {e["node"] for e in done["executions"].values()}
     assert ran_on == {info(n)["public_key"] for n in honest}
     assert done["rejected"] == {}
+
+
+def test_compute_nodes_decline_a_job_whose_client_signature_is_forged(network):
+    """The liar, an announced requester, carries a client's key into JobCreated with a
+    signature that is not that client's of this request: the creation counts (its id is the
+    content's), but every honest compute node declines to run it ("bad client signature").
+    The same client's request, really signed for the liar, gets their bids."""
+    honest, liar = network
+    client = SigningKey.generate()
+    key = bytes(client.verify_key)
+    signed = {"engine": {"type": "noop"}, "timeout_s": 600}
+    forged_spec = {"engine": {"type": "noop", "stdout": "not what was signed"}, "timeout_s": 600}
+    sig_of = {n: sign_request(client, SUBMIT, liar.id, {"spec": signed, "nonce": n}) for n in "ab"}
+    elsewhere = SigningKey.generate().verify_key  # signed for another requester: replayed here
+    replayed = sign_request(client, SUBMIT, bytes(elsewhere), {"spec": signed, "nonce": "c"})
+    requests = {
+        "tampered spec": (forged_spec, "a", sig_of["a"]),
+        "tampered signature": (signed, "b", bytes([sig_of["b"][0] ^ 1]) + sig_of["b"][1:]),
+        "another requester's": (signed, "c", replayed),
+        "genuine": (
+            signed,
+            "d",
+            sign_request(client, SUBMIT, liar.id, {"spec": signed, "nonce": "d"}),
+        ),
+    }
+    job_ids = {}
+    for what, (spec, nonce, sig) in requests.items():
+        job_id = job_ids[what] = job_id_for(liar.id, key, spec, nonce)
+        body = {"job_id": job_id, "spec": spec, "nonce": nonce, "client": key, "client_sig": sig}
+        liar.push(honest, [liar.write("JobCreated", body)])
+    compute_ids = {info(n)["public_key"] for n in honest}
+
+    def answered(job_id: str, everyone: bool) -> dict[str, Any] | None:
+        shown = view(honest[0], job_id)
+        bids = {b["node"] for b in shown["bids"].values()} & compute_ids
+        declines = {d["node"] for d in shown["declines"].values()}
+        if not everyone:  # one honest bid covers the job: the others hold back
+            return shown if bids else None
+        return shown if compute_ids <= declines | bids else None
+
+    for what, job_id in job_ids.items():
+        genuine = what == "genuine"
+        shown = wait_for(lambda j=job_id, g=genuine: answered(j, not g), 30, f"answers to {what}")
+        if genuine:
+            continue
+        reasons = {d["node"]: d["reason"] for d in shown["declines"].values()}
+        assert {reasons[n] for n in compute_ids} == {"bad client signature"}, (what, shown)
+        assert {b["node"] for b in shown["bids"].values()} & compute_ids == set()
+        assert shown["executions"] == {}
+        assert shown["client"] == key.hex()
