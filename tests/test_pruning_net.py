@@ -7,6 +7,7 @@ delete an event."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 import time
@@ -22,6 +23,7 @@ from edgebac.scheduler.pruning import start_from
 from tests.procs import nodes_fixture, run_edgebac
 
 nodes = nodes_fixture()
+GC = ("node", "gc", "--data-dir")
 JOBS = 300  # ended long ago: the history's clock is 2023's
 
 
@@ -82,6 +84,25 @@ def test_a_pruning_node_keeps_its_state_and_its_log_verifies(nodes, history, tmp
     """The first start folds the log and checkpoints the ended jobs; the second prunes them."""
     events = first_fold(nodes, history)
     assert events >= JOBS * EVENTS_PER_JOB
+    # What would go, and an archive of it made by hand first, as an operator would.
+    said = run_edgebac(*GC, history, "--retain-log", "1h", "--dry-run", "--output", "json")
+    assert said.returncode == 0, said.stderr
+    would = json.loads(said.stdout)["log"]
+    exported = run_edgebac(
+        "log",
+        "export",
+        "--data-dir",
+        history,
+        "--retain-log",
+        "1h",
+        "--out",
+        tmp_path / "by-hand.db",
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert f"wrote {would['events']} events of {would['jobs']} jobs" in exported.stdout
+    refused = run_edgebac(*GC, history, "--retain-log", "1h")
+    assert refused.returncode == 2
+    assert "add --dry-run" in refused.stderr
     archive = tmp_path / "archive"
     node = nodes.start(history, "--retain-log", "1h", "--log-archive", str(archive))
     pruned = wait_pruned(node, events)
@@ -96,6 +117,9 @@ def test_a_pruning_node_keeps_its_state_and_its_log_verifies(nodes, history, tmp
         kept = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     assert kept <= events + 2 - horizon.events  # (+ this start's announcement, at most two)
     assert horizon.events >= horizon.jobs * (EVENTS_PER_JOB - 1)
+    assert (horizon.jobs, horizon.events) == (would["jobs"], would["events"])
+    said = run_edgebac(*GC, history, "--retain-log", "1h", "--dry-run", "--output", "json")
+    assert json.loads(said.stdout)["log"]["events"] == 0  # nothing is left to prune
     # The state the node had is the one the kept events give, folded from the horizon.
     assert pruned["state_hash"] == folded_from_file(history)
 
@@ -103,6 +127,8 @@ def test_a_pruning_node_keeps_its_state_and_its_log_verifies(nodes, history, tmp
     with sqlite3.connect(next(archive.glob("pruned-*.db"))) as conn:
         rows = conn.execute("SELECT raw, job_id FROM events").fetchall()
     assert len(rows) == horizon.events
+    with sqlite3.connect(tmp_path / "by-hand.db") as conn:
+        assert sorted(conn.execute("SELECT raw, job_id FROM events").fetchall()) == sorted(rows)
     assert {decode(raw).job_id for raw, _ in rows} == {job_id for _, job_id in rows}
 
     # A restart from the checkpoint, and one from the whole kept log, agree with the file.

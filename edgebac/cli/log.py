@@ -122,3 +122,37 @@ def log_show(
         event = decode(raw)
         line = dumps(event_json(event, pos)) if output == "json" else event_line(event, now_ms, pos)
         click.echo(line)
+
+
+@log.command("export")
+@data_dir_option
+@option("--out", type=click.Path(path_type=Path), required=True, help="Archive file (SQLite).")
+@option(
+    "--retain-log",
+    default=None,
+    help="Only what a node started with this --retain-log would prune now (default: all).",
+)
+@output_option
+def log_export(data_dir: Path, out: Path, retain_log: str | None, output: str) -> None:
+    """Write events to an archive file before pruning removes them: every event, or with
+    --retain-log those of the jobs a prune would take now. The archive is SQLite, one row an
+    event as its author signed it; exporting into an existing archive adds to it."""
+    from edgebac.eventlog import offline
+    from edgebac.eventlog.clock import Hlc
+    from edgebac.eventlog.prune import export, preview
+    from edgebac.node.config import parse_duration
+
+    jobs: list[str] | None = None
+    conn = offline.open_readonly(_log_path(data_dir))
+    try:
+        if retain_log is not None:
+            retain_s = parse_duration(retain_log, "--retain-log")
+            jobs, _, _ = preview(conn, Hlc(int((time.time() - retain_s) * 1000)))
+        written = export(conn, out, jobs)
+    finally:
+        conn.close()
+    if output == "json":
+        click.echo(json.dumps({"out": str(out), "events": written, "jobs": jobs and len(jobs)}))
+    else:
+        what = f" of {len(jobs)} jobs" if jobs is not None else ""
+        click.echo(f"wrote {written} events{what} to {out}")

@@ -57,23 +57,45 @@ def node(ctx: click.Context, **flags: Any) -> None:
 
 @node.command("gc")
 @data_dir_option
-@option("--retain", required=True, help="Keep results and content younger than this (1h, 7d).")
+@option("--retain", default=None, help="Keep results and content younger than this (1h, 7d).")
+@option(
+    "--retain-log",
+    default=None,
+    help="With --dry-run: say which events a node pruning its log so would remove now.",
+)
 @option("--dry-run", is_flag=True, default=False, help="Say what would go; remove nothing.")
 @output_option
-def node_gc(data_dir: Path, retain: str, dry_run: bool, output: str) -> None:
+def node_gc(
+    data_dir: Path, retain: str | None, retain_log: str | None, dry_run: bool, output: str
+) -> None:
     """Remove a stopped node's results folders and content older than --retain (what a node
-    started with --retain does as it runs); --dry-run shows what would go."""
+    started with --retain does as it runs); --dry-run shows what would go, and with
+    --retain-log which events pruning would remove (a node prunes its own log as it runs)."""
     from edgebac import node as node_entry
 
-    done = node_entry.gc(data_dir, retain, dry_run)
+    if retain is None and retain_log is None:
+        raise click.UsageError("give --retain, --retain-log (with --dry-run) or both")
+    if retain_log is not None and not dry_run:
+        raise click.UsageError(
+            "--retain-log: a node prunes its own log as it runs (edgebac node --retain-log); "
+            "add --dry-run to see what it would remove"
+        )
+    done = node_entry.gc(data_dir, retain, dry_run, retain_log)
     if output == "json":
         click.echo(json.dumps(done))
         return
     verb = "would remove" if dry_run else "removed"
-    click.echo(
-        f"{verb} {done['results_folders']} results folders, {done['dags']} content DAGs and "
-        f"{done['blocks']} blocks ({done['bytes']:,} bytes)"
-    )
+    if retain is not None:
+        click.echo(
+            f"{verb} {done['results_folders']} results folders, {done['dags']} content DAGs "
+            f"and {done['blocks']} blocks ({done['bytes']:,} bytes)"
+        )
+    if "log" in done:
+        log = done["log"]
+        click.echo(
+            f"{verb} {log['events']} events of {log['jobs']} jobs ended before "
+            f"{log['cut']} from the log ({log['bytes']:,} bytes)"
+        )
 
 
 @node.command("list")

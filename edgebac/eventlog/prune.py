@@ -12,7 +12,7 @@ synced before the deletion commits (an archive may so hold an event twice, never
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,18 +148,54 @@ def prune(conn: sqlite3.Connection, below_pos: int, order: Prune, written_ms: in
     return horizon
 
 
-def write_archive(path: Path, rows: list[tuple[Any, ...]]) -> None:
-    """Add `rows` (columns `ARCHIVE_COLUMNS`) to the SQLite archive at `path`, on disk before
-    this returns."""
+def write_archive(path: Path, rows: Iterable[tuple[Any, ...]]) -> int:
+    """Add `rows` (columns `ARCHIVE_COLUMNS`; streamed) to the SQLite archive at `path`, on
+    disk before this returns; how many were given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     archive = sqlite3.connect(path, isolation_level=None)
+    counted = 0
+
+    def counting() -> Iterator[tuple[Any, ...]]:
+        nonlocal counted
+        for row in rows:
+            counted += 1
+            yield row
+
     try:
         archive.execute("PRAGMA synchronous = FULL")
         archive.executescript(f"BEGIN; {ARCHIVE_SCHEMA} COMMIT;")
         archive.execute("BEGIN IMMEDIATE")
         archive.executemany(
-            f"INSERT OR IGNORE INTO events ({ARCHIVE_COLUMNS}) VALUES (?,?,?,?,?,?,?)", rows
+            f"INSERT OR IGNORE INTO events ({ARCHIVE_COLUMNS}) VALUES (?,?,?,?,?,?,?)", counting()
         )
         archive.execute("COMMIT")
     finally:
         archive.close()
+    return counted
+
+
+def preview(conn: sqlite3.Connection, cut: Hlc) -> tuple[list[str], int, int]:
+    """What a prune at `cut` would remove now: the jobs, how many events, how many bytes."""
+    jobs = prunable_jobs(conn, cut.pack(), 1 << 62)
+    events = size = 0
+    for marks, chunk in _in_chunks(jobs):
+        n, b = conn.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0) FROM events WHERE job_id IN ({marks})",
+            chunk,
+        ).fetchone()
+        events, size = events + n, size + b
+    return jobs, events, size
+
+
+def export(conn: sqlite3.Connection, path: Path, job_ids: list[str] | None) -> int:
+    """Write the events of `job_ids` (None: every event) to an archive at `path`; how many."""
+    if job_ids is None:
+        return write_archive(path, conn.execute(f"SELECT {ARCHIVE_COLUMNS} FROM events"))
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for marks, chunk in _in_chunks(job_ids):
+            yield from conn.execute(
+                f"SELECT {ARCHIVE_COLUMNS} FROM events WHERE job_id IN ({marks})", chunk
+            )
+
+    return write_archive(path, rows())

@@ -46,12 +46,24 @@ def _quiet_closed_streams() -> None:
                 os.close(devnull)
 
 
-def gc(data_dir: Path, retain: str, dry_run: bool) -> dict[str, Any]:
-    """Sweep a stopped node's results and content older than `retain` (see node/retain.py)."""
+def gc(
+    data_dir: Path, retain: str | None, dry_run: bool, retain_log: str | None = None
+) -> dict[str, Any]:
+    """Sweep a stopped node's results and content older than `retain` (see node/retain.py);
+    with `retain_log`, say what pruning its log would remove (see node/pruning.py)."""
     from edgebac.node.config import parse_duration
-    from edgebac.node.retain import collect_offline
 
-    return collect_offline(data_dir.expanduser(), parse_duration(retain), dry_run)
+    done: dict[str, Any] = {"dry_run": dry_run}
+    if retain is not None:
+        from edgebac.node.retain import collect_offline
+
+        done |= collect_offline(data_dir.expanduser(), parse_duration(retain), dry_run)
+    if retain_log is not None:
+        from edgebac.node.pruning import preview_offline
+
+        retain_log_s = parse_duration(retain_log, "--retain-log")
+        done["log"] = preview_offline(data_dir.expanduser() / LOG_FILE, retain_log_s)
+    return done
 
 
 def log_path(data_dir: Path) -> Path:

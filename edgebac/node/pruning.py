@@ -65,3 +65,19 @@ class LogPruner:
 
     def describe(self) -> dict[str, object]:
         return {"retain_log_s": self.retain_s, "archive": str(self.archive or ""), **self.pruned}
+
+
+def preview_offline(log_file: Path, retain_s: float) -> dict[str, object]:
+    """`edgebac node gc --retain-log --dry-run`: what a prune would remove from a data dir's
+    log now (read only: works while its node runs)."""
+    from edgebac.eventlog import offline
+    from edgebac.eventlog.prune import preview
+
+    cut = Hlc(int((time.time() - retain_s) * 1000))
+    conn = offline.open_readonly(log_file)
+    try:
+        jobs, events, size = preview(conn, cut)
+    finally:
+        conn.close()
+    day = datetime.fromtimestamp(cut.ms / 1000, UTC).isoformat(timespec="seconds")
+    return {"jobs": len(jobs), "events": events, "bytes": size, "cut": day}
