@@ -345,10 +345,73 @@ def test_every_attack_of_a_member_counts_for_nothing():
     assert set(w.state.evidence()) == {evil}  # nothing honest is evidence
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.randoms(use_true_random=False))
-def test_honest_and_rule_breaking_events_fold_the_same_in_any_order(rnd):
-    w, _, _ = attacked_history()
+# Random lies on top of the attacked history: (liar, event type, what its body names, ms from the
+# honest job's creation). "evil" announced both roles and the wrong labels; "mute" the compute
+# role and the right ones, and is never accepted: neither may change what the honest job did.
+LIARS = ("evil", "mute")
+NAMING = ("a", "liar", "path", "malformed")
+random_lie = st.tuples(
+    st.sampled_from(LIARS),
+    st.sampled_from(sorted(authority.WRITERS)),
+    st.sampled_from(NAMING),
+    st.integers(-50, 5_000),
+)
+
+
+def _lie_body(w: World, job_id: str, liar: str, type_: str, naming: str) -> dict:
+    node = w.actor("a" if naming == "a" else liar).id
+    execution = {
+        "a": w.xid("j", 0, "a"),
+        "liar": ids.execution_id(job_id, 0, node),
+        "path": "/var/lib",
+        "malformed": f"{job_id}-0-../../x",
+    }[naming]
+    if type_ == ev.NODE_ANNOUNCED:
+        return World._announcement(liar, ("requester", "compute"), {"zone": "secure"})
+    if type_ == ev.JOB_CREATED:
+        return {"job_id": job_id, "spec": noop_spec(), "nonce": naming, "vouched": liar}
+    body = {
+        "job_id": job_id,
+        "node": node,
+        "execution_id": execution,
+        "attempt": 0,
+        "reason": "lie",
+        "exit_code": 0,
+        "reference": "FORGED RESULT",
+        "free": {"cpu_millis": 10**15},
+    }
+    if type_ == ev.NODE_LOST:
+        return {"node": node, "reason": "lie", "job_ids": [job_id] if naming != "path" else []}
+    return body
+
+
+def lie(w: World, job_id: str, liar: str, type_: str, naming: str, offset_ms: int) -> None:
+    """One event of `liar` dated `offset_ms` from the honest job's creation: before it, among
+    its events or after its end (the chain's own order stays that of writing)."""
+    actor = w.actor(liar)
+    hlc = Hlc(w.state.jobs[job_id].created_hlc.ms + offset_ms, actor.seq)
+    event = seal(
+        actor.key, actor.seq + 1, actor.prev, hlc, type_, _lie_body(w, job_id, liar, type_, naming)
+    )
+    actor.seq, actor.prev = event.seq, event.id
+    w.log.append(event)
+    w.state.apply([event])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(random_lie, max_size=25), st.randoms(use_true_random=False))
+def test_honest_and_rule_breaking_events_fold_the_same_in_any_order(lies, rnd):
+    w, job_id, evil = attacked_history()
+    w.announce("mute", labels={"zone": "secure"})
+    for liar, type_, naming, offset_ms in lies:
+        lie(w, job_id, liar, type_, naming, offset_ms)
+    job, a = w.state.jobs[job_id], w.actor("a").id
+    assert job.requester == w.actor("req").id
+    assert job.status == "completed"
+    assert [(e.node, e.status) for e in job.executions.values()] == [(a, "completed")]
+    assert "FORGED RESULT" not in {e.reference for e in job.executions.values()}
+    assert not w.state.nodes[a].lost_for(w.actor("req").id)
+    assert set(w.state.evidence()) <= {evil, w.actor("mute").id}  # nothing honest is evidence
     expected = (w.state.state_hash(), w.state.evidence())
     for _ in range(3):
         order = interleave(w.log, rnd)
@@ -486,3 +549,41 @@ def test_evidence_stays_bounded_with_many_liars_and_many_jobs():
     p.reload(first, [e for e in w.log if e.job_id == first])
     assert sum(p.evidence()[liar.id].values()) == 3 * jobs + 1
     assert p.evidence() == Projection.from_events(w.log).evidence()
+
+
+# ----- an execution reports once: later reports of its own node change nothing --------------------
+
+
+def completed_on_a():
+    """A job run on "a" whose result is in: returns (world, the execution id)."""
+    w = World()
+    w.announce("req", roles=("requester",))
+    w.announce("a")
+    w.submit("req", "j", noop_spec())
+    w.compute_step("a")
+    w.requester_step("req")
+    xid = w.xid("j", 0, "a")
+    w.start("a", xid)
+    w.publish("a", xid)
+    return w, xid
+
+
+@pytest.mark.parametrize(
+    ("type_", "body"),
+    [
+        (ev.RESULT_PUBLISHED, {"exit_code": 0, "reference": "SECOND RESULT"}),  # a duplicate
+        (ev.RESULT_PUBLISHED, {"exit_code": 1, "reference": "SECOND RESULT"}),
+        (ev.EXECUTION_FAILED, {"reason": "changed my mind"}),
+        (ev.EXECUTION_STARTED, {}),
+    ],
+)
+def test_an_execution_reports_once(type_, body):
+    w, xid = completed_on_a()
+    before = w.state.jobs[w.jid("j")].to_dict()
+    first = w.state.executions[xid].reference
+    w.emit("a", type_, {"job_id": w.jid("j"), "execution_id": xid, **body})
+    execution = w.state.executions[xid]
+    assert (execution.status, execution.reference) == ("completed", first)
+    assert w.state.jobs[w.jid("j")].to_dict() == before  # the job, so its digest, unchanged
+    assert w.state.reputation(w.actor("a").id) == (1, 0)
+    assert w.state.evidence() == {}  # its own node's: too late, not a breach of a rule
