@@ -1,11 +1,14 @@
 """Event log throughput on this machine, against the targets the design relies on.
 
-    python bench/eventlog.py [--events N] [--rounds R] [--profile]
+    python bench/eventlog.py [--events N] [--rounds R] [--jobs J] [--profile]
 
 Measures, in one run and on the same signed events:
   (a) raw PyNaCl signature checks per second (the floor any ingest is measured against),
   (b) durable signed appends per second (WAL, synchronous=FULL), in batches of 1 and of 100,
-  (c) foreign-event ingest per second (decode, verify, chain check, store) in batches of 100.
+  (c) foreign-event ingest per second (decode, verify, chain check, store) in batches of 100,
+  (d) what the event-authority rules cost per job once events are in: the projection's fold of
+      J jobs' events with and without them, and a bidder's client signature check
+      (`bench/authority_cost.py`; no target: they are what #13 asked to see).
 
 Each rate is the best of R rounds (default 5): on a shared machine, other load only ever
 slows a round down. The ratio (c)/(a) is taken within each round, where raw verify and ingest
@@ -38,6 +41,9 @@ from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import SIGNING_CONTEXT, Event, Verifier, seal
 from edgebac.eventlog.opening import open_many
 from edgebac.eventlog.store import EventLog
+
+sys.path.insert(0, str(Path(__file__).parent))
+import authority_cost  # a sibling script: bench/ is not a package
 
 SKEW_MS = 300_000
 AUTHORS = 4
@@ -204,7 +210,7 @@ def open_many_all(events: list[Event]) -> None:
         sys.exit("decode + verify refused events: the benchmark is wrong")
 
 
-async def main(count: int, rounds: int, profile: bool) -> None:
+async def main(count: int, rounds: int, profile: bool, jobs: int) -> None:
     rng = random.Random(1)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} CPUs, load average {load}; {count} events from {AUTHORS} authors")
@@ -229,12 +235,15 @@ async def main(count: int, rounds: int, profile: bool) -> None:
         f"appends in batches of 100 = {batch100:,.0f}/s   target >= {APPEND_TARGET:,}: "
         f"{verdict(batch100, APPEND_TARGET)}"
     )
+    print("\n(d) event authority, ", end="")
+    authority_cost.report(jobs, rounds)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=6_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=2_000)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.rounds, args.profile))
+    asyncio.run(main(args.events, args.rounds, args.profile, args.jobs))

@@ -32,10 +32,11 @@ from typing import Any
 
 from edgebac.eventlog.clock import ZERO, Hlc
 from edgebac.eventlog.encoding import Event
-from edgebac.scheduler import authority, jobfold
+from edgebac.scheduler import authority, findings, jobfold
 from edgebac.scheduler import events as ev
 from edgebac.scheduler.authority import Announced, Announcements
 from edgebac.scheduler.ended import EndedRecord, EndedStore, Executions
+from edgebac.scheduler.findings import Findings
 from edgebac.scheduler.retention import (
     CountChanged,
     EndedJob,
@@ -74,7 +75,7 @@ class Projection:
         # of adds its counts to `_evidence_let_go` (and keeps them in its summary, to take
         # them back if it is read back). Bounded: counts, not events, and none per ended job.
         self._evidence: dict[str, Findings] = {}
-        self._evidence_let_go: dict[bytes, dict[str, int]] = {}
+        self._evidence_let_go: findings.Totals = {}
         self._buckets: dict[str, list[tuple[SortKey, Event]]] = {}
         self._seen = Seen()
         self._newest: Hlc = ZERO  # of every event folded: the log's time for `retention`
@@ -116,7 +117,7 @@ class Projection:
         if record is None:  # held (reloaded already): its events fold as usual
             return self.apply(events)
         ended = record.summary
-        self._count_let_go(ended.evidence, -1)  # the fold below finds them again
+        findings.add(self._evidence_let_go, ended.evidence, -1)  # the fold finds them again
         bucket = {}
         for event in (*events, *ended.lost, *self._late_lost.pop(job_id, ())):
             if job_id in _job_ids(event):
@@ -228,7 +229,7 @@ class Projection:
                 author = self.announcements.as_of(event.author, event.seq)
                 problem = jobfold.apply(job, event, author)
                 if problem is not None:
-                    _found(self._evidence.setdefault(job_id, {}), event.author, problem)
+                    findings.found(self._evidence.setdefault(job_id, {}), event.author, problem)
                 self._index(job)
                 return problem is None
             if event.type != ev.JOB_CREATED:
@@ -334,9 +335,8 @@ class Projection:
         job.requester = same(job.requester)
         last = bucket[-1][0]
         summary = EndedJob.of(job, (last[0], same(last[1]), last[2]), contrib, lost)
-        found = self._evidence.pop(job_id, {})
-        summary.evidence = tuple(sorted((same(a), why, n) for (a, why), n in found.items()))
-        self._count_let_go(summary.evidence, 1)
+        summary.evidence = findings.counted(self._evidence.pop(job_id, {}))
+        findings.add(self._evidence_let_go, summary.evidence)
         self.evicted.put(EndedRecord(summary, tuple(job.executions.values())))
         self.released[job_id] = job
 
@@ -360,7 +360,7 @@ class Projection:
             else:
                 problem = jobfold.apply(job, event, author)
             if problem is not None:
-                _found(evidence, event.author, problem)
+                findings.found(evidence, event.author, problem)
         return job
 
     def _may_declare_lost(self, event: Event) -> bool:
@@ -375,23 +375,7 @@ class Projection:
     def evidence(self) -> dict[bytes, dict[str, int]]:
         """Per author, how many of its events counted for nothing, by reason: the held jobs'
         and those of the jobs let go of (which keep counting after they are pruned)."""
-        counts = {author: dict(reasons) for author, reasons in self._evidence_let_go.items()}
-        for found in self._evidence.values():
-            for (author, reason), n in found.items():
-                by_reason = counts.setdefault(author, {})
-                by_reason[reason] = by_reason.get(reason, 0) + n
-        return counts
-
-    def _count_let_go(self, found: Iterable[tuple[bytes, str, int]], sign: int) -> None:
-        for author, reason, n in found:
-            by_reason = self._evidence_let_go.setdefault(author, {})
-            left = by_reason.get(reason, 0) + sign * n
-            if left:
-                by_reason[reason] = left
-            else:
-                by_reason.pop(reason, None)
-                if not by_reason:
-                    del self._evidence_let_go[author]
+        return findings.merged(self._evidence_let_go, self._evidence.values())
 
     def _same_id(self, node: bytes) -> bytes:
         info = self.nodes.get(node)
@@ -416,11 +400,6 @@ class Projection:
 
 
 _EMPTY: Mapping[str, Execution] = MappingProxyType({})
-Findings = dict[tuple[bytes, str], int]  # (author, why) -> how many of its events
-
-
-def _found(findings: Findings, author: bytes, why: str) -> None:
-    findings[(author, why)] = findings.get((author, why), 0) + 1
 
 
 @dataclass(slots=True)
