@@ -144,13 +144,8 @@ def _refused(state: Projection, me: bytes, policy: NodePolicy, facts: LocalFacts
             continue
         problem = client_problem(job, policy, facts)
         if problem is not None:
-            reason = f"{problem[0]}: {problem[1]}"
-            out.append(
-                (
-                    ev.EXECUTION_FAILED,
-                    {"job_id": job.id, "execution_id": execution.id, "reason": reason},
-                )
-            )
+            body = {"job_id": job.id, "execution_id": execution.id, "reason": ": ".join(problem)}
+            out.append((ev.EXECUTION_FAILED, body))
     return out
 
 
