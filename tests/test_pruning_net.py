@@ -11,13 +11,16 @@ import json
 import signal
 import sqlite3
 import time
+import urllib.request
 
 import pytest
-from biglog import EVENTS_PER_JOB, write_history
+from biglog import EVENTS_PER_JOB, noop_history, write_history
 
+from edgebac.eventlog.clock import HybridClock
 from edgebac.eventlog.encoding import decode
 from edgebac.eventlog.horizon import Horizon
 from edgebac.eventlog.offline import open_readonly, stored_horizon
+from edgebac.eventlog.store import EventLog
 from edgebac.scheduler.projection import Projection
 from edgebac.scheduler.pruning import start_from
 from tests.procs import nodes_fixture, run_edgebac
@@ -25,6 +28,15 @@ from tests.procs import nodes_fixture, run_edgebac
 nodes = nodes_fixture()
 GC = ("node", "gc", "--data-dir")
 JOBS = 300  # ended long ago: the history's clock is 2023's
+
+
+async def ingest(data_dir, events) -> None:
+    log = await EventLog.open(data_dir / "events.db", HybridClock(60_000))
+    try:
+        report = await log.ingest([e.raw for e in events])
+        assert not report.errors, report.errors[:3]
+    finally:
+        await log.close()
 
 
 def info(node) -> dict:
@@ -178,3 +190,41 @@ def test_only_pruning_deletes_events_and_verify_finds_any_other_gap(nodes, histo
     done = run_edgebac("log", "verify", "--data-dir", history)
     assert done.returncode == 1, done.stdout
     assert "horizon: its signature is not this node's" in done.stdout
+
+
+def received(node) -> int:
+    return info(node)["gossip"]["wire_bytes_received"]
+
+
+def post_events(node, events) -> None:
+    for at in range(0, len(events), 100):
+        body = json.dumps({"events": [e.raw.hex() for e in events[at : at + 100]]}).encode()
+        request = urllib.request.Request(
+            node.url + "/api/v1/events", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert not json.loads(response.read())["rejected"]
+
+
+def test_a_node_joining_a_pruned_peer_is_not_sent_what_it_cannot_take(nodes, tmp_path):
+    """A peer that pruned gives a chain only whole: a joiner gets each chain up to its first
+    pruned event and nothing after it, not pages it must refuse, round after round."""
+    data_dir = tmp_path / "a"
+    data_dir.mkdir(mode=0o700)
+    history = [e for batch in noop_history(300) for e in batch]
+    first, later = history[: 250 * EVENTS_PER_JOB], history[250 * EVENTS_PER_JOB :]
+    asyncio.run(ingest(data_dir, first))
+    events = first_fold(nodes, data_dir)
+    a = nodes.start(data_dir, "--retain-log", "1h")
+    wait_pruned(a, events)
+    post_events(a, later)  # the same chains go on past what was pruned
+    joiner = tmp_path / "b"
+    joiner.mkdir(mode=0o700)
+    b = nodes.start(joiner, "--peers", a.url.split("//", 1)[1])
+    time.sleep(3)  # what it can take, it has by now
+    before, at = received(b), time.monotonic()
+    time.sleep(5)
+    rate = (received(b) - before) / (time.monotonic() - at)
+    assert rate < 8_000, rate  # exchanges of sums only, not the later jobs' events again
+    assert info(a)["pruning"]["asked_for_pruned"] > 0
+    assert info(b)["events"] < len(later)

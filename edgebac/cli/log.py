@@ -140,7 +140,7 @@ def log_export(data_dir: Path, out: Path, retain_log: str | None, output: str) -
     from edgebac.eventlog import offline
     from edgebac.eventlog.clock import Hlc
     from edgebac.eventlog.prune import export, preview
-    from edgebac.node.config import parse_duration
+    from edgebac.node import parse_duration
 
     jobs: list[str] | None = None
     conn = offline.open_readonly(_log_path(data_dir))

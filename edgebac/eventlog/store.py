@@ -271,6 +271,8 @@ class EventLog:
         # Threads that check a batch's signatures beside the one that decoded it.
         self._helpers = ThreadPoolExecutor(_CORES - 1, "eventlog-verify") if _CORES > 1 else None
         self._heads: dict[bytes, Head] = {}
+        # Times a peer lacked events this log pruned (it cannot follow those chains from here).
+        self.pruned_asked = 0
         self._next_pos = 1
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._listeners: list[Callable[[list[Event]], None]] = []
@@ -599,18 +601,27 @@ class EventLog:
             head = self._heads.get(author)
             if head is None or head.seq <= after:
                 continue
+            budget = max_events - len(raws)
+            if budget <= 0:
+                return Page(raws, complete=False)
             rows = await self._read(
-                "SELECT raw FROM events WHERE author = ? AND seq > ? AND seq <= ? "
+                "SELECT seq, raw FROM events WHERE author = ? AND seq > ? AND seq <= ? "
                 "ORDER BY seq LIMIT ?",
-                (author, after, head.seq, max_events - len(raws)),
+                (author, after, head.seq, budget),
             )
-            for (raw,) in rows:
+            given = after
+            for seq, raw in rows:
+                if seq != given + 1:
+                    break
                 if raws and size + len(raw) > max_bytes:
                     return Page(raws, complete=False)
                 raws.append(raw)
                 size += len(raw)
-            if after + len(rows) < head.seq:  # the event budget ran out inside this chain
-                return Page(raws, complete=False)
+                given = seq
+            if given < head.seq and len(rows) == budget and given == rows[-1][0]:
+                return Page(raws, complete=False)  # the event budget ran out inside this chain
+            if given < head.seq:  # pruned from here: a chain is given only whole, up to that
+                self.pruned_asked += 1
         return Page(raws, complete=True)
 
     @property

@@ -9,10 +9,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgebac.node.config import NodeConfig, from_flags, parse_host_port, parse_preset
+from edgebac.node.config import (
+    NodeConfig,
+    from_flags,
+    parse_duration,
+    parse_host_port,
+    parse_preset,
+)
 from edgebac.node.datadir import LOG_FILE
 
-__all__ = ["NodeConfig", "from_flags", "gc", "log_path", "parse_host_port", "parse_preset", "run"]
+__all__ = [
+    "NodeConfig",
+    "from_flags",
+    "gc",
+    "log_path",
+    "parse_duration",
+    "parse_host_port",
+    "parse_preset",
+    "run",
+]
 
 
 def run(config: NodeConfig) -> None:
@@ -51,8 +66,6 @@ def gc(
 ) -> dict[str, Any]:
     """Sweep a stopped node's results and content older than `retain` (see node/retain.py);
     with `retain_log`, say what pruning its log would remove (see node/pruning.py)."""
-    from edgebac.node.config import parse_duration
-
     done: dict[str, Any] = {"dry_run": dry_run}
     if retain is not None:
         from edgebac.node.retain import collect_offline

@@ -64,7 +64,12 @@ class LogPruner:
         return self.archive / f"pruned-{day}.db"
 
     def describe(self) -> dict[str, object]:
-        return {"retain_log_s": self.retain_s, "archive": str(self.archive or ""), **self.pruned}
+        return {
+            "retain_log_s": self.retain_s,
+            "archive": str(self.archive or ""),
+            **self.pruned,
+            "asked_for_pruned": self.log.pruned_asked,  # peers that cannot catch up from here
+        }
 
 
 def preview_offline(log_file: Path, retain_s: float) -> dict[str, object]:
