@@ -9,6 +9,8 @@ import signal
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from edgebac.eventlog.encoding import decode
 from edgebac.scheduler.projection import Projection
 from tests.procs import nodes_fixture, run_edgebac
@@ -60,3 +62,11 @@ def test_an_earlier_releases_data_dir_opens_keeps_its_jobs_and_gets_a_checkpoint
     verified = run_edgebac("log", "verify", "--data-dir", data_dir)
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.strip().endswith("ok")
+    with sqlite3.connect(data_dir / "events.db") as conn:  # its trigger is the pruning one now
+        triggers = {
+            n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
+        }
+        assert "events_no_delete" not in triggers
+        assert "events_delete_only_pruned" in triggers
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("DELETE FROM events WHERE pos = 1")

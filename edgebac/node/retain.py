@@ -227,13 +227,17 @@ def collect_offline(data_dir: Path, retain_s: float, dry_run: bool) -> dict[str,
     from edgebac.eventlog.encoding import decode
     from edgebac.node.datadir import LOG_FILE, open_data_dir
     from edgebac.scheduler.projection import Projection
+    from edgebac.scheduler.pruning import start_from
 
     folder = open_data_dir(data_dir)  # refuses a data dir a running node holds
     try:
         conn = offline.open_readonly(folder.path / LOG_FILE)
         try:
-            rows = offline.stored_by_pos(conn)
-            state = Projection.from_events(decode(raw) for _, raw in rows)
+            state = Projection()
+            horizon = offline.stored_horizon(conn)
+            if horizon is not None:  # a pruned log: its fold starts from what pruning took
+                start_from(state, horizon)
+            state.apply(decode(raw) for _, raw in offline.stored_by_pos(conn))
         finally:
             conn.close()
         store = BlockStore(folder.path / "content")
