@@ -182,12 +182,31 @@ def gossipers(wire: Wire, count: int = 2) -> list[Gossiper]:
     return out
 
 
+async def settled(*nodes: Gossiper) -> None:
+    """Wait (on the loop's clock) until every node's view kept its size SETTLE_ROUNDS."""
+    deadline = ms() + 10_000
+    while any(g.lists.named() is None for g in nodes):
+        assert ms() < deadline, "views never settled"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_growing_view_is_not_named_then_is():
+    wire = Wire()
+    a, b = gossipers(wire, 2)
+    a.membership.merge_rumours([b.membership.own_entry()], ms(), a.rng)
+    assert a.lists.named() is None  # it just grew: whole lists mix it
+    await settled(a)
+    assert ms() >= 4 * PRESETS["fast"].pull_interval_s * 1000 * 0.99
+
+
 async def test_an_exchange_of_two_new_nodes_carries_only_their_own_entries():
     wire = Wire()
     a, b, c = gossipers(wire, 3)  # c: a third member both know of
     for g in (a, b):
         g.membership.merge_rumours([c.membership.own_entry()], ms(), g.rng)
     a.membership.merge_rumours([b.membership.own_entry()], ms(), a.rng)
+    b.membership.merge_rumours([a.membership.own_entry()], ms(), b.rng)
+    await settled(a, b)
     await a.exchange("127.0.0.3:1")
     _, sums, diff = wire.carried[-1]
     assert "hv" in sums
@@ -209,6 +228,7 @@ async def test_an_older_node_gets_whole_lists_both_ways():
         g.membership.merge_rumours([c.membership.own_entry()], ms(), g.rng)
     a.membership.merge_rumours([b.membership.own_entry()], ms(), a.rng)
     b.membership.merge_rumours([a.membership.own_entry()], ms(), b.rng)
+    await settled(a, b)
     await a.exchange("127.0.0.3:1")  # b's diff names nothing: it missed our list once
     assert "127.0.0.3:1" in a.lists.older
     for _ in range(2):
@@ -226,7 +246,10 @@ async def test_an_older_node_gets_whole_lists_both_ways():
 
 def test_peer_lists_answer_a_sync_without_hv_with_a_whole_list():
     membership, _ = signed_view("127.0.0.2:1")
-    lists = PeerLists(membership, lambda: 0.0, random.Random(1), 8, 64)
+    now = [0.0]
+    lists = PeerLists(membership, lambda: now[0], random.Random(1), 8, 64)
     assert lists.answer({"t": "sync"})["peers"] == [membership.own_entry()]
+    assert "hv" not in lists.answer({"t": "sums", "hv": b""})  # not settled yet
+    now[0] = 4 * INTERVAL_MS
     assert "hv" in lists.answer({"t": "sums", "hv": b""})
     assert "hv" not in lists.answer({"t": "sync", "hv": b""})
