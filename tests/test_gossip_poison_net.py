@@ -7,7 +7,9 @@ is tried, and the network goes on as if it had not been.
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
 from nacl.signing import SigningKey
 
@@ -16,6 +18,7 @@ from edgebac.gossip.vectors import MAX_ENTRIES, SUMS_BYTES, whole_range
 from tests.announce import announced
 from tests.netfix import (
     Author,
+    converged,
     give,
     info,
     network_key,
@@ -34,13 +37,45 @@ def send(envelope, node, message):
     return status, (envelope.open(body).message if status == 200 else json.loads(body))
 
 
+def holds(node, event_id: str, after: int) -> bool:
+    _, page = node.get_json(f"/api/v1/events?after={after}&limit=1000")
+    return any(event["id"] == event_id for event in page["events"])
+
+
 def spread_s(network, timeout: float = 30.0) -> float:
-    """Seconds until an event handed to the first node is held by all of them."""
-    author = Author()
-    started = time.monotonic()
-    give(network[0], [author.announcement, author.next("spread")])
-    wait_converged(network, {author.id.hex(): 2}, timeout=timeout)
-    return time.monotonic() - started
+    """Seconds until an event handed to the first node is held by all of them: the best of
+    three. Each node is asked only for its newest events: comparing whole vectors or event
+    lists of 10,000 authors took seconds of the test's own and measured that, not the spread."""
+    times = []
+    for _ in range(3):
+        after = [max(0, info(node)["events"] - 20) for node in network]
+        author = Author()
+        note = author.next("spread")
+        started = time.monotonic()
+        give(network[0], [author.announcement, note])
+        event_id = note.id.hex()
+        wait_for(
+            lambda event_id=event_id, after=after: all(
+                holds(node, event_id, pos) for node, pos in zip(network, after, strict=True)
+            ),
+            timeout,
+            "an event to spread",
+        )
+        times.append(time.monotonic() - started)
+    return min(times)
+
+
+def cpu_s(node) -> float:
+    """CPU seconds the node's process used so far (user + system)."""
+    fields = Path(f"/proc/{node.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(network, seconds: float = 8.0) -> float:
+    """The busiest node's share of a core while nothing happens."""
+    before = [cpu_s(node) for node in network]
+    time.sleep(seconds)
+    return max(cpu_s(node) - used for node, used in zip(network, before, strict=True)) / seconds
 
 
 def nodes_seen(node) -> dict[str, dict]:
@@ -50,21 +85,26 @@ def nodes_seen(node) -> dict[str, dict]:
 def test_ten_thousand_authors_do_not_stop_sync(nodes, tmp_path):
     """Vector bomb: 10,000 one-event identities (each its NodeAnnounced) made every sync message
     carry a 10,000-entry vector, and sync stopped. Now a message carries 2 KiB of digests or at
-    most 1,024 entries, and the three nodes converge."""
+    most 1,024 entries, the three nodes converge within a few intervals of the last of them
+    arriving, and spread and idle cost stay what they were. (Before the view judged only the
+    members heard from, every runner tick walked all 4,096 announced ones: idle nodes used
+    13-15% of a core, against 2-3% before the bomb.)"""
     key = network_key(tmp_path)
     network = start_network(nodes, tmp_path, 3, "--network-key", str(key))
     wait_converged(network)
     before = spread_s(network)
+    idle_before = idle_cpu(network)
     hlc = Author().clock
     bomb = [
         announced(SigningKey.generate(), hlc.now(), addresses=[f"127.0.0.1:{1 + i % 999}"])
         for i in range(10_000)
     ]
-    started = time.monotonic()
     for first in range(0, len(bomb), 1000):
         assert len(give(network[1], bomb[first : first + 1000])["accepted"]) == 1000
-    wait_converged(network, {bomb[-1].author.hex(): 1}, timeout=120)
-    converged = time.monotonic() - started
+    given = time.monotonic()
+    wait_for(lambda: converged(network, {bomb[-1].author.hex(): 1}), 120, "10,000 authors")
+    converged_s = time.monotonic() - given
+    wait_converged(network)
     assert len(info(network[2])["version_vector"]) > 10_000
     # Every exchange is bounded whatever the number of authors: digests, then ranges.
     envelope = peer_envelope(key)
@@ -77,8 +117,15 @@ def test_ten_thousand_authors_do_not_stop_sync(nodes, tmp_path):
     assert page["hi"] < b"\xff" * 32  # the range was cut at the entries a message may carry
     assert len(envelope.seal(page)) < 1 << 20
     after = spread_s(network)
-    print(f"spread {before:.2f} s before, {after:.2f} s after; 10,000 authors in {converged:.1f} s")
-    assert after < 10.0
+    idle_after = idle_cpu(network)
+    print(
+        f"spread {before:.3f} s before, {after:.3f} s after; 10,000 authors in step "
+        f"{converged_s:.1f} s after the last arrived; "
+        f"idle cpu {idle_before:.3f} -> {idle_after:.3f} of a core"
+    )
+    assert converged_s < 3.0  # 15 fast intervals: a few, with room for a loaded machine
+    assert after < max(0.5, 10 * before)
+    assert idle_after < max(0.08, 2.5 * idle_before)
 
 
 def test_a_rumour_cannot_redirect_another_nodes_address(nodes, tmp_path):
@@ -123,12 +170,16 @@ def test_three_thousand_fake_members_do_not_slow_spread(nodes, tmp_path):
             message = {"t": "sums", "sums": bytes(SUMS_BYTES), "peers": unsigned + signed}
             assert send(envelope, target, message)[0] == 200
     after = spread_s(network)
+    idle = idle_cpu(network)
     seen = nodes_seen(network[0])
     ids = {info(node)["id"] for node in network[1:]}
     assert ids <= set(seen)
     assert len(seen) <= 3 + 50 * 30  # the unsigned ones left no trace
-    print(f"spread {before:.2f} s before, {after:.2f} s after 3,000 fake members")
-    assert after < 10.0
+    print(
+        f"spread {before:.3f} s before, {after:.3f} s after 3,000 fake members, idle cpu {idle:.3f}"
+    )
+    assert after < max(0.5, 10 * before)
+    assert idle < 0.08
 
 
 def test_unknown_message_types_leave_no_state(nodes, tmp_path):

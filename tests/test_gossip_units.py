@@ -315,6 +315,38 @@ def test_announced_members_are_unknown_until_heard_and_never_lost():
     assert view.pull_target(0.0, random.Random(1), 0.0) == "127.0.0.3:1"
 
 
+def test_judging_walks_only_members_heard_from():
+    """Announced members never heard are UNKNOWN without being judged: the vector bomb's
+    4,096 announced ones made each runner tick walk them all. What is judged stays right as
+    members are heard, answer, fall silent and are evicted."""
+    view = Membership(ME, ("127.0.0.2:1",), interval_ms=1000, view_limit=64)
+    rng = random.Random(3)
+    heard, silent = member_ids(2)
+    for node_id, address in ((heard, "127.0.0.3:1"), (silent, "127.0.0.4:1")):
+        view.announce(node_id, [address], 0.0, rng)
+        view.learn(node_id, [address], 1, 1.0, rng)
+        view.contacted(node_id, address, 1.0)  # answered: never evicted for the minted ones
+    for index in range(200):
+        view.announce(index.to_bytes(4, "big") + bytes(28), [f"127.0.1.1:{index + 1}"], 2.0, rng)
+    assert len(view.members) == 64
+    assert len(view._judged(2.0)) == 2
+    view.learn(heard, ["127.0.0.3:1"], 2, 60_000.0, rng)
+    assert [m.node_id for m in view.alive(60_000.0)] == [heard]
+    assert view.dead(60_000.0) == [silent]
+    # Unheard ones still get their share of long shots, heard ones never count as unheard.
+    targets = {view.pull_target(60_000.0, random.Random(seed), 1.0) for seed in range(50)}
+    assert "127.0.0.4:1" in targets
+    assert any(t.startswith("127.0.1.1:") for t in targets)
+    # Evicted members leave the judged ones too.
+    for index in range(64):
+        newcomer = bytes([9, index]) + bytes(30)
+        view.announce(newcomer, [f"127.0.2.1:{index + 1}"], 61_000.0, rng)
+        view.learn(newcomer, [f"127.0.2.1:{index + 1}"], 1, 61_000.0, rng)
+    judged = {m.node_id for m, _ in view._judged(61_000.0)}
+    assert len(judged) > 2
+    assert judged <= set(view.members)
+
+
 def test_unknown_message_types_are_refused_without_state():
     """Each unknown type added a permanent counter (`/api/v1/node` grew to 3 MB)."""
     key = SigningKey(bytes([5]) * 32)

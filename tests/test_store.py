@@ -72,6 +72,20 @@ async def test_append_then_read_back_every_way(log):
     assert await log.count() == 4
 
 
+async def test_version_vector_is_the_callers_copy_and_follows_every_commit(log, other):
+    """Built once per commit and copied after: a caller that edits its copy (gossip advances
+    one as pages arrive) changes nothing, and each commit shows in the next one asked for."""
+    await chain(log)
+    vector = log.version_vector()
+    vector[log.author] = 99
+    vector[b"x" * 32] = 1
+    assert log.version_vector() == {log.author: 1}
+    await log.append([job(1)])
+    assert log.version_vector() == {log.author: 2}
+    await log.ingest([e.raw for e in await chain(other)])
+    assert log.version_vector() == {log.author: 2, other.author: 1}
+
+
 async def test_concurrent_appends_form_one_gapless_chain(log):
     results = await asyncio.gather(*(log.append([job(i), job(i)]) for i in range(40)))
     seqs = sorted(e.seq for batch in results for e in batch)

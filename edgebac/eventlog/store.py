@@ -271,6 +271,7 @@ class EventLog:
         # Threads that check a batch's signatures beside the one that decoded it.
         self._helpers = ThreadPoolExecutor(_CORES - 1, "eventlog-verify") if _CORES > 1 else None
         self._heads: dict[bytes, Head] = {}
+        self._vector: tuple[dict[bytes, Head], dict[bytes, int]] | None = None  # of these heads
         # Times a peer lacked events this log pruned (it cannot follow those chains from here).
         self.pruned_asked = 0
         self._next_pos = 1
@@ -325,6 +326,7 @@ class EventLog:
             if author not in self._heads or pruned.seq > self._heads[author].seq:
                 self._heads[author] = Head(pruned.seq, pruned.id, horizon.heard[author])
                 newest = max(newest, horizon.heard[author])
+        self._vector = None  # filled in place above: a vector cached before is stale
         self._next_pos = (last_pos or 0) + 1
         # Our next events must sort after everything held, even if the wall clock went back.
         self.clock.advance_to(newest)
@@ -559,8 +561,18 @@ class EventLog:
         return bytes(self._key.verify_key) if self._key is not None else None
 
     def version_vector(self) -> dict[bytes, int]:
-        """{author: highest contiguous seq} of everything committed."""
-        return {author: head.seq for author, head in self._heads.items()}
+        """{author: highest contiguous seq} of everything committed: the caller's own copy.
+
+        Built once per commit (each commit replaces `_heads`), then copied at C speed: gossip
+        asks for it several times an exchange, and building it walked every author each time.
+        """
+        cached = self._vector
+        if cached is None or cached[0] is not self._heads:
+            cached = self._vector = (
+                self._heads,
+                {author: head.seq for author, head in self._heads.items()},
+            )
+        return dict(cached[1])
 
     def head(self, author: bytes) -> Head | None:
         return self._heads.get(author)
