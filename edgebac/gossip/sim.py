@@ -27,7 +27,7 @@ from nacl.signing import SigningKey
 
 from edgebac.eventlog.chain import Fork, Head, check_chains
 from edgebac.eventlog.clock import HybridClock
-from edgebac.eventlog.encoding import Event, Verifier, event_id, seal
+from edgebac.eventlog.encoding import Event, Verifier, event_id, peek_key, seal
 from edgebac.eventlog.opening import open_many
 from edgebac.eventlog.store import IngestReport, Page
 from edgebac.eventlog.types import FIRST_TYPES, body_problem
@@ -287,7 +287,9 @@ class SimNetwork:
         self.timeout_s = timeout_s
         self.nodes: dict[str, SimNode] = {}
         self.sent: Counter[str] = Counter()  # by message type: sync, page, push, ack
-        self.events_carried = 0
+        self.events_carried = 0  # every event in every message sent, lost or not
+        # (author, seq) -> copies that reached a node (pushes and pages, new there or not)
+        self.delivered: dict[tuple[bytes, int], int] = {}
         self._side: dict[str, int] = {}  # address -> partition side; empty: no partition
         self._trace = hashlib.sha256()
 
@@ -313,6 +315,27 @@ class SimNetwork:
             self.events_carried += len(events) if isinstance(events, list) else 0
         self._trace.update(f"{self.loop.time():.9f} {src} {dst} {kind}\n".encode())
 
+    def watch(self, event: Event) -> None:
+        """Count, from now on, the copies of `event` that reach a node (`delivered`)."""
+        self.delivered.setdefault((event.author, event.seq), 0)
+
+    def _count_delivered(self, message: Any) -> None:
+        """Copies of watched events in a message that reached its node: whole events (by
+        their (author, seq)) and deltas ([author, seq, blob], gossip.deltas) alike."""
+        if not self.delivered or not isinstance(message, dict):
+            return
+        for key in ("events", "deltas"):
+            items = message.get(key)
+            for item in items if isinstance(items, list) else ():
+                if isinstance(item, bytes):
+                    found = peek_key(item)
+                elif isinstance(item, list) and len(item) == 3:
+                    found = (item[0], item[1])
+                else:
+                    continue
+                if found in self.delivered:
+                    self.delivered[found] += 1
+
     def post(self, src: str, dst: str, message: Any, reply: asyncio.Future[Any]) -> None:
         self._note(src, dst, message)
         copies = 2 if self.rng.random() < self.faults.duplicate else 1
@@ -328,6 +351,7 @@ class SimNetwork:
         sender = self.nodes[src]
         if node is None or not node.up or not self.reachable(src, dst):
             return
+        self._count_delivered(message)
         task = self.loop.create_task(self._serve(sender, node, message, reply))
         node.serving[task] = None
         task.add_done_callback(lambda done: node.serving.pop(done, None))
@@ -350,6 +374,7 @@ class SimNetwork:
     def _answer(self, sender: SimNode, node: SimNode, answer: Any, reply: Any) -> None:
         if reply is None or reply.done() or not self.reachable(sender.address, node.address):
             return
+        self._count_delivered(answer)
         if isinstance(answer, Exception):
             reply.set_exception(answer)
         else:
@@ -517,14 +542,16 @@ class Simulation:
 
         A node's first write comes after its announcement (an author's first event must be its
         `NodeAnnounced`), in the same batch: only nodes that write hold events, so a run of
-        10,000 nodes does not carry 10,000 announcements to every node.
+        10,000 nodes does not carry 10,000 announcements to every node. The event is watched
+        (`copies`) before the loop runs again, so before any copy of it is sent.
         """
         self._written += 1
         item = (type_, dict(body) if body is not None else {"job_id": f"sim-{self._written}"})
         log = self.nodes[i].log
-        if not log.chain(self.nodes[i].id):
-            return log.append([self.announcement(i), item])[-1]
-        return log.append([item])[-1]
+        first = [] if log.chain(self.nodes[i].id) else [self.announcement(i)]
+        event = log.append([*first, item])[-1]
+        self.network.watch(event)
+        return event
 
     def announcement(self, i: int) -> tuple[str, dict[str, Any]]:
         body = {"addresses": [self.nodes[i].address], "roles": ["compute"], "labels": {}}
@@ -538,6 +565,13 @@ class Simulation:
     def coverage(self, event: Event) -> float:
         """The share of nodes (up or not) holding `event`."""
         return self.holders[event.id] / len(self.nodes)
+
+    def copies(self, event: Event) -> float:
+        """Copies of `event` that reached a node, per node: deliveries per new event per node
+        (#17's figure; the real nodes' is `events_new` plus refusals), from when it was
+        `network.watch`ed (`append` does). Not `events_carried`: that counts every event of
+        every message sent, a writer's announcement and the lost copies too."""
+        return self.network.delivered[(event.author, event.seq)] / len(self.nodes)
 
     def converged(self) -> bool:
         """Every node up holds the same version vector."""
