@@ -14,7 +14,9 @@ nodes; target <= 1.3) and bytes on the wire per event per node relative to the e
 1.0), then the same for every gossip byte sent, idle pulls included (at the bench's event rate),
 and where those bytes went by message type and part (events, peer lists, framing, seal, what
 zlib took off). Idle: what a node sends a second when nothing is written (anti-entropy and
-membership: a cost per second, not per event).
+membership: a cost per second, not per event), right after start and once views have settled
+(every node's sums carried its own peer entry alone for three 2 s windows in a row: it names
+its view, gossip/news.py); the spread is measured after that, in the settled state.
 
 Catch-up: a node joins a network of three nodes whose logs hold `--backlog` events; its rate
 until caught up is printed beside the raw PyNaCl verify rate measured in the same run (target
@@ -161,7 +163,7 @@ def breakdown(before: list, after: list, events: int, raw_size: float) -> list[s
     return lines
 
 
-def idle(network: list, seconds: float = 10.0) -> None:
+def idle(network: list, when: str, seconds: float = 10.0) -> None:
     """Bytes every node sends a second when nothing is written: anti-entropy and membership."""
     before = gossip_stats(network)
     started = time.monotonic()
@@ -172,7 +174,7 @@ def idle(network: list, seconds: float = 10.0) -> None:
         a.get("wire_bytes_sent", 0) - b.get("wire_bytes_sent", 0)
         for a, b in zip(after, before, strict=True)
     )
-    kinds = ("sums", "diff")
+    kinds = ("sums", "diff", "sync", "page")
     rumours = sum(
         a.get(f"sent_{k}_rumours", 0) - b.get(f"sent_{k}_rumours", 0)
         for a, b in zip(after, before, strict=True)
@@ -180,9 +182,40 @@ def idle(network: list, seconds: float = 10.0) -> None:
     )
     per = len(network) * elapsed
     print(
-        f"idle on {len(network)} nodes: {sent / per:,.0f} B sent per node per second"
+        f"idle on {len(network)} nodes, {when}: {sent / per:,.0f} B sent per node per second"
         f" ({rumours / per:,.0f} B of it peer lists), one exchange a round"
     )
+
+
+# A signed peer-list entry is 127 bytes, 128 in a msgpack list: sums that carry at most this
+# much of peer list a body carry the sender's own entry alone (gossip/news.py), which a node
+# sends once its view has kept its size SETTLE_ROUNDS and it names it (`hv`).
+OWN_ENTRY_ONLY = 160
+
+
+def settle(network: list, window: float = 2.0, windows: int = 3, limit: float = 180.0) -> float:
+    """Wait until views have settled: in `windows` windows in a row, every node's sums carried
+    its own peer entry alone (it names its view, so answers carry news only); seconds waited.
+
+    Right after start, views are still growing and each node sends whole peer lists (news.py
+    waits SETTLE_ROUNDS of a steady view first), so an idle figure taken then is not the
+    steady state's: on 10 nodes the first 10 s sent ~2.4 KB/s a node, the settled ~1.1 KB/s.
+    """
+    started, quiet = time.monotonic(), 0
+    before = gossip_stats(network)
+    while quiet < windows:
+        if time.monotonic() - started > limit:
+            raise TimeoutError(f"views not settled within {limit:.0f} s")
+        time.sleep(window)
+        after = gossip_stats(network)
+        per_body = [
+            (a.get("sent_sums_rumours", 0) - b.get("sent_sums_rumours", 0))
+            / max(1, a.get("sent_sums_bodies", 0) - b.get("sent_sums_bodies", 0))
+            for a, b in zip(after, before, strict=True)
+        ]
+        quiet = quiet + 1 if max(per_body) <= OWN_ENTRY_ONLY else 0
+        before = after
+    return time.monotonic() - started
 
 
 def spread(network: list, events: int) -> None:
@@ -315,7 +348,10 @@ def main() -> None:
                 30,
                 "startup",
             )
-            idle(network)
+            idle(network, "right after start")
+            waited = settle(network)
+            print(f"views settled {waited:.0f} s later (every sums carried its own entry alone)")
+            idle(network, "settled")
             spread(network, args.events)
             nodes.kill_all()
             if args.backlog:  # --backlog 0: the steady state alone
