@@ -90,7 +90,7 @@ def test_a_plan_sweeps_old_unkept_dags_and_keeps_pinned_recent_and_shared_blocks
             execution("new-exec", int(now * 1000), str(shared)),
         ]
     )
-    decided = Decided.of(seen, now, 3600)
+    decided = Decided.of(seen, int(now * 1000), 3600, now)
     sweep = plan(decided, store, results)
     assert [p.name for p in sweep.folders] == ["old-exec"]
     assert {p.name for p in sweep.markers} == {str(gone), str(orphan)}
@@ -101,7 +101,7 @@ def test_a_plan_sweeps_old_unkept_dags_and_keeps_pinned_recent_and_shared_blocks
     assert store.holds(shared)
     assert store.holds(pinned)
     assert not store.holds(orphan)  # named by no execution nor pin: old, so gone
-    assert plan(Decided.of(seen, now, 3600), store, results).blocks == []
+    assert plan(Decided.of(seen, int(now * 1000), 3600, now), store, results).blocks == []
 
 
 def test_a_block_used_again_is_young_again(tmp_path):
@@ -129,7 +129,7 @@ def test_a_pin_goes_once_its_last_upload_is_older_than_the_horizon(tmp_path):
             age(path, 7200)
     store.pin(renewed, "alice", 100)  # uploaded again just now: young again
     now = time.time()
-    sweep = plan(Decided.of(state([]), now, 3600), store, results)
+    sweep = plan(Decided.of(state([]), int(now * 1000), 3600, now), store, results)
     assert [pin.cid for pin in sweep.pins] == [old]
     assert sweep.summary()["pins"] == 1
     apply(sweep, store)
@@ -137,3 +137,92 @@ def test_a_pin_goes_once_its_last_upload_is_older_than_the_horizon(tmp_path):
     assert not store.holds(old)  # its pin gone, nothing else names it: swept
     assert store.holds(renewed)
     assert store.pins.usage("alice").bytes == 100  # alice's quota is free again of `old`
+
+
+def test_the_log_is_judged_by_the_node_clock_and_files_by_the_real_one(tmp_path):
+    """A node whose clock runs 2 h ahead: an execution that ended an hour and a half ago by
+    that clock is past a 1-hour retention (its results folder goes) though its folder and
+    blocks were written moments ago; those blocks stay, as an mtime is real time (a block
+    written now must never look old because the node's clock runs ahead)."""
+    store = BlockStore(tmp_path / "content")
+    results = tmp_path / "work" / "results"
+    (results / "ran").mkdir(parents=True)
+    (results / "stray").mkdir()  # not in the log: by its real age only
+    done = stored(store, "its result")
+    store.mark_complete(done)
+    now = time.time()
+    ahead_ms = int(now * 1000) + 2 * HOUR
+    seen = state([execution("ran", ahead_ms - 90 * 60_000, str(done))])
+    decided = Decided.of(seen, ahead_ms, 3600, now)
+    assert decided.horizon_ms == ahead_ms - HOUR
+    sweep = plan(decided, store, results)
+    assert [p.name for p in sweep.folders] == ["ran"]
+    assert [m.name for m in sweep.markers] == [str(done)]  # no root names it any more
+    assert sweep.blocks == []  # written just now, by the real clock
+    files = [b for b in (tmp_path / "content" / "blocks").rglob("*") if b.is_file()]
+    for block in files:
+        age(block, 7200)  # as they will be once the real clock has moved on too
+    assert sorted(plan(decided, store, results).blocks) == sorted(files)
+
+
+def test_a_sweep_removes_the_shard_folders_it_empties_and_a_put_makes_one_again(tmp_path):
+    store = BlockStore(tmp_path / "content")
+    results = tmp_path / "results"
+    kept = stored(store, "kept")
+    store.pin(kept)
+    for name in ("a", "b", "c"):
+        stored(store, name)
+    blocks = tmp_path / "content" / "blocks"
+    for path in blocks.rglob("*"):
+        age(path, 7200)
+    store.pin(kept)  # young again
+    before = {p.name for p in blocks.iterdir()}
+    now = time.time()
+    sweep = plan(Decided.of(state([]), int(now * 1000), 3600, now), store, results)
+    assert len(sweep.blocks) == 6  # a folder block and a leaf each
+    apply(sweep, store, now - 3600)
+    left = {p.name for p in blocks.iterdir()}
+    assert left == {p.parent.name for p in blocks.rglob("*") if p.is_file()}  # none empty
+    assert sweep.summary()["shard_folders"] == len(before - left) > 0
+    assert store.holds(kept)
+    again = stored(store, "a")  # into a shard folder the sweep removed: made again
+    assert store.holds(again)
+    assert str(again)[-3:-1] in before - left  # (this store had made that folder before)
+
+
+def test_a_block_used_again_after_the_plan_is_not_removed(tmp_path):
+    store = BlockStore(tmp_path / "content")
+    gone = stored(store, "used again")
+    for path in (tmp_path / "content" / "blocks").rglob("*"):
+        age(path, 7200)
+    now = time.time()
+    sweep = plan(Decided.of(state([]), int(now * 1000), 3600, now), store, tmp_path / "r")
+    assert sweep.blocks
+    stored(store, "used again")  # a new DAG of the same block, between plan and apply
+    apply(sweep, store, now - 3600)
+    assert store.holds(gone)
+
+
+def test_compiled_modules_unused_within_the_retention_go(tmp_path):
+    from edgebac.runtime.wasm_cache import ModuleCache
+
+    work = tmp_path / "work"
+    cache = ModuleCache(work / "cache" / "wasm")
+    module = (Path(__file__).parent.parent / "fixtures" / "wasm" / "hello.wasm").read_bytes()
+    old = cache.artifact(module)
+    used = ModuleCache(work / "cache" / "wasm", fuel=True).artifact(module)
+    part = work / "cache" / "wasm" / ".part-cut-short"
+    part.write_bytes(b"half an artifact")
+    for path in (old, used, part):
+        age(path, 7200)
+    assert ModuleCache(work / "cache" / "wasm", fuel=True).artifact(module) == used  # used now
+    store = BlockStore(tmp_path / "content")
+    now = time.time()
+    sweep = plan(Decided.of(state([]), int(now * 1000), 3600, now), store, work / "results")
+    assert sorted(sweep.cached) == sorted([old, part])
+    apply(sweep, store, now - 3600)
+    assert not old.exists()
+    assert not part.exists()
+    assert used.exists()
+    assert cache.artifact(module) == old  # the next job compiles it again
+    assert old.exists()

@@ -9,10 +9,18 @@ uploaded again is young again). Everything else may go:
   content, if published here, is in the store until it goes in turn);
 - content DAGs no kept root names: their `complete` markers first (so the store never claims
   to hold a DAG it is deleting), then every block outside the kept DAGs that is older than the
-  horizon itself (a block being written or fetched right now is new, so never swept).
+  horizon itself (a block being written or fetched right now is new, so never swept), then
+  the shard folders of `content/blocks/` left empty;
+- compiled wasm modules in `work/cache/wasm/` not used within the retention.
 
-Crash-safe by order: a sweep cut short has removed only what nothing needed. The log itself is
-not pruned here (see the README's plan for a signed horizon).
+Two clocks: what the log dates (when an execution ended) is judged by the node's clock
+(`wall_clock_ms`, the one its events carry), what the disk dates (an mtime: a block's last
+write or use, a pin's last upload, a cached module's last use) by the real one the file
+system stamps it with. Judging an mtime by the node's clock would take a block written a
+moment ago for old whenever that clock runs ahead (and keep old files while it runs behind).
+
+Crash-safe by order: a sweep cut short has removed only what nothing needed. Pruning the log
+is `node/pruning.py`'s.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgebac.eventlog.clock import wall_clock_ms
 from edgebac.sinks.blockstore import BlockStore
 from edgebac.sinks.cid import CID
 from edgebac.sinks.errors import BadCid, BadContent, ContentNotFound, CorruptBlock
@@ -33,6 +42,8 @@ from edgebac.sinks.exporter import dag_members
 from edgebac.sinks.pins import Pin
 
 MAX_DAG_BLOCKS = 10_000_000  # a kept DAG larger than this is kept whole, unindexed
+FIRST_SWEEP_S = 5.0  # after the node is ready: a restarted node need not wait an interval
+WASM_CACHE = Path("cache") / "wasm"  # under the work folder (runtime.engines puts it there)
 
 
 def _cid(text: str | None) -> CID | None:
@@ -82,7 +93,9 @@ class Sweep:
     pins: list[Pin] = field(default_factory=list)
     markers: list[Path] = field(default_factory=list)
     blocks: list[Path] = field(default_factory=list)
+    cached: list[Path] = field(default_factory=list)
     bytes: int = 0
+    shards: int = 0  # emptied shard folders removed (known once applied)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -90,29 +103,50 @@ class Sweep:
             "pins": len(self.pins),
             "dags": len(self.markers),
             "blocks": len(self.blocks),
+            "cached_modules": len(self.cached),
+            "shard_folders": self.shards,
             "bytes": self.bytes,
         }
 
 
 @dataclass(frozen=True)
 class Decided:
-    """What the log says, taken on the event loop so the disk work can run in a thread."""
+    """What the log says, taken on the event loop so the disk work can run in a thread:
+    `horizon_ms` by the node's clock, for what the log dates; `files_before_s` by the real
+    clock, for mtimes."""
 
     horizon_ms: int
     roots: frozenset[CID]
     ended: dict[str, int | None]
+    files_before_s: float
 
     @classmethod
-    def of(cls, state: Any, now_s: float, retain_s: float) -> Decided:
-        horizon_ms = int((now_s - retain_s) * 1000)
-        return cls(horizon_ms, frozenset(keep_roots(state, horizon_ms)), ended_at(state))
+    def of(
+        cls, state: Any, now_ms: int, retain_s: float, real_now_s: float | None = None
+    ) -> Decided:
+        """At `now_ms` of the node's clock and `real_now_s` (default: now) of the real one."""
+        horizon_ms = now_ms - int(retain_s * 1000)
+        real = time.time() if real_now_s is None else real_now_s
+        roots = frozenset(keep_roots(state, horizon_ms))
+        return cls(horizon_ms, roots, ended_at(state), real - retain_s)
 
 
-def plan(decided: Decided, store: BlockStore, results: Path) -> Sweep:
-    """What may go now (reads the disk; changes nothing)."""
+def plan(decided: Decided, store: BlockStore, results: Path, cache: Path | None = None) -> Sweep:
+    """What may go now (reads the disk; changes nothing). `cache`: the compiled modules'
+    folder (default: `work/cache/wasm` beside `results`)."""
     sweep = Sweep()
     _plan_folders(decided, results, sweep)
-    horizon_s = decided.horizon_ms / 1000
+    _plan_content(decided, store, sweep)
+    cache = results.parent / WASM_CACHE if cache is None else cache
+    for entry in sorted(cache.iterdir()) if cache.is_dir() else []:
+        if entry.is_file() and _mtime(entry) < decided.files_before_s:  # unused, or a part
+            sweep.cached.append(entry)
+            sweep.bytes += entry.lstat().st_size
+    return sweep
+
+
+def _plan_content(decided: Decided, store: BlockStore, sweep: Sweep) -> None:
+    horizon_s = decided.files_before_s
     roots = set(decided.roots)
     for pin in store.pins.all():  # a pin not uploaded again since the horizon goes
         if pin.at_s >= horizon_s:
@@ -133,7 +167,6 @@ def plan(decided: Decided, store: BlockStore, results: Path) -> Sweep:
         if block.is_file() and _cid(block.name) not in kept and _mtime(block) < horizon_s:
             sweep.blocks.append(block)
             sweep.bytes += block.stat().st_size
-    return sweep
 
 
 def _plan_folders(decided: Decided, results: Path, sweep: Sweep) -> None:
@@ -143,19 +176,25 @@ def _plan_folders(decided: Decided, results: Path, sweep: Sweep) -> None:
     old = set(old_results(decided.ended, [p.name for p in paths], decided.horizon_ms))
     for path in paths:
         unknown = path.name not in decided.ended  # not in the log: by its age alone
-        if path.name in old or (unknown and _mtime(path) < decided.horizon_ms / 1000):
+        if path.name in old or (unknown and _mtime(path) < decided.files_before_s):
             sweep.folders.append(path)
             sweep.bytes += _tree_size(path)
 
 
-def apply(sweep: Sweep, store: BlockStore) -> None:
-    """Remove in the crash-safe order: folders, pins, then markers, then blocks."""
+def apply(sweep: Sweep, store: BlockStore, files_before_s: float | None = None) -> None:
+    """Remove in the crash-safe order: folders, pins, then markers, then blocks (with
+    `files_before_s`, only those still older than it: a block used again since the plan
+    stays), then the shard folders left empty; cached modules (apart: nothing names them)."""
     for folder in sweep.folders:
         shutil.rmtree(folder, ignore_errors=True)
     for pin in sweep.pins:
         store.pins.remove(pin)
-    for path in [*sweep.markers, *sweep.blocks]:
+    for path in sweep.markers:
         path.unlink(missing_ok=True)
+    for path in [*sweep.blocks, *sweep.cached]:
+        if files_before_s is None or _mtime(path) < files_before_s:
+            path.unlink(missing_ok=True)
+    sweep.shards = store.drop_empty_shards()
 
 
 def _mtime(path: Path) -> float:
@@ -205,18 +244,21 @@ class Retainer:
             self._task = None
 
     async def _loop(self) -> None:
+        """The first sweep soon after start (a node restarted after a long stop has a backlog
+        to sweep), then one every interval."""
+        await asyncio.sleep(min(FIRST_SWEEP_S, self.interval_s))
         while True:
-            await asyncio.sleep(self.interval_s)
             try:
                 await self.sweep_once()
             except OSError as exc:  # a disk error: said, and tried again next time
                 self._say(f"retention sweep failed: {exc}")
+            await asyncio.sleep(self.interval_s)
 
     async def sweep_once(self) -> dict[str, Any]:
-        decided = Decided.of(self._state(), time.time(), self.retain_s)
+        decided = Decided.of(self._state(), wall_clock_ms(), self.retain_s)
         sweep = await asyncio.to_thread(plan, decided, self._store, self._results)
-        await asyncio.to_thread(apply, sweep, self._store)
-        self.last = {**sweep.summary(), "at_ms": int(time.time() * 1000)}
+        await asyncio.to_thread(apply, sweep, self._store, decided.files_before_s)
+        self.last = {**sweep.summary(), "at_ms": wall_clock_ms()}
         return self.last
 
 
@@ -241,10 +283,10 @@ def collect_offline(data_dir: Path, retain_s: float, dry_run: bool) -> dict[str,
         finally:
             conn.close()
         store = BlockStore(folder.path / "content")
-        decided = Decided.of(state, time.time(), retain_s)
+        decided = Decided.of(state, wall_clock_ms(), retain_s)
         sweep = plan(decided, store, folder.path / "work" / "results")
         if not dry_run:
-            apply(sweep, store)
+            apply(sweep, store, decided.files_before_s)
     finally:
         folder.release(False)
     return {**sweep.summary(), "dry_run": dry_run}

@@ -5,6 +5,9 @@ artifact back (`Module.deserialize_file`, an mmap) takes well under a millisecon
 are keyed by the module's sha256, the wasmtime version and the engine settings that change
 the code (fuel metering). They are written by this node only, into its own data dir:
 wasmtime trusts what it deserializes, so the folder must never take files from elsewhere.
+Each use refreshes an artifact's mtime: with `--retain`, the node's sweep removes those not
+used within the retention: a job preparing after that compiles it again (one whose artifact
+went between its preparation and its run, a gap longer than the retention, fails retryably).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class ModuleCache:
         key = hashlib.sha256(data)
         key.update(f"\0wasmtime {WASMTIME_VERSION}\0fuel {self.fuel}".encode())
         path = self.folder / f"{key.hexdigest()}.cwasm"
-        if path.is_file():
+        if _used(path):
             return path
         try:
             module = Module(Engine(engine_config(self.fuel)), data)
@@ -58,11 +61,22 @@ class ModuleCache:
         return path
 
     def load(self, engine: Engine, artifact: Path) -> Module:
+        _used(artifact)
         try:
             return Module.deserialize_file(engine, str(artifact))
         except WasmtimeError:  # damaged or foreign: drop it; the next job compiles afresh
             artifact.unlink(missing_ok=True)
             raise ExecutionError("the cached compiled module was unusable; retry") from None
+
+
+def _used(path: Path) -> bool:
+    """Mark a cached artifact used now (its mtime: retention sweeps the folder of artifacts
+    unused within it, node/retain.py); False if it is not there."""
+    try:
+        os.utime(path)
+    except OSError:
+        return False
+    return path.is_file()
 
 
 def _first_line(exc: Exception) -> str:

@@ -3,10 +3,11 @@
 Layout under the root folder the node gives (e.g. DATA_DIR/content):
 `blocks/XY/<cid>` holds each block once (XY = the two characters before the CID's last one,
 as go-ds-flatfs shards), written to `tmp/` and renamed into place so a block file is always
-whole; `complete/<cid>` marks a DAG known to be held entirely (after an import or a verified
-fetch; a cache that `holds` can rebuild by walking the DAG); `pinned/<cid>` marks a DAG a
-client put here (`POST /api/v1/content`) that garbage collection must keep. Every block read
-is checked against its CID: a damaged file is moved to `corrupt/` and reported, never served.
+whole (a shard folder emptied by retention goes, and comes back with its next block);
+`complete/<cid>` marks a DAG known to be held entirely (after an import or a verified fetch;
+a cache that `holds` can rebuild by walking the DAG); `pinned/<cid>` marks a DAG a client put
+here (`POST /api/v1/content`) that garbage collection must keep. Every block read is checked
+against its CID: a damaged file is moved to `corrupt/` and reported, never served.
 
 Methods block on disk I/O: call them from a thread (`asyncio.to_thread`) in async code.
 """
@@ -35,6 +36,7 @@ IMPORT_THREADS = max(2, min(4, os.cpu_count() or 1))  # hashing and writing rele
 # A typical results folder (stdout, stderr, exitCode, a few small outputs) imports faster in
 # the calling thread than the hop to a pool costs; only bigger ones are spread over threads.
 SMALL_IMPORT_BYTES = 4 << 20
+_PLACE_TRIES = 3  # a block's rename into a shard folder a sweep removed meanwhile
 
 
 def _larger_than(path: str | os.PathLike[str], limit: int) -> bool:
@@ -96,8 +98,26 @@ class BlockStore:
         tmp = self._tmp / f"{path.name}.{uuid.uuid4().hex}"
         with open(tmp, "wb", buffering=0) as f:
             f.write(data)
+        for _ in range(_PLACE_TRIES):
+            try:
+                os.replace(tmp, path)
+                return True
+            except FileNotFoundError:  # a sweep removed its emptied shard folder just now
+                path.parent.mkdir(exist_ok=True)
         os.replace(tmp, path)
         return True
+
+    def drop_empty_shards(self) -> int:
+        """Remove the shard folders a sweep emptied; how many went. Safe beside `put`: rmdir
+        takes only an empty folder, and a `put` that finds its folder gone makes it again."""
+        dropped = 0
+        for shard in self._blocks.iterdir():
+            try:
+                shard.rmdir()
+            except OSError:  # not empty (or not a folder): kept
+                continue
+            dropped += 1
+        return dropped
 
     def get_block(self, cid: CID) -> bytes:
         """The block's bytes, verified; ContentNotFound if absent, CorruptBlock if damaged."""
