@@ -206,9 +206,10 @@ def post_events(node, events) -> None:
             assert not json.loads(response.read())["rejected"]
 
 
-def test_a_node_joining_a_pruned_peer_is_not_sent_what_it_cannot_take(nodes, tmp_path):
-    """A peer that pruned gives a chain only whole: a joiner gets each chain up to its first
-    pruned event and nothing after it, not pages it must refuse, round after round."""
+def test_a_node_behind_a_pruned_peer_is_not_sent_what_it_cannot_take(nodes, tmp_path):
+    """A peer that pruned gives a chain only whole: a node that is not new (it cannot adopt
+    a horizon, gossip.late) gets each chain up to its first pruned event and nothing after it,
+    not pages it must refuse, round after round."""
     data_dir = tmp_path / "a"
     data_dir.mkdir(mode=0o700)
     history = [e for batch in noop_history(300) for e in batch]
@@ -220,7 +221,10 @@ def test_a_node_joining_a_pruned_peer_is_not_sent_what_it_cannot_take(nodes, tmp
     post_events(a, later)  # the same chains go on past what was pruned
     joiner = tmp_path / "b"
     joiner.mkdir(mode=0o700)
+    alone = nodes.start(joiner)  # its log holds its own announcement: not a new node
+    assert alone.stop(signal.SIGTERM) == 0, alone.stderr
     b = nodes.start(joiner, "--peers", a.url.split("//", 1)[1])
+    assert "join:" not in b.stderr
     time.sleep(3)  # what it can take, it has by now
     before, at = received(b), time.monotonic()
     time.sleep(5)

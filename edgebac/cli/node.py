@@ -46,6 +46,18 @@ from edgebac.cli.options import api_option, data_dir_option, option, output_opti
     default=None,
     help="Folder that pruned events are written to before they go.",
 )
+@option(
+    "--join-quorum",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seeds that must agree on a pruned network's horizon to join it (0: every one reached).",
+)
+@option(
+    "--join-wait",
+    default=None,
+    help="How long a new node asks its seeds to agree before it refuses to start (default 60s).",
+)
 def node(ctx: click.Context, **flags: Any) -> None:
     """Run a node until SIGINT or SIGTERM (or: edgebac node list)."""
     if ctx.invoked_subcommand is not None:

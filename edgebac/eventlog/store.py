@@ -1,5 +1,6 @@
 """The SQLite event log: with `offline` (read-only access for `edgebac log`), `checkpoints`
-(the projection saved beside the log) and `prune`, the only module that speaks SQL.
+(the projection saved beside the log), `prune` and `kept` (late joining), the only modules
+that speak SQL.
 
 One writer task owns every write and commits each group of requests in one transaction, so
 concurrent appends share an fsync (group commit) and the chain never sees two writers. The
@@ -29,6 +30,7 @@ import aiosqlite
 from nacl.signing import SigningKey
 
 from edgebac.errors import LogStoreError
+from edgebac.eventlog.adopt import AdoptRefused, Summary, comparable, kept_digest, problems
 from edgebac.eventlog.chain import Fork, Head, Reason, Rejection, Verdict, check_chains
 from edgebac.eventlog.checkpoints import (
     CHECKPOINT_SCHEMA,
@@ -40,7 +42,8 @@ from edgebac.eventlog.checkpoints import (
 )
 from edgebac.eventlog.clock import Hlc, HybridClock
 from edgebac.eventlog.encoding import EncodingError, Event, decode, event_id, seal
-from edgebac.eventlog.horizon import Horizon, HorizonError, sign
+from edgebac.eventlog.horizon import Horizon, HorizonError, pack, sign, unpack
+from edgebac.eventlog.kept import Cursor, kept_ids, kept_page, write_adopted
 from edgebac.eventlog.opening import open_batch
 from edgebac.eventlog.prune import PRUNE_SCHEMA, Prune, prunable_jobs, read_horizon
 from edgebac.eventlog.types import FIRST_TYPES, body_problem
@@ -272,6 +275,7 @@ class EventLog:
         self._helpers = ThreadPoolExecutor(_CORES - 1, "eventlog-verify") if _CORES > 1 else None
         self._heads: dict[bytes, Head] = {}
         self._vector: tuple[dict[bytes, Head], dict[bytes, int]] | None = None  # of these heads
+        self._kept: tuple[bytes, Summary] | None = None  # (packed horizon, its summary)
         # Times a peer lacked events this log pruned (it cannot follow those chains from here).
         self.pruned_asked = 0
         self._next_pos = 1
@@ -745,6 +749,70 @@ class EventLog:
                 raise LogStoreError(f"{self.path}: the log's horizon is refused: {exc}") from None
 
         return await self._writer.run(read)
+
+    # ----- late joining (eventlog.adopt) -------------------------------------------------------
+
+    async def kept_summary(self) -> tuple[bytes, Summary] | None:
+        """(the packed horizon, what joiners compare of this log); None: never pruned. Worked
+        out again only when the horizon changed: below its heads nothing else ever changes."""
+        author = self.author
+        cached = self._kept
+
+        def read(conn: sqlite3.Connection) -> tuple[bytes, Summary] | None:
+            horizon = read_horizon(conn, author)
+            if horizon is None:
+                return None
+            body = pack(horizon)
+            if cached is not None and cached[0] == body:
+                return cached
+            _, rows = kept_ids(conn, horizon)
+            return body, Summary(comparable(horizon), kept_digest(rows), len(rows))
+
+        try:
+            self._kept = found = await self._writer.run(read)
+        except HorizonError as exc:
+            raise LogStoreError(f"{self.path}: the log's horizon is refused: {exc}") from None
+        return found
+
+    async def kept_page(
+        self, after: Cursor | None, max_events: int, max_bytes: int
+    ) -> tuple[list[bytes], Cursor | None]:
+        """Kept events below the horizon after `after`, in (author, seq) order, bounded."""
+        return await self._writer.run(kept_page, self.author, after, max_events, max_bytes)
+
+    async def adopt(self, body: bytes, summary: Summary, raws: Sequence[bytes]) -> int:
+        """A joiner's first write: the horizon its peers agreed on (`body`, now signed by this
+        log's key) and the kept events below it, checked to be exactly what `summary` names;
+        from then on chains continue from the horizon's heads. Returns how many events.
+        AdoptRefused (nothing written) when they are not, or the log holds anything."""
+        if self._key is None:
+            raise LogStoreError(f"{self.path} is open without a node key: cannot adopt")
+        if self._heads or self._next_pos != 1:
+            raise AdoptRefused("the log is not empty: a horizon is adopted only by a new node")
+        try:
+            horizon = unpack(body)
+        except HorizonError as exc:
+            raise AdoptRefused(f"the horizon does not decode: {exc}") from None
+        events, refused = await asyncio.to_thread(open_batch, raws, self._helpers, _CORES)
+        if refused:
+            raise AdoptRefused(f"{len(refused)} kept events do not verify ({refused[0].detail})")
+        found = problems(horizon, events, summary)
+        if found:
+            raise AdoptRefused("; ".join(found[:4]))
+        events.sort(key=lambda e: (e.author, e.seq))
+        row = (body, sign(self._key, body), bytes(self._key.verify_key), self.clock.wall_ms())
+        try:
+            await self._writer.run(write_adopted, events, row, self._next_pos)
+        except sqlite3.Error as exc:
+            raise AdoptRefused(f"{self.path}: {exc}") from None
+        self._heads = {
+            author: Head(head.seq, head.id, horizon.heard[author])
+            for author, head in horizon.heads.items()
+        }
+        self._next_pos += len(events)
+        if horizon.heard:
+            self.clock.advance_to(max(horizon.heard.values()))
+        return len(events)
 
     def ended_reader(self) -> EndedReader:
         """A read-only connection to the checkpoint's ended-job rows (close it when done)."""

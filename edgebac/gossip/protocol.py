@@ -36,7 +36,7 @@ from nacl.signing import SigningKey
 from edgebac.eventlog.chain import Reason, Rejection
 from edgebac.eventlog.encoding import MAX_EVENT_BYTES, Event, event_id, peek_key
 from edgebac.eventlog.store import IngestReport
-from edgebac.gossip import deltas
+from edgebac.gossip import deltas, late
 from edgebac.gossip.bodies import batches
 from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.membership import Membership, dead_after_ms, push_fanout
@@ -78,7 +78,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 RECENT_ROUNDS = 10  # events stored within this many pull intervals are new: pushes carry them
-KINDS = ("sums", "sync", "push")  # what we answer; anything else is refused as it arrives
+# What we answer; anything else is refused as it arrives. `horizon` and `kept` serve nodes
+# joining late (gossip.late).
+KINDS = ("sums", "sync", "push", "horizon", "kept")
 
 
 def _page_events(asked: Any, limit: int) -> int:
@@ -171,6 +173,10 @@ class Gossiper(Pulling):
             return {"t": "diff", "mask": mask, "d": 1, **self.lists.answer(message)}
         if kind == "sync":
             return await self._serve_range(sender, message)
+        if kind == "horizon":
+            return await late.serve_horizon(self.log)  # type: ignore[arg-type]
+        if kind == "kept":
+            return await late.serve_kept(self.log, message, self.config)  # type: ignore[arg-type]
         events, early = await self._events(message)
         relay = message.get("relay") is True
         split = (push_relayers(message), event_id(events[0])) if events else None

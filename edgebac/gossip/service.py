@@ -24,6 +24,7 @@ from edgebac.gossip.admission import ADMISSION_TYPES, Admission
 from edgebac.gossip.config import GossipConfig
 from edgebac.gossip.envelope import Envelope
 from edgebac.gossip.http import HttpTransport, add_gossip_routes
+from edgebac.gossip.late import join_from_present
 from edgebac.gossip.protocol import Gossiper
 from edgebac.gossip.reachability import Notices
 
@@ -53,6 +54,8 @@ class GossipService:
     ) -> None:
         self.log = log
         self.config = config
+        self.seeds = list(seeds)
+        self.say = say
         self.envelope = Envelope(
             network_key,
             bytes(key.verify_key),
@@ -77,6 +80,20 @@ class GossipService:
         self.transport.stats = self.gossiper.stats
         self.admission = Admission(authority) if authority is not None else None
         self._task: asyncio.Task[None] | None = None
+
+    async def join_late(self, quorum: int, wait_s: float) -> None:
+        """A new node (its log empty) of a network whose seeds pruned their logs starts from
+        the horizon they agree on, not from all history (gossip.late); JoinRefused if they
+        do not agree."""
+        if not self.seeds:
+            return
+        adopted = await join_from_present(
+            self.transport, self.seeds, self.log, quorum=quorum, wait_s=wait_s, say=self.say
+        )
+        if adopted is not None:
+            line = f"join: started from the seeds' horizon, with the {adopted} events kept below it"
+            with contextlib.suppress(OSError, ValueError):
+                print(line, file=sys.stderr, flush=True)
 
     def add_routes(self, app: web.Application) -> None:
         add_gossip_routes(app, self.gossiper, self.envelope)

@@ -114,6 +114,10 @@ class NodeConfig:
     retain_s: float | None = None  # results and content older than this go (None: kept)
     retain_log_s: float | None = None  # events of jobs ended longer ago go (None: kept)
     log_archive: Path | None = None  # where pruned events are written first (None: nowhere)
+    # A new node joining a pruned network: how many seeds must agree on its horizon (0: every
+    # seed reached), and how long it asks before it refuses to start (gossip.late).
+    join_quorum: int = 0
+    join_wait_s: float = 60.0
 
     @property
     def api_address(self) -> HostPort:
@@ -193,6 +197,8 @@ def from_flags(
     retain: str | None = None,
     retain_log: str | None = None,
     log_archive: Path | None = None,
+    join_quorum: int = 0,
+    join_wait: str | None = None,
 ) -> NodeConfig:
     """The node's configuration from the `edgebac node` flags as typed; errors name the flag."""
     if network_key is not None and not network_key.is_file():
@@ -220,10 +226,18 @@ def from_flags(
         retain_s=parse_duration(retain) if retain else None,
         retain_log_s=parse_duration(retain_log, "--retain-log") if retain_log else None,
         log_archive=log_archive,
+        join_quorum=parse_quorum(join_quorum),
+        join_wait_s=parse_duration(join_wait, "--join-wait") if join_wait else 60.0,
         limits=limits_for_tests(os.environ),
     )
     _check_protected(config)
     return config
+
+
+def parse_quorum(value: int) -> int:
+    if value < 0:
+        raise ConfigError(f"--join-quorum must be 0 (every seed reached) or more, not {value}")
+    return value
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")

@@ -29,19 +29,27 @@ class LogPruner:
         self.archive = archive
         self.every_s = min(600.0, max(1.0, retain_s / 4))
         self._last = 0.0  # monotonic time of the last look (0: look at once)
+        self._last_cut: Hlc | None = None
         self.pruned = {"jobs": 0, "batches": 0}
 
     def due(self) -> bool:
-        return time.monotonic() - self._last >= self.every_s
+        """A look every period, and at once when the cut moves on: nodes with the same
+        retention then prune the same jobs within moments of each other."""
+        return time.monotonic() - self._last >= self.every_s or self.cut() != self._last_cut
 
     def cut(self) -> Hlc:
-        return Hlc(max(0, self.log.clock.wall_ms() - int(self.retain_s * 1000)), 0)
+        """Retention ago, rounded down to the pruner's period: a cut every node with the same
+        `--retain-log` computes alike, so their horizons agree (a node joining late needs its
+        seeds to agree, gossip.late) but for the moments after the cut moves."""
+        step = int(self.every_s * 1000)
+        ms = max(0, self.log.clock.wall_ms() - int(self.retain_s * 1000))
+        return Hlc(ms - ms % step, 0)
 
     async def run(self, refresh: Callable[[], Projection], checkpoints: Checkpoints) -> int:
         """Prune one batch if any job is due and a checkpoint can be taken now; returns how
         many jobs went. A full batch looks again at once."""
         self._last = time.monotonic()
-        cut = self.cut()
+        cut = self._last_cut = self.cut()
         ids = await self.log.prunable(cut, BATCH)
         if not ids or not checkpoints.can_take():
             return 0
