@@ -1,12 +1,15 @@
 """The node's data directory: created if missing, checked writable, locked to one node.
 
 Two nodes writing one log with one key would fork their own chain; the lock makes the second
-one stop with a clear message instead. A start that fails (a corrupt key, a port in use) gives
-back what it created (`release(discard_new=True)`), so a failed try leaves no half-made node.
+one stop with a clear message instead. The lock file (`node.lock`, the holder's pid) exists
+only while a node or `edgebac node gc` holds the folder. A start that fails (a corrupt key, a
+port in use) gives back what it created (`release(discard_new=True)`), so a failed try leaves
+no half-made node.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -33,10 +36,15 @@ class DataDir:
         return self.path / LOG_FILE
 
     def release(self, discard_new: bool = False) -> None:
-        """Drop the lock; with `discard_new`, first remove what this node created."""
+        """Drop the lock and remove its file (a data dir no node holds has none); with
+        `discard_new`, first remove what this node created. The file goes while the flock
+        is still held: a node that opened it just before takes a lock on a removed file,
+        sees so, and tries again (`_lock`)."""
         if discard_new and self._lock_fd is not None:
             self._discard_new()
         if self._lock_fd is not None:
+            with contextlib.suppress(OSError):  # a read-only remount since: it stays
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
             os.close(self._lock_fd)  # closing drops the flock
             self._lock_fd = None
 
