@@ -31,7 +31,7 @@ __all__ = [
 
 
 def run(config: NodeConfig) -> None:
-    """Run a node until SIGINT or SIGTERM, then shut it down cleanly."""
+    """Run a node until SIGINT or SIGTERM, then shut it down cleanly, and exit at once."""
     import asyncio
 
     from edgebac.node.process import run_node
@@ -40,6 +40,30 @@ def run(config: NodeConfig) -> None:
         asyncio.run(run_node(config))
     finally:
         _quiet_closed_streams()
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """Exit 0 without tearing the interpreter down, once a clean stop is done.
+
+    By the time `run_node` returns, the log is closed (every queued append finished), the
+    data dir released and every worker thread joined. What the interpreter's teardown would
+    still do is free the heap object by object, collecting garbage as it goes: 0.3 s at 1k
+    events of history, 2.5 s on the first stop after a whole fold of 100k (the projection's
+    ended jobs), growing with history; the OS takes the memory back at once. Exit handlers
+    still run (logging's flush, `weakref.finalize` callbacks such as temporary folders,
+    certifi's extracted bundle in a pyz). If a thread other than daemons is still alive, the
+    interpreter's ordinary exit joins it, as before."""
+    import atexit
+    import os
+    import threading
+
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if any(t.is_alive() and not t.daemon for t in others):
+        return
+    atexit._run_exitfuncs()
+    _quiet_closed_streams()
+    os._exit(0)
 
 
 def _quiet_closed_streams() -> None:
