@@ -187,3 +187,51 @@ async def test_a_log_adopts_once_then_chains_go_on_from_the_heads(tmp_path):
         assert len(refused.errors) == 1
     finally:
         await log.close()
+
+
+class _Clock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def wall_ms(self) -> int:
+        return self.ms
+
+
+class _Log:
+    def __init__(self, ms: int) -> None:
+        self.clock = _Clock(ms)
+        self.looks = 0
+
+    async def prunable(self, cut, limit):
+        self.looks += 1
+        return []
+
+
+class _Checkpoints:
+    busy = False
+
+    def can_take(self) -> bool:
+        return not self.busy
+
+
+async def test_nodes_with_one_retention_cut_alike_and_look_when_the_cut_moves():
+    """Cuts are retention ago rounded down to the pruner's period: two nodes looking a few
+    seconds apart (or with clocks a little apart) prune at the same cut; a look is due when
+    the cut moves, and one that could not take a checkpoint is not counted as done."""
+    from edgebac.node.pruning import LogPruner
+
+    hour = 3_600_000
+    a, b = _Log(10 * hour + 1_000), _Log(10 * hour + 590_000)
+    pa, pb = LogPruner(a, 3600, None), LogPruner(b, 3600, None)  # type: ignore[arg-type]
+    assert pa.cut() == pb.cut() == Hlc(9 * hour, 0)
+    checkpoints = _Checkpoints()
+    assert pa.due()
+    await pa.run(lambda: None, checkpoints)  # type: ignore[arg-type]
+    assert a.looks == 1
+    assert not pa.due()
+    a.clock.ms += 600_000  # the cut moved on: look at once
+    assert pa.due()
+    checkpoints.busy = True
+    await pa.run(lambda: None, checkpoints)  # type: ignore[arg-type]
+    assert a.looks == 1
+    assert pa.due()  # still due: the busy checkpoint kept it from looking

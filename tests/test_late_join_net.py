@@ -68,9 +68,9 @@ def test_a_new_node_starts_from_the_horizon_its_seeds_agree_on(nodes, seeds_dirs
         joiner_dir, "--peers", ",".join(host_port(s) for s in seeds), "--labels", "late=yes", *prune
     )
     said = d.wait_for_line(JOINED, 5, "stderr")
-    # Useful at once: a job only it may run completes.
-    job_id = submit(d, noop(constraints=["late=yes"]))
-    view = wait_status(d, job_id, {"completed", "failed"}, timeout=30)
+    # Useful at once: a job another requester submits, that only it may run, completes.
+    job_id = submit(seeds[0], noop(constraints=["late=yes"]))
+    view = wait_status(seeds[0], job_id, {"completed", "failed"}, timeout=30)
     useful_s = time.monotonic() - started
     assert view["status"] == "completed", view
     assert [e["node"] for e in view["executions"].values()] == [info(d)["id"]]

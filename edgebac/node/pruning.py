@@ -27,7 +27,10 @@ class LogPruner:
         self.log = log
         self.retain_s = retain_s
         self.archive = archive
-        self.every_s = min(600.0, max(1.0, retain_s / 4))
+        self.every_s = min(600.0, max(1.0, retain_s / 4))  # how far the cut moves at a time
+        # How often to look between moves: jobs let go of since (ended rows of a later
+        # checkpoint) are pruned at the cut the other nodes used, not at the next one.
+        self.look_s = min(60.0, self.every_s)
         self._last = 0.0  # monotonic time of the last look (0: look at once)
         self._last_cut: Hlc | None = None
         self.pruned = {"jobs": 0, "batches": 0}
@@ -35,7 +38,7 @@ class LogPruner:
     def due(self) -> bool:
         """A look every period, and at once when the cut moves on: nodes with the same
         retention then prune the same jobs within moments of each other."""
-        return time.monotonic() - self._last >= self.every_s or self.cut() != self._last_cut
+        return time.monotonic() - self._last >= self.look_s or self.cut() != self._last_cut
 
     def cut(self) -> Hlc:
         """Retention ago, rounded down to the pruner's period: a cut every node with the same
@@ -48,10 +51,15 @@ class LogPruner:
     async def run(self, refresh: Callable[[], Projection], checkpoints: Checkpoints) -> int:
         """Prune one batch if any job is due and a checkpoint can be taken now; returns how
         many jobs went. A full batch looks again at once."""
+        if not checkpoints.can_take():  # one is being written: look again next tick
+            return 0
         self._last = time.monotonic()
         cut = self._last_cut = self.cut()
         ids = await self.log.prunable(cut, BATCH)
-        if not ids or not checkpoints.can_take():
+        if not ids:
+            return 0
+        if not checkpoints.can_take():  # one began meanwhile: this look did not happen
+            self._last, self._last_cut = 0.0, None
             return 0
         state = refresh()  # from here on nothing awaits: forget and take see one state
         gone, reputation = forget(state, ids)
