@@ -1,21 +1,24 @@
 """Start-up against history (issue 16): what a node costs after a long life, with and without
 a checkpoint.
 
-    python bench/history.py [--sizes 10000,100000] [--big] [--keep DIR] [--skip-whole]
+    python bench/history.py [--sizes 10000,100000] [--big] [--keep DIR [--reuse]] [--skip-whole]
 
 For each size, writes a log of that many events (noop jobs of another requester and compute
 node, six events each, decided and signed by the scheduler's own code: tests/biglog.py) into a
 fresh data dir, then starts a node on it twice: first with no checkpoint (it folds the whole
 log, and saves one at its clean stop), then from that checkpoint. Each time it prints: the time
 from process start until the node listens, and until a noop job submitted at once (retried
-while the node says it is not ready) completes; RSS after that; and `GET /api/v1/jobs` (first
-page, and a page deep in the history) latency, median of 20, and `GET /api/v1/jobs/ID` of the
-oldest job (folded again from the log). Then, in this process, what a checkpoint of that log
-costs: the snapshot taken on the event loop (the only part that blocks it), packing and writing
-on the writer's thread, reading and loading, and its size. `--big` adds 1,000,000 events (building
-that log takes several minutes); `--skip-whole` starts the node only from the checkpoint
-taken in-process (the whole-log start of 1M events takes minutes). Figures only: nothing here
-asserts.
+while the node says it is not ready) completes; RSS after that; `GET /api/v1/jobs` latency,
+median of 20: the first page, a page half-way down by `offset`, and the same page by the
+`next` cursor the page before it gave; and `GET /api/v1/jobs/ID` of the oldest job (folded
+again from the log). Then, in this process, what a checkpoint of that log costs: the snapshot
+taken on the event loop (the only part that blocks it), packing and writing on the writer's
+thread, reading and loading, and its size. `--big` adds 1,000,000 events (building that log
+takes several minutes); `--skip-whole` starts the node only from the checkpoint taken
+in-process (the whole-log start of 1M events takes minutes); `--keep DIR --reuse` starts on
+the logs an earlier `--keep DIR` run left there (a `--skip-whole` run's keep their
+checkpoint), without building them or measuring the in-process checkpoint again. Figures
+only: nothing here asserts.
 
 Targets from the issue: start-up at 1M events <= 3 s and <= 1.5 x start-up at 10k.
 """
@@ -106,13 +109,15 @@ def one_start(data_dir: Path, port: int, policy: Path) -> dict[str, float]:
         watcher.join(600)
         listening_s = seen["listening"]
         rss = rss_mb(node.pid)
-        lists, deep, describes = [], [], []
+        lists, deep, cursor, describes = [], [], [], []
         total = call(f"{api}/api/v1/jobs?limit=1")[1]["total"]
         oldest = call(f"{api}/api/v1/jobs?limit=1&offset={total - 1}")[1]["jobs"][0]["id"]
+        half = call(f"{api}/api/v1/jobs?limit=1&offset={total // 2 - 1}")[1]["next"]
         for _ in range(20):
             for url, times in [
                 ("/api/v1/jobs?limit=50", lists),
                 (f"/api/v1/jobs?limit=50&offset={total // 2}", deep),
+                (f"/api/v1/jobs?limit=50&next={half}", cursor),  # the same page, by its key
                 (f"/api/v1/jobs/{oldest}?events=0", describes),
             ]:
                 started = time.perf_counter()
@@ -128,6 +133,7 @@ def one_start(data_dir: Path, port: int, policy: Path) -> dict[str, float]:
         "rss_mb": rss,
         "list_ms": statistics.median(lists),
         "deep_ms": statistics.median(deep),
+        "cursor_ms": statistics.median(cursor),
         "describe_ms": statistics.median(describes),
         "said": said[-1] if said else "(no checkpoint line)",
     }
@@ -207,18 +213,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def measure(size: int, root: Path, policy: Path, skip_whole: bool) -> None:
+def measure(size: int, root: Path, policy: Path, skip_whole: bool, reuse: bool) -> None:
     template = root / f"log-{size}"
-    template.mkdir(mode=0o700)
-    started = time.perf_counter()
-    held = asyncio.run(write_history(template, max(1, size // EVENTS_PER_JOB)))
-    print(f"\n== {held:,} events (log written in {time.perf_counter() - started:.0f} s)")
-    costs = asyncio.run(checkpoint_costs(template / "events.db"))
+    if reuse and (template / "events.db").exists():  # a log --keep built, its checkpoint in
+        print(f"\n== {size:,} events (the log kept in {template})")
+        costs = None
+    else:
+        template.mkdir(mode=0o700)
+        started = time.perf_counter()
+        held = asyncio.run(write_history(template, max(1, size // EVENTS_PER_JOB)))
+        print(f"\n== {held:,} events (log written in {time.perf_counter() - started:.0f} s)")
+        costs = asyncio.run(checkpoint_costs(template / "events.db"))
     if not skip_whole:
         with sqlite_connection(template / "events.db") as conn:  # the node starts without one
             for table in ("checkpoint", "ended_jobs", "ended_executions"):
                 conn.execute(f"DELETE FROM {table}")
     data_dir = root / f"node-{size}"
+    shutil.rmtree(data_dir, ignore_errors=True)
     shutil.copytree(template, data_dir)
     port = free_port()
     for label in ("from checkpoint",) if skip_whole else ("whole log", "from checkpoint"):
@@ -226,9 +237,12 @@ def measure(size: int, root: Path, policy: Path, skip_whole: bool) -> None:
         print(
             f"{label:>16}: listening {got['listening_s']:.2f} s, job done "
             f"{got['job_s']:.2f} s after process start; RSS {got['rss_mb']:.0f} MB; "
-            f"GET /api/v1/jobs {got['list_ms']:.1f} ms (half-way page {got['deep_ms']:.1f} ms);"
-            f" oldest job {got['describe_ms']:.1f} ms\n{'':>18}{got['said']}"
+            f"GET /api/v1/jobs {got['list_ms']:.1f} ms (half-way page {got['deep_ms']:.1f} ms, "
+            f"by cursor {got['cursor_ms']:.1f} ms); oldest job {got['describe_ms']:.1f} ms\n"
+            f"{'':>18}{got['said']}"
         )
+    if costs is None:
+        return
     print(
         f"  checkpoint in-process: fold {costs['fold_s']:.2f} s; snapshot on the loop "
         f"{costs['snapshot_ms']:.1f} ms full, {costs['incremental_ms']:.1f} ms incremental; "
@@ -253,6 +267,11 @@ def main() -> None:
     parser.add_argument(
         "--skip-whole", action="store_true", help="start only from the in-process checkpoint"
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --keep: start on the logs (and checkpoints) kept there by an earlier run",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([1_000_000] if args.big else [])
     root = args.keep or Path(tempfile.mkdtemp(prefix="edgebac-history-"))
@@ -261,7 +280,7 @@ def main() -> None:
     policy.write_text("engines: [noop]\n")
     try:
         for size in sizes:
-            measure(size, root, policy, args.skip_whole)
+            measure(size, root, policy, args.skip_whole, args.reuse)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

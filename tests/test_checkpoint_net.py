@@ -110,3 +110,58 @@ def test_jobs_listed_from_the_rows_are_those_of_the_whole_fold(nodes, tmp_path):
     assert STARTED.search(node.stderr), node.stderr
     assert whole[0] >= 200
     assert again == whole
+
+
+def walk(node, first: str, token_of, path_of) -> list[str]:
+    """The ids of every page, each asked for with the token the page before gave."""
+    ids, path = [], first
+    while path:
+        status, page = node.get_json(path)
+        assert status == 200, page
+        items = page.get("jobs", page.get("Items"))
+        ids += [item.get("id", item.get("ID")) for item in items]
+        token = token_of(page)
+        path = path_of(token) if token else ""
+    return ids
+
+
+def test_pages_by_cursor_walk_the_whole_list_once(nodes, tmp_path):
+    """On a node started from its checkpoint (ended jobs in rows, the newest held), pages
+    asked for by the `next` token (and Bacalhau's NextToken) give every job once, in order."""
+    data_dir = tmp_path / "n"
+    data_dir.mkdir(mode=0o700)
+    asyncio.run(write_history(data_dir, 200))
+    run_once(nodes, data_dir)  # saves a checkpoint at its stop
+    node = nodes.start(data_dir)
+    status, whole = node.get_json("/api/v1/jobs?limit=1000")
+    assert status == 200, whole
+    assert whole["next"] is None
+    everything = [job["id"] for job in whole["jobs"]]
+    assert len(everything) == whole["total"] >= 200
+
+    ids = walk(
+        node, "/api/v1/jobs?limit=7", lambda p: p["next"], "/api/v1/jobs?limit=7&next={}".format
+    )
+    assert ids == everything
+    status, half = node.get_json("/api/v1/jobs?limit=9&offset=100")  # offset, then cursor
+    assert status == 200, half
+    ids = walk(
+        node,
+        f"/api/v1/jobs?limit=11&next={half['next']}",
+        lambda p: p["next"],
+        "/api/v1/jobs?limit=11&next={}".format,
+    )
+    assert ids == everything[109:]
+
+    orc = "/api/v1/orchestrator/jobs?limit=13"
+    ids = walk(node, orc, lambda p: p["NextToken"], (orc + "&next_token={}").format)
+    assert ids == everything[::-1]  # oldest first, as Bacalhau lists
+    newest = orc + "&reverse=true&order_by=created_at"
+    ids = walk(node, newest, lambda p: p["NextToken"], (newest + "&next_token={}").format)
+    assert ids == everything
+    status, wrong = node.get_json(f"/api/v1/jobs?next={half['next']}&offset=3")
+    assert status == 400, wrong
+    status, wrong = node.get_json(f"{orc}&order_by=id&next_token={half['next']}")
+    assert status == 400, wrong
+    assert node.stop(signal.SIGTERM) == 0, node.stderr
+    assert STARTED.search(node.stderr), node.stderr

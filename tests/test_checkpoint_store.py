@@ -170,3 +170,35 @@ async def test_a_log_without_the_tables_gets_them_on_open(tmp_path):
         assert (await log.read_checkpoint()).pos == 1
     finally:
         await log.close()
+
+
+async def test_the_digests_are_read_from_an_index_alone_and_keyset_pages_seek(log):
+    """Start-up streams every ended job's digest (the state hash) and a deep page seeks to
+    its cursor: both are index ranges, neither reads the wide rows nor walks an OFFSET."""
+    await log.write_checkpoint(2, write({"j-1": b"one", "j-2": b"two"}, full=True))
+    with sqlite3.connect(log.path) as conn:
+
+        def plan(sql: str, *params) -> str:
+            return " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+        assert "COVERING INDEX ended_jobs_digest" in plan(
+            "SELECT job_id, digest FROM ended_jobs ORDER BY job_id"
+        )
+        seek = plan(
+            "SELECT created, job_id FROM ended_jobs WHERE (1) AND job_id NOT IN (?)"
+            " AND (created, job_id) < (?, ?) ORDER BY created DESC, job_id DESC LIMIT 5",
+            "j-9",
+            0,
+            "j-2",
+        )
+        assert "ended_jobs_created ((created,job_id)<(?,?))" in seek, seek
+    reader = log.ended_reader()
+    try:
+        everything = reader.keys(("1", ()), "id", False, 0, 10, set())
+        after = reader.keys(("1", ()), "id", False, 0, 10, set(), ("j-1",))
+        before = reader.keys(("1", ()), "id", True, 0, 10, {"j-0"}, ("j-2",))
+    finally:
+        reader.close()
+    assert everything == (2, [("j-1",), ("j-2",)])
+    assert after == (2, [("j-2",)])  # the total is the listing's, the keys those past it
+    assert before == (2, [("j-1",)])

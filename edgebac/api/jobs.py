@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from aiohttp import web
 from edgebac.api import clientsig
 from edgebac.api.auth import READ, Caller, caller_of, check_cancel, check_read
 from edgebac.api.bodies import TooLarge, check_value, int_param, read_json, text_param
+from edgebac.api.cursor import cursor_key, cursor_token
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, EdgebacError, NotFound
 from edgebac.eventlog.clock import wall_clock_ms
@@ -24,7 +26,7 @@ from edgebac.eventlog.encoding import EncodingError
 from edgebac.eventlog.view import event_json, jsonable
 from edgebac.scheduler import events as ev
 from edgebac.scheduler import requester
-from edgebac.scheduler.ended import Listing, Owner
+from edgebac.scheduler.ended import Listing, Owner, sort_key
 from edgebac.scheduler.reasons import waiting_reason
 from edgebac.scheduler.retention import EndedJob
 from edgebac.scheduler.spec import SpecError
@@ -207,15 +209,27 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
+    """Newest first, `limit` at a time: from `offset`, or right after where the page before
+    ended (`next`: its answer's `next`, sought by index however deep the page is)."""
     node = served_node(request)
     limit = int_param(request, "limit", 50, 1, MAX_LIST)
     offset = int_param(request, "offset", 0, 0, MAX_OFFSET)
-    state = node.runner.refresh()
+    token = request.query.get("next", "")
     asked = Listing(owner=owner_of(caller_of(request)), offset=offset, limit=limit)
-    page, total = state.evicted.listing(state.jobs.values(), asked)
-    return web.json_response(
-        {"jobs": [job_summary(job) for job in page], "total": total, "offset": offset}
-    )
+    if token:
+        if offset:
+            raise BadRequest("give 'offset' or 'next', not both")
+        after = cursor_key(token, asked.order, asked.newest_first, "next")
+        asked = replace(asked, after=after)
+    state = node.runner.refresh()
+    page = state.evicted.listing(state.jobs.values(), asked)
+    answer: dict[str, Any] = {"jobs": [job_summary(job) for job in page.items]}
+    answer["total"] = page.total
+    if not token:
+        answer["offset"] = offset
+    last = sort_key(asked.order, page.items[-1]) if page.more else None
+    answer["next"] = cursor_token(asked.order, asked.newest_first, last) if last else None
+    return web.json_response(answer)
 
 
 async def cancel_job(request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from edgebac.scheduler.retention import EndedJob
 from edgebac.scheduler.state import Execution, Job
@@ -55,13 +55,24 @@ CREATED, ID = "created", "id"  # the orders a listing may ask for
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """What a listing asks for: an order, its direction, whose jobs, and a window."""
+    """What a listing asks for: an order, its direction, whose jobs, and a window: `limit`
+    jobs from `offset` in, or (keyset paging) the `limit` jobs right after the one whose sort
+    key is `after` (`sort_key`: the last of the page before), found by index however deep."""
 
     order: str = CREATED
     newest_first: bool = True  # descending (by creation, or by id)
     owner: Owner = field(default_factory=Owner)
     offset: int = 0
     limit: int = 50
+    after: tuple[Any, ...] | None = None  # with it, `offset` is not used
+
+
+class Page(NamedTuple):
+    """A page, how many jobs the listing holds in all, and whether any follow the page."""
+
+    items: list[Job | EndedJob]
+    total: int
+    more: bool
 
 
 class Backing(Protocol):
@@ -82,7 +93,8 @@ class Backing(Protocol):
     def summaries(self, ids: list[str]) -> dict[str, EndedJob]: ...
 
 
-# (how many rows match, minus `exclude`; their sort keys from `start`, as `sort_key` makes)
+# (how many rows match, minus `exclude`; their sort keys from `start`, as `sort_key` makes;
+# with `asked.after`, from the first row after it, `start` being 0)
 ListedKeys = tuple[int, list[tuple[Any, ...]]]
 
 
@@ -254,6 +266,8 @@ class EndedStore(Mapping[str, EndedJob]):
     def digests(self) -> Iterator[tuple[str, bytes]]:
         """(job id, digest) of every ended job, in job id order: their part of the state hash."""
         spoken = self._spoken_for()
+        if not spoken:  # nothing changed since the checkpoint (as at start): the rows alone
+            return self.backing.digests()
         stored = ((i, d) for i, d in self.backing.digests() if i not in spoken)
         overlay = sorted((i, r.summary.digest) for i, r in self._overlay().items())
         return heapq.merge(stored, overlay)
@@ -310,41 +324,74 @@ class EndedStore(Mapping[str, EndedJob]):
             record = self.record(job_id)
             yield from record.executions if record else ()
 
-    def listing(self, held: Iterable[Job], asked: Listing) -> tuple[list[Job | EndedJob], int]:
+    def listing(self, held: Iterable[Job], asked: Listing) -> Page:
         """One page of held and ended jobs together, and how many there are in all."""
         mem: list[Job | EndedJob] = [j for j in held if asked.owner.owns(j)]
         mem += [r.summary for r in self._overlay().values() if asked.owner.owns(r.summary)]
+        if asked.after is not None:
+            return page_after(self.backing, mem, asked, self._spoken_for())
         return page(self.backing, mem, asked, self._spoken_for())
 
 
-def page(
-    backing: Backing, mem: list[Job | EndedJob], asked: Listing, exclude: set[str]
-) -> tuple[list[Job | EndedJob], int]:
+def _key_of(order: str) -> Callable[[Any], tuple[Any, ...]]:
+    return lambda job: sort_key(order, job)
+
+
+def page(backing: Backing, mem: list[Job | EndedJob], asked: Listing, exclude: set[str]) -> Page:
     """Merge the stored rows (read by index, from the one place the page can start) with the
     jobs in memory (few: the held ones and the overlay's), in the order asked for.
 
     Whatever sorts before the window, `start = offset - len(mem)` stored rows at least do: the
     stored rows from there and every jobs in memory after the first of them hold the page."""
-    key: Callable[[Any], tuple[Any, ...]] = lambda job: sort_key(asked.order, job)  # noqa: E731
-    desc = asked.newest_first
+    key, desc = _key_of(asked.order), asked.newest_first
     mem.sort(key=key, reverse=desc)
     start = max(0, asked.offset - len(mem))
     stored_total, keys = backing.keys(asked, start, asked.limit + len(mem), exclude)
     total = stored_total + len(mem)
     if asked.offset >= total:
-        return [], total
+        return Page([], total, False)
     if start == 0 or not keys:
         merged_from, items = 0, mem
     else:  # the jobs in memory before keys[0]: somewhere among the `start` rows skipped
         first = keys[0]
         before = [j for j in mem if (key(j) > first if desc else key(j) < first)]
         merged_from, items = start + len(before), mem[len(before) :]
-    rows: list[tuple[tuple[Any, ...], Any]] = [(k, None) for k in keys]
-    merged = list(heapq.merge(rows, [(key(j), j) for j in items], key=lambda r: r[0], reverse=desc))
+    merged = _merged(keys, items, key, desc)
     window = merged[asked.offset - merged_from : asked.offset - merged_from + asked.limit]
+    shown = _summaries(backing, window)
+    return Page(shown, total, asked.offset + len(shown) < total)
+
+
+def page_after(
+    backing: Backing, mem: list[Job | EndedJob], asked: Listing, exclude: set[str]
+) -> Page:
+    """The page right after `asked.after`: the stored rows after it (an index seek, not an
+    OFFSET walked) merged with the jobs in memory after it. Keys are unique (they end with the
+    job id), so pages by cursor neither skip nor repeat a job while nothing changes, and a job
+    added or let go of between two pages moves no other across the cursor."""
+    key, desc, after = _key_of(asked.order), asked.newest_first, asked.after
+    items = sorted((j for j in mem if (key(j) < after if desc else key(j) > after)), key=key)
+    if desc:
+        items.reverse()
+    stored_total, keys = backing.keys(asked, 0, asked.limit + 1, exclude)
+    merged = _merged(keys, items, key, desc)[: asked.limit + 1]
+    shown = _summaries(backing, merged[: asked.limit])
+    return Page(shown, stored_total + len(mem), len(merged) > asked.limit)
+
+
+Merged = list[tuple[tuple[Any, ...], Job | EndedJob | None]]  # sort key, job (None: a row's)
+
+
+def _merged(keys: list[tuple[Any, ...]], mem: list[Job | EndedJob], key: Any, desc: bool) -> Merged:
+    rows: Merged = [(k, None) for k in keys]
+    return list(heapq.merge(rows, [(key(j), j) for j in mem], key=lambda r: r[0], reverse=desc))
+
+
+def _summaries(backing: Backing, window: Merged) -> list[Job | EndedJob]:
+    """The window's jobs: the rows' summaries read in one go (by id, the key's last part)."""
     wanted = [k[-1] for k, job in window if job is None]
     found = backing.summaries(wanted) if wanted else {}
-    return [job if job is not None else found[k[-1]] for k, job in window], total
+    return [job if job is not None else found[k[-1]] for k, job in window]
 
 
 class Executions(Mapping[str, Execution]):

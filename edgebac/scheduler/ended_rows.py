@@ -63,8 +63,11 @@ class StoredEnded:
     def keys(self, asked: Listing, start: int, limit: int, exclude: set[str]) -> ListedKeys:
         owner = asked.owner
         where = owned_by(owner.everyone, owner.client, owner.vouched)
+        after = asked.after
+        if after is not None and asked.order == CREATED:  # the row's columns, as stored
+            after = (after[0] - HLC_SHIFT, after[1])
         total, rows = self.reader.keys(
-            where, asked.order, asked.newest_first, start, limit, exclude
+            where, asked.order, asked.newest_first, start, limit, exclude, after
         )
         if asked.order == CREATED:
             return total, [(created + HLC_SHIFT, job_id) for created, job_id in rows]

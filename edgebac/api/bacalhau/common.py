@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -12,12 +13,14 @@ from aiohttp import web
 from edgebac.api import auth
 from edgebac.api.bacalhau.links import published
 from edgebac.api.bodies import int_param
+from edgebac.api.cursor import cursor_key
 from edgebac.api.jobs import load_job
 from edgebac.api.protocol import ServedNode, served_node
 from edgebac.errors import BadRequest, NotFound
 from edgebac.eventlog.view import event_json
 from edgebac.scheduler.bacalhau_versions import newest
 from edgebac.scheduler.bacalhau_view import bacalhau_execution
+from edgebac.scheduler.ended import Listing
 from edgebac.scheduler.state import Job
 
 MAX_LIMIT = 1000
@@ -59,6 +62,22 @@ def offset_of(request: web.Request) -> int:
     except (ValueError, UnicodeDecodeError):
         pass
     raise BadRequest("next_token: not a token this node gave")
+
+
+def where_from(request: web.Request, asked: Listing) -> Listing:
+    """Where a job listing's page starts: after the job a cursor token of ours names (the
+    NextToken of a page before: sought by index), or at an offset (a token of the offset
+    kind, as earlier releases gave, or none: 0)."""
+    text = request.query.get("next_token", "")
+    if not text:
+        return asked
+    try:
+        offset_kind = base64.urlsafe_b64decode(text.encode() + b"==").startswith(b"offset:")
+    except ValueError:
+        offset_kind = False
+    if offset_kind:
+        return replace(asked, offset=offset_of(request))
+    return replace(asked, after=cursor_key(text, asked.order, asked.newest_first, "next_token"))
 
 
 def token(offset: int) -> str:

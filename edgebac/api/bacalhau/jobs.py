@@ -20,11 +20,11 @@ from edgebac.api.bacalhau.common import (
     flag,
     job_events,
     limit_of,
-    offset_of,
     route,
-    token,
+    where_from,
 )
 from edgebac.api.bodies import check_value, read_json, text_param
+from edgebac.api.cursor import cursor_token
 from edgebac.api.jobs import NotRequester, create_once, job_view, load_job, owner_of, unsignable
 from edgebac.api.protocol import served_node
 from edgebac.errors import BadRequest
@@ -36,7 +36,7 @@ from edgebac.scheduler.bacalhau_meta import DEFAULT_NAMESPACE
 from edgebac.scheduler.bacalhau_versions import newest, next_version, version_of
 from edgebac.scheduler.bacalhau_view import bacalhau_job
 from edgebac.scheduler.constraints import all_match, parse_constraint
-from edgebac.scheduler.ended import CREATED, ID, Listing
+from edgebac.scheduler.ended import CREATED, ID, Listing, sort_key
 from edgebac.scheduler.state import Job
 
 JOBS = "/api/v1/orchestrator/jobs"
@@ -141,34 +141,36 @@ async def list_jobs(request: web.Request) -> web.Response:
     unless `reverse`; `labels` is a selector over the jobs' Labels (`a=b,c!=d`); `namespace`
     one namespace (none or `*`: all). Labels live in the spec, which a job that ended a while
     ago has only in the log: a request examines at most SCAN_MAX jobs, and its NextToken
-    says where the next one goes on (so a selector matching nothing costs bounded work)."""
+    says where the next one goes on (so a selector matching nothing costs bounded work): the
+    sort key of the last job looked at, which the next request seeks to by index."""
     node = served_node(request)
     order = request.query.get("order_by", "")
     if order not in ORDERS:
         raise BadRequest(f"order_by: {order!r} is not one of created_at, id")
     selector = _selector(request.query.get("labels", ""))
     namespace = request.query.get("namespace", "")
-    start, limit = offset_of(request), min(limit_of(request), MAX_JOBS)
+    limit = min(limit_of(request), MAX_JOBS)
     caller = auth.caller_of(request)
     state = node.runner.refresh()
-    asked = Listing(
-        ID if order == "id" else CREATED,
-        flag(request, "reverse"),
-        owner_of(caller),
-        start,
-        SCAN_MAX,
+    by = ID if order == "id" else CREATED
+    asked = where_from(
+        request, Listing(by, flag(request, "reverse"), owner_of(caller), 0, SCAN_MAX)
     )
-    listed, total = state.evicted.listing(state.jobs.values(), asked)  # ended ones by index
+    page = state.evicted.listing(state.jobs.values(), asked)  # ended ones by index
     items: list[dict[str, Any]] = []
-    at = start
-    for summary in listed:
+    looked = 0
+    for summary in page.items:
         if len(items) >= limit:
             break
         job = await load_job(node, summary.id)
-        at += 1
+        looked += 1
         if _listed(job, selector, namespace):
             items.append(bacalhau_job(job_view(job), await job_events(node, job)))
-    return web.json_response({"Items": items, "NextToken": token(at) if at < total else ""})
+    next_token = ""
+    if looked and (looked < len(page.items) or page.more):  # goes on after the last looked at
+        last = sort_key(by, page.items[looked - 1])
+        next_token = cursor_token(by, asked.newest_first, last)
+    return web.json_response({"Items": items, "NextToken": next_token})
 
 
 def _listed(job: Job, selector: tuple[Any, ...], namespace: str) -> bool:
