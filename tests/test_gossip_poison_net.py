@@ -196,3 +196,17 @@ def test_unknown_message_types_leave_no_state(nodes, tmp_path):
     assert not any(name.startswith(("recv_kind", "refused_kind")) for name in gossip)
     assert len(a.request("/api/v1/node")[1]) < size + 200
     assert a.get_json("/healthz")[0] == 200
+
+
+def test_late_join_messages_from_a_member_make_no_state(nodes, tmp_path):
+    """`horizon` and `kept` (gossip.late) answer anyone holding the network key with what the
+    node would give a joiner: nothing from a node that never pruned, whatever the cursor."""
+    key = network_key(tmp_path)
+    (a,) = start_network(nodes, tmp_path, 1, "--network-key", str(key))
+    envelope = peer_envelope(key)
+    before = info(a)["events"]
+    assert send(envelope, a, {"t": "horizon"}) == (200, {"t": "horizon", "body": None})
+    for cursor in (None, "garbage", [b"x" * 32, -1], [b"x" * 32, 2**63], [1, 2, 3]):
+        status, page = send(envelope, a, {"t": "kept", "after": cursor})
+        assert (status, page["events"], page["next"]) == (200, [], None)
+    assert info(a)["events"] == before

@@ -129,6 +129,7 @@ def test_what_a_joiner_does_with_its_seeds_answers(offers, quorum, kind):
         {"t": "horizon", "body": b"x", "kept": b"k", "count": 1},
         {"t": "horizon", "body": b"x", "kept": b"k" * 32, "count": -1},
         {"t": "horizon", "body": b"x", "kept": b"k" * 32, "count": True},
+        {"t": "horizon", "body": b"x", "kept": b"k" * 32, "count": 10**9},
     ],
 )
 def test_a_garbled_horizon_answer_is_refused(reply):

@@ -31,6 +31,10 @@ from edgebac.gossip.config import GossipConfig
 
 DIGEST_BYTES = 32
 MAX_KEPT_PAGES = 100_000  # a bound on one fetch whatever a peer answers
+# What a joiner holds in memory before it adopts: far more than announcements and live jobs'
+# events come to (10,000 minted authors' announcements are ~3 MB), far less than a Pi has.
+MAX_KEPT_EVENTS = 500_000
+MAX_KEPT_BYTES = 256 << 20
 # Rounds with no seed answering before a new node starts without a horizon: nodes of a network
 # started together do not wait for each other (a pruned network's seeds are up: they answer).
 UNANSWERED_TRIES = 1
@@ -106,6 +110,8 @@ def parse_offer(reply: Any) -> Offer:
         raise ValueError("a horizon answer without its body or digest")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise ValueError("a horizon answer with a bad count")
+    if count > MAX_KEPT_EVENTS:
+        raise ValueError(f"{count} kept events: more than a joiner takes ({MAX_KEPT_EVENTS})")
     try:
         comparable_body = comparable(unpack(body))
     except HorizonError as exc:
@@ -219,6 +225,7 @@ async def _adopt(transport: Asking, log: AdoptingLog, decision: Decision) -> int
 
 async def _fetch_kept(transport: Asking, address: str, count: int) -> list[bytes]:
     raws: list[bytes] = []
+    size = 0
     after: Cursor | None = None
     for _ in range(MAX_KEPT_PAGES):
         message: dict[str, Any] = {"t": "kept", "after": list(after) if after else None}
@@ -229,7 +236,8 @@ async def _fetch_kept(transport: Asking, address: str, count: int) -> list[bytes
         if not isinstance(events, list) or not all(isinstance(e, bytes) for e in events):
             raise ValueError(f"{address}: a kept page without events")
         raws += events
-        if len(raws) > count:
+        size += sum(len(raw) for raw in events)
+        if len(raws) > count or size > MAX_KEPT_BYTES:
             raise ValueError(f"{address} sent more than the {count} kept events it agreed on")
         following = parse_cursor(reply.get("next"))
         if following is None or not events:

@@ -117,7 +117,7 @@ class Node:
             self.runner = self._make_runner()
             self.runner.executions.publisher = self.content.publisher
             self.runner.held_inputs.content = self.content
-            if await self.log.count() == 0:  # a new node: before serving, nothing may reach it
+            if not self.log.version_vector():  # a new node: before serving, nothing may reach it
                 await self.gossip.join_late(self.config.join_quorum, self.config.join_wait_s)
             await self._serve_http()  # requests wait for the announcement: _after_announcement
             await self.gossip.start([self.advertised])
