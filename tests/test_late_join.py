@@ -104,6 +104,10 @@ S2 = Summary(b"h2", b"k" * 32, 3)
         ({"a": offer(S1), "b": offer(None)}, 1, "adopt"),
         ({"a": offer(S1), "b": offer(S2), "c": offer(S1)}, 2, "adopt"),
         ({"a": offer(S1), "b": offer(S2), "c": offer(S1)}, 3, "disagree"),
+        ({"a": offer(S1), "b": Offer(None, None, "garbage")}, 0, "disagree"),
+        ({"a": offer(None), "b": Offer(None, None, "garbage")}, 0, "disagree"),
+        ({"a": offer(None), "b": Offer(None, None, "garbage")}, 1, "sync"),
+        ({"a": offer(S1), "b": Offer(None, None, "garbage")}, 1, "adopt"),
     ],
 )
 def test_what_a_joiner_does_with_its_seeds_answers(offers, quorum, kind):

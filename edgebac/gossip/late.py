@@ -92,10 +92,12 @@ def parse_cursor(value: Any) -> Cursor | None:
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """One seed's answer: its packed horizon and summary, or (None, None) for no horizon."""
+    """One seed's answer: its packed horizon and summary, (None, None) for no horizon, or
+    why its answer was refused (a seed that answers garbage is reached, and agrees with no one)."""
 
     body: bytes | None
     summary: Summary | None
+    refused: str = ""
 
 
 def parse_offer(reply: Any) -> Offer:
@@ -132,14 +134,13 @@ def decide(offers: Mapping[str, Offer], quorum: int) -> Decision:
     seed that answered must agree; N: at least N must give the same horizon."""
     if not offers:
         return Decision("wait", why="no seed answered")
-    groups = Counter(offer.summary for offer in offers.values())
-    if set(groups) == {None}:
-        return Decision("sync")
-    summary, agreeing = max(
-        ((s, n) for s, n in groups.items() if s is not None), key=lambda item: item[1]
-    )
     need = quorum if quorum > 0 else len(offers)
-    if agreeing >= need:
+    groups = Counter(offer.summary for offer in offers.values() if not offer.refused)
+    pruned = [(s, n) for s, n in groups.items() if s is not None]
+    if not pruned and groups.get(None, 0) >= need:
+        return Decision("sync")
+    summary, agreeing = max(pruned, key=lambda item: item[1], default=(None, 0))
+    if summary is not None and agreeing >= need:
         seeds = tuple(address for address, offer in offers.items() if offer.summary == summary)
         return Decision("adopt", offers[seeds[0]], seeds)
     said = ", ".join(f"{address}: {_said(offer)}" for address, offer in sorted(offers.items()))
@@ -147,6 +148,8 @@ def decide(offers: Mapping[str, Offer], quorum: int) -> Decision:
 
 
 def _said(offer: Offer) -> str:
+    if offer.refused:
+        return f"refused ({offer.refused})"
     if offer.summary is None:
         return "no horizon"
     digest = hashlib.sha256(offer.summary.horizon).hexdigest()[:8]
@@ -198,7 +201,10 @@ async def join_from_present(
 async def _offers(transport: Asking, seeds: Sequence[str]) -> dict[str, Offer]:
     async def ask(address: str) -> Offer:
         _, reply = await transport.request(address, {"t": "horizon"})
-        return parse_offer(reply)
+        try:
+            return parse_offer(reply)
+        except ValueError as exc:
+            return Offer(None, None, str(exc))
 
     answers = await asyncio.gather(*(ask(address) for address in seeds), return_exceptions=True)
     return {
