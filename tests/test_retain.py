@@ -226,3 +226,27 @@ def test_compiled_modules_unused_within_the_retention_go(tmp_path):
     assert used.exists()
     assert cache.artifact(module) == old  # the next job compiles it again
     assert old.exists()
+
+
+def test_a_sweep_stops_between_two_removals_in_its_crash_safe_order(tmp_path):
+    """A node stopping halts its sweep (a backlog can take minutes): what went by then is a
+    prefix of the crash-safe order (results folders first, blocks last)."""
+    store = BlockStore(tmp_path / "content")
+    results = tmp_path / "results"
+    for name in ("a", "b", "c"):
+        (results / name).mkdir(parents=True)
+    stored(store, "unkept")
+    for path in [*results.rglob("*"), *(tmp_path / "content").rglob("*")]:
+        age(path, 7200)
+    now = time.time()
+    decided = Decided.of(state([]), int(now * 1000), 3600, now)
+    assert plan(decided, store, results, halted=lambda: True).folders == []
+    sweep = plan(decided, store, results)
+    assert len(sweep.folders) == 3
+    assert sweep.blocks
+    looks = iter([False, True])
+    assert not apply(sweep, store, now - 3600, lambda: next(looks, True))
+    assert len(list(results.iterdir())) == 2  # one folder went, then it stopped
+    assert all(block.exists() for block in sweep.blocks)
+    assert apply(sweep, store, now - 3600)  # the next sweep finishes the job
+    assert not list(results.iterdir())

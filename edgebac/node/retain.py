@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -131,12 +132,19 @@ class Decided:
         return cls(horizon_ms, roots, ended_at(state), real - retain_s)
 
 
-def plan(decided: Decided, store: BlockStore, results: Path, cache: Path | None = None) -> Sweep:
+def plan(
+    decided: Decided,
+    store: BlockStore,
+    results: Path,
+    cache: Path | None = None,
+    halted: Callable[[], bool] = lambda: False,
+) -> Sweep:
     """What may go now (reads the disk; changes nothing). `cache`: the compiled modules'
-    folder (default: `work/cache/wasm` beside `results`)."""
+    folder (default: `work/cache/wasm` beside `results`). Cut short once `halted()` (what
+    it found so far is no less right: `apply` then stops too)."""
     sweep = Sweep()
-    _plan_folders(decided, results, sweep)
-    _plan_content(decided, store, sweep)
+    _plan_folders(decided, results, sweep, halted)
+    _plan_content(decided, store, sweep, halted)
     cache = results.parent / WASM_CACHE if cache is None else cache
     for entry in sorted(cache.iterdir()) if cache.is_dir() else []:
         if entry.is_file() and _mtime(entry) < decided.files_before_s:  # unused, or a part
@@ -145,7 +153,9 @@ def plan(decided: Decided, store: BlockStore, results: Path, cache: Path | None 
     return sweep
 
 
-def _plan_content(decided: Decided, store: BlockStore, sweep: Sweep) -> None:
+def _plan_content(
+    decided: Decided, store: BlockStore, sweep: Sweep, halted: Callable[[], bool]
+) -> None:
     horizon_s = decided.files_before_s
     roots = set(decided.roots)
     for pin in store.pins.all():  # a pin not uploaded again since the horizon goes
@@ -153,48 +163,76 @@ def _plan_content(decided: Decided, store: BlockStore, sweep: Sweep) -> None:
             roots.add(pin.cid)
         else:
             sweep.pins.append(pin)
-    kept: set[CID] = set()
-    for root in roots:
-        try:
-            kept |= dag_members(store.get_block, root, MAX_DAG_BLOCKS)
-        except (ContentNotFound, CorruptBlock, BadContent):
-            kept.add(root)  # not (all) here, or too large to index: keep what there is
+    kept = _kept_blocks(store, roots, halted)
+    if halted():  # `kept` may be short: no block is judged by it
+        return
     complete = store.root / "complete"
     for marker in sorted(complete.iterdir()) if complete.is_dir() else []:
         if _cid(marker.name) not in roots:
             sweep.markers.append(marker)
     for block in sorted((store.root / "blocks").rglob("*")):
+        if halted():
+            return
         if block.is_file() and _cid(block.name) not in kept and _mtime(block) < horizon_s:
             sweep.blocks.append(block)
             sweep.bytes += block.stat().st_size
 
 
-def _plan_folders(decided: Decided, results: Path, sweep: Sweep) -> None:
+def _kept_blocks(store: BlockStore, roots: set[CID], halted: Callable[[], bool]) -> set[CID]:
+    kept: set[CID] = set()
+    for root in roots:
+        if halted():
+            break
+        try:
+            kept |= dag_members(store.get_block, root, MAX_DAG_BLOCKS)
+        except (ContentNotFound, CorruptBlock, BadContent):
+            kept.add(root)  # not (all) here, or too large to index: keep what there is
+    return kept
+
+
+def _plan_folders(
+    decided: Decided, results: Path, sweep: Sweep, halted: Callable[[], bool]
+) -> None:
     if not results.is_dir():
         return
     paths = list(results.iterdir())
     old = set(old_results(decided.ended, [p.name for p in paths], decided.horizon_ms))
     for path in paths:
+        if halted():
+            return
         unknown = path.name not in decided.ended  # not in the log: by its age alone
         if path.name in old or (unknown and _mtime(path) < decided.files_before_s):
             sweep.folders.append(path)
             sweep.bytes += _tree_size(path)
 
 
-def apply(sweep: Sweep, store: BlockStore, files_before_s: float | None = None) -> None:
+def apply(
+    sweep: Sweep,
+    store: BlockStore,
+    files_before_s: float | None = None,
+    halted: Callable[[], bool] = lambda: False,
+) -> bool:
     """Remove in the crash-safe order: folders, pins, then markers, then blocks (with
     `files_before_s`, only those still older than it: a block used again since the plan
-    stays), then the shard folders left empty; cached modules (apart: nothing names them)."""
+    stays), then the shard folders left empty; cached modules (apart: nothing names them).
+    Stops between two removals once `halted()` (a node stopping: a sweep of a backlog takes
+    minutes, and a stop must not wait for it); the order makes that as safe as a crash.
+    False if it stopped so."""
     for folder in sweep.folders:
+        if halted():
+            return False
         shutil.rmtree(folder, ignore_errors=True)
     for pin in sweep.pins:
         store.pins.remove(pin)
     for path in sweep.markers:
         path.unlink(missing_ok=True)
     for path in [*sweep.blocks, *sweep.cached]:
+        if halted():
+            return False
         if files_before_s is None or _mtime(path) < files_before_s:
             path.unlink(missing_ok=True)
     sweep.shards = store.drop_empty_shards()
+    return True
 
 
 def _mtime(path: Path) -> float:
@@ -229,6 +267,7 @@ class Retainer:
         self._state, self._store, self._results = state, store, results
         self._say = say
         self._task: asyncio.Task[None] | None = None
+        self._stopping = threading.Event()  # read by the sweep's thread between removals
         self.last: dict[str, Any] = {}
 
     def start(self) -> None:
@@ -238,6 +277,7 @@ class Retainer:
         return {"retain_s": self.retain_s, "every_s": self.interval_s, "last_sweep": self.last}
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -256,9 +296,11 @@ class Retainer:
 
     async def sweep_once(self) -> dict[str, Any]:
         decided = Decided.of(self._state(), wall_clock_ms(), self.retain_s)
-        sweep = await asyncio.to_thread(plan, decided, self._store, self._results)
-        await asyncio.to_thread(apply, sweep, self._store, decided.files_before_s)
-        self.last = {**sweep.summary(), "at_ms": wall_clock_ms()}
+        halted = self._stopping.is_set
+        sweep = await asyncio.to_thread(plan, decided, self._store, self._results, None, halted)
+        done = await asyncio.to_thread(apply, sweep, self._store, decided.files_before_s, halted)
+        if done:
+            self.last = {**sweep.summary(), "at_ms": wall_clock_ms()}
         return self.last
 
 
