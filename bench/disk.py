@@ -226,7 +226,7 @@ def main() -> None:
             node = nodes.start(data_dir, *flags, env=offset)
             pruning = wait_pruned(node, args.jobs, data_dir, timeout=600)
             pruned_s = time.perf_counter() - pruning_started
-            wait_for(lambda: node_info(node)["retention"]["last_sweep"], 120, "the first sweep")
+            wait_for(lambda: node_info(node)["retention"]["last_sweep"], 1800, "the first sweep")
             retention = node_info(node)["retention"]
             assert node.stop() == 0, node.stderr()[-2000:]
             pruned = sizes(data_dir)

@@ -296,11 +296,12 @@ class Retainer:
 
     async def sweep_once(self) -> dict[str, Any]:
         decided = Decided.of(self._state(), wall_clock_ms(), self.retain_s)
-        halted = self._stopping.is_set
+        halted, began = self._stopping.is_set, time.monotonic()
         sweep = await asyncio.to_thread(plan, decided, self._store, self._results, None, halted)
         done = await asyncio.to_thread(apply, sweep, self._store, decided.files_before_s, halted)
         if done:
-            self.last = {**sweep.summary(), "at_ms": wall_clock_ms()}
+            took = round(time.monotonic() - began, 3)
+            self.last = {**sweep.summary(), "at_ms": wall_clock_ms(), "took_s": took}
         return self.last
 
 
