@@ -1,6 +1,7 @@
 """Stop time against history (issue 17): SIGTERM to exit of a node holding a long log.
 
     python bench/stop.py [--sizes 1000,100000] [--keep DIR] [--spy]
+                         [--moments listening,ready,checkpoint]
 
 (`--keep DIR` builds the logs there and keeps them: a later run with it starts from them.)
 
@@ -11,7 +12,7 @@ the moments where a stop has had the most to do:
   whole, listening   no checkpoint yet; SIGTERM as soon as it listens (the fold is running)
   whole, ready       /readyz said ready: the fold is done, the first (full) checkpoint is due
   whole, checkpoint  after that first checkpoint is stored (read from the file, read-only)
-  checkpoint, ready  started again from that checkpoint, stopped once ready
+  checkpoint, ready  started again from that checkpoint, stopped once ready (with the above)
 
 Each line: seconds from SIGTERM until the process exited, its exit code, and what it said
 about checkpoints on the way down. `--spy` dumps the stopping node's Python stacks
@@ -115,26 +116,31 @@ def one(label: str, data_dir: Path, moment: str, with_spy: bool) -> None:
         print("    " + stack.replace("\n", "\n    "))
 
 
-def measure(size: int, root: Path, with_spy: bool) -> None:
+def measure(size: int, root: Path, with_spy: bool, moments: set[str]) -> None:
     template = root / f"log-{size}"
     started = time.perf_counter()
     if (template / "events.db").exists():  # kept from an earlier run (--keep)
         print(f"\n== {size:,} events (the log kept in {template})")
-    else:
-        template.mkdir(mode=0o700)
-        held = asyncio.run(write_history(template, max(1, size // EVENTS_PER_JOB)))
+    else:  # written aside, then renamed: an interrupted run leaves no log that looks whole
+        partial = root / f"log-{size}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(mode=0o700)
+        held = asyncio.run(write_history(partial, max(1, size // EVENTS_PER_JOB)))
+        partial.rename(template)
         print(f"\n== {held:,} events (log written in {time.perf_counter() - started:.0f} s)")
     for path in root.glob(f"node-{size}*"):
         shutil.rmtree(path)
     for moment in ("listening", "ready"):
-        data_dir = root / f"node-{size}-{moment}"
+        if moment in moments:
+            data_dir = root / f"node-{size}-{moment}"
+            shutil.copytree(template, data_dir)
+            one(f"whole, {moment}", data_dir, moment, with_spy)
+            shutil.rmtree(data_dir)
+    if "checkpoint" in moments:
+        data_dir = root / f"node-{size}"
         shutil.copytree(template, data_dir)
-        one(f"whole, {moment}", data_dir, moment, with_spy)
-        shutil.rmtree(data_dir)
-    data_dir = root / f"node-{size}"
-    shutil.copytree(template, data_dir)
-    one("whole, checkpoint", data_dir, "checkpoint", with_spy)
-    one("checkpoint, ready", data_dir, "ready", with_spy)
+        one("whole, checkpoint", data_dir, "checkpoint", with_spy)
+        one("checkpoint, ready", data_dir, "ready", with_spy)
 
 
 def main() -> None:
@@ -142,12 +148,17 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,100000", help="events per log, comma-separated")
     parser.add_argument("--keep", type=Path, default=None, help="build the logs here, keep them")
     parser.add_argument("--spy", action="store_true", help="py-spy dumps of slow stops")
+    parser.add_argument(
+        "--moments",
+        default="listening,ready,checkpoint",
+        help="which stops (each 'whole' one folds the whole log first: minutes at 1M)",
+    )
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="edgebac-stop-"))
     root.mkdir(parents=True, exist_ok=True)
     try:
         for size in (int(s) for s in args.sizes.split(",") if s):
-            measure(size, root, args.spy)
+            measure(size, root, args.spy, set(args.moments.split(",")))
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
