@@ -19,6 +19,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import msgpack
@@ -116,23 +117,22 @@ def hash_state(ended: Iterator[tuple[str, bytes]], ended_count: int, parts: Hash
     header = msgpack.Packer(use_bin_type=True)
     total.update(header.pack_map_header(1 + len(rest)) + pack("jobs"))
     total.update(header.pack_map_header(ended_count + len(held)))
-    count = 0
-    chunk: list[bytes] = []
     mine = sorted(held.items())  # few: merged in by hand (heapq.merge costs a row a microsecond)
-    at, upto = 0, len(mine)
-    for row in ended:
-        while at < upto and mine[at] < row:  # as heapq.merge orders them: the same bytes
-            chunk += (pack(mine[at][0]), pack(mine[at][1]))
-            at += 1
-        chunk += (pack(row[0]), pack(row[1]))
-        count += 1
-        if len(chunk) >= 4096:
-            total.update(b"".join(chunk))
-            chunk.clear()
-    for job_id, digest in mine[at:]:
-        chunk += (pack(job_id), pack(digest))
-    total.update(b"".join(chunk))
-    count += upto
+    at, upto, count = 0, len(mine), len(mine)
+    rows = iter(ended)
+    while batch := list(islice(rows, 4096)):
+        count += len(batch)
+        if at < upto and mine[at] < batch[-1]:  # held ones among these: as heapq.merge orders
+            chunk: list[bytes] = []
+            for row in batch:
+                while at < upto and mine[at] < row:
+                    chunk += (pack(mine[at][0]), pack(mine[at][1]))
+                    at += 1
+                chunk += (pack(row[0]), pack(row[1]))
+        else:
+            chunk = [pack(value) for row in batch for value in row]
+        total.update(b"".join(chunk))
+    total.update(b"".join(pack(value) for row in mine[at:] for value in row))
     if count != ended_count + len(held):
         raise CountChanged(f"{count} job digests, not the {ended_count + len(held)} announced")
     for key in sorted(rest):
