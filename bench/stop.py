@@ -1,7 +1,7 @@
 """Stop time against history (issue 17): SIGTERM to exit of a node holding a long log.
 
     python bench/stop.py [--sizes 1000,100000] [--keep DIR] [--spy]
-                         [--moments listening,ready,checkpoint]
+                         [--moments folding,ready,checkpoint]
 
 (`--keep DIR` builds the logs there and keeps them: a later run with it starts from them.)
 
@@ -9,7 +9,8 @@ For each size, writes a log of that many events (noop jobs decided and signed by
 scheduler's own code: tests/biglog.py) into a data dir, then stops a node on a copy of it at
 the moments where a stop has had the most to do:
 
-  whole, listening   no checkpoint yet; SIGTERM as soon as it listens (the fold is running)
+  whole, folding     no checkpoint yet; SIGTERM while it folds the log (/healthz answers,
+                     /readyz not yet: the `listening on` line comes once it is ready)
   whole, ready       /readyz said ready: the fold is done, the first (full) checkpoint is due
   whole, checkpoint  after that first checkpoint is stored (read from the file, read-only)
   checkpoint, ready  started again from that checkpoint, stopped once ready (with the above)
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -48,12 +50,26 @@ from tests.procs import NodeProcess, wait_for  # noqa: E402
 PY_SPY = REPO / ".venv" / "bin" / "py-spy"
 
 
-def ready(node: NodeProcess) -> bool:
+def answers(url: str) -> int:
+    """The status of a GET of `url` (0: no answer)."""
     try:
-        with urllib.request.urlopen(node.url + "/readyz", timeout=5) as response:
-            return response.status == 200
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code
     except (urllib.error.URLError, ConnectionError):
-        return False
+        return 0
+
+
+def ready(node: NodeProcess) -> bool:
+    return answers(node.url + "/readyz") == 200
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def checkpoint_pos(data_dir: Path) -> int:
@@ -100,9 +116,15 @@ def stop(node: NodeProcess, with_spy: bool) -> tuple[float, int, list[str], list
 
 
 def one(label: str, data_dir: Path, moment: str, with_spy: bool) -> None:
-    node = NodeProcess(data_dir)
+    api = f"http://127.0.0.1:{free_port()}"
+    node = NodeProcess(data_dir, listen=api.removeprefix("http://"))
     try:
-        node.wait_listening(600)
+        if moment == "folding":  # alive, not ready: the start-up fold is running
+            wait_for(lambda: answers(api + "/healthz") == 200, 600, "the node to answer")
+            if answers(api + "/readyz") == 200:
+                label += " (was ready)"
+        else:
+            node.wait_listening(600)
         if moment in ("ready", "checkpoint"):
             wait_for(lambda: ready(node), 600, "ready")
         if moment == "checkpoint":
@@ -130,7 +152,7 @@ def measure(size: int, root: Path, with_spy: bool, moments: set[str]) -> None:
         print(f"\n== {held:,} events (log written in {time.perf_counter() - started:.0f} s)")
     for path in root.glob(f"node-{size}*"):
         shutil.rmtree(path)
-    for moment in ("listening", "ready"):
+    for moment in ("folding", "ready"):
         if moment in moments:
             data_dir = root / f"node-{size}-{moment}"
             shutil.copytree(template, data_dir)
@@ -150,7 +172,7 @@ def main() -> None:
     parser.add_argument("--spy", action="store_true", help="py-spy dumps of slow stops")
     parser.add_argument(
         "--moments",
-        default="listening,ready,checkpoint",
+        default="folding,ready,checkpoint",
         help="which stops (each 'whole' one folds the whole log first: minutes at 1M)",
     )
     args = parser.parse_args()
