@@ -17,6 +17,7 @@ from typing import Any
 
 from edgebac.errors import LogStoreError
 from edgebac.eventlog.prune import Prune, prune
+from edgebac.eventlog.vacuum import after_commit
 
 # The projection saved at a position of this log (see `scheduler.checkpoint`), so a node starts
 # from it and folds only what follows. Not part of the log: created on any open (an older
@@ -58,6 +59,9 @@ CREATE INDEX IF NOT EXISTS ended_jobs_created ON ended_jobs (created, job_id);
 CREATE INDEX IF NOT EXISTS ended_jobs_client ON ended_jobs (client, created, job_id);
 CREATE INDEX IF NOT EXISTS ended_jobs_vouched ON ended_jobs (vouched, created, job_id);
 CREATE INDEX IF NOT EXISTS ended_jobs_name ON ended_jobs (name);
+-- The digests in id order, read from the index alone (the state hash streams them at every
+-- start and checkpoint: through the primary key's index, each is a lookup of its wide row).
+CREATE INDEX IF NOT EXISTS ended_jobs_digest ON ended_jobs (job_id, digest);
 CREATE TABLE IF NOT EXISTS ended_executions (
     execution_id TEXT PRIMARY KEY,
     job_id TEXT NOT NULL,
@@ -181,6 +185,7 @@ def write_checkpoint(
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    after_commit(conn, data.prune is not None)  # gives disk space back (eventlog.vacuum)
     return state_hash
 
 
@@ -271,14 +276,27 @@ class EndedReader:
         return _digests(self._conn)
 
     def keys(
-        self, where: Owned, order: str, desc: bool, start: int, limit: int, exclude: set[str]
+        self,
+        where: Owned,
+        order: str,
+        desc: bool,
+        start: int,
+        limit: int,
+        exclude: set[str],
+        after: tuple[Any, ...] | None = None,
     ) -> tuple[int, list[tuple[Any, ...]]]:
         """How many rows `where` matches (less `exclude`), and the sort keys of `limit` of
-        them from `start` in (`order` "id" or "created", `desc`), in one read transaction."""
+        them from `start` in (`order` "id" or "created", `desc`), in one read transaction;
+        with `after` (a sort key: its columns' values), of those past it, sought by index
+        (a row-value comparison on the index's columns: no OFFSET walked)."""
         cond, params = where
         columns = "job_id" if order == "id" else "created, job_id"
         way = " DESC" if desc else ""
         by = ", ".join(f"{c.strip()}{way}" for c in columns.split(","))
+        seek, sought = "", ()
+        if after is not None:
+            marks = ",".join("?" * len(after))
+            seek, sought = f" AND ({columns}) {'<' if desc else '>'} ({marks})", tuple(after)
         skip = sorted(exclude)
         self._conn.execute("BEGIN")
         try:
@@ -292,9 +310,9 @@ class EndedReader:
             marks = ",".join("?" * len(skip))
             sql = (
                 f"SELECT {columns} FROM ended_jobs WHERE ({cond}) AND job_id NOT IN ({marks})"
-                f" ORDER BY {by} LIMIT ? OFFSET ?"
+                f"{seek} ORDER BY {by} LIMIT ? OFFSET ?"
             )
-            keys = self._conn.execute(sql, (*params, *skip, limit, start)).fetchall()
+            keys = self._conn.execute(sql, (*params, *skip, *sought, limit, start)).fetchall()
         finally:
             self._conn.execute("COMMIT")
         return total, keys
