@@ -163,6 +163,8 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     tables = conn.execute("SELECT name FROM sqlite_master").fetchall()
     create = check_identity(path, app_id, version, bool(tables))
+    if create:  # before WAL mode writes the header: pruning then gives pages back (vacuum.py)
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     # FULL: a commit is on disk before we acknowledge it, even across power loss.
     conn.execute("PRAGMA synchronous = FULL")
@@ -177,8 +179,15 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _read_heads(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], int | None]:
-    # SQLite takes the bare columns from the row holding MAX(seq).
-    heads = conn.execute("SELECT author, MAX(seq), id, hlc FROM events GROUP BY author").fetchall()
+    """Each author's newest event, by two seeks of the (author, seq) index per author: a
+    GROUP BY reads the whole index (0.4-0.7 s at 1M events), this reads one entry an author."""
+    newest = "SELECT author, seq, id, hlc FROM events WHERE author = ? ORDER BY seq DESC LIMIT 1"
+    heads = []
+    author = conn.execute("SELECT MIN(author) FROM events").fetchone()[0]
+    while author is not None:
+        heads.append(conn.execute(newest, (author,)).fetchone())
+        after = conn.execute("SELECT MIN(author) FROM events WHERE author > ?", (author,))
+        author = after.fetchone()[0]
     return heads, conn.execute("SELECT MAX(pos) FROM events").fetchone()[0]
 
 

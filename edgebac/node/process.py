@@ -369,11 +369,14 @@ class Node:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if getattr(self, "runner", None) is not None:
+            # Before the log: its writer, closing last, removes the WAL and its -shm (the
+            # ended jobs' reader is read-only: closing last, it leaves them). Nothing reads
+            # ended jobs any more: the runner and the API have stopped.
+            self.runner.checkpoints.close_rows()
         if getattr(self, "log", None) is not None:
             await self.log.close()
             del self.log
-        if getattr(self, "runner", None) is not None:
-            self.runner.checkpoints.close_rows()  # the ended jobs' reader, last
         if self.data_dir is not None:
             self.data_dir.release(discard_new)
             self.data_dir = None
