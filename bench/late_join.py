@@ -2,6 +2,7 @@
 fetching all history.
 
     python bench/late_join.py [--events 100000] [--seeds 3] [--no-baseline] [--keep DIR]
+                              [--history FILE]
 
 Writes a log of that many events (noop jobs ended in 2023, signed by the scheduler's own code:
 tests/biglog.py) and gives it to each seed, which folds it once and then prunes it with
@@ -13,7 +14,9 @@ bytes received. The baseline, measured in the same run: a seed of the same histo
 not prune, and a new node joining it (it fetches every event). Figures only: nothing asserts.
 
 Target from the issue: a new node useful (runs a job) within 10 s of joining the 1M-event
-network: `--events 1000000` (building and pruning that history takes many minutes).
+network: `--events 1000000` (building that history and folding it takes many minutes:
+`--history FILE` gives the seeds a copy of an events.db written before, e.g. by
+`bench/history.py --big --keep DIR`, whose checkpoint spares them the whole-log fold).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncio
 import json
 import shutil
 import socket
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -93,10 +97,15 @@ class Node:
         self.process.stop()
 
 
-def give_history(root: Path, events: int, dirs: list[Path]) -> int:
+def give_history(root: Path, events: int, dirs: list[Path], given: Path | None) -> int:
     source = root / "history"
     source.mkdir(mode=0o700)
-    held = asyncio.run(write_history(source, max(1, events // EVENTS_PER_JOB)))
+    if given is not None:
+        shutil.copy(given, source / "events.db")
+        with sqlite3.connect(f"file:{source / 'events.db'}?mode=ro", uri=True) as conn:
+            held = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    else:
+        held = asyncio.run(write_history(source, max(1, events // EVENTS_PER_JOB)))
     for data_dir in dirs:
         data_dir.mkdir(mode=0o700)
         for name in ("events.db", "events.db-wal"):
@@ -126,6 +135,8 @@ def first_folds(dirs: list[Path], policy: Path) -> None:
 def settled(seeds: list[Node], pruned: bool) -> bool:
     infos = [seed.info() for seed in seeds]
     if any(not i.get("ready") for i in infos):
+        return False
+    if pruned and any((i.get("pruning") or {}).get("moving", True) for i in infos):
         return False
     if pruned and len({json.dumps(i.get("pruning", {}).get("jobs")) for i in infos}) != 1:
         return False
@@ -202,6 +213,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--keep", type=Path, default=None, help="Work here and leave it.")
+    parser.add_argument("--history", type=Path, default=None, help="An events.db to start from.")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="edgebac-latejoin-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -211,8 +223,8 @@ def main() -> None:
     baseline_dir = root / "whole"
     dirs = seed_dirs + ([] if args.no_baseline else [baseline_dir])
     started = time.perf_counter()
-    held = give_history(root, args.events, dirs)
-    first_folds(dirs, policy)
+    held = give_history(root, args.events, dirs, args.history)
+    first_folds(dirs, policy)  # from a given file's checkpoint: moments
     print(
         f"{held} events of history given to {len(dirs)} nodes, folded once, in "
         f"{time.perf_counter() - started:.0f} s",
@@ -239,7 +251,7 @@ def main() -> None:
                 f"{time.perf_counter() - at:.0f} s",
                 flush=True,
             )
-            late = join(seeds, root, "joins-pruned", policy, *prune)
+            late = join(seeds, root, "joins-pruned", policy, *prune, "--join-wait", "10m")
             show(f"joining {args.seeds} pruned seeds", late)
         finally:
             for seed in seeds:

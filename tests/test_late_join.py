@@ -134,6 +134,7 @@ def test_what_a_joiner_does_with_its_seeds_answers(offers, quorum, kind):
         {"t": "horizon", "body": b"x", "kept": b"k" * 32, "count": -1},
         {"t": "horizon", "body": b"x", "kept": b"k" * 32, "count": True},
         {"t": "horizon", "body": b"x", "kept": b"k" * 32, "count": 10**9},
+        {"t": "horizon", "body": b"x", "kept": b"k" * 32, "count": 1, "moving": True},
     ],
 )
 def test_a_garbled_horizon_answer_is_refused(reply):
@@ -206,6 +207,7 @@ class _Log:
     def __init__(self, ms: int) -> None:
         self.clock = _Clock(ms)
         self.looks = 0
+        self.horizon_moving = False
 
     async def prunable(self, cut, limit):
         self.looks += 1
@@ -231,8 +233,10 @@ async def test_nodes_with_one_retention_cut_alike_and_look_when_the_cut_moves():
     assert pa.cut() == pb.cut() == Hlc(9 * hour, 0)
     checkpoints = _Checkpoints()
     assert pa.due()
+    assert a.horizon_moving  # until a look finds nothing due, joiners are told to wait
     await pa.run(lambda: None, checkpoints)  # type: ignore[arg-type]
     assert a.looks == 1
+    assert not a.horizon_moving
     assert not pa.due()
     a.clock.ms += 600_000  # the cut moved on: look at once
     assert pa.due()

@@ -285,6 +285,9 @@ class EventLog:
         self._heads: dict[bytes, Head] = {}
         self._vector: tuple[dict[bytes, Head], dict[bytes, int]] | None = None  # of these heads
         self._kept: tuple[bytes, Summary] | None = None  # (packed horizon, its summary)
+        # Set by the node's pruner while a prune of many batches is under way: its horizon is
+        # about to move, and a node joining late waits for it (gossip.late).
+        self.horizon_moving = False
         # Times a peer lacked events this log pruned (it cannot follow those chains from here).
         self.pruned_asked = 0
         self._next_pos = 1

@@ -45,6 +45,8 @@ class JoinRefused(EdgebacError):
 
 
 class KeptLog(Protocol):
+    horizon_moving: bool
+
     async def kept_summary(self) -> tuple[bytes, Summary] | None: ...
     async def kept_page(
         self, after: Cursor | None, max_events: int, max_bytes: int
@@ -63,7 +65,13 @@ async def serve_horizon(log: KeptLog) -> dict[str, Any]:
     if found is None:
         return {"t": "horizon", "body": None}
     body, summary = found
-    return {"t": "horizon", "body": body, "kept": summary.kept, "count": summary.count}
+    return {
+        "t": "horizon",
+        "body": body,
+        "kept": summary.kept,
+        "count": summary.count,
+        "moving": log.horizon_moving,
+    }
 
 
 async def serve_kept(log: KeptLog, message: Mapping[str, Any], config: GossipConfig) -> dict:
@@ -107,6 +115,11 @@ def parse_offer(reply: Any) -> Offer:
     body = reply.get("body")
     if body is None:
         return Offer(None, None)
+    if reply.get("moving") is True:
+        # A prune of many batches is under way: what the seed holds below its heads is about
+        # to go, and a joiner that took this horizon could not fetch what lies between it and
+        # the next one (the seed gives chains only whole). Asked again in a moment.
+        raise ValueError("it is still pruning")
     kept, count = reply.get("kept"), reply.get("count")
     if not isinstance(body, bytes) or not isinstance(kept, bytes) or len(kept) != DIGEST_BYTES:
         raise ValueError("a horizon answer without its body or digest")

@@ -34,6 +34,7 @@ class LogPruner:
         self._last = 0.0  # monotonic time of the last look (0: look at once)
         self._last_cut: Hlc | None = None
         self.pruned = {"jobs": 0, "batches": 0}
+        log.horizon_moving = True  # until a look finds nothing due (joiners wait for it)
 
     def due(self) -> bool:
         """A look every period, and at once when the cut moves on: nodes with the same
@@ -50,13 +51,14 @@ class LogPruner:
 
     async def run(self, refresh: Callable[[], Projection], checkpoints: Checkpoints) -> int:
         """Prune one batch if any job is due and a checkpoint can be taken now; returns how
-        many jobs went. A full batch looks again at once."""
+        many jobs went. After a batch it looks again as soon as that checkpoint is written."""
         if not checkpoints.can_take():  # one is being written: look again next tick
             return 0
         self._last = time.monotonic()
         cut = self._last_cut = self.cut()
         ids = await self.log.prunable(cut, BATCH)
         if not ids:
+            self.log.horizon_moving = False
             return 0
         if not checkpoints.can_take():  # one began meanwhile: this look did not happen
             self._last, self._last_cut = 0.0, None
@@ -69,8 +71,10 @@ class LogPruner:
         checkpoints.take(state, order)
         self.pruned["jobs"] += len(gone)
         self.pruned["batches"] += 1
-        if len(ids) == BATCH:
-            self._last = 0.0
+        # Look again once this checkpoint is written (`can_take`): the next batch, or nothing
+        # left, which says the horizon has stopped moving.
+        self.log.horizon_moving = True
+        self._last = 0.0
         return len(gone)
 
     def _archive_file(self, cut: Hlc) -> Path | None:
@@ -84,6 +88,7 @@ class LogPruner:
             "retain_log_s": self.retain_s,
             "archive": str(self.archive or ""),
             **self.pruned,
+            "moving": self.log.horizon_moving,  # a prune of many batches under way
             "asked_for_pruned": self.log.pruned_asked,  # peers that cannot catch up from here
         }
 
