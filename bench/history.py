@@ -8,17 +8,17 @@ node, six events each, decided and signed by the scheduler's own code: tests/big
 fresh data dir, then starts a node on it twice: first with no checkpoint (it folds the whole
 log, and saves one at its clean stop), then from that checkpoint. Each time it prints: the time
 from process start until the node listens, and until a noop job submitted at once (retried
-while the node says it is not ready) completes; RSS after that; `GET /api/v1/jobs` latency,
-median of 20: the first page, a page half-way down by `offset`, and the same page by the
-`next` cursor the page before it gave; and `GET /api/v1/jobs/ID` of the oldest job (folded
-again from the log). Then, in this process, what a checkpoint of that log costs: the snapshot
-taken on the event loop (the only part that blocks it), packing and writing on the writer's
-thread, reading and loading, and its size. `--big` adds 1,000,000 events (building that log
-takes several minutes); `--skip-whole` starts the node only from the checkpoint taken
-in-process (the whole-log start of 1M events takes minutes); `--keep DIR --reuse` starts on
-the logs an earlier `--keep DIR` run left there (a `--skip-whole` run's keep their
-checkpoint), without building them or measuring the in-process checkpoint again. Figures
-only: nothing here asserts.
+while the node says it is not ready) completes; RSS after that and after 1,000 more jobs;
+`GET /api/v1/jobs` latency, median of 20: the first page, a page half-way down by `offset`, and the
+same page by the `next` cursor the page before it gave; and `GET /api/v1/jobs/ID` of the oldest
+job (folded again from the log). Then, in this process, what a checkpoint of that log costs:
+the snapshot taken on the event loop (the only part that blocks it), packing and writing on the
+writer's thread, reading and loading, and its size. `--big` adds 1,000,000 events (building
+that log takes several minutes); `--skip-whole` starts the node only from the checkpoint taken
+in-process (the whole-log start of 1M events takes minutes); `--keep DIR --reuse` starts on the
+logs an earlier `--keep DIR` run left there (a `--skip-whole` run's keep their checkpoint),
+without building them or measuring the in-process checkpoint again. Figures only: nothing here
+asserts.
 
 Targets from the issue: start-up at 1M events <= 3 s and <= 1.5 x start-up at 10k.
 """
@@ -125,18 +125,50 @@ def one_start(data_dir: Path, port: int, policy: Path) -> dict[str, float]:
                 times.append((time.perf_counter() - started) * 1000)
                 assert status == 200, url
         said = [line.strip() for line in node.lines("stderr") if "checkpoint" in line]
+        rss_more = rss_after_jobs(api, node.pid, MORE_JOBS)
     finally:
         node.stop()
     return {
         "job_s": job_s,
         "listening_s": listening_s,
         "rss_mb": rss,
+        "rss_more_mb": rss_more,
         "list_ms": statistics.median(lists),
         "deep_ms": statistics.median(deep),
         "cursor_ms": statistics.median(cursor),
         "describe_ms": statistics.median(describes),
         "said": said[-1] if said else "(no checkpoint line)",
     }
+
+
+MORE_JOBS = 1_000
+
+
+def rss_after_jobs(api: str, pid: int, jobs: int) -> float:
+    """RSS once `jobs` more noop jobs, submitted from 8 threads, have all ended: what a node
+    holds of its own recent work stays bounded (ended jobs go to the rows)."""
+    ids: list[str] = []
+
+    def submit(count: int) -> None:
+        for _ in range(count):
+            status, body = call(f"{api}/api/v1/jobs", NOOP)
+            if status == 201:
+                ids.append(body["job_id"])
+
+    threads = [threading.Thread(target=submit, args=(jobs // 8,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for job_id in ids:
+        wait_for(
+            lambda job_id=job_id: (
+                call(f"{api}/api/v1/jobs/{job_id}?events=0&wait_ms=5000")[1].get("status") in DONE
+            ),
+            120,
+            f"job {job_id}",
+        )
+    return rss_mb(pid)
 
 
 async def checkpoint_costs(db: Path) -> dict[str, float]:
@@ -236,7 +268,8 @@ def measure(size: int, root: Path, policy: Path, skip_whole: bool, reuse: bool) 
         got = one_start(data_dir, port, policy)
         print(
             f"{label:>16}: listening {got['listening_s']:.2f} s, job done "
-            f"{got['job_s']:.2f} s after process start; RSS {got['rss_mb']:.0f} MB; "
+            f"{got['job_s']:.2f} s after process start; RSS {got['rss_mb']:.0f} MB "
+            f"({got['rss_more_mb']:.0f} MB after {MORE_JOBS:,} more jobs); "
             f"GET /api/v1/jobs {got['list_ms']:.1f} ms (half-way page {got['deep_ms']:.1f} ms, "
             f"by cursor {got['cursor_ms']:.1f} ms); oldest job {got['describe_ms']:.1f} ms\n"
             f"{'':>18}{got['said']}"
