@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from edgebac.eventlog.adopt import Summary, comparable, kept_digest, problems
 from edgebac.eventlog.clock import Hlc
 from edgebac.eventlog.encoding import seal
-from edgebac.eventlog.horizon import Head, Horizon
+from edgebac.eventlog.horizon import Head, Horizon, pack
 from edgebac.gossip.late import Offer, decide, parse_cursor, parse_offer
 from tests.netfix import Author
 
@@ -140,6 +140,27 @@ def test_what_a_joiner_does_with_its_seeds_answers(offers, quorum, kind):
 def test_a_garbled_horizon_answer_is_refused(reply):
     with pytest.raises(ValueError):  # noqa: PT011 - each says its own why
         parse_offer(reply)
+
+
+def test_a_seed_whose_cut_moves_in_a_moment_is_asked_again():
+    """A horizon taken just before the seeds' cut moves could be pruned past before the
+    joiner's first sync is done: it is taken only with a margin (10 s, or half the period)."""
+    horizon, kept = pruned_history(2)
+    body = pack(horizon)
+    reply = {"t": "horizon", "body": body, "kept": b"k" * 32, "count": len(kept)}
+    assert parse_offer(reply).summary is not None  # a seed that does not say: as before
+    for move_in, period, taken in [
+        (9_000, 600_000, False),
+        (11_000, 600_000, True),
+        (400, 1_000, False),
+        (600, 1_000, True),
+    ]:
+        answer = dict(reply, move_in_ms=move_in, period_ms=period)
+        if taken:
+            assert parse_offer(answer).body == body
+        else:
+            with pytest.raises(ValueError, match="its cut moves in"):
+                parse_offer(answer)
 
 
 def test_cursors_are_checked():

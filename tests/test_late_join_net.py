@@ -64,9 +64,9 @@ def test_a_new_node_starts_from_the_horizon_its_seeds_agree_on(nodes, seeds_dirs
     joiner_dir = tmp_path / "d"
     joiner_dir.mkdir(mode=0o700)
     started = time.monotonic()
-    d = nodes.start(
-        joiner_dir, "--peers", ",".join(host_port(s) for s in seeds), "--labels", "late=yes", *prune
-    )
+    peers = ",".join(host_port(s) for s in seeds)
+    # Up to 10 s more when the seeds' cut is about to move (gossip.late): a joiner waits for it.
+    d = nodes.spawn(joiner_dir, "--peers", peers, "--labels", "late=yes", *prune).wait_listening(60)
     said = d.wait_for_line(JOINED, 5, "stderr")
     # Useful at once: a job another requester submits, that only it may run, completes.
     job_id = submit(seeds[0], noop(constraints=["late=yes"]))
@@ -105,7 +105,7 @@ def test_seeds_that_disagree_keep_a_new_node_from_starting(nodes, seeds_dirs, tm
     assert not (refused_dir / "events.db").exists() or info_free_log(refused_dir)
     joined_dir = tmp_path / "quorum"
     joined_dir.mkdir(mode=0o700)
-    joined = nodes.start(joined_dir, *peers, "--join-quorum", "1")
+    joined = nodes.spawn(joined_dir, *peers, "--join-quorum", "1").wait_listening(60)
     joined.wait_for_line(JOINED, 5, "stderr")
     assert comparable(horizon_of(joined_dir)) == comparable(horizon_of(seeds_dirs[0]))
     wait_for(lambda: state(joined) == state(a), 30, "the joiner to agree with the pruned seed")

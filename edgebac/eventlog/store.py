@@ -288,6 +288,8 @@ class EventLog:
         # Set by the node's pruner while a prune of many batches is under way: its horizon is
         # about to move, and a node joining late waits for it (gossip.late).
         self.horizon_moving = False
+        # ...and when it moves next: (ms from now, the pruner's period in ms); None: never.
+        self.horizon_move: Callable[[], tuple[int, int]] | None = None
         # Times a peer lacked events this log pruned (it cannot follow those chains from here).
         self.pruned_asked = 0
         self._next_pos = 1

@@ -38,6 +38,9 @@ MAX_KEPT_BYTES = 256 << 20
 # Rounds with no seed answering before a new node starts without a horizon: nodes of a network
 # started together do not wait for each other (a pruned network's seeds are up: they answer).
 UNANSWERED_TRIES = 1
+# A seed whose cut moves within this (or half its pruner's period, if shorter) is asked again
+# after the move: the first sync after an adoption then has a whole period to be done.
+MOVE_MARGIN_MS = 10_000
 
 
 class JoinRefused(EdgebacError):
@@ -46,6 +49,7 @@ class JoinRefused(EdgebacError):
 
 class KeptLog(Protocol):
     horizon_moving: bool
+    horizon_move: Callable[[], tuple[int, int]] | None
 
     async def kept_summary(self) -> tuple[bytes, Summary] | None: ...
     async def kept_page(
@@ -65,13 +69,16 @@ async def serve_horizon(log: KeptLog) -> dict[str, Any]:
     if found is None:
         return {"t": "horizon", "body": None}
     body, summary = found
-    return {
+    answer = {
         "t": "horizon",
         "body": body,
         "kept": summary.kept,
         "count": summary.count,
         "moving": log.horizon_moving,
     }
+    if log.horizon_move is not None:
+        answer["move_in_ms"], answer["period_ms"] = log.horizon_move()
+    return answer
 
 
 async def serve_kept(log: KeptLog, message: Mapping[str, Any], config: GossipConfig) -> dict:
@@ -108,6 +115,10 @@ class Offer:
     refused: str = ""
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def parse_offer(reply: Any) -> Offer:
     """A seed's `horizon` answer; ValueError when it is not one."""
     if not isinstance(reply, dict) or reply.get("t") != "horizon":
@@ -120,6 +131,11 @@ def parse_offer(reply: Any) -> Offer:
         # to go, and a joiner that took this horizon could not fetch what lies between it and
         # the next one (the seed gives chains only whole). Asked again in a moment.
         raise ValueError("it is still pruning")
+    move_in, period = reply.get("move_in_ms"), reply.get("period_ms")
+    if _count(move_in) and _count(period) and move_in < min(MOVE_MARGIN_MS, period // 2):
+        # Its cut moves in a moment: a horizon taken now could be pruned past before the
+        # first sync has fetched what lies above it. Asked again once it has moved.
+        raise ValueError(f"its cut moves in {move_in / 1000:.1f} s")
     kept, count = reply.get("kept"), reply.get("count")
     if not isinstance(body, bytes) or not isinstance(kept, bytes) or len(kept) != DIGEST_BYTES:
         raise ValueError("a horizon answer without its body or digest")

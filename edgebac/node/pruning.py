@@ -35,6 +35,7 @@ class LogPruner:
         self._last_cut: Hlc | None = None
         self.pruned = {"jobs": 0, "batches": 0}
         log.horizon_moving = True  # until a look finds nothing due (joiners wait for it)
+        log.horizon_move = self.next_move
 
     def due(self) -> bool:
         """A look every period, and at once when the cut moves on: nodes with the same
@@ -48,6 +49,14 @@ class LogPruner:
         step = int(self.every_s * 1000)
         ms = max(0, self.log.clock.wall_ms() - int(self.retain_s * 1000))
         return Hlc(ms - ms % step, 0)
+
+    def next_move(self) -> tuple[int, int]:
+        """(ms until the cut next moves, the pruner's period in ms): a joiner that adopted the
+        horizon just before a move could meet its seeds pruning what it has not fetched yet,
+        so it waits for the move (gossip.late)."""
+        step = int(self.every_s * 1000)
+        ms = max(0, self.log.clock.wall_ms() - int(self.retain_s * 1000))
+        return step - ms % step, step
 
     async def run(self, refresh: Callable[[], Projection], checkpoints: Checkpoints) -> int:
         """Prune one batch if any job is due and a checkpoint can be taken now; returns how
