@@ -265,3 +265,71 @@ async def test_nodes_with_one_retention_cut_alike_and_look_when_the_cut_moves():
     await pa.run(lambda: None, checkpoints)  # type: ignore[arg-type]
     assert a.looks == 1
     assert pa.due()  # still due: the busy checkpoint kept it from looking
+
+
+class _Seeds:
+    """A seed's gossip answers, as `gossip.late` reads them (the transport is the I/O edge)."""
+
+    def __init__(self, horizon, summary, pages) -> None:
+        self.seeds = ["127.0.0.1:9"]
+        self.transport = self
+        self.answers = {
+            "horizon": {
+                "t": "horizon",
+                "body": pack(horizon),
+                "kept": summary.kept,
+                "count": summary.count,
+            },
+            "kept": {"t": "kept", "events": pages, "next": None},
+        }
+
+    async def request(self, address, message):
+        return b"", self.answers[message["t"]]
+
+
+@pytest.mark.parametrize("sent_all", [True, False])
+async def test_a_node_behind_its_seeds_horizon_starts_again_or_stays_as_it_was(tmp_path, sent_all):
+    """Behind: it holds 3 of a chain its seeds pruned to 5. With the kept events it gets a new
+    log from the horizon (the old one set aside) with its own chain carried over; when what
+    the seed sends is not what it agreed on, the old log is put back as it was."""
+    from nacl.signing import SigningKey
+
+    from edgebac.eventlog.clock import HybridClock
+    from edgebac.eventlog.store import EventLog
+    from edgebac.node.rejoin import rejoin_if_behind
+    from tests.announce import announcement
+
+    other = Author()
+    for index in range(4):
+        other.next(f"n{index}")
+    key = SigningKey.generate()
+    old = await EventLog.open(tmp_path / "events.db", HybridClock(60_000), key)
+    await old.append([announcement()])
+    await old.ingest([e.raw for e in other.events[:3]])
+    horizon = Horizon(
+        Hlc(10, 0),
+        2,
+        1,
+        {other.id: Head(5, other.events[4].id)},
+        {other.id: other.events[4].hlc},
+        {},
+    )
+    kept = [other.events[0]]
+    seeds = _Seeds(horizon, summary_of(horizon, kept), [e.raw for e in kept] if sent_all else [])
+    said: list[str] = []
+    log = await rejoin_if_behind(old, seeds, 0, key, said.append)  # type: ignore[arg-type]
+    try:
+        me = bytes(key.verify_key)
+        if sent_all:
+            assert log is not old
+            assert log.version_vector() == {me: 1, other.id: 5}
+            assert await log.count() == 2  # the kept announcement and its own
+            assert list(tmp_path.glob("events-behind-*.db"))
+            assert "its log is kept as" in said[0]
+        else:
+            assert log.version_vector() == {me: 1, other.id: 3}
+            assert await log.count() == 4
+            assert not list(tmp_path.glob("events-behind-*.db"))
+            assert "stays as it is" in said[0]
+    finally:
+        await log.close()

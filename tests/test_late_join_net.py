@@ -117,3 +117,24 @@ def info_free_log(data_dir) -> bool:
 
     with sqlite3.connect(data_dir / "events.db") as conn:
         return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+
+
+def test_a_node_back_from_long_offline_starts_again_from_the_horizon(nodes, seeds_dirs, tmp_path):
+    """It holds the first 100 of the 300 jobs its seeds pruned since: they give chains only
+    whole, so it could never catch up. At start it sets its log aside (kept), adopts their
+    horizon, puts its own chain back, and agrees with them."""
+    prune = ("--retain-log", "1h")
+    a, b = start_seeds(nodes, seeds_dirs[:2], prune, prune)
+    back = tmp_path / "back"
+    back.mkdir(mode=0o700)
+    asyncio.run(write_history(back, 100))
+    alone = nodes.start(back)  # it signs its own chain before it goes away
+    mine = info(alone)["id"]
+    assert alone.stop(signal.SIGTERM) == 0, alone.stderr
+    node = nodes.spawn(back, "--peers", f"{host_port(a)},{host_port(b)}").wait_listening(60)
+    node.wait_for_line(re.compile(r"join: this node was behind what its seeds pruned"), 5, "stderr")
+    assert list(back.glob("events-behind-*.db")), "its old log is kept"
+    wait_for(lambda: state(node) == state(a), 30, "the node back to agree with its seeds")
+    assert info(node)["version_vector"][mine] >= 2  # its chain goes on: announced twice
+    job_id = submit(a, noop())
+    assert wait_status(a, job_id, {"completed", "failed"}, timeout=30)["status"] == "completed"

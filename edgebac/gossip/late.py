@@ -227,6 +227,31 @@ async def join_from_present(
         delay = min(delay * 2, 5.0)
 
 
+async def behind_by(
+    transport: Asking, seeds: Sequence[str], heads: Mapping[bytes, int], quorum: int
+) -> tuple[Decision, list[bytes]] | None:
+    """For a node that is not new: when the seeds agree on a horizon some chain of which it
+    holds less of than they pruned (`heads`: its vector), it can never catch up on that chain
+    (a pruned node gives chains only whole): (the decision, the kept events to adopt). None
+    when it is not behind, or the seeds do not agree (it starts as it is). One round: a node
+    whose seeds are down starts at once."""
+    decision = decide(await _offers(transport, seeds), quorum)
+    if decision.kind != "adopt" or decision.offer is None or decision.offer.body is None:
+        return None
+    horizon = unpack(decision.offer.body)
+    if all(heads.get(author, 0) >= head.seq for author, head in horizon.heads.items()):
+        return None
+    summary = decision.offer.summary
+    if summary is None:
+        return None
+    for address in decision.seeds:
+        try:
+            return decision, await _fetch_kept(transport, address, summary.count)
+        except Exception:  # the next agreeing seed may give them
+            continue
+    return None
+
+
 async def _offers(transport: Asking, seeds: Sequence[str]) -> dict[str, Offer]:
     async def ask(address: str) -> Offer:
         _, reply = await transport.request(address, {"t": "horizon"})

@@ -37,6 +37,7 @@ from edgebac.node.listener import (
 from edgebac.node.members import member_rows
 from edgebac.node.policy import Policy, load_policy, narrowed
 from edgebac.node.pruning import LogPruner
+from edgebac.node.rejoin import rejoin_if_behind
 from edgebac.node.retain import Retainer
 from edgebac.node.runner import JobRunner
 from edgebac.node.tls import ServerTls, client_lines, node_tls
@@ -101,6 +102,14 @@ class Node:
             clock = HybridClock(self.config.timing.max_clock_skew_ms)
             self.log = await EventLog.open(self.data_dir.log_path, clock, self.identity.key)
             self.gossip = self._make_gossip()
+            if self.config.peers and self.log.version_vector():  # long offline, behind?
+                log = await rejoin_if_behind(
+                    self.log, self.gossip, self.config.join_quorum, self.identity.key, say_quietly
+                )
+                if log is not self.log:
+                    await self.gossip.stop()  # its transport: the new log gets its own
+                    self.log = log
+                    self.gossip = self._make_gossip()
             self.content = ContentService(
                 self.data_dir.path / "content", self.holders, s3_client_factory(), self._sign
             )
