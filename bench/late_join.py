@@ -25,52 +25,24 @@ import argparse
 import asyncio
 import json
 import shutil
-import socket
 import sqlite3
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from biglog import EVENTS_PER_JOB, write_history  # noqa: E402
+from history import call, free_port, rss_mb  # noqa: E402
 
 from tests.procs import NodeProcess, wait_for  # noqa: E402
 
 DONE = ("completed", "failed", "canceled")
 LATE = {"engine": {"type": "noop", "stdout": "late"}, "retries": 0, "constraints": ["late=yes"]}
-
-
-def call(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"} if data else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-    except (urllib.error.URLError, ConnectionError):
-        return 0, {}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Node:
