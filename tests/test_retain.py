@@ -250,3 +250,36 @@ def test_a_sweep_stops_between_two_removals_in_its_crash_safe_order(tmp_path):
     assert all(block.exists() for block in sweep.blocks)
     assert apply(sweep, store, now - 3600)  # the next sweep finishes the job
     assert not list(results.iterdir())
+
+
+async def test_staged_inputs_unused_within_the_retention_go(tmp_path):
+    """`work/cache/inputs` (S3 objects and checked URL downloads) grew for ever. A staging
+    that finds its input cached marks it used; those unused within the retention go."""
+    import hashlib
+
+    from edgebac.runtime.providers import Fetch
+    from edgebac.runtime.providers.http import stage
+
+    work = tmp_path / "work"
+    inputs = work / "cache" / "inputs"
+    body = b"a downloaded input"
+    digest = hashlib.sha256(body).hexdigest()
+    used, unused = inputs / "http" / digest, inputs / "http" / ("0" * 64)
+    s3_object = inputs / "s3" / "ab" / ("ab" + "1" * 62)
+    for path in (used, unused, s3_object):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        age(path, 7200)
+    dest = tmp_path / "job" / "inputs"
+    dest.mkdir(parents=True)
+    url = f"http://127.0.0.1:9/input#sha256={digest}"  # found in the cache: never dialled
+    await stage(Fetch(url, dest, inputs, 1 << 20), None)  # type: ignore[arg-type]
+    assert (dest / "input").read_bytes() == body
+    store = BlockStore(tmp_path / "content")
+    now = time.time()
+    sweep = plan(Decided.of(state([]), int(now * 1000), 3600, now), store, work / "results")
+    assert sorted(sweep.cached) == sorted([unused, s3_object])
+    apply(sweep, store, now - 3600)
+    assert used.exists()
+    assert not unused.exists()
+    assert not s3_object.exists()

@@ -11,7 +11,8 @@ uploaded again is young again). Everything else may go:
   to hold a DAG it is deleting), then every block outside the kept DAGs that is older than the
   horizon itself (a block being written or fetched right now is new, so never swept), then
   the shard folders of `content/blocks/` left empty;
-- compiled wasm modules in `work/cache/wasm/` not used within the retention.
+- compiled wasm modules in `work/cache/wasm/` and staged S3 and URL inputs in
+  `work/cache/inputs/` not used within the retention (each use touches the file).
 
 Two clocks: what the log dates (when an execution ended) is judged by the node's clock
 (`wall_clock_ms`, the one its events carry), what the disk dates (an mtime: a block's last
@@ -45,6 +46,7 @@ from edgebac.sinks.pins import Pin
 MAX_DAG_BLOCKS = 10_000_000  # a kept DAG larger than this is kept whole, unindexed
 FIRST_SWEEP_S = 5.0  # after the node is ready: a restarted node need not wait an interval
 WASM_CACHE = Path("cache") / "wasm"  # under the work folder (runtime.engines puts it there)
+INPUTS_CACHE = Path("cache") / "inputs"  # staged S3 and URL inputs (runtime.providers)
 
 
 def _cid(text: str | None) -> CID | None:
@@ -148,6 +150,13 @@ def plan(
     cache = results.parent / WASM_CACHE if cache is None else cache
     for entry in sorted(cache.iterdir()) if cache.is_dir() else []:
         if entry.is_file() and _mtime(entry) < decided.files_before_s:  # unused, or a part
+            sweep.cached.append(entry)
+            sweep.bytes += entry.lstat().st_size
+    inputs = results.parent / INPUTS_CACHE  # each use touches a file: unused ones go
+    for entry in sorted(inputs.rglob("*")) if inputs.is_dir() else []:
+        if halted():
+            break
+        if entry.is_file() and _mtime(entry) < decided.files_before_s:
             sweep.cached.append(entry)
             sweep.bytes += entry.lstat().st_size
     return sweep

@@ -40,6 +40,13 @@ def safe_relative(name: str) -> Path:
     return Path(*parts)
 
 
+def used(cached: Path) -> Path:
+    """Mark a cached input as used now: retention takes the cache's files not used within it
+    (node.retain), by their mtimes."""
+    os.utime(cached)
+    return cached
+
+
 def link_or_copy(source: Path, dest: Path) -> None:
     """Hard link a cached file into an execution's folder (same file system), else copy it."""
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from edgebac.runtime.providers import Fetch, InputError, link_or_copy, too_big
+from edgebac.runtime.providers import Fetch, InputError, link_or_copy, too_big, used
 from edgebac.runtime.providers.destinations import Destinations, address_of
 
 CHUNK = 1 << 16
@@ -79,7 +79,7 @@ async def stage(fetch: Fetch, allowed: Destinations) -> None:
     dest = fetch.dest / file_name(fetch.url)
     cached = fetch.cache / "http" / digest if digest else None
     if cached is not None and cached.is_file():
-        link_or_copy(cached, dest)
+        link_or_copy(used(cached), dest)
         return
     got = await _download(fetch, dest, allowed)
     if digest is not None:

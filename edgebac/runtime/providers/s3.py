@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgebac.runtime.providers import Fetch, InputError, link_or_copy, safe_relative, too_big
+from edgebac.runtime.providers import (
+    Fetch,
+    InputError,
+    link_or_copy,
+    safe_relative,
+    too_big,
+    used,
+)
 
 CHUNK = 1 << 20
 
@@ -146,7 +153,7 @@ class S3Provider:
         name = hashlib.sha256(f"{endpoint}\0{bucket}\0{obj.key}\0{obj.etag}".encode()).hexdigest()
         path = cache / "s3" / name[:2] / name
         if path.is_file() and path.stat().st_size == obj.size:
-            return path
+            return used(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
         try:
