@@ -7,7 +7,6 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from edgebac.eventlog.encoding import Event
 from edgebac.eventlog.horizon import Horizon
 from edgebac.eventlog.prune import read_horizon
 
@@ -30,9 +29,9 @@ def _kept_rows(
         )
 
 
-def kept_ids(conn: sqlite3.Connection, horizon: Horizon) -> tuple[Horizon, list[tuple]]:
-    """(the horizon, the (author, seq, id) of every kept event below it)."""
-    return horizon, [tuple(row) for row in _kept_rows(conn, horizon, None, "id")]
+def kept_ids(conn: sqlite3.Connection, horizon: Horizon) -> list[tuple[Any, ...]]:
+    """The (author, seq, id) of every kept event below the horizon's heads."""
+    return [tuple(row) for row in _kept_rows(conn, horizon, None, "id")]
 
 
 def kept_page(
@@ -55,26 +54,19 @@ def kept_page(
 
 def write_adopted(
     conn: sqlite3.Connection,
-    events: Sequence[Event],
+    insert: str,
+    rows: Sequence[tuple[Any, ...]],
     horizon_row: tuple[bytes, bytes, bytes, int],
-    first_pos: int,
 ) -> None:
-    """In one transaction: the kept events (positions from `first_pos`) and the horizon row
-    (body, signature, signer, written_ms), into a log that holds neither yet."""
+    """In one transaction: the kept events (`rows` for the log's `insert` statement) and the
+    horizon row (body, signature, signer, written_ms), into a log that holds neither yet."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None:
             raise sqlite3.IntegrityError("the log is not empty: a horizon is adopted only first")
         if conn.execute("SELECT 1 FROM horizon").fetchone() is not None:
             raise sqlite3.IntegrityError("the log has a horizon already")
-        conn.executemany(
-            "INSERT INTO events (author, seq, pos, id, hlc, type, job_id, raw)"
-            " VALUES (?,?,?,?,?,?,?,?)",
-            [
-                (e.author, e.seq, first_pos + i, e.id, e.hlc.pack(), e.type, e.job_id, e.raw)
-                for i, e in enumerate(events)
-            ],
-        )
+        conn.executemany(insert, rows)
         conn.execute(
             "INSERT INTO horizon (id, body, signature, signer, written_ms) VALUES (1, ?, ?, ?, ?)",
             horizon_row,

@@ -779,7 +779,7 @@ class EventLog:
             body = pack(horizon)
             if cached is not None and cached[0] == body:
                 return cached
-            _, rows = kept_ids(conn, horizon)
+            rows = kept_ids(conn, horizon)
             return body, Summary(comparable(horizon), kept_digest(rows), len(rows))
 
         try:
@@ -816,7 +816,8 @@ class EventLog:
         events.sort(key=lambda e: (e.author, e.seq))
         row = (body, sign(self._key, body), bytes(self._key.verify_key), self.clock.wall_ms())
         try:
-            await self._writer.run(write_adopted, events, row, self._next_pos)
+            rows = [_row_values(e, self._next_pos + i) for i, e in enumerate(events)]
+            await self._writer.run(write_adopted, INSERT_EVENT, rows, row)
         except sqlite3.Error as exc:
             raise AdoptRefused(f"{self.path}: {exc}") from None
         self._heads = {

@@ -42,20 +42,23 @@ class LogPruner:
         retention then prune the same jobs within moments of each other."""
         return time.monotonic() - self._last >= self.look_s or self.cut() != self._last_cut
 
+    def _retained_from(self) -> tuple[int, int]:
+        """(retention ago in ms, the pruner's period in ms)."""
+        ago = max(0, self.log.clock.wall_ms() - int(self.retain_s * 1000))
+        return ago, int(self.every_s * 1000)
+
     def cut(self) -> Hlc:
         """Retention ago, rounded down to the pruner's period: a cut every node with the same
         `--retain-log` computes alike, so their horizons agree (a node joining late needs its
         seeds to agree, gossip.late) but for the moments after the cut moves."""
-        step = int(self.every_s * 1000)
-        ms = max(0, self.log.clock.wall_ms() - int(self.retain_s * 1000))
+        ms, step = self._retained_from()
         return Hlc(ms - ms % step, 0)
 
     def next_move(self) -> tuple[int, int]:
         """(ms until the cut next moves, the pruner's period in ms): a joiner that adopted the
         horizon just before a move could meet its seeds pruning what it has not fetched yet,
         so it waits for the move (gossip.late)."""
-        step = int(self.every_s * 1000)
-        ms = max(0, self.log.clock.wall_ms() - int(self.retain_s * 1000))
+        ms, step = self._retained_from()
         return step - ms % step, step
 
     async def run(self, refresh: Callable[[], Projection], checkpoints: Checkpoints) -> int:
